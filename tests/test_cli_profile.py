@@ -1,0 +1,129 @@
+"""The ``profile`` command line: output files, and one clear line for bad input."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tfprofscale.cli import main
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    status = main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def assert_one_line_error(status: int, err: str, *fragments: str) -> None:
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("[")]
+    assert status == 2
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_profile_prints_the_table_and_writes_json_and_csv(capsys, cnn_file, tmp_path):
+    status, out, _ = run_cli(capsys, "profile", str(cnn_file), "--steps", "3", "--warmup", "1",
+                             "--trace-steps", "2", "--logdir", str(tmp_path / "runs"),
+                             "--json", str(tmp_path / "r.json"), "--csv", str(tmp_path / "r.csv"))
+    assert status == 0
+    assert "conv (Conv2D)" in out and "Step time" in out
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["totals"]["params"] == (3 * 3 * 8 + 8) + (128 * 3 + 3)
+    assert (tmp_path / "r.csv").read_text().splitlines()[0].startswith("name,type,output_shape")
+    assert list((tmp_path / "runs").glob("two_layer_cnn-b1/plugins/profile/*/*.xplane.pb"))
+
+
+def test_missing_model_file(capsys, tmp_path):
+    status, _, err = run_cli(capsys, "profile", str(tmp_path / "nope.py"))
+    assert_one_line_error(status, err, "nope.py", "does not exist")
+
+
+def test_model_path_is_a_directory(capsys, tmp_path):
+    status, _, err = run_cli(capsys, "profile", str(tmp_path))
+    assert_one_line_error(status, err, "is not a file")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can read any file")
+def test_unreadable_model_file(capsys, cnn_file):
+    cnn_file.chmod(0)
+    status, _, err = run_cli(capsys, "profile", str(cnn_file))
+    assert_one_line_error(status, err, "not readable")
+
+
+def test_model_file_that_is_not_python(capsys, tmp_path):
+    path = tmp_path / "garbage.py"
+    path.write_bytes(b"\x00\x01 this is not python (")
+    status, _, err = run_cli(capsys, "profile", str(path))
+    assert_one_line_error(status, err, "garbage.py")
+
+
+def test_file_without_build_model_or_model(capsys, write_model):
+    path = write_model("x = 1\n", "empty.py")
+    status, _, err = run_cli(capsys, "profile", str(path))
+    assert_one_line_error(status, err, "empty.py", "neither build_model() nor model")
+
+
+def test_build_model_raising(capsys, write_model):
+    path = write_model("def build_model():\n    raise ValueError('kernel 9 is larger than the 4x4 map')\n", "bad.py")
+    status, _, err = run_cli(capsys, "profile", str(path))
+    assert_one_line_error(status, err, "bad.py", "ValueError", "kernel 9 is larger")
+
+
+def test_param_not_key_value(capsys, cnn_file):
+    status, _, err = run_cli(capsys, "profile", str(cnn_file), "--param", "filters")
+    assert_one_line_error(status, err, "'filters'", "KEY=VALUE")
+
+
+def test_param_unknown_name(capsys, cnn_file):
+    status, _, err = run_cli(capsys, "profile", str(cnn_file), "--param", "depth=3")
+    assert_one_line_error(status, err, "'depth'", "filters, units")
+
+
+def test_param_of_the_wrong_type(capsys, cnn_file):
+    status, _, err = run_cli(capsys, "profile", str(cnn_file), "--param", "filters=many")
+    assert_one_line_error(status, err, "filters", "expected int")
+
+
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_batch_size_below_one(capsys, cnn_file, value):
+    status, _, err = run_cli(capsys, "profile", str(cnn_file), "--batch-size", value)
+    assert_one_line_error(status, err, "batch-size", value)
+
+
+def test_batch_size_not_an_integer(capsys, cnn_file):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["profile", str(cnn_file), "--batch-size", "2.5"])
+    _, err = capsys.readouterr()
+    assert_one_line_error(exit_info.value.code, err, "--batch-size", "2.5")
+
+
+def test_input_shape_not_fully_defined(capsys, write_model):
+    path = write_model("""
+        import keras
+
+        def build_model():
+            inputs = keras.Input((None, None, 3))
+            return keras.Model(inputs, keras.layers.Conv2D(2, 3)(inputs))
+    """, "open_shape.py")
+    status, _, err = run_cli(capsys, "profile", str(path))
+    assert_one_line_error(status, err, "(None, None, None, 3)", "beyond the batch")
+
+
+def test_unwritable_logdir(capsys, cnn_file, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    status, _, err = run_cli(capsys, "profile", str(cnn_file), "--logdir", str(blocker / "runs"))
+    assert_one_line_error(status, err, "--logdir", "not writable")
+
+
+def test_bad_input_in_a_real_process_prints_no_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "tfprofscale", "profile", str(tmp_path / "missing.py")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"tfprofscale profile: error: model file {tmp_path / 'missing.py'} does not exist"]

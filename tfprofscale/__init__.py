@@ -1,0 +1,26 @@
+"""tfprofscale: formulas, TensorFlow's graph and the runtime, side by side.
+
+``tfprofscale.profile(model_or_path, batch_size=1, ...)`` returns a ``Report``;
+``report.to_frame()`` is its per-layer pandas DataFrame. TensorFlow is imported
+on first use, so ``import tfprofscale`` and ``--help`` stay fast.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+__all__ = ["profile", "Report", "InputError"]
+
+from tfprofscale.errors import InputError
+
+
+def __getattr__(name: str) -> Any:
+    if name == "profile":
+        from tfprofscale.pipeline import profile
+
+        return profile
+    if name == "Report":
+        from tfprofscale.report import Report
+
+        return Report
+    raise AttributeError(f"module 'tfprofscale' has no attribute {name!r}")

@@ -1,0 +1,84 @@
+"""Join graph ops with the runtime kernels that really ran, and with layers.
+
+On CPU, oneDNN rewrites the graph before it runs: ``Conv2D -> BiasAdd ->
+Relu`` executes as one ``_MklNativeFusedConv2D`` kernel named after the last
+op of the chain. Such a kernel is matched to its graph op by name, and the
+graph ops it absorbed are found by walking its data inputs back through ops
+that never ran on their own. The fusion is kept visible: the kernel's row
+lists ``fused_ops`` and each absorbed op names the kernel it went into.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from tfprofscale.graph_stats import GraphOp, GraphStats
+from tfprofscale.runtime import KernelTime
+from tfprofscale.tracing import STRUCTURAL_OP_TYPES
+
+
+@dataclass
+class OpRow:
+    """One op: its graph FLOPs, the kernel that ran it and its time per step."""
+
+    name: str
+    type: str
+    layer: str | None
+    graph_flops: int | None
+    time_us: float | None
+    occurrences: float | None
+    kernel: str | None = None
+    fused_ops: list[str] = field(default_factory=list)
+    fused_into: str | None = None
+
+
+def attribute_ops(stats: GraphStats, kernels: list[KernelTime] | None,
+                  layer_of: Callable[[str], str | None]) -> list[OpRow]:
+    """Op rows for every computing graph op and every kernel that ran.
+
+    ``kernels`` None means no trace was taken: times stay None. Structural
+    ops (placeholders, variable reads, reshapes) appear only if they ran.
+    """
+    graph_ops = stats.by_name()
+    timed = {k.name: k for k in kernels or []}
+    rows: dict[str, OpRow] = {}
+    for op in stats.ops:
+        kernel = timed.get(op.name)
+        if kernel is None and op.type in STRUCTURAL_OP_TYPES:
+            continue
+        rows[op.name] = _graph_row(op, kernel, layer_of, traced=kernels is not None)
+    for kernel in timed.values():
+        if kernel.name not in graph_ops:
+            rows[kernel.name] = OpRow(kernel.name, kernel.kernel_type, layer_of(kernel.name), None,
+                                      kernel.time_us, kernel.occurrences, kernel.kernel_type)
+    for kernel in timed.values():
+        if kernel.name in graph_ops:
+            _mark_fusion(rows, graph_ops, timed, kernel.name)
+    return list(rows.values())
+
+
+def _graph_row(op: GraphOp, kernel: KernelTime | None, layer_of: Callable[[str], str | None],
+               traced: bool) -> OpRow:
+    if kernel is None:
+        return OpRow(op.name, op.type, layer_of(op.name), op.flops, 0.0 if traced else None,
+                     0.0 if traced else None)
+    return OpRow(op.name, op.type, layer_of(op.name), op.flops, kernel.time_us,
+                 kernel.occurrences, kernel.kernel_type)
+
+
+def _mark_fusion(rows: dict[str, OpRow], graph_ops: dict[str, GraphOp],
+                 timed: dict[str, KernelTime], kernel_name: str) -> None:
+    """Walk back the first data input while ops never ran on their own."""
+    current = graph_ops[kernel_name]
+    while current.inputs:
+        producer = graph_ops.get(current.inputs[0])
+        if producer is None or producer.name in timed or producer.type in STRUCTURAL_OP_TYPES:
+            return
+        row = rows.get(producer.name)
+        if row is None or row.fused_into is not None:
+            return
+        row.fused_into = kernel_name
+        row.time_us = None
+        row.occurrences = None
+        rows[kernel_name].fused_ops.insert(0, producer.name)
+        current = producer

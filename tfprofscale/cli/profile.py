@@ -1,0 +1,69 @@
+"""``tfprofscale profile MODEL.py``: one model, three views of its cost."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tfprofscale.errors import InputError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``profile`` sub-command."""
+    parser = subparsers.add_parser("profile", help="profile one model file",
+                                   description="Profile one model: formulas, graph FLOPs and runtime per layer.")
+    parser.add_argument("model", help="model file defining build_model(**params) or model")
+    add_measure_options(parser)
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="model parameter (repeatable)")
+    parser.add_argument("--logdir", default="runs", help="TensorBoard logdir for the trace (default: runs)")
+    parser.add_argument("--json", metavar="FILE", help="write the full report as JSON")
+    parser.add_argument("--csv", metavar="FILE", help="write the per-layer table as CSV")
+    parser.add_argument("--show-predictions", type=int, default=0, metavar="N",
+                        help="with --data, print N test predictions")
+    parser.add_argument("--quiet", action="store_true", help="no progress messages")
+    parser.set_defaults(run=run)
+
+
+def add_measure_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by ``profile`` and ``sweep``: batch, steps, weights, data."""
+    parser.add_argument("--batch-size", type=int, default=1, help="inference batch size (default 1)")
+    parser.add_argument("--steps", type=int, default=50, help="timed steps (default 50)")
+    parser.add_argument("--warmup", type=int, default=5, help="warm-up steps (default 5)")
+    parser.add_argument("--trace-steps", type=int, default=20, help="profiled steps (default 20)")
+    parser.add_argument("--no-trace", action="store_true", help="skip the profiler trace")
+    parser.add_argument("--weights", metavar="FILE", help="load trained weights before profiling")
+    parser.add_argument("--data", metavar="DIR", help="data directory for accuracy (or TFPROFSCALE_DATA)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Profile, print the table, write the requested files."""
+    from tfprofscale import loading
+    from tfprofscale.pipeline import ProfileOptions, run_profile
+    from tfprofscale.table import render
+
+    for target in (args.json, args.csv):
+        _check_writable(target)
+    model_file = loading.load_model_file(args.model)
+    params = loading.parse_params(args.param, model_file)
+    options = ProfileOptions(
+        batch_size=args.batch_size, steps=args.steps, warmup=args.warmup, trace_steps=args.trace_steps,
+        logdir=args.logdir, trace=not args.no_trace, weights=args.weights, data=args.data,
+        show_predictions=args.show_predictions, params=params, progress=not args.quiet,
+    )
+    report = run_profile(args.model, options)
+    print(render(report))
+    for line in report.predictions:
+        print(line)
+    if args.json:
+        report.write_json(args.json)
+    if args.csv:
+        report.write_csv(args.csv)
+    return 0
+
+
+def _check_writable(target: str | None) -> None:
+    if target is None:
+        return
+    folder = Path(target).parent
+    if not folder.is_dir():
+        raise InputError(f"cannot write {target}: folder {folder} does not exist")

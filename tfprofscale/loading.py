@@ -1,0 +1,164 @@
+"""The model-file protocol: import a user's Python file and build its model.
+
+A model file defines ``build_model(**params)`` returning a ``keras.Model`` (or
+a ``tf.function`` with an ``input_signature``), or a module-level ``model``.
+Optional: ``PARAMS`` (defaults, and the names ``--param`` accepts),
+``example_inputs(batch_size, **params)`` and ``load_data(path, **params)``.
+"""
+from __future__ import annotations
+
+import ast
+import importlib.util
+import inspect
+import itertools
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable, Iterable
+
+from tfprofscale.errors import InputError
+
+_module_counter = itertools.count()
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """An imported model file and what it offers."""
+
+    path: Path
+    module: ModuleType
+
+    @property
+    def name(self) -> str:
+        """The model's name: the file name without ``.py``."""
+        return self.path.stem
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """``PARAMS`` of the file, or {} when it has none."""
+        return dict(getattr(self.module, "PARAMS", {}) or {})
+
+    @property
+    def example_inputs(self) -> Callable[..., Any] | None:
+        """The file's ``example_inputs(batch_size, **params)``, if any."""
+        return getattr(self.module, "example_inputs", None)
+
+    @property
+    def load_data(self) -> Callable[..., Any] | None:
+        """The file's ``load_data(path, **params)``, if any."""
+        return getattr(self.module, "load_data", None)
+
+    def accepted_params(self) -> set[str] | None:
+        """Parameter names ``build_model`` takes; None means any name."""
+        if self.defaults:
+            return set(self.defaults)
+        builder = getattr(self.module, "build_model", None)
+        if builder is None:
+            return set()
+        parameters = inspect.signature(builder).parameters.values()
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+            return None
+        return {p.name for p in parameters}
+
+
+def load_model_file(path: str | os.PathLike) -> ModelFile:
+    """Import a model file by path; InputError if it is missing or unusable."""
+    file = Path(path)
+    if not file.exists():
+        raise InputError(f"model file {file} does not exist")
+    if not file.is_file():
+        raise InputError(f"model file {file} is not a file")
+    if not os.access(file, os.R_OK):
+        raise InputError(f"model file {file} is not readable")
+    module = _import_file(file)
+    if not hasattr(module, "build_model") and not hasattr(module, "model"):
+        raise InputError(f"model file {file} defines neither build_model() nor model")
+    return ModelFile(path=file.resolve(), module=module)
+
+
+def _import_file(file: Path) -> ModuleType:
+    module_name = f"tfprofscale_model_{file.stem}_{next(_module_counter)}"
+    spec = importlib.util.spec_from_file_location(module_name, file)
+    if spec is None or spec.loader is None:
+        raise InputError(f"model file {file} cannot be imported as Python")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as error:
+        raise InputError(f"model file {file}, line {error.lineno}: syntax error: {error.msg}") from None
+    except Exception as error:  # the user's module code failed at import
+        raise InputError(f"model file {file} failed to import: {type(error).__name__}: {error}") from None
+    return module
+
+
+def parse_params(pairs: Iterable[str], model_file: ModelFile) -> dict[str, Any]:
+    """``["k=v", ...]`` from the command line into the full parameter dict.
+
+    Values are Python literals where they parse as one (``3``, ``0.5``,
+    ``'same'``, ``(3, 3)``), else plain strings.
+    """
+    overrides = {}
+    for pair in pairs:
+        key, text = _split_pair(pair)
+        overrides[key] = literal(text)
+    return resolve_params(model_file, overrides)
+
+
+def resolve_params(model_file: ModelFile, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The file's defaults with ``overrides`` applied, names and types checked."""
+    params = model_file.defaults
+    accepted = model_file.accepted_params()
+    for key, value in overrides.items():
+        if accepted is not None and key not in accepted:
+            known = ", ".join(sorted(accepted)) or "none"
+            raise InputError(f"parameter {key!r}: {model_file.path.name} has no such parameter (known: {known})")
+        params[key] = check_type(key, value, params.get(key))
+    return params
+
+
+def _split_pair(pair: str) -> tuple[str, str]:
+    key, sep, value = pair.partition("=")
+    key = key.strip()
+    if not sep or not key.isidentifier():
+        raise InputError(f"--param {pair!r} is not KEY=VALUE")
+    return key, value.strip()
+
+
+def literal(text: str) -> Any:
+    """A Python literal from text where it parses as one, else the text."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def check_type(key: str, value: Any, default: Any) -> Any:
+    """``value`` if it has its default's type (ints widen to float), else InputError."""
+    if default is None or isinstance(value, type(default)):
+        return value
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(default, (tuple, list)) and isinstance(value, (tuple, list)):
+        return type(default)(value)
+    raise InputError(f"parameter {key}={value!r}: expected {type(default).__name__} like its default {default!r}")
+
+
+def build(model_file: ModelFile, params: dict[str, Any]) -> Any:
+    """The model object: ``build_model(**params)``, or the module's ``model``."""
+    builder = getattr(model_file.module, "build_model", None)
+    if builder is None:
+        if params:
+            raise InputError(f"{model_file.path.name} has a fixed `model` and takes no --param")
+        return model_file.module.model
+    try:
+        return builder(**params)
+    except InputError:
+        raise
+    except Exception as error:  # the user's build_model refused these params
+        shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
+        raise InputError(
+            f"{model_file.path.name}: build_model({shown}) failed: {type(error).__name__}: {error}"
+        ) from None
