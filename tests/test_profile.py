@@ -170,4 +170,5 @@ def test_a_plain_tf_function_is_grouped_by_name_scope(write_model, tmp_path):
     assert groups["projection"].graph_flops == 2 * 5 * 4 * 3
     assert groups["activation"].graph_flops is None  # Relu has no FLOPs statistics in TensorFlow
     assert groups["projection"].analytic_flops is None and not groups["projection"].supported
+    assert groups["projection"].params == 4 * 3 and groups["activation"].params == 0
     assert groups["projection"].time_us is not None

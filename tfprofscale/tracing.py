@@ -210,16 +210,33 @@ def _trace_function(function: Any, batch_size: int, example_inputs: Callable[...
     return TracedModel(concrete, inputs, layers, batch_size, None, scopes)
 
 
+@dataclass(frozen=True)
+class ScopeGroup:
+    """A top-level name scope of a plain tf.function, standing in for a layer."""
+
+    name: str
+    params: int
+    compute_dtype: str
+    built: bool = True
+
+    def count_params(self) -> int:
+        """Elements of the variables the scope reads."""
+        return self.params
+
+
 def _scope_groups(graph: tf.Graph) -> tuple[list[LayerInfo], dict[str, str]]:
     """One pseudo-layer per top-level name scope that holds computation."""
     last_op: dict[str, Any] = {}
+    variables: dict[str, dict[str, int]] = {}
     for op in graph.get_operations():
         scope, sep, _ = op.name.partition("/")
+        if sep and op.type == "ReadVariableOp":
+            variables.setdefault(scope, {})[op.inputs[0].name] = op.outputs[0].shape.num_elements() or 0
         if sep and op.type not in STRUCTURAL_OP_TYPES:
             last_op[scope] = op
     layers = [
-        LayerInfo(name=scope, type="NameScope", input_shapes=(),
-                  output_shape=_op_output_shape(op), scope=scope)
+        LayerInfo(name=scope, type="NameScope", input_shapes=(), output_shape=_op_output_shape(op), scope=scope,
+                  layer=ScopeGroup(scope, sum(variables.get(scope, {}).values()), op.outputs[0].dtype.name))
         for scope, op in last_op.items()
     ]
     return layers, {scope: scope for scope in last_op}
