@@ -41,6 +41,7 @@ import keras
 
 from tfprofscale import datasets
 from tfprofscale.errors import InputError
+from tfprofscale.model_checks import require_positive_int, require_rate, require_total_layers
 
 CLASS_NAMES = ["t-shirt/top", "trouser", "pullover", "dress", "coat",
                "sandal", "shirt", "sneaker", "bag", "ankle boot"]
@@ -61,8 +62,8 @@ def build_model(total_layers: int = 4, conv_size: int = 3, filters: int = 64,
     """The classifier for one (total_layers, conv_size); InputError if it cannot be built."""
     conv_pool_pairs = _conv_pool_pairs(total_layers)
     for name, value in (("conv_size", conv_size), ("filters", filters), ("dense_units", dense_units)):
-        _require_positive_int(name, value)
-    _require_rate("dropout", dropout)
+        require_positive_int(name, value)
+    require_rate("dropout", dropout)
 
     inputs = keras.Input(shape=(IMAGE_SIDE, IMAGE_SIDE, 1), name="image")
     tensor = inputs
@@ -84,9 +85,7 @@ def load_data(path: str | None = None, **params: object) -> datasets.LabeledData
 
 def _conv_pool_pairs(total_layers: object) -> int:
     """How many conv+pool pairs ``total_layers`` means; InputError if the map would vanish."""
-    if isinstance(total_layers, bool) or not isinstance(total_layers, int) or total_layers < 4 or total_layers % 2:
-        raise InputError(f"total_layers={total_layers!r}: must be an even integer >= 4 (4, 6, 8, 10)")
-    pairs, side = (total_layers - 2) // 2, IMAGE_SIDE
+    pairs, side = require_total_layers(total_layers), IMAGE_SIDE
     for index in range(pairs):
         if side < POOL_SIZE:
             raise InputError(f"total_layers={total_layers} is too deep: pool{index} meets a {side}x{side} "
@@ -94,15 +93,3 @@ def _conv_pool_pairs(total_layers: object) -> int:
                              f"(at most {2 * index + 2} total layers on {IMAGE_SIDE}x{IMAGE_SIDE} images)")
         side //= POOL_SIZE
     return pairs
-
-
-def _require_positive_int(name: str, value: object) -> None:
-    """InputError unless ``value`` is an int >= 1."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(f"{name}={value!r}: must be a positive integer")
-
-
-def _require_rate(name: str, value: object) -> None:
-    """InputError unless ``value`` is a number in [0, 1)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise InputError(f"{name}={value!r}: must be a number in [0, 1)")

@@ -29,6 +29,7 @@ import math
 import keras
 
 from tfprofscale.errors import InputError
+from tfprofscale.model_checks import require_positive_int
 
 PARAMS = {
     "n_layers": 4,
@@ -53,7 +54,7 @@ def build_model(n_layers: int = 4, filters: int = 32, kernel_size: int = 3, stri
     for name, value in (("n_layers", n_layers), ("filters", filters), ("kernel_size", kernel_size),
                         ("stride", stride), ("input_size", input_size), ("channels", channels),
                         ("n_classes", n_classes), ("fc_units", fc_units), ("pool_size", pool_size)):
-        _require_positive_int(name, value)
+        require_positive_int(name, value)
     if padding not in PADDINGS:
         raise InputError(f"padding={padding!r}: must be one of {', '.join(PADDINGS)}")
     check_feature_map_sizes(n_layers, kernel_size, stride, input_size, padding, pool_size)
@@ -98,9 +99,3 @@ def _conv_output_side(side: int, kernel_size: int, stride: int, padding: str) ->
     if padding == "same":
         return math.ceil(side / stride)
     return (side - kernel_size) // stride + 1
-
-
-def _require_positive_int(name: str, value: object) -> None:
-    """InputError unless ``value`` is an int >= 1."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(f"{name}={value!r}: must be a positive integer")

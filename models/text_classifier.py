@@ -43,6 +43,7 @@ import numpy as np
 
 from tfprofscale import datasets
 from tfprofscale.errors import InputError
+from tfprofscale.model_checks import require_positive_int, require_rate, require_total_layers
 
 CLASS_NAMES = ["negative", "positive"]
 SEQUENCE_POOL = 2
@@ -66,8 +67,8 @@ def build_model(total_layers: int = 4, conv_size: int = 3, filters: int = 64, de
     for name, value in (("conv_size", conv_size), ("filters", filters), ("dense_units", dense_units),
                         ("embedding_dim", embedding_dim), ("sequence_length", sequence_length),
                         ("vocab_size", vocab_size)):
-        _require_positive_int(name, value)
-    _require_rate("dropout", dropout)
+        require_positive_int(name, value)
+    require_rate("dropout", dropout)
     heights = sequence_heights(total_layers, conv_size, sequence_length)
 
     inputs = keras.Input(shape=(sequence_length,), dtype="int32", name="tokens")
@@ -89,12 +90,10 @@ def build_model(total_layers: int = 4, conv_size: int = 3, filters: int = 64, de
 
 def sequence_heights(total_layers: object, conv_size: int, sequence_length: int) -> list[int]:
     """The sequence length each conv outputs (what its pool meets); InputError if one vanishes."""
-    if isinstance(total_layers, bool) or not isinstance(total_layers, int) or total_layers < 4 or total_layers % 2:
-        raise InputError(f"total_layers={total_layers!r}: must be an even integer >= 4 (4, 6, 8, 10)")
+    pairs = require_total_layers(total_layers)
     if conv_size > sequence_length:
         raise InputError(f"conv_size={conv_size} is longer than the {sequence_length} tokens conv0 meets "
                          f"(sequence_length={sequence_length})")
-    pairs = (total_layers - 2) // 2
     heights = [sequence_length - conv_size + 1]
     for index in range(1, pairs):
         if heights[-1] < SEQUENCE_POOL:
@@ -117,15 +116,3 @@ def load_data(path: str | None = None, **params: object) -> datasets.LabeledData
     merged = {**PARAMS, **params}
     return datasets.load_sentence_polarity(path, sequence_length=merged["sequence_length"],
                                            vocab_size=merged["vocab_size"])
-
-
-def _require_positive_int(name: str, value: object) -> None:
-    """InputError unless ``value`` is an int >= 1."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(f"{name}={value!r}: must be a positive integer")
-
-
-def _require_rate(name: str, value: object) -> None:
-    """InputError unless ``value`` is a number in [0, 1)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise InputError(f"{name}={value!r}: must be a number in [0, 1)")
