@@ -35,6 +35,7 @@ class LayerRow:
     time_share: float | None = None
     receptive_field: int | None = None
     supported: bool = True
+    inbound: list[str] = field(default_factory=list)
     ops: list[str] = field(default_factory=list)
     kernels: list[str] = field(default_factory=list)
     uncounted_ops: list[str] = field(default_factory=list)
@@ -131,7 +132,7 @@ def _known(record: type, data: dict[str, Any]) -> dict[str, Any]:
 def _flat_layer(row: LayerRow) -> dict[str, Any]:
     flat = asdict(row)
     flat["output_shape"] = "x".join(str(d) for d in row.output_shape)
-    for key in ("ops", "kernels", "uncounted_ops"):
+    for key in ("inbound", "ops", "kernels", "uncounted_ops"):
         flat[key] = " ".join(flat[key])
     for key in ("analytic_terms", "geometry"):
         flat[key] = json.dumps(flat[key], sort_keys=True)
@@ -169,7 +170,7 @@ def _layer_row(info: LayerInfo, cost: LayerCost, ops: list[OpRow], graph_types: 
         analytic_flops=cost.flops, analytic_macs=cost.macs, graph_flops=graph_flops,
         activation_bytes=cost.activation_bytes, time_us=time_us,
         achieved_gflops=counted / (time_us * 1e3) if counted and time_us else None,
-        receptive_field=cost.receptive_field, supported=cost.supported,
+        receptive_field=cost.receptive_field, supported=cost.supported, inbound=list(info.inbound),
         ops=[op.name for op in ops], kernels=sorted({op.kernel for op in ops if op.kernel}),
         uncounted_ops=[op.name for op in graph_ops
                        if op.graph_flops is None and op.type not in STRUCTURAL_OP_TYPES],

@@ -32,6 +32,7 @@ class StepTimes:
     min: float
     cv: float
     n: int
+    mean: float | None = None
 
     @classmethod
     def from_seconds(cls, seconds: list[float]) -> "StepTimes":
@@ -41,7 +42,7 @@ class StepTimes:
         return cls(
             median=float(np.median(ms)), p10=float(np.percentile(ms, 10)),
             p90=float(np.percentile(ms, 90)), min=float(ms.min()),
-            cv=float(ms.std() / mean) if mean > 0 else 0.0, n=len(ms),
+            cv=float(ms.std() / mean) if mean > 0 else 0.0, n=len(ms), mean=mean,
         )
 
 

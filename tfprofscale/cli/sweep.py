@@ -1,0 +1,65 @@
+"""``tfprofscale sweep CONFIG.ini``: profile a grid of configurations, then tables, plots and a report."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tfprofscale.errors import InputError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``sweep`` sub-command."""
+    parser = subparsers.add_parser(
+        "sweep", help="profile every configuration of a grid",
+        description="Profile every configuration of an INI file's grid in reusable worker processes; "
+                    "write results.csv, layers.csv, one JSON report per configuration, TensorBoard "
+                    "traces and HParams, plots and report.md into --out. Rerunning resumes.")
+    parser.add_argument("config", help="INI file: document 001's [CONFIGURATION] or [sweep] + [grid]")
+    parser.add_argument("--model", metavar="FILE", help="model file (overrides the config's [sweep] model)")
+    parser.add_argument("--out", metavar="DIR", help="output directory (default: results/<config file name>)")
+    parser.add_argument("--no-resume", action="store_true",
+                        help="start over: remove this sweep's earlier outputs in --out")
+    parser.add_argument("--data", metavar="DIR",
+                        help="train each configuration on this data, then measure its test accuracy")
+    parser.add_argument("--weights", metavar="FILE", help="load these trained weights in every configuration")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="worker processes (default 1: parallel workers share the CPU cores, "
+                             "so their step times would disturb each other)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check everything, run the sweep, say where the outputs are; status 1 if nothing succeeded."""
+    from tfprofscale.sweep import SweepOptions, run_sweep
+    from tfprofscale.sweep_config import load_sweep_config
+
+    if args.workers < 1:
+        raise InputError(f"--workers {args.workers}: must be at least 1")
+    config = load_sweep_config(args.config, args.model)
+    data = _check_data(args.data, config.model)
+    if args.weights is not None and not Path(args.weights).is_file():
+        raise InputError(f"--weights {args.weights} does not exist")
+    out_dir = Path(args.out) if args.out else Path("results") / Path(args.config).stem
+    options = SweepOptions(out_dir=out_dir, resume=not args.no_resume, workers=args.workers, data=data,
+                           weights=args.weights)
+    summary = run_sweep(config, options)
+    print(f"{summary.total} configurations: {summary.ok} ok, {len(summary.failed)} failed"
+          + (f" ({summary.resumed} done by an earlier run)" if summary.resumed else ""))
+    print(f"tables:  {out_dir / 'results.csv'} (per configuration), {out_dir / 'layers.csv'} (per layer)")
+    print(f"reports: {out_dir / 'reports'}/<config_id>.json")
+    print(f"plots:   {out_dir / 'plots'}/ ({len(summary.plots)} figures), index {out_dir / 'report.md'}")
+    print(f"traces and HParams: tensorboard --logdir {out_dir / 'runs'}")
+    return 0 if summary.ok else 1
+
+
+def _check_data(data: str | None, model: Path) -> str | None:
+    """The data directory as a string, after checking it and that the model can load data."""
+    if data is None:
+        return None
+    from tfprofscale import loading
+    from tfprofscale.datasets import resolve_data_dir
+
+    path = resolve_data_dir(data)
+    if loading.load_model_file(model).load_data is None:
+        raise InputError(f"--data {data}: model file {model} has no load_data(path, **params), so it cannot be trained")
+    return str(path.resolve())

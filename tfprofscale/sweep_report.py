@@ -1,0 +1,230 @@
+"""A sweep's tables (results.csv, layers.csv) and summaries (plots, HParams, report.md), from its records.
+
+A record is the content of ``reports/<config_id>.json``: ``config_id``,
+``config`` (grid values and ``batch_size``), ``repeat``, ``status``,
+``error``, ``elapsed_s`` and ``report`` (the profile JSON, None if failed).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tfprofscale.sweep_config import SweepConfig
+
+DOCUMENT_001_COLUMNS = ["Layers", "BatchSize", "ConvSize", "TotalTime", "MeanTime"]
+TOTALS_COLUMNS = ["params", "analytic_flops", "analytic_macs", "graph_flops", "activation_bytes",
+                  "analytic_memory_bytes", "peak_bytes"]
+STEP_COLUMNS = ["step_time_median_ms", "step_time_p10_ms", "step_time_p90_ms", "step_time_cv"]
+RESULT_COLUMNS = ["batch_size", "repeat", *DOCUMENT_001_COLUMNS, *TOTALS_COLUMNS, *STEP_COLUMNS,
+                  "accuracy", "status", "error"]
+LAYER_FIELDS = ["name", "type", "output_shape", "params", "analytic_flops", "analytic_macs", "graph_flops",
+                "activation_bytes", "time_us", "achieved_gflops", "time_share", "receptive_field", "supported",
+                "geometry", "analytic_terms"]
+TIME_COLUMN = "step_time_median_ms"
+
+
+def results_row(record: dict[str, Any], grid_names: list[str]) -> dict[str, Any]:
+    """One row of results.csv: grid values, batch, repeat, document 001's columns, totals, status.
+
+    ``TotalTime`` and ``MeanTime`` (seconds, the timed steps' total and
+    mean) need the step-time mean in the report; without it they are empty.
+    """
+    config, report = record["config"], record.get("report")
+    totals = report["totals"] if report else {}
+    params = report["params"] if report else config
+    steps = totals.get("step_time_ms") or {}
+    mean_ms = steps.get("mean")
+    row = {name: config.get(name) for name in grid_names}
+    row.update(batch_size=config["batch_size"], repeat=record["repeat"], Layers=params.get("total_layers"),
+               BatchSize=config["batch_size"], ConvSize=params.get("conv_size"),
+               TotalTime=None if mean_ms is None else mean_ms * steps["n"] / 1e3,
+               MeanTime=None if mean_ms is None else mean_ms / 1e3)
+    row.update({column: totals.get(column) for column in TOTALS_COLUMNS})
+    row.update(step_time_median_ms=steps.get("median"), step_time_p10_ms=steps.get("p10"),
+               step_time_p90_ms=steps.get("p90"), step_time_cv=steps.get("cv"), accuracy=totals.get("accuracy"),
+               status=record["status"], error=record.get("error"))
+    return row
+
+
+def layer_rows(record: dict[str, Any], grid_names: list[str]) -> list[dict[str, Any]]:
+    """The rows of layers.csv for one configuration (none if it failed)."""
+    report = record.get("report")
+    if not report:
+        return []
+    config = record["config"]
+    base = {"config_id": record["config_id"], **{name: config.get(name) for name in grid_names},
+            "batch_size": config["batch_size"]}
+    rows = []
+    for layer in report["layers"]:
+        row = {**base, **{field: layer.get(field) for field in LAYER_FIELDS}}
+        row["output_shape"] = "x".join(str(d) for d in layer["output_shape"])
+        row["geometry"] = json.dumps(layer.get("geometry") or {}, sort_keys=True)
+        row["analytic_terms"] = json.dumps(layer.get("analytic_terms") or {}, sort_keys=True)
+        rows.append(row)
+    return rows
+
+
+def write_tables(out_dir: Path, records: list[dict[str, Any]], grid_names: list[str]) -> None:
+    """results.csv and layers.csv of ``records``, each written atomically."""
+    results = [results_row(record, grid_names) for record in records]
+    layers = [row for record in records for row in layer_rows(record, grid_names)]
+    write_csv(out_dir / "results.csv", results, grid_names + RESULT_COLUMNS)
+    write_csv(out_dir / "layers.csv", layers, ["config_id", *grid_names, "batch_size", *LAYER_FIELDS])
+
+
+def write_summaries(out_dir: Path, config: SweepConfig, records: list[dict[str, Any]],
+                    grid_names: list[str]) -> list[Path]:
+    """plots/*.png, the HParams summary in runs/ and report.md, from all records; the plot files."""
+    from tfprofscale import hparams, plots
+
+    results = [results_row(record, grid_names) for record in records]
+    layers = [row for record in records for row in layer_rows(record, grid_names)]
+    parameters = grid_names + ["batch_size"]
+    shutil.rmtree(out_dir / "plots", ignore_errors=True)
+    figures = plots.sweep_figures(results, layers, parameters, Path(str(config.model)).stem)
+    saved = plots.save_figures(figures, out_dir / "plots")
+    hparams.write_hparams(out_dir / "runs", results, parameters, [record["config_id"] for record in records])
+    atomic_write_text(out_dir / "report.md", report_markdown(config, records, grid_names, saved))
+    return [figure.path for figure in saved]
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    """``rows`` as CSV with ``columns`` (None as an empty cell), written atomically."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old file or the whole new one."""
+    partial_file = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(partial_file, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(partial_file, path)
+
+
+def report_markdown(config: SweepConfig, records: list[dict[str, Any]], grid_names: list[str],
+                    figures: list[Any]) -> str:
+    """report.md: what was swept, the headline numbers, and every figure with one sentence."""
+    results = pd.DataFrame([results_row(record, grid_names) for record in records])
+    layers = [row for record in records for row in layer_rows(record, grid_names)]
+    ok = results[results["status"] == "ok"] if not results.empty else results
+    lines = [f"# Sweep of {Path(str(config.model)).name}", "", _overview(config, records, len(ok)), "",
+             "## Headline numbers", ""]
+    lines += [f"- {finding}" for finding in _findings(ok, grid_names + ["batch_size"], layers)]
+    lines += [f"- failed: `{r['config_id']}`: {r['error']}" for r in records if r["status"] != "ok"]
+    lines += ["", "## Figures", ""]
+    for figure in figures:
+        lines += [f"### {figure.title}", "", figure.description, "",
+                  f"![{figure.title}](plots/{figure.path.name})", ""]
+    if not figures:
+        lines += ["No figures: no configuration was profiled successfully.", ""]
+    lines += ["## Files", "", "`results.csv` (one row per configuration), `layers.csv` (one row per layer), "
+              "`reports/<config_id>.json` (each profile), `runs/` (TensorBoard: `tensorboard --logdir runs`; "
+              "Profile tab for the traces, HParams tab to compare configurations).", ""]
+    return "\n".join(lines)
+
+
+def _overview(config: SweepConfig, records: list[dict[str, Any]], ok: int) -> str:
+    grid = "; ".join(f"{name} = {' '.join(map(str, values))}" for name, values in config.grid.items())
+    first = next((r["report"] for r in records if r.get("report")), None)
+    where = f" on {first['device']} with TensorFlow {first['tensorflow']}" if first else ""
+    return (f"{len(records)} configurations from `{config.source}`: {grid or 'no grid'}; "
+            f"batch sizes {' '.join(map(str, config.batch_sizes))}; {config.repeats} repeat(s). "
+            f"{ok} profiled, {len(records) - ok} failed. Each step time is the median of {config.steps} "
+            f"timed inference steps after {config.warmup} warm-up steps{where}.")
+
+
+def _findings(ok: pd.DataFrame, parameters: list[str], layers: list[dict[str, Any]]) -> list[str]:
+    if ok.empty:
+        return ["no configuration was profiled successfully"]
+    from tfprofscale.plots import layer_time_fits, swept_parameters
+
+    swept = swept_parameters(ok, parameters)
+    findings = [_extremes(ok, swept)]
+    findings += [_parameter_effect(ok, name) for name in swept]
+    if "batch_size" in swept:
+        findings.append(_per_example(ok))
+    findings += [_correlations(ok, swept), _ranges(ok)]
+    findings += [_fit_line(fit) for fit in layer_time_fits(layers)]
+    if ok["accuracy"].notna().any():
+        best = ok.loc[ok["accuracy"].astype(float).idxmax()]
+        findings.append(f"test accuracy (trained with --data): best {best['accuracy']:.4f} "
+                        f"({_describe(best, swept)}), worst {ok['accuracy'].astype(float).min():.4f}")
+    return [finding for finding in findings if finding]
+
+
+def _extremes(ok: pd.DataFrame, parameters: list[str]) -> str:
+    times = ok[TIME_COLUMN].astype(float)
+    fastest, slowest = ok.loc[times.idxmin()], ok.loc[times.idxmax()]
+    return (f"median step time from {times.min():.3g} ms ({_describe(fastest, parameters)}) to "
+            f"{times.max():.3g} ms ({_describe(slowest, parameters)}), a factor of {times.max() / times.min():.3g}")
+
+
+def _parameter_effect(ok: pd.DataFrame, name: str) -> str:
+    values = list(dict.fromkeys(ok[name]))
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        values = sorted(values)
+    low, high = (ok.loc[ok[name] == value, TIME_COLUMN].astype(float).median() for value in (values[0], values[-1]))
+    return (f"{name} {values[0]} -> {values[-1]}: median step time {low:.3g} ms -> {high:.3g} ms "
+            f"(x{high / low:.3g}; medians over the other parameters)")
+
+
+def _per_example(ok: pd.DataFrame) -> str:
+    per_example = ok[TIME_COLUMN].astype(float) / ok["batch_size"].astype(float)
+    small, large = ok["batch_size"].min(), ok["batch_size"].max()
+    at_small = per_example[ok["batch_size"] == small].median()
+    at_large = per_example[ok["batch_size"] == large].median()
+    return (f"per example: {at_small:.3g} ms at batch {small}, {at_large:.3g} ms at batch {large} "
+            f"(batching makes each example x{at_small / at_large:.3g} cheaper; medians over the other parameters)")
+
+
+def _correlations(ok: pd.DataFrame, swept: list[str]) -> str:
+    times = ok[TIME_COLUMN].astype(float)
+    pairs = []
+    for name in swept:
+        values = pd.to_numeric(ok[name], errors="coerce")
+        if values.notna().all() and values.nunique() > 1 and times.nunique() > 1:
+            pairs.append(f"{name} {values.corr(times):.2f}")
+    return f"Pearson r with median step time: {', '.join(pairs)}" if pairs else ""
+
+
+def _ranges(ok: pd.DataFrame) -> str:
+    parts = []
+    for column, label, unit in (("peak_bytes", "allocator peak", "B"), ("graph_flops", "graph FLOPs per step", ""),
+                                ("params", "parameters", "")):
+        values = pd.to_numeric(ok[column], errors="coerce").dropna()
+        if not values.empty:
+            parts.append(f"{label} {_engineering(values.min(), unit)} to {_engineering(values.max(), unit)}")
+    return "; ".join(parts)
+
+
+def _fit_line(fit: Any) -> str:
+    r2 = "n/a" if fit.fit.r2 is None else f"{fit.fit.r2:.3f}"
+    rate = "no positive slope" if fit.gflops_per_s is None else f"{fit.gflops_per_s:.3g} GFLOP/s marginal rate"
+    return (f"{fit.layer_type} layers, time = slope x FLOPs + intercept over {fit.fit.n} layers: {rate}, "
+            f"intercept {fit.fit.intercept:.3g} µs, R² = {r2}")
+
+
+def _describe(row: pd.Series, names: list[str]) -> str:
+    return ", ".join(f"{name}={row[name]}" for name in names if name in row)
+
+
+def _engineering(value: float, unit: str) -> str:
+    if value == 0:
+        return f"0 {unit}".strip()
+    exponent = min(4, max(0, int(math.floor(math.log10(abs(value)) / 3))))
+    prefix = ["", "k", "M", "G", "T"][exponent]
+    return f"{value / 1000 ** exponent:.3g} {prefix}{unit}".strip()
