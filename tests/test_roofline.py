@@ -1,0 +1,189 @@
+"""The roofline of hand-built kernels, and the cached machine peaks.
+
+The model is conftest's 2-layer CNN at batch 2: 10x10x1 input, Conv2D 8
+filters 3x3 VALID + ReLU -> 8x8x8, MaxPool 2 -> 4x4x8, Flatten, Dense 3.
+Peaks are injected: nothing here depends on this machine's speed.
+"""
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+
+from tfprofscale import roofline
+from tfprofscale.attribution import OpRow
+from tfprofscale.report import LayerRow, Report, Totals
+from tfprofscale.roofline import MachinePeaks, MachineTraits, layer_bytes_moved, layer_features, roofline_ops
+from tfprofscale.runtime import StepTimes
+
+BATCH = 2
+CONV_FLOPS = 2 * (BATCH * 8 * 8 * 8) * (3 * 3 * 1)   # Conv2D: 2 * outputs * Kh*Kw*Cin = 18432
+CONV_BIAS_FLOPS = BATCH * 8 * 8 * 8                  # BiasAdd: one per output = 1024
+CONV_PARAMS = 3 * 3 * 1 * 8 + 8                      # 80
+POOL_FLOPS = (2 * 2) * (BATCH * 4 * 4 * 8)           # window area * outputs = 1024
+
+
+def conv_row(**changes) -> LayerRow:
+    row = LayerRow(name="conv", type="Conv2D", output_shape=[BATCH, 8, 8, 8], params=CONV_PARAMS,
+                   analytic_flops=CONV_FLOPS + 2 * CONV_BIAS_FLOPS, analytic_macs=CONV_FLOPS // 2,  # + 1 per ReLU
+                   graph_flops=CONV_FLOPS + CONV_BIAS_FLOPS, activation_bytes=BATCH * 8 * 8 * 8 * 4,
+                   time_us=None, achieved_gflops=None,
+                   geometry={"batch": BATCH, "in_h": 10, "in_w": 10, "in_channels": 1,
+                             "out_h": 8, "out_w": 8, "out_channels": 8})
+    return _replace(row, changes)
+
+
+def pool_row(**changes) -> LayerRow:
+    row = LayerRow(name="pool", type="MaxPooling2D", output_shape=[BATCH, 4, 4, 8], params=0,
+                   analytic_flops=POOL_FLOPS, analytic_macs=0, graph_flops=POOL_FLOPS,
+                   activation_bytes=BATCH * 4 * 4 * 8 * 4, time_us=None, achieved_gflops=None,
+                   geometry={"batch": BATCH, "in_h": 8, "in_w": 8, "channels": 8, "out_h": 4, "out_w": 4})
+    return _replace(row, changes)
+
+
+def input_row(**changes) -> LayerRow:
+    row = LayerRow(name="image", type="InputLayer", output_shape=[BATCH, 10, 10, 1], params=0,
+                   analytic_flops=0, analytic_macs=0, graph_flops=0, activation_bytes=BATCH * 100 * 4,
+                   time_us=0.0, achieved_gflops=None)
+    return _replace(row, changes)
+
+
+def dense_row(**changes) -> LayerRow:
+    row = LayerRow(name="logits", type="Dense", output_shape=[BATCH, 3], params=128 * 3 + 3,
+                   analytic_flops=2 * BATCH * 128 * 3 + BATCH * 3, analytic_macs=BATCH * 128 * 3,
+                   graph_flops=2 * BATCH * 128 * 3 + BATCH * 3, activation_bytes=BATCH * 3 * 4,
+                   time_us=None, achieved_gflops=None,
+                   geometry={"rows": BATCH, "in_features": 128, "out_features": 3})
+    return _replace(row, changes)
+
+
+def _replace(row: LayerRow, changes: dict) -> LayerRow:
+    for key, value in changes.items():
+        setattr(row, key, value)
+    return row
+
+
+def make_report(layers: list[LayerRow], ops: list[OpRow], median_ms: float = 1.0) -> Report:
+    """A Report with only what the latency and roofline code read filled in with meaning."""
+    step = StepTimes(median=median_ms, p10=median_ms, p90=median_ms, min=median_ms, cv=0.0, n=30)
+    totals = Totals(params=sum(r.params for r in layers), analytic_flops=None, analytic_macs=None,
+                    graph_flops=sum(r.graph_flops or 0 for r in layers),
+                    activation_bytes=sum(r.activation_bytes for r in layers), analytic_memory_bytes=0,
+                    peak_bytes=None, resident_bytes=None, step_time_ms=step)
+    return Report(model="hand_built", params={}, batch_size=BATCH, tensorflow="test", device="CPU:0",
+                  totals=totals, layers=layers, ops=ops)
+
+
+def fused_conv_ops(time_us: float) -> list[OpRow]:
+    kernel = "conv/Relu"
+    return [
+        OpRow("conv/ReadVariableOp", "ReadVariableOp", "conv", None, 0.3, 1.0, "ReadVariableOp"),
+        OpRow("conv/convolution", "Conv2D", "conv", CONV_FLOPS, None, None, fused_into=kernel),
+        OpRow("conv/BiasAdd", "BiasAdd", "conv", CONV_BIAS_FLOPS, None, None, fused_into=kernel),
+        OpRow(kernel, "Relu", "conv", None, time_us, 1.0, "_MklNativeFusedConv2D",
+              fused_ops=["conv/convolution", "conv/BiasAdd"]),
+    ]
+
+
+def test_bytes_moved_are_input_plus_parameters_plus_output():
+    # conv: input 2*10*10*1 = 200 floats, weights 80 floats, output 2*8*8*8 = 1024 floats
+    assert layer_bytes_moved(conv_row()) == (200 + 80 + 1024) * 4
+    # pool: input 2*8*8*8 = 1024 floats, output 2*4*4*8 = 256 floats
+    assert layer_bytes_moved(pool_row()) == (1024 + 256) * 4
+    # dense: input 2 rows * 128, weights 387, output 2*3
+    assert layer_bytes_moved(dense_row()) == (256 + 387 + 6) * 4
+    assert layer_bytes_moved(input_row()) is None  # no geometry: no input size, no estimate
+
+
+def test_layer_features_by_hand():
+    # conv of conftest's CNN at batch 2: 8 filters, 19456 graph FLOPs, moves (200 + 80 + 1024) * 4 = 5216 bytes
+    small_caches = MachineTraits(vector_floats=16, l2_bytes=4096, l3_bytes=8192)
+    work = layer_features(conv_row(), small_caches)
+    assert work["flops"] == 19456
+    assert work["blocked_flops"] == 19456 * 16 / 8  # 8 channels computed as one block of 16
+    assert work["bytes_moved"] == 5216
+    assert (work["bytes_beyond_l2"], work["bytes_beyond_l3"]) == (5216 - 4096, 0)
+    assert work["output_elements"] == 2 * 8 * 8 * 8 and work["output_positions"] == 2 * 8 * 8
+    assert layer_features(conv_row(), MachineTraits(8, None, None))["blocked_flops"] == 19456
+    assert layer_features(conv_row(), MachineTraits(16, None, None))["bytes_beyond_l2"] == 0
+
+
+def test_fused_kernel_counts_its_absorbed_ops_and_is_compute_bound():
+    peaks = MachinePeaks(flops_per_s=1e9, bytes_per_s=1e9, host="h", tensorflow="t")
+    (bound,) = roofline_ops(make_report([conv_row()], fused_conv_ops(time_us=40.0)), peaks)
+    assert bound.name == "conv/Relu" and bound.kernel == "_MklNativeFusedConv2D"
+    assert bound.flops == 18432 + 1024
+    assert bound.bytes_moved == (200 + 80 + 1024) * 4  # 5216
+    assert bound.arithmetic_intensity == pytest.approx(19456 / 5216)
+    # 19456 FLOPs at 1 GFLOP/s = 19.456 us > 5216 B at 1 GB/s = 5.216 us
+    assert bound.roofline_time_us == pytest.approx(19.456) and bound.bound == "compute"
+    assert bound.share_of_bound == pytest.approx(19.456 / 40.0)
+    assert not bound.flagged
+
+
+def test_a_kernel_faster_than_its_memory_bound_is_flagged():
+    peaks = MachinePeaks(flops_per_s=1e12, bytes_per_s=1e9, host="h", tensorflow="t")
+    pool = OpRow("pool/MaxPool", "MaxPool", "pool", POOL_FLOPS, 2.0, 1.0, "_MklNativeMaxPool")
+    (bound,) = roofline_ops(make_report([pool_row()], [pool]), peaks)
+    # (1024 + 256) floats * 4 B = 5120 B at 1 GB/s = 5.12 us; 1024 FLOPs at 1 TFLOP/s = 0.001 us
+    assert bound.bound == "memory" and bound.roofline_time_us == pytest.approx(5.12)
+    assert bound.flagged and bound.measured_us == 2.0
+    assert any("FLAGGED" in line for line in bound.lines())
+    assert json.loads(json.dumps(bound.to_dict()))["flagged"] is True
+
+
+def test_a_layer_with_two_kernels_gets_no_bytes_and_only_the_compute_bound():
+    peaks = MachinePeaks(flops_per_s=1e9, bytes_per_s=1.0, host="h", tensorflow="t")
+    ops = [OpRow("conv/Conv2D", "Conv2D", "conv", CONV_FLOPS, 30.0, 1.0, "_MklNativeConv2D"),
+           OpRow("conv/BiasAdd", "BiasAdd", "conv", CONV_BIAS_FLOPS, 5.0, 1.0, "BiasAdd")]
+    bounds = roofline_ops(make_report([conv_row()], ops), peaks)
+    assert [b.bytes_moved for b in bounds] == [None, None]
+    assert [b.roofline_time_us for b in bounds] == pytest.approx([18.432, 1.024])
+
+
+def test_ops_without_flops_or_that_never_ran_are_left_out():
+    peaks = MachinePeaks(flops_per_s=1e9, bytes_per_s=1e9, host="h", tensorflow="t")
+    ops = fused_conv_ops(time_us=40.0) + [OpRow("pool/MaxPool", "MaxPool", "pool", POOL_FLOPS, 0.0, 0.0)]
+    names = [b.name for b in roofline_ops(make_report([conv_row(), pool_row()], ops), peaks)]
+    assert names == ["conv/Relu"]
+
+
+@pytest.fixture
+def cache_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    return tmp_path / "tfprofscale" / "machine.json"
+
+
+def injected(flops_per_s: float):
+    import tensorflow as tf
+
+    return MachinePeaks(flops_per_s, 2e9, socket.gethostname(), tf.__version__)
+
+
+def test_peaks_are_measured_once_then_read_from_the_cache(cache_home, monkeypatch):
+    calls = []
+    monkeypatch.setattr(roofline, "measure_peaks", lambda: calls.append(1) or injected(5e9))
+    assert roofline.machine_peaks().flops_per_s == 5e9
+    assert json.loads(cache_home.read_text())["flops_per_s"] == 5e9
+    assert roofline.machine_peaks().flops_per_s == 5e9
+    assert len(calls) == 1
+    monkeypatch.setattr(roofline, "measure_peaks", lambda: injected(7e9))
+    assert roofline.machine_peaks(refresh=True).flops_per_s == 7e9
+
+
+def test_a_cache_from_another_tensorflow_is_measured_again(cache_home, monkeypatch):
+    cache_home.parent.mkdir(parents=True)
+    stale = injected(1e9).to_dict() | {"tensorflow": "1.0.0"}
+    cache_home.write_text(json.dumps(stale))
+    monkeypatch.setattr(roofline, "measure_peaks", lambda: injected(3e9))
+    assert roofline.machine_peaks().flops_per_s == 3e9
+
+
+def test_measuring_small_peaks_gives_positive_speeds(monkeypatch):
+    monkeypatch.setattr(roofline, "MATMUL_SIDE", 128)
+    monkeypatch.setattr(roofline, "COPY_ELEMENTS", 1 << 16)
+    peaks = roofline.measure_peaks(repeats=2)
+    assert peaks.flops_per_s > 0 and peaks.bytes_per_s > 0
+    assert peaks.host == socket.gethostname()
+    assert "GFLOP/s" in peaks.lines()[0]

@@ -1,0 +1,168 @@
+"""The audit's figures (matplotlib, Agg backend).
+
+- analytic against graph FLOPs: every layer of every configuration, one
+  series per counting convention, on log axes with the line y = x;
+- predicted against measured step time on held-out configurations (from
+  the latency validation), with the +-10% band and the FLOPs-only baseline;
+- the memory estimate against the allocator peak, per configuration.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tfprofscale.audit import Audit
+
+#: Up to this many configurations the memory figure shows bars, beyond it a scatter.
+MEMORY_BARS_MAX = 8
+WITHIN = 0.10
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _identity_line(axis: Any, low: float, high: float) -> None:
+    axis.plot([low, high], [low, high], color="black", linewidth=0.8, label="y = x")
+
+
+def plot_flops(audit: Audit, path: str | Path) -> bool:
+    """Convention counts against TensorFlow's graph count per layer; False if nothing to plot."""
+    series: dict[str, tuple[list[float], list[float]]] = {}
+    for profile in audit.profiles:
+        for layer in profile.flops.layers:
+            for count in layer.counts:
+                if layer.graph_flops and count.flops:
+                    xs, ys = series.setdefault(count.convention, ([], []))
+                    xs.append(layer.graph_flops)
+                    ys.append(count.flops)
+    if not series:
+        return False
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(7, 6))
+    markers = "os^vDPX*<>"
+    for index, (name, (xs, ys)) in enumerate(series.items()):
+        axis.scatter(xs, ys, s=22, marker=markers[index % len(markers)], alpha=0.7, label=name)
+    values = [v for xs, ys in series.values() for v in xs + ys]
+    _identity_line(axis, min(values), max(values))
+    axis.set(xscale="log", yscale="log", xlabel="TensorFlow graph FLOPs per layer (tfprof)",
+             ylabel="count under the convention", title="Analytic conventions against the graph count")
+    axis.legend(fontsize=8)
+    _save(figure, path)
+    return True
+
+
+def validation_pairs(validation: Any) -> list[tuple[str, list[dict[str, Any]]]]:
+    """(split name, pairs of measured/predicted/baseline ms) from a latency ValidationReport."""
+    if validation is None:
+        return []
+    return [(split["name"], split["pairs"]) for split in validation.to_dict().get("splits", []) if split.get("pairs")]
+
+
+def plot_time(audit: Audit, path: str | Path) -> bool:
+    """Held-out predicted against measured step time with the +-10% band; False without a validation."""
+    splits = validation_pairs(audit.time.validation)
+    if not splits:
+        return False
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(7, 6))
+    measured_all = [pair["measured_ms"] for _, pairs in splits for pair in pairs]
+    low, high = min(measured_all) * 0.8, max(measured_all) * 1.25
+    axis.fill_between([low, high], [low * (1 - WITHIN), high * (1 - WITHIN)],
+                      [low * (1 + WITHIN), high * (1 + WITHIN)], color="green", alpha=0.15, label="±10%")
+    _identity_line(axis, low, high)
+    for name, pairs in splits:
+        axis.scatter([p["measured_ms"] for p in pairs], [p["predicted_ms"] for p in pairs], s=18, label=name)
+    first_name, first = splits[0]
+    axis.scatter([p["measured_ms"] for p in first], [p["baseline_ms"] for p in first], s=14, marker="x",
+                 color="grey", label=f"time ∝ FLOPs baseline ({first_name})")
+    axis.set(xscale="log", yscale="log", xlabel="measured step time (ms)", ylabel="predicted step time (ms)",
+             title="Latency model on held-out configurations")
+    axis.legend(fontsize=7)
+    _save(figure, path)
+    return True
+
+
+def plot_memory(audit: Audit, path: str | Path) -> bool:
+    """Estimate (and what the allocator can see of it) against the allocator peak; False without peaks."""
+    measured = [p for p in audit.profiles if p.memory.peak_bytes is not None]
+    if not measured:
+        return False
+    plt = _pyplot()
+    bars = len(measured) <= MEMORY_BARS_MAX
+    figure, axis = plt.subplots(figsize=(1.2 * len(measured) + 6, 5) if bars else (7, 6))
+    (_memory_bars if bars else _memory_scatter)(axis, measured)
+    _save(figure, path)
+    return True
+
+
+def _memory_bars(axis: Any, profiles: list[Any]) -> None:
+    positions = range(len(profiles))
+    mib = 2 ** 20
+    estimates = [p.memory.estimate for p in profiles]
+    parameters = [e.parameter_bytes / mib for e in estimates]
+    activations = [e.activation_peak_bytes / mib for e in estimates]
+    workspace = [(e.total_bytes - e.parameter_bytes - e.activation_peak_bytes) / mib for e in estimates]
+    left = [x - 0.3 for x in positions]
+    axis.bar(left, parameters, 0.2, label="parameters")
+    axis.bar(left, activations, 0.2, bottom=parameters, label="peak live activations")
+    axis.bar(left, workspace, 0.2, bottom=[a + b for a, b in zip(parameters, activations)],
+             label="workspace at the peak (im2col bound)")
+    axis.bar([x - 0.1 for x in positions], [e.tracked_without_workspace_bytes / mib for e in estimates], 0.2,
+             label="as tracked, no workspace")
+    axis.bar([x + 0.1 for x in positions], [e.tracked_total_bytes / mib for e in estimates], 0.2,
+             label="as tracked")
+    axis.bar([x + 0.3 for x in positions], [p.memory.peak_bytes / mib for p in profiles], 0.2,
+             label="allocator peak")
+    axis.set_xticks(list(positions), [p.config_id for p in profiles], rotation=20, ha="right", fontsize=7)
+    axis.set_xlim(-0.6, len(profiles) - 0.4)
+    axis.set(ylabel="MiB", title="Memory: estimate against the allocator peak")
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+
+
+def _memory_scatter(axis: Any, profiles: list[Any]) -> None:
+    peaks = [p.memory.peak_bytes for p in profiles]
+    axis.scatter(peaks, [p.memory.estimate.total_bytes for p in profiles], s=18, label="estimate")
+    axis.scatter(peaks, [p.memory.estimate.tracked_total_bytes for p in profiles], s=18, marker="x",
+                 label="as tracked (>= 256 KiB, rounded)")
+    axis.scatter(peaks, [p.memory.estimate.tracked_without_workspace_bytes for p in profiles], s=18, marker="+",
+                 label="as tracked, without the workspace bound")
+    values = [v for v in peaks + [p.memory.estimate.total_bytes for p in profiles] if v > 0]
+    _identity_line(axis, min(values), max(values))
+    axis.set(xscale="log", yscale="log", xlabel="allocator peak (bytes)", ylabel="estimate (bytes)",
+             title="Memory: estimate against the allocator peak")
+    axis.legend(fontsize=8)
+
+
+def _save(figure: Any, path: str | Path) -> None:
+    import matplotlib.pyplot as plt
+
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+FIGURES = (
+    ("audit_flops.png", plot_flops, "Analytic counts under each convention against TensorFlow's graph count, "
+                                    "per layer (y = x is an exact match)."),
+    ("audit_time.png", plot_time, "Predicted against measured step time on held-out configurations, "
+                                  "with the ±10% band and the time-proportional-to-FLOPs baseline."),
+    ("audit_memory.png", plot_memory, "Memory estimate (parameters + peak live activations + workspace) "
+                                      "against the allocator peak."),
+)
+
+
+def write_figures(audit: Audit, folder: str | Path) -> dict[str, Path]:
+    """Draw every figure there is data for into ``folder``; {caption: path}."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for name, draw, caption in FIGURES:
+        if draw(audit, folder / name):
+            written[caption] = folder / name
+    return written

@@ -1,0 +1,60 @@
+"""``tfprofscale audit PATH``: where, by how much and why the estimates and the measurements disagree.
+
+PATH is a profile JSON (``profile --json``, or a sweep's reports/<id>.json)
+or a sweep output directory. The report is printed and written as
+``audit.md`` with its figures in ``plots/`` (beside the JSON, or inside the
+sweep directory, unless ``--out DIR``); ``--json FILE`` writes every number.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tfprofscale.errors import InputError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``audit`` sub-command."""
+    parser = subparsers.add_parser(
+        "audit", help="explain where formulas, graph, runtime and allocator disagree",
+        description="Audit a profile JSON or a sweep directory: FLOPs conventions against the graph, fusion, "
+                    "coverage, memory and time, the five largest divergences first.")
+    parser.add_argument("path", help="profile JSON or sweep output directory")
+    parser.add_argument("--json", metavar="FILE", help="write every number of the audit as JSON")
+    parser.add_argument("--out", metavar="DIR",
+                        help="folder for audit.md and plots/ (default: beside the JSON / the sweep directory)")
+    parser.set_defaults(run=run)
+
+
+def report_folder(path: Path, out: str | None) -> Path:
+    """Where audit.md goes: ``--out``, else the sweep directory, else the JSON's folder."""
+    if out is not None:
+        return Path(out)
+    return path if path.is_dir() else path.parent
+
+
+def run(args: argparse.Namespace) -> int:
+    """Audit PATH, print the report, write audit.md, its figures and the JSON."""
+    from tfprofscale.audit import audit_path
+    from tfprofscale.audit_plots import write_figures
+    from tfprofscale.audit_report import render_markdown, render_text, write_json
+
+    path = Path(args.path)
+    if args.json and not Path(args.json).parent.is_dir():
+        raise InputError(f"cannot write --json {args.json}: folder {Path(args.json).parent} does not exist")
+    folder = report_folder(path, args.out)
+    audit = audit_path(path)
+    markdown = folder / "audit.md"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        figures = write_figures(audit, folder / "plots")
+        markdown.write_text(render_markdown(audit, {caption: str(p.relative_to(folder))
+                                                    for caption, p in figures.items()}))
+    except OSError as error:
+        raise InputError(f"cannot write the audit into {folder}: {error.strerror or error}") from None
+    print(render_text(audit))
+    print(f"\nwrote {markdown}" + (f" and {len(figures)} figures in {folder / 'plots'}" if figures else ""))
+    if args.json:
+        write_json(audit, args.json)
+        print(f"wrote {args.json}")
+    return 0

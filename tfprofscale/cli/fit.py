@@ -1,0 +1,90 @@
+"""``tfprofscale fit`` and ``tfprofscale predict``: a latency model from a sweep, and its predictions.
+
+``fit RESULTS_DIR --out model.json`` fits the latency model on every
+finished configuration of a sweep directory and prints it, with its
+held-out validation when the sweep is large enough. ``predict model.json
+MODEL.py`` traces one configuration (no timing: graph and formulas only)
+and prints the predicted step latency, layer by layer.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tfprofscale.errors import InputError
+
+if TYPE_CHECKING:
+    from tfprofscale.report import LayerRow
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``fit`` and ``predict`` sub-commands."""
+    fit = subparsers.add_parser("fit", help="fit a latency model on a sweep directory",
+                                description="Fit the step-latency model on a sweep's measured configurations.")
+    fit.add_argument("results_dir", help="sweep output directory (with reports/*.json)")
+    fit.add_argument("--out", default="latency_model.json", help="model file to write (default latency_model.json)")
+    fit.set_defaults(run=run_fit)
+    predict = subparsers.add_parser("predict", help="predict a model's step latency without running it",
+                                    description="Predict the step latency of one configuration from a fitted model.")
+    predict.add_argument("latency_model", help="model file written by `tfprofscale fit`")
+    predict.add_argument("model", help="model file defining build_model(**params) or model")
+    predict.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                         help="model parameter (repeatable)")
+    predict.add_argument("--batch-size", type=int, default=1, help="inference batch size (default 1)")
+    predict.set_defaults(run=run_predict)
+
+
+def run_fit(args: argparse.Namespace) -> int:
+    """Fit, save and print the model, and its validation when there are enough configurations."""
+    from tfprofscale.latency import MIN_VALIDATION_CONFIGS, fit_latency_model, load_sweep, validate_samples
+
+    folder = Path(args.out).parent
+    if not folder.is_dir():
+        raise InputError(f"cannot write --out {args.out}: folder {folder} does not exist")
+    samples = load_sweep(args.results_dir)
+    if not samples:
+        raise InputError(f"{args.results_dir} has no finished configuration (reports/*.json with status ok)")
+    if len(samples) >= MIN_VALIDATION_CONFIGS:
+        validation = validate_samples(samples)
+        model, lines = validation.model, validation.lines()
+    else:
+        model = fit_latency_model(samples)
+        lines = model.lines() + [f"(no held-out validation: it needs {MIN_VALIDATION_CONFIGS} configurations, "
+                                 f"the sweep has {len(samples)})"]
+    model.save(args.out)
+    print("\n".join(lines))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    """Trace the configuration, predict its step latency, print it per layer."""
+    from tfprofscale.latency import LatencyModel
+
+    if args.batch_size < 1:
+        raise InputError(f"--batch-size must be an integer >= 1, got {args.batch_size}")
+    model = LatencyModel.load(args.latency_model)
+    layers = untimed_layer_rows(args.model, args.param, args.batch_size)
+    layer_us = model.layer_times_us(layers)
+    width = max(len(f"{row.name} ({row.type})") for row in layers)
+    for row, time_us in zip(layers, layer_us):
+        print(f"{row.name + ' (' + row.type + ')':<{width}}  {time_us:10.1f} us")
+    print(f"{'per-step overhead':<{width}}  {model.overhead_us:10.1f} us")
+    print(f"predicted step latency: {model.predict_ms(layers):.3f} ms (batch {args.batch_size})")
+    return 0
+
+
+def untimed_layer_rows(model_path: str, param_pairs: list[str], batch_size: int) -> list["LayerRow"]:
+    """The per-layer rows of one configuration from its graph and formulas, without running it."""
+    from tfprofscale import analytic, graph_stats, loading, tracing
+    from tfprofscale.attribution import attribute_ops
+    from tfprofscale.report import layer_rows
+
+    model_file = loading.load_model_file(model_path)
+    params = loading.parse_params(param_pairs, model_file)
+    traced = tracing.trace(loading.build(model_file, params), batch_size, model_file.example_inputs, params)
+    stats = graph_stats.graph_stats(traced.graph)
+    costs = analytic.analyze_layers(traced.layers)
+    ops = attribute_ops(stats, None, traced.layer_of)
+    return layer_rows(traced.layers, costs, ops, stats, traced=False)

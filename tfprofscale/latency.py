@@ -1,0 +1,433 @@
+"""Time models: a line per layer type, and a step-latency model fitted on a sweep.
+
+Per layer type (``layer_type_fits``), document 002's model ``time_us =
+slope * FLOPs + intercept_us``: the slope gives the achieved GFLOP/s, the
+intercept the fixed cost per layer.
+
+The latency model (``fit_latency_model``): step time = a fixed per-step
+overhead + for each layer, a linear function of its work whose
+coefficients depend on its type. The work (``roofline.layer_features``): FLOPs with
+the channel dimension rounded up to the vector width (oneDNN computes
+channels in blocks of 16 floats on AVX-512: 8 filters cost what 16 do);
+bytes moved (``roofline.layer_bytes_moved``) and the bytes beyond the L2
+and the L3 cache sizes (a hinge at each: what does not fit streams from
+the next level, more slowly); output elements; output positions (elements
+per channel: N*H*W, or a Dense layer's rows); 1 (a fixed cost per layer).
+Vector width and cache sizes are the fitting machine's, kept in the model.
+The coefficients are fitted to measured step times, not to per-layer trace
+times, so the profiler's own overhead stays out and the time between
+kernels is charged to the layers that cause it; the fit minimises squared
+*relative* errors with coefficients >= 0 (more work never saves time).
+Layer types with no FLOPs and no parameters (InputLayer, Flatten) cost 0.
+
+Measured step time of a configuration: its median step time; with several
+repeats, the smallest of their medians (the repeat least disturbed by other
+processes). Repeats count as one configuration in every split.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+import numpy as np
+
+from tfprofscale.errors import InputError
+from tfprofscale.fitting import fit_line
+from tfprofscale.roofline import MachineTraits, layer_features, machine_traits
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from tfprofscale.report import LayerRow
+
+LAYER_FEATURES = ("blocked_flops", "bytes_moved", "bytes_beyond_l2", "bytes_beyond_l3",
+                  "output_elements", "output_positions", "layers")
+LARGEST_RESIDUALS = 3
+MIN_FIT_CONFIGS = 3
+MIN_SUPPORT = 3
+MIN_VALIDATION_CONFIGS = 10
+FOLDS = 5
+WITHIN = 0.10
+MEASURED = "median step time (ms); over repeats, the smallest median"
+
+
+@dataclass(frozen=True)
+class LayerTypeFit:
+    """``time_us = slope_us_per_flop * flops + intercept_us`` for one layer type."""
+
+    layer_type: str
+    slope_us_per_flop: float
+    achieved_gflops: float | None
+    intercept_us: float
+    r2: float | None
+    n: int
+    largest_residuals: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready dict."""
+        return asdict(self)
+
+    def lines(self) -> list[str]:
+        """Text-report lines: the fit, then its worst-predicted layers."""
+        speed = f"{self.achieved_gflops:.1f} GFLOP/s" if self.achieved_gflops is not None else "no positive slope"
+        r2 = f"{self.r2:.3f}" if self.r2 is not None else "n/a"
+        lines = [f"{self.layer_type}: time = FLOPs / ({speed}) + {self.intercept_us:.1f} us; R² {r2}, n={self.n}"]
+        for worst in self.largest_residuals:
+            lines.append(f"  {worst['layer']} ({worst['config_id']}): measured {worst['measured_us']:.1f} us, "
+                         f"line {worst['predicted_us']:.1f} us ({worst['relative_error']:+.0%})")
+        return lines
+
+
+def layer_type_fits(layers: "pd.DataFrame") -> list[LayerTypeFit]:
+    """One time-vs-FLOPs line per layer type, from per-layer rows with a measured time.
+
+    ``layers`` has the columns of layers.csv / ``Report.to_frame()``
+    (``type``, ``name``, ``graph_flops``, ``analytic_flops``, ``time_us``;
+    ``config_id`` optional). FLOPs are the graph's, else the formula's. A
+    type needs 3 timed layers with 2 distinct FLOPs counts to be fitted.
+    """
+    frame = layers.copy()
+    frame["flops"] = frame["graph_flops"].where(frame["graph_flops"].notna(), frame["analytic_flops"])
+    frame = frame[frame["flops"].notna() & frame["time_us"].notna()]
+    fits = []
+    for layer_type, group in sorted(frame.groupby("type"), key=lambda item: str(item[0])):
+        if len(group) >= 3 and group["flops"].nunique() >= 2:
+            fits.append(_layer_type_fit(str(layer_type), group))
+    return fits
+
+
+def _layer_type_fit(layer_type: str, group: "pd.DataFrame") -> LayerTypeFit:
+    flops, time_us = group["flops"].to_numpy(float), group["time_us"].to_numpy(float)
+    line = fit_line(flops, time_us)
+    predicted = line.predict(flops)
+    config_ids = group["config_id"] if "config_id" in group else [None] * len(group)
+    residuals = [
+        {"layer": name, "config_id": config_id, "measured_us": float(measured), "predicted_us": float(guess),
+         "relative_error": float((guess - measured) / measured)}
+        for name, config_id, measured, guess in zip(group["name"], config_ids, time_us, predicted) if measured > 0
+    ]
+    residuals.sort(key=lambda row: -abs(row["relative_error"]))
+    return LayerTypeFit(layer_type, line.slope, 1e-3 / line.slope if line.slope > 0 else None,
+                        line.intercept, line.r2, line.n, residuals[:LARGEST_RESIDUALS])
+
+
+@dataclass
+class LatencyModel:
+    """Step latency = overhead + per-layer-type linear functions of each layer's work."""
+
+    features: tuple[str, ...]
+    coefficients_us: dict[str, dict[str, float]]
+    overhead_us: float
+    free_layer_types: list[str]
+    n_configs: int
+    traits: MachineTraits
+    measured: str = MEASURED
+
+    def covers(self, layers: Sequence["LayerRow"]) -> bool:
+        """True when every layer's type was seen in fitting."""
+        return all(row.type in self.coefficients_us or row.type in self.free_layer_types for row in layers)
+
+    def layer_times_us(self, layers: Sequence["LayerRow"]) -> list[float]:
+        """Each layer's share of the predicted step time; InputError for a type never fitted."""
+        for row in layers:
+            if not self.covers([row]):
+                known = ", ".join(sorted(self.coefficients_us)) or "none"
+                raise InputError(f"layer {row.name!r} is a {row.type}, a layer type the latency model was not "
+                                 f"fitted on (fitted: {known})")
+        return [self._layer_time_us(row) for row in layers]
+
+    def _layer_time_us(self, row: "LayerRow") -> float:
+        if row.type in self.free_layer_types:
+            return 0.0
+        work, weights = layer_features(row, self.traits), self.coefficients_us[row.type]
+        return sum(weights.get(name, 0.0) * work[name] for name in self.features)
+
+    def predict_ms(self, layers: Sequence["LayerRow"]) -> float:
+        """Predicted step time in milliseconds."""
+        return (self.overhead_us + sum(self.layer_times_us(layers))) / 1e3
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready dict (the model file's content)."""
+        return {"kind": "tfprofscale latency model", **asdict(self), "features": list(self.features)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "LatencyModel":
+        """A model back from ``to_dict``'s output."""
+        return cls(tuple(data["features"]), data["coefficients_us"], data["overhead_us"],
+                   list(data["free_layer_types"]), data["n_configs"], MachineTraits(**data["traits"]),
+                   data.get("measured", MEASURED))
+
+    def save(self, path: str | Path) -> None:
+        """Write the model as JSON."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "LatencyModel":
+        """Read a model written by ``save``; InputError if the file is not one."""
+        try:
+            data = json.loads(Path(path).read_text())
+            if data.get("kind") != "tfprofscale latency model":
+                raise ValueError("not a latency model")
+            return cls.from_dict(data)
+        except FileNotFoundError:
+            raise InputError(f"model file {path} does not exist") from None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            raise InputError(f"{path} is not a latency model written by `tfprofscale fit`: {error}") from None
+
+    def lines(self) -> list[str]:
+        """Text-report lines: the overhead and each type's non-zero coefficients."""
+        lines = [f"Latency model fitted on {self.n_configs} configurations ({self.measured}):",
+                 f"  per-step overhead: {self.overhead_us:.1f} us"]
+        for layer_type, weights in sorted(self.coefficients_us.items()):
+            terms = [_term(name, value) for name, value in weights.items() if value > 0]
+            lines.append(f"  {layer_type}: " + (" + ".join(terms) if terms else "0"))
+        if self.free_layer_types:
+            lines.append(f"  no work, no time: {', '.join(self.free_layer_types)}")
+        return lines
+
+
+_RATE_FEATURES = {"flops": ("FLOPs", "GFLOP/s"), "blocked_flops": ("blocked FLOPs", "GFLOP/s"),
+                  "bytes_moved": ("bytes", "GB/s"), "bytes_beyond_l2": ("bytes beyond L2", "GB/s"),
+                  "bytes_beyond_l3": ("bytes beyond L3", "GB/s")}
+
+
+def _term(feature: str, us_per_unit: float) -> str:
+    if feature in _RATE_FEATURES:
+        name, unit = _RATE_FEATURES[feature]
+        return f"{name} / {1e-3 / us_per_unit:.1f} {unit}"
+    if feature == "layers":
+        return f"{us_per_unit:.1f} us per layer"
+    return f"{us_per_unit * 1e3:.3f} ns per {feature.removesuffix('s').replace('_', ' ')}"
+
+
+@dataclass(frozen=True)
+class ConfigSample:
+    """One measured configuration: its layers and its step time."""
+
+    config_id: str
+    config: dict[str, Any]
+    layers: list["LayerRow"]
+    measured_ms: float
+    graph_flops: int
+    repeats: int = 1
+
+
+def fit_latency_model(samples: Sequence[ConfigSample], features: Sequence[str] = LAYER_FEATURES,
+                      traits: MachineTraits | None = None) -> LatencyModel:
+    """Fit overhead and per-type coefficients to the samples' step times (relative least squares, >= 0).
+
+    ``traits`` default to this machine's: the one that measured the samples.
+    """
+    if len(samples) < MIN_FIT_CONFIGS:
+        raise InputError(f"a latency model needs at least {MIN_FIT_CONFIGS} measured configurations, "
+                         f"got {len(samples)}")
+    traits = traits or machine_traits()
+    free, working = _split_layer_types(samples)
+    columns = [(layer_type, name) for layer_type in working for name in features]
+    design = np.array([_design_row(sample.layers, columns, traits) for sample in samples])
+    measured_us = np.array([sample.measured_ms * 1e3 for sample in samples])
+    coefficients = nonnegative_relative_least_squares(design, measured_us, min(MIN_SUPPORT, len(samples)))
+    weights: dict[str, dict[str, float]] = {layer_type: {} for layer_type in working}
+    for (layer_type, name), value in zip(columns, coefficients[1:]):
+        weights[layer_type][name] = float(value)
+    return LatencyModel(tuple(features), weights, float(coefficients[0]), free, len(samples), traits)
+
+
+def _split_layer_types(samples: Sequence[ConfigSample]) -> tuple[list[str], list[str]]:
+    """(types whose every layer has no parameters and 0 FLOPs, the other types)."""
+    def works(row: "LayerRow") -> bool:
+        return bool(row.params) or (row.graph_flops if row.graph_flops is not None else row.analytic_flops) != 0
+
+    every = {row.type for sample in samples for row in sample.layers}
+    working = {row.type for sample in samples for row in sample.layers if works(row)}
+    return sorted(every - working), sorted(working)
+
+
+def _design_row(layers: Sequence["LayerRow"], columns: list[tuple[str, str]],
+                traits: MachineTraits) -> list[float]:
+    totals = {column: 0.0 for column in columns}
+    for row in layers:
+        for name, value in layer_features(row, traits).items():
+            if (row.type, name) in totals:
+                totals[(row.type, name)] += value
+    return [1.0] + [totals[column] for column in columns]
+
+
+def nonnegative_relative_least_squares(design: np.ndarray, target: np.ndarray,
+                                       min_support: int = 1) -> np.ndarray:
+    """Coefficients >= 0 minimising sum(((design @ c - target) / target) ** 2).
+
+    Least squares on scaled columns, refitted without the columns whose
+    coefficient came out negative until none does (those get 0). A column
+    non-zero in fewer than ``min_support`` rows gets 0: so few rows cannot
+    tell its cost apart from noise.
+    """
+    scale = np.abs(design).max(axis=0)
+    scale[scale == 0] = 1.0
+    scaled = design / scale / target[:, None]
+    active = [j for j in range(design.shape[1]) if np.count_nonzero(design[:, j]) >= min_support]
+    solution = np.zeros(design.shape[1])
+    while active:
+        fitted, *_ = np.linalg.lstsq(scaled[:, active], np.ones(len(target)), rcond=None)
+        if np.all(fitted >= 0):
+            solution[active] = fitted
+            break
+        active = [j for j, value in zip(active, fitted) if value >= 0]
+    return solution / scale
+
+
+def flops_proportional_baseline(train: Sequence[ConfigSample]) -> Callable[[ConfigSample], float]:
+    """The baseline "step time = k * total graph FLOPs", k fitted on relative errors."""
+    ratios = np.array([s.graph_flops / s.measured_ms for s in train], dtype=float)
+    k_ms_per_flop = ratios.sum() / (ratios ** 2).sum() if np.any(ratios) else 0.0
+    return lambda sample: k_ms_per_flop * sample.graph_flops
+
+
+def load_sweep(out_dir: str | Path) -> list[ConfigSample]:
+    """The finished configurations of a sweep directory (reports/*.json), repeats merged."""
+    reports = Path(out_dir) / "reports"
+    if not Path(out_dir).is_dir():
+        raise InputError(f"sweep directory {out_dir} does not exist")
+    runs: dict[str, list[tuple[str, dict[str, Any], Any]]] = {}
+    for path in sorted(reports.glob("*.json")):
+        record = _read_record(path)
+        if record.get("status") == "ok" and record.get("report"):
+            key = json.dumps(record["config"], sort_keys=True, default=str)
+            runs.setdefault(key, []).append((record["config_id"], record["config"], record["report"]))
+    return [_sample(repeats) for repeats in runs.values()]
+
+
+def _read_record(path: Path) -> dict[str, Any]:
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise InputError(f"{path} is not a sweep report record: {type(error).__name__}: {error}") from None
+    missing = [key for key in ("config_id", "config", "status") if not isinstance(record, dict) or key not in record]
+    if missing:
+        raise InputError(f"{path} is not a sweep report record: no {', '.join(missing)}")
+    return record
+
+
+def _sample(repeats: list[tuple[str, dict[str, Any], Any]]) -> ConfigSample:
+    from tfprofscale.report import Report
+
+    least = min(repeats, key=lambda run: run[2]["totals"]["step_time_ms"]["median"])
+    report = Report.from_dict(least[2])
+    return ConfigSample(least[0], least[1], report.layers, report.totals.step_time_ms.median,
+                        report.totals.graph_flops, len(repeats))
+
+
+@dataclass(frozen=True)
+class SplitValidation:
+    """Held-out predictions of one split, against the FLOPs-proportional baseline.
+
+    ``mape`` and ``share_within_10pct`` are fractions; ``n_train`` is the
+    smallest training set of the split's folds; ``n_skipped`` counts held-out
+    configurations left unpredicted (too few to train on, or a layer type no
+    training configuration had); ``pairs`` has one dict per predicted one
+    (config_id, measured_ms, predicted_ms, baseline_ms).
+    """
+
+    name: str
+    n_train: int
+    n_test: int
+    n_skipped: int
+    mape: float
+    share_within_10pct: float
+    baseline_mape: float
+    baseline_share_within_10pct: float
+    pairs: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready dict."""
+        return asdict(self)
+
+    def lines(self) -> list[str]:
+        """One text line."""
+        skipped = f" ({self.n_skipped} unpredicted)" if self.n_skipped else ""
+        return [f"{self.name:<28} train>={self.n_train:<4} test={self.n_test:<4}{skipped} "
+                f"model: MAPE {self.mape:6.1%}, {self.share_within_10pct:6.1%} within ±10%   "
+                f"FLOPs baseline: MAPE {self.baseline_mape:6.1%}, {self.baseline_share_within_10pct:6.1%} within ±10%"]
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """The latency model validated on held-out configurations of a sweep, split several ways."""
+
+    n_configs: int
+    measured: str
+    model: LatencyModel
+    splits: list[SplitValidation]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready dict."""
+        return {"n_configs": self.n_configs, "measured": self.measured, "model": self.model.to_dict(),
+                "splits": [split.to_dict() for split in self.splits]}
+
+    def lines(self) -> list[str]:
+        """Text-report lines: the model fitted on every configuration, then each split."""
+        return (self.model.lines() + [f"Held-out validation ({self.n_configs} configurations):"]
+                + [line for split in self.splits for line in split.lines()])
+
+
+def error_summary(measured: Sequence[float], predicted: Sequence[float]) -> tuple[float, float]:
+    """(MAPE, share within ±10%) of predictions, both fractions."""
+    truth, guess = np.asarray(measured, dtype=float), np.asarray(predicted, dtype=float)
+    relative = np.abs(guess - truth) / truth
+    return float(relative.mean()), float(np.mean(relative <= WITHIN))
+
+
+def validate_sweep(out_dir: str | Path) -> ValidationReport | None:
+    """Held-out validation of the latency model on a sweep; None below MIN_VALIDATION_CONFIGS."""
+    samples = load_sweep(out_dir)
+    return validate_samples(samples) if len(samples) >= MIN_VALIDATION_CONFIGS else None
+
+
+def validate_samples(samples: Sequence[ConfigSample], folds: int = FOLDS,
+                     traits: MachineTraits | None = None) -> ValidationReport:
+    """K folds over configurations, then leave-one-value-out for every parameter that varies."""
+    traits = traits or machine_traits()
+    splits = [_split(f"configurations ({folds}-fold)", samples, _k_folds(len(samples), folds), traits)]
+    for parameter in _varied_parameters(samples):
+        values = sorted({json.dumps(s.config[parameter], default=str) for s in samples})
+        groups = [[i for i, s in enumerate(samples) if json.dumps(s.config[parameter], default=str) == value]
+                  for value in values]
+        splits.append(_split(f"leave each {parameter} out", samples, groups, traits))
+    return ValidationReport(len(samples), MEASURED, fit_latency_model(samples, traits=traits),
+                            [split for split in splits if split is not None])
+
+
+def _k_folds(count: int, folds: int) -> list[list[int]]:
+    order = np.random.default_rng(0).permutation(count)
+    return [sorted(order[fold::folds].tolist()) for fold in range(min(folds, count))]
+
+
+def _varied_parameters(samples: Sequence[ConfigSample]) -> list[str]:
+    names = [name for name in samples[0].config if all(name in s.config for s in samples)]
+    return [name for name in names if len({json.dumps(s.config[name], default=str) for s in samples}) > 1]
+
+
+def _split(name: str, samples: Sequence[ConfigSample], test_groups: list[list[int]],
+           traits: MachineTraits) -> SplitValidation | None:
+    pairs, train_sizes, skipped = [], [], 0
+    for test in test_groups:
+        train = [s for i, s in enumerate(samples) if i not in set(test)]
+        held_out = [samples[i] for i in test]
+        if len(train) < MIN_FIT_CONFIGS:
+            skipped += len(held_out)
+            continue
+        model, baseline = fit_latency_model(train, traits=traits), flops_proportional_baseline(train)
+        train_sizes.append(len(train))
+        predictable = [s for s in held_out if model.covers(s.layers)]
+        skipped += len(held_out) - len(predictable)
+        pairs += [{"config_id": s.config_id, "measured_ms": s.measured_ms,
+                   "predicted_ms": model.predict_ms(s.layers), "baseline_ms": baseline(s)} for s in predictable]
+    if not pairs:
+        return None
+    measured = [pair["measured_ms"] for pair in pairs]
+    return SplitValidation(name, min(train_sizes), len(pairs), skipped,
+                           *error_summary(measured, [pair["predicted_ms"] for pair in pairs]),
+                           *error_summary(measured, [pair["baseline_ms"] for pair in pairs]), pairs)

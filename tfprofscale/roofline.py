@@ -1,0 +1,294 @@
+"""The roofline: each timed kernel against the fastest time the machine allows it.
+
+A kernel doing ``flops`` FLOPs and moving ``bytes_moved`` bytes cannot take
+less than ``max(flops / peak FLOP/s, bytes_moved / peak bytes/s)``. A kernel
+measured faster than that bound did less work than was counted: the FLOPs
+(or bytes) attributed to it are wrong, and it is flagged.
+
+FLOPs of a kernel: the graph FLOPs of its own op plus those of the ops fused
+into it (oneDNN's ``_MklNativeFusedConv2D`` runs Conv2D + BiasAdd + Relu).
+
+Bytes moved, estimated per layer (``layer_bytes_moved``): every input
+element read once, every output element written once and every parameter
+read once, at the layer's dtype size (activation bytes / output elements).
+The input size comes from the formula's geometry (conv, pooling, dense,
+batch norm ...); a layer without it has no estimate (None). Caches and
+re-reads are ignored, so this is the least traffic, which keeps the bound a
+lower bound. A kernel gets its layer's bytes when it is the layer's only
+computing kernel; otherwise its bytes are unknown and only the compute bound
+applies.
+
+Machine peaks: the best of a few runs of a large float32 matmul (FLOP/s)
+and of a large elementwise copy ``y = x + 1`` (bytes read + written per
+second) with TensorFlow, cached per host and TensorFlow version in
+``${XDG_CACHE_HOME:-~/.cache}/tfprofscale/machine.json``. Machine traits
+(``machine_traits``): the float32 vector width and the L2 / L3 cache sizes,
+read from the CPU's description (Linux ``/proc`` and ``/sys``); a layer's
+work measured against them is ``layer_features`` (the latency model's input).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from tfprofscale.attribution import OpRow
+    from tfprofscale.report import LayerRow, Report
+
+MATMUL_SIDE = 2048
+COPY_ELEMENTS = 16 * 1024 * 1024
+PEAK_REPEATS = 5
+
+
+@dataclass(frozen=True)
+class MachinePeaks:
+    """The machine's best measured compute and memory speeds."""
+
+    flops_per_s: float
+    bytes_per_s: float
+    host: str
+    tensorflow: str
+    measured_at: str = ""
+
+    @property
+    def ridge_flops_per_byte(self) -> float:
+        """Arithmetic intensity where the memory roof meets the compute roof."""
+        return self.flops_per_s / self.bytes_per_s
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready dict (also the cache file's content)."""
+        return asdict(self)
+
+    def lines(self) -> list[str]:
+        """Text-report lines."""
+        return [f"Machine peaks ({self.host}, TensorFlow {self.tensorflow}): "
+                f"{self.flops_per_s / 1e9:.1f} GFLOP/s (float32 matmul), "
+                f"{self.bytes_per_s / 1e9:.1f} GB/s (copy); ridge at "
+                f"{self.ridge_flops_per_byte:.1f} FLOP/byte"]
+
+
+@dataclass(frozen=True)
+class OpBound:
+    """One timed kernel on the roofline.
+
+    ``share_of_bound`` is roofline time / measured time: 1.0 means the
+    kernel ran at the roof, 0.1 at a tenth of it. ``flagged``: measured
+    faster than its bound, so its counted work is too large.
+    """
+
+    name: str
+    kernel: str | None
+    layer: str | None
+    flops: int
+    bytes_moved: int | None
+    arithmetic_intensity: float | None
+    roofline_time_us: float
+    bound: str
+    measured_us: float
+    share_of_bound: float | None
+    flagged: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready dict."""
+        return asdict(self)
+
+    def lines(self) -> list[str]:
+        """Text-report lines: one, plus a warning when flagged."""
+        moved = f"{self.bytes_moved:,} B" if self.bytes_moved is not None else "bytes unknown"
+        intensity = (f", {self.arithmetic_intensity:.1f} FLOP/B" if self.arithmetic_intensity is not None else "")
+        lines = [f"{self.name} [{self.kernel}]: {self.flops:,} FLOPs, {moved}{intensity}; "
+                 f"bound {self.roofline_time_us:.1f} us ({self.bound}), measured {self.measured_us:.1f} us"
+                 + (f", {self.share_of_bound:.0%} of the roofline" if self.share_of_bound is not None else "")]
+        if self.flagged:
+            lines.append(f"  FLAGGED: {self.name} ran faster than the machine allows for the work counted: "
+                         "its FLOPs or bytes are over-counted")
+        return lines
+
+
+@dataclass(frozen=True)
+class MachineTraits:
+    """What shapes a kernel's speed beyond its peaks: vector width and cache sizes (None: unknown)."""
+
+    vector_floats: int
+    l2_bytes: int | None
+    l3_bytes: int | None
+
+
+def machine_traits() -> MachineTraits:
+    """This CPU's float32 lanes per vector (16 AVX-512, 8 AVX, 4 otherwise) and its L2 / L3 sizes."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        flags = set()
+    lanes = 16 if "avx512f" in flags else 8 if "avx" in flags else 4
+    return MachineTraits(lanes, _cache_bytes(2), _cache_bytes(3))
+
+
+def _cache_bytes(level: int) -> int | None:
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        try:
+            if int((index / "level").read_text()) == level:
+                size = (index / "size").read_text().strip()
+                return int(size[:-1]) * {"K": 1024, "M": 1024 ** 2}[size[-1]] if size[-1] in "KM" else int(size)
+        except (OSError, ValueError):
+            return None
+    return None
+
+
+def cache_path() -> Path:
+    """``${XDG_CACHE_HOME:-~/.cache}/tfprofscale/machine.json``."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "tfprofscale" / "machine.json"
+
+
+def machine_peaks(refresh: bool = False) -> MachinePeaks:
+    """This machine's peaks: from the cache when it matches the host and TensorFlow, else measured and cached."""
+    import tensorflow as tf
+
+    path = cache_path()
+    cached = None if refresh else _read_cache(path)
+    if cached is not None and cached.host == socket.gethostname() and cached.tensorflow == tf.__version__:
+        return cached
+    peaks = measure_peaks()
+    _write_cache(path, peaks)
+    return peaks
+
+
+def measure_peaks(repeats: int = PEAK_REPEATS) -> MachinePeaks:
+    """Measure FLOP/s (float32 matmul) and bytes/s (copy) with TensorFlow, best of ``repeats``."""
+    import tensorflow as tf
+
+    a = tf.random.normal((MATMUL_SIDE, MATMUL_SIDE))
+    b = tf.random.normal((MATMUL_SIDE, MATMUL_SIDE))
+    x = tf.random.normal((COPY_ELEMENTS,))
+    matmul_s = _best_seconds(lambda: tf.linalg.matmul(a, b), repeats)
+    copy_s = _best_seconds(lambda: x + 1.0, repeats)
+    return MachinePeaks(
+        flops_per_s=2 * MATMUL_SIDE ** 3 / matmul_s,
+        bytes_per_s=2 * 4 * COPY_ELEMENTS / copy_s,
+        host=socket.gethostname(), tensorflow=tf.__version__,
+        measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def _best_seconds(step: Callable[[], Any], repeats: int) -> float:
+    step().numpy()
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step().numpy()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _read_cache(path: Path) -> MachinePeaks | None:
+    try:
+        return MachinePeaks(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _write_cache(path: Path, peaks: MachinePeaks) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(peaks.to_dict(), indent=2) + "\n")
+        os.replace(temporary, path)
+    except OSError:
+        pass  # an unwritable cache only costs a re-measurement next time
+
+
+def layer_input_elements(row: "LayerRow") -> int | None:
+    """Elements the layer reads as input, from its formula's geometry; None if not known."""
+    g = row.geometry
+    if "in_h" in g and "batch" in g:
+        channels = g.get("in_channels", g.get("channels"))
+        return g["batch"] * g["in_h"] * g["in_w"] * channels if channels is not None else None
+    if "rows" in g and "in_features" in g:
+        return g["rows"] * g["in_features"]
+    if "elements" in g:
+        return g["elements"]
+    return None
+
+
+def layer_dtype_bytes(row: "LayerRow") -> int:
+    """Bytes per element: activation bytes over output elements (4 when the layer allocates nothing)."""
+    elements = math.prod(row.output_shape) if row.output_shape else 0
+    if row.activation_bytes and elements:
+        return max(1, round(row.activation_bytes / elements))
+    return 4
+
+
+def layer_bytes_moved(row: "LayerRow") -> int | None:
+    """Input read + output written + parameters read, in bytes; None without an input size."""
+    inputs = layer_input_elements(row)
+    if inputs is None:
+        return None
+    return (inputs + row.params) * layer_dtype_bytes(row) + row.activation_bytes
+
+
+def roofline_ops(report: "Report", peaks: MachinePeaks) -> list[OpBound]:
+    """Every kernel that ran with counted FLOPs, against its roofline bound."""
+    rows_by_name = {op.name: op for op in report.ops}
+    counted = [(op, _kernel_flops(op, rows_by_name)) for op in report.ops if _ran_as_kernel(op)]
+    counted = [(op, flops) for op, flops in counted if flops > 0]
+    bytes_by_layer = _bytes_per_single_kernel_layer(report, [op for op, _ in counted])
+    return [_bound(op, flops, bytes_by_layer.get(op.layer), peaks) for op, flops in counted]
+
+
+def _ran_as_kernel(op: "OpRow") -> bool:
+    return op.fused_into is None and op.time_us is not None and bool(op.occurrences)
+
+
+def _kernel_flops(op: "OpRow", rows_by_name: dict[str, "OpRow"]) -> int:
+    own = [op.graph_flops] + [rows_by_name[name].graph_flops for name in op.fused_ops if name in rows_by_name]
+    return sum(flops for flops in own if flops is not None)
+
+
+def _bytes_per_single_kernel_layer(report: "Report", kernels: list["OpRow"]) -> dict[str, int]:
+    kernels_per_layer: dict[str | None, int] = {}
+    for op in kernels:
+        kernels_per_layer[op.layer] = kernels_per_layer.get(op.layer, 0) + 1
+    estimates = {row.name: layer_bytes_moved(row) for row in report.layers}
+    return {name: moved for name, moved in estimates.items()
+            if moved is not None and kernels_per_layer.get(name) == 1}
+
+
+def _bound(op: "OpRow", flops: int, bytes_moved: int | None, peaks: MachinePeaks) -> OpBound:
+    compute_us = flops / peaks.flops_per_s * 1e6
+    memory_us = bytes_moved / peaks.bytes_per_s * 1e6 if bytes_moved is not None else None
+    bound_us = max(compute_us, memory_us or 0.0)
+    measured_us = float(op.time_us)
+    return OpBound(
+        name=op.name, kernel=op.kernel, layer=op.layer, flops=flops, bytes_moved=bytes_moved,
+        arithmetic_intensity=flops / bytes_moved if bytes_moved else None,
+        roofline_time_us=bound_us,
+        bound="memory" if memory_us is not None and memory_us > compute_us else "compute",
+        measured_us=measured_us,
+        share_of_bound=bound_us / measured_us if measured_us > 0 else None,
+        flagged=measured_us < bound_us,
+    )
+
+
+def layer_features(row: "LayerRow", traits: MachineTraits) -> dict[str, float]:
+    """The work of one layer, measured against the machine (unknown counts add nothing).
+
+    ``blocked_flops`` round the channel (last) dimension up to the vector
+    width; ``bytes_beyond_l2`` / ``_l3`` are the bytes moved past each cache size.
+    """
+    flops = float((row.graph_flops if row.graph_flops is not None else row.analytic_flops) or 0)
+    elements = math.prod(row.output_shape) if row.output_shape else 0
+    channels = row.output_shape[-1] if len(row.output_shape) >= 2 and row.output_shape[-1] > 0 else 1
+    blocks = math.ceil(channels / traits.vector_floats) * traits.vector_floats
+    moved = float(layer_bytes_moved(row) or 0)
+    return {"flops": flops, "blocked_flops": flops * blocks / channels, "bytes_moved": moved,
+            "bytes_beyond_l2": max(0.0, moved - traits.l2_bytes) if traits.l2_bytes else 0.0,
+            "bytes_beyond_l3": max(0.0, moved - traits.l3_bytes) if traits.l3_bytes else 0.0,
+            "output_elements": float(elements), "output_positions": float(elements // channels), "layers": 1.0}
