@@ -74,7 +74,7 @@ def _totals_lines(report: Report) -> list[str]:
     if t.traced_step_time_ms is not None:
         lines.append(
             f"Profiler:      traced step median {t.traced_step_time_ms.median:.3f} ms, overhead x{t.profiler_overhead:.2f};"
-            f" kernels account for {si(t.kernel_time_us)}us/step"
+            f" kernels account for {t.kernel_time_us:,.1f} us/step"
             + (f" ({100 * t.kernel_time_us / (1e3 * t.traced_step_time_ms.median):.0f}% of the traced step)"
                if t.traced_step_time_ms.median else "")
         )

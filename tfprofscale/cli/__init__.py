@@ -26,7 +26,9 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The full parser, with every command module that is present registered."""
-    parser = _Parser(prog="tfprofscale", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="tfprofscale", description=(
+        "Graph-level profiler for TensorFlow models: hand formulas, TensorFlow's graph FLOPs and the "
+        "measured runtime, side by side, layer by layer and over grids of configurations."))
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name in COMMAND_MODULES:
         try:
