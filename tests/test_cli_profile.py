@@ -127,3 +127,32 @@ def test_bad_input_in_a_real_process_prints_no_traceback(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"tfprofscale profile: error: model file {tmp_path / 'missing.py'} does not exist"]
+
+
+def test_profile_with_data_reports_accuracy_over_the_test_split(capsys, tmp_path):
+    from tests.test_datasets import MODELS, write_fashion_idx
+
+    data = tmp_path / "fashion"
+    data.mkdir()
+    arrays = write_fashion_idx(data, n_train=4, n_test=7)
+    status, out, _ = run_cli(capsys, "profile", str(MODELS / "fashion_mnist.py"), "--no-trace", "--steps", "2",
+                             "--data", str(data), "--show-predictions", "7", "--json", str(tmp_path / "r.json"))
+    assert status == 0
+    lines = [line for line in out.splitlines() if line.startswith(("CORRECT", "WRONG"))]
+    assert len(lines) == 7
+    actual = [line.split("actual: ")[1].split(" |")[0] for line in lines]
+    from tests.test_datasets import model_module
+    assert actual == [model_module("fashion_mnist").CLASS_NAMES[label] for label in arrays["test_labels"]]
+    accuracy = json.loads((tmp_path / "r.json").read_text())["totals"]["accuracy"]
+    assert accuracy == sum(line.startswith("CORRECT") for line in lines) / 7
+
+
+def test_bad_data_fails_before_anything_is_measured(capsys, cnn_file, tmp_path):
+    from tests.test_datasets import MODELS
+
+    data = tmp_path / "empty"
+    data.mkdir()
+    status, _, err = run_cli(capsys, "profile", str(MODELS / "fashion_mnist.py"), "--data", str(data),
+                             "--logdir", str(tmp_path / "runs"))
+    assert_one_line_error(status, err, str(data))
+    assert not list((tmp_path / "runs").glob("*/plugins"))

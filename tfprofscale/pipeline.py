@@ -61,6 +61,7 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
     run_dir = _run_dir(options, _model_name(model_or_path)) if options.trace else None
     say("loading the model")
     model, model_file, params = _load(model_or_path, options)
+    data = _load_data(model_file, params, options, say)
     from tfprofscale import analytic, graph_stats, runtime, tracing
     from tfprofscale.attribution import attribute_ops
     from tfprofscale.report import Report, layer_rows, totals
@@ -82,7 +83,8 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
         tensorflow=_tf_version(), device=measured.device, totals=totals(rows, ops, stats, measured),
         layers=rows, ops=ops, trace_dir=measured.trace_dir,
     )
-    _add_accuracy(report, traced.keras_model, model_file, params, options, say)
+    if data is not None and traced.keras_model is not None:
+        _add_accuracy(report, traced.keras_model, data, options, say)
     say("done")
     return report
 
@@ -111,15 +113,19 @@ def _load_weights(model: Any, weights: str) -> None:
         raise InputError(f"--weights {weights} does not fit this model: {type(error).__name__}: {error}") from None
 
 
-def _add_accuracy(report: Any, model: Any, model_file: Any, params: dict[str, Any],
-                  options: ProfileOptions, say: "_Progress") -> None:
+def _load_data(model_file: Any, params: dict[str, Any], options: ProfileOptions, say: "_Progress") -> Any:
+    """The model's test data when a data directory is given, loaded before anything is measured."""
     data_dir = options.data or os.environ.get("TFPROFSCALE_DATA")
-    if not data_dir or model is None or model_file is None or model_file.load_data is None:
-        return
+    if not data_dir or model_file is None or model_file.load_data is None:
+        return None
+    say(f"loading data from {data_dir}")
+    return model_file.load_data(data_dir, **params)
+
+
+def _add_accuracy(report: Any, model: Any, data: Any, options: ProfileOptions, say: "_Progress") -> None:
     from tfprofscale import training
 
-    say(f"evaluating on the test split in {data_dir}")
-    data = model_file.load_data(data_dir, **params)
+    say("evaluating on the test split")
     report.totals.accuracy = training.evaluate(model, data)
     if options.show_predictions:
         report.predictions = training.prediction_lines(model, data, options.show_predictions)
