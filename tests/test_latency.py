@@ -250,6 +250,18 @@ def test_layer_fits_read_the_sweeps_layers_csv(sweep_dir):
     assert fits["Dense"].slope_us_per_flop == pytest.approx(DENSE_US_PER_FLOP)
 
 
+@pytest.mark.parametrize("content, message", [
+    ("{not json", "is not a sweep report record"),
+    ('{"config": {}, "status": "ok"}', "no config_id"),
+    ('{"config_id": "a", "config": {}, "status": "ok", "report": {"totals": {}}}', "is not a profile report"),
+])
+def test_a_broken_report_record_is_bad_input_naming_the_file(tmp_path, content, message):
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "a.json").write_text(content)
+    with pytest.raises(InputError, match=f"a.json.*{message}"):
+        load_sweep(tmp_path)
+
+
 def test_too_few_configurations_give_no_validation(tmp_path):
     assert validate_sweep(write_sweep(tmp_path / "small", [(1, b, 0, 1.0) for b in BATCHES])) is None
 
@@ -326,6 +338,7 @@ def test_predict_with_a_missing_model_file(capsys, cnn_file, tmp_path):
 
 def test_predict_names_the_layer_the_model_cannot_price(capsys, cnn_file, tmp_path):
     model_json = tmp_path / "conv_only.json"
-    LatencyModel(("flops",), {"Conv2D": {"flops": 1e-3}}, 10.0, ["Flatten", "InputLayer"], 3, NO_CACHES).save(model_json)
+    conv_only = LatencyModel(("flops",), {"Conv2D": {"flops": 1e-3}}, 10.0, ["Flatten", "InputLayer"], 3, NO_CACHES)
+    conv_only.save(model_json)
     status, _, err = run_cli(capsys, "predict", str(model_json), str(cnn_file))
     assert_one_line_error(status, err, "pool", "MaxPooling2D")

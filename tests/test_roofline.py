@@ -122,15 +122,35 @@ def test_fused_kernel_counts_its_absorbed_ops_and_is_compute_bound():
     assert not bound.flagged
 
 
-def test_a_kernel_faster_than_its_memory_bound_is_flagged():
+def test_a_kernel_well_faster_than_its_memory_bound_is_flagged():
     peaks = MachinePeaks(flops_per_s=1e12, bytes_per_s=1e9, host="h", tensorflow="t")
     pool = OpRow("pool/MaxPool", "MaxPool", "pool", POOL_FLOPS, 2.0, 1.0, "_MklNativeMaxPool")
     (bound,) = roofline_ops(make_report([pool_row()], [pool]), peaks)
     # (1024 + 256) floats * 4 B = 5120 B at 1 GB/s = 5.12 us; 1024 FLOPs at 1 TFLOP/s = 0.001 us
     assert bound.bound == "memory" and bound.roofline_time_us == pytest.approx(5.12)
-    assert bound.flagged and bound.measured_us == 2.0
-    assert any("FLAGGED" in line for line in bound.lines())
+    assert bound.flagged and bound.measured_us == 2.0  # 2.56x faster than allowed
+    assert any("FLAGGED" in line and "2.6x" in line for line in bound.lines())
     assert json.loads(json.dumps(bound.to_dict()))["flagged"] is True
+
+
+def test_beating_a_measured_peak_by_less_than_the_margin_is_not_flagged():
+    peaks = MachinePeaks(flops_per_s=1e12, bytes_per_s=1e9, host="h", tensorflow="t")
+    pool = OpRow("pool/MaxPool", "MaxPool", "pool", POOL_FLOPS, 4.0, 1.0, "_MklNativeMaxPool")
+    (bound,) = roofline_ops(make_report([pool_row()], [pool]), peaks)
+    assert bound.share_of_bound == pytest.approx(5.12 / 4.0)  # 1.28 < FLAG_MARGIN = 1.5
+    assert not bound.flagged
+
+
+def test_only_the_bytes_beyond_the_cache_are_bounded_by_memory():
+    pool = OpRow("pool/MaxPool", "MaxPool", "pool", POOL_FLOPS, 2.0, 1.0, "_MklNativeMaxPool")
+    partly_cached = MachinePeaks(1e12, 1e9, "h", "t", cache_bytes=4096)
+    (bound,) = roofline_ops(make_report([pool_row()], [pool]), partly_cached)
+    # 5120 B moved, at most 4096 B from cache: 1024 B at 1 GB/s = 1.024 us < 2 us measured
+    assert bound.roofline_time_us == pytest.approx(1.024) and bound.bound == "memory" and not bound.flagged
+    assert bound.arithmetic_intensity == pytest.approx(1024 / 5120)  # still FLOPs over all bytes moved
+    all_cached = MachinePeaks(1e12, 1e9, "h", "t", cache_bytes=8192)
+    (bound,) = roofline_ops(make_report([pool_row()], [pool]), all_cached)
+    assert bound.bound == "compute" and bound.roofline_time_us == pytest.approx(1024 / 1e12 * 1e6)
 
 
 def test_a_layer_with_two_kernels_gets_no_bytes_and_only_the_compute_bound():
@@ -158,7 +178,7 @@ def cache_home(tmp_path, monkeypatch):
 def injected(flops_per_s: float):
     import tensorflow as tf
 
-    return MachinePeaks(flops_per_s, 2e9, socket.gethostname(), tf.__version__)
+    return MachinePeaks(flops_per_s, 2e9, socket.gethostname(), tf.__version__, method=roofline.PEAK_METHOD)
 
 
 def test_peaks_are_measured_once_then_read_from_the_cache(cache_home, monkeypatch):
@@ -180,9 +200,17 @@ def test_a_cache_from_another_tensorflow_is_measured_again(cache_home, monkeypat
     assert roofline.machine_peaks().flops_per_s == 3e9
 
 
+def test_a_cache_measured_another_way_is_measured_again(cache_home, monkeypatch):
+    cache_home.parent.mkdir(parents=True)
+    cache_home.write_text(json.dumps(injected(1e9).to_dict() | {"method": "x + 1 copy, best of 5"}))
+    monkeypatch.setattr(roofline, "measure_peaks", lambda: injected(4e9))
+    assert roofline.machine_peaks().flops_per_s == 4e9
+    assert json.loads(cache_home.read_text())["flops_per_s"] == 4e9
+
+
 def test_measuring_small_peaks_gives_positive_speeds(monkeypatch):
     monkeypatch.setattr(roofline, "MATMUL_SIDE", 128)
-    monkeypatch.setattr(roofline, "COPY_ELEMENTS", 1 << 16)
+    monkeypatch.setattr(roofline, "STREAM_ELEMENTS", 1 << 16)
     peaks = roofline.measure_peaks(repeats=2)
     assert peaks.flops_per_s > 0 and peaks.bytes_per_s > 0
     assert peaks.host == socket.gethostname()

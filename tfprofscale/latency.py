@@ -17,7 +17,9 @@ Vector width and cache sizes are the fitting machine's, kept in the model.
 The coefficients are fitted to measured step times, not to per-layer trace
 times, so the profiler's own overhead stays out and the time between
 kernels is charged to the layers that cause it; the fit minimises squared
-*relative* errors with coefficients >= 0 (more work never saves time).
+*relative* errors with coefficients >= 0 (more work never saves time),
+and a feature non-zero in fewer than ``MIN_SUPPORT`` configurations is left
+out (one configuration just past the L3 size cannot price the L3 hinge).
 Layer types with no FLOPs and no parameters (InputLayer, Flatten) cost 0.
 
 Measured step time of a configuration: its median step time; with several
@@ -28,7 +30,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -288,16 +290,15 @@ def flops_proportional_baseline(train: Sequence[ConfigSample]) -> Callable[[Conf
 
 def load_sweep(out_dir: str | Path) -> list[ConfigSample]:
     """The finished configurations of a sweep directory (reports/*.json), repeats merged."""
-    reports = Path(out_dir) / "reports"
     if not Path(out_dir).is_dir():
         raise InputError(f"sweep directory {out_dir} does not exist")
-    runs: dict[str, list[tuple[str, dict[str, Any], Any]]] = {}
-    for path in sorted(reports.glob("*.json")):
+    runs: dict[str, list[ConfigSample]] = {}
+    for path in sorted((Path(out_dir) / "reports").glob("*.json")):
         record = _read_record(path)
-        if record.get("status") == "ok" and record.get("report"):
+        if record["status"] == "ok" and record.get("report"):
             key = json.dumps(record["config"], sort_keys=True, default=str)
-            runs.setdefault(key, []).append((record["config_id"], record["config"], record["report"]))
-    return [_sample(repeats) for repeats in runs.values()]
+            runs.setdefault(key, []).append(_sample(path, record))
+    return [replace(min(group, key=lambda s: s.measured_ms), repeats=len(group)) for group in runs.values()]
 
 
 def _read_record(path: Path) -> dict[str, Any]:
@@ -311,13 +312,15 @@ def _read_record(path: Path) -> dict[str, Any]:
     return record
 
 
-def _sample(repeats: list[tuple[str, dict[str, Any], Any]]) -> ConfigSample:
+def _sample(path: Path, record: dict[str, Any]) -> ConfigSample:
     from tfprofscale.report import Report
 
-    least = min(repeats, key=lambda run: run[2]["totals"]["step_time_ms"]["median"])
-    report = Report.from_dict(least[2])
-    return ConfigSample(least[0], least[1], report.layers, report.totals.step_time_ms.median,
-                        report.totals.graph_flops, len(repeats))
+    try:
+        report = Report.from_dict(record["report"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise InputError(f"{path}: its report is not a profile report: {type(error).__name__}: {error}") from None
+    return ConfigSample(record["config_id"], record["config"], report.layers, report.totals.step_time_ms.median,
+                        report.totals.graph_flops)
 
 
 @dataclass(frozen=True)

@@ -50,15 +50,19 @@ MAX_CONV_FLOPS = 1.5e9  # keeps every step under ~30 ms on a 2-core machine
 
 
 def conv_flops(config: dict) -> float | None:
-    """Convolution FLOPs of a configuration (2 per multiply-add); None if it cannot be built."""
-    side, channels, total = config["input_size"], FIXED["channels"], 0.0
-    for _ in range(config["n_layers"]):
-        side = -(-side // config["stride"])
-        total += 2 * config["kernel_size"] ** 2 * channels * config["filters"] * side * side * config["batch_size"]
-        channels, side = config["filters"], side // FIXED["pool_size"]
-        if side < 1:
-            return None
-    return total
+    """Convolution FLOPs of a configuration (2 per multiply-add, 'same' padding); None if it cannot be built."""
+    from models.generated_cnn import check_feature_map_sizes
+    from tfprofscale.errors import InputError
+
+    try:
+        pooled = check_feature_map_sizes(config["n_layers"], config["kernel_size"], config["stride"],
+                                         config["input_size"], FIXED["padding"], FIXED["pool_size"])
+    except InputError:
+        return None
+    inputs = [config["input_size"]] + pooled[:-1]
+    channels = [FIXED["channels"]] + [config["filters"]] * (len(pooled) - 1)
+    return sum(2 * config["kernel_size"] ** 2 * c * config["filters"] * (-(-side // config["stride"])) ** 2
+               * config["batch_size"] for side, c in zip(inputs, channels))
 
 
 def sample_configs(count: int, seed: int) -> list[dict]:
@@ -154,8 +158,9 @@ def main() -> None:
     out = Path(args.out or tempfile.mkdtemp(prefix="bench_latency_"))
     started = time.perf_counter()
     collect(out, sample_configs(args.configs, args.seed), args.steps, args.repeats)
-    print(f"model: {MODEL_FILE.name}; {args.configs} configurations x {args.repeats} rounds, {args.steps} timed steps "
-          f"each, TensorFlow threads: {args.threads or 'default'}; sweep dir {out}; {time.perf_counter() - started:.0f} s")
+    threads = args.threads or "default"
+    print(f"model: {MODEL_FILE.name}; {args.configs} configurations x {args.repeats} rounds, {args.steps} timed "
+          f"steps each, TensorFlow threads: {threads}; sweep dir {out}; {time.perf_counter() - started:.0f} s")
     print_validation(out)
 
 
