@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import textwrap
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Machine peaks measured by the roofline are cached under XDG_CACHE_HOME: keep the tests' own.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="tfprofscale-test-cache-")
 
 TWO_LAYER_CNN = """
     import keras
