@@ -271,9 +271,16 @@ def _time_blocks(audit: Audit) -> list[Block]:
         example, ops = next(iter(time.roofline.items()))
         blocks.append(f"Roofline of every kernel of {example}:")
         blocks += [line for op in ops for line in op.lines()]
-        blocks.append(Table(["configuration", "kernels", "faster than their bound"], [
-            [config_id, str(len(ops)), ", ".join(op.layer or op.name for op in ops if op.flagged)]
-            for config_id, ops in time.roofline.items()]))
+        flagged = {config_id: [op.layer or op.name for op in ops if op.flagged]
+                   for config_id, ops in time.roofline.items()}
+        kernels = sum(len(ops) for ops in time.roofline.values())
+        if any(flagged.values()):
+            blocks.append(Table(["configuration", "kernels", "faster than their bound"], [
+                [config_id, str(len(time.roofline[config_id])), ", ".join(names)]
+                for config_id, names in flagged.items() if names]))
+        else:
+            blocks.append(f"No kernel ran faster than its roofline bound ({kernels} kernels in "
+                          f"{len(flagged)} configuration(s)).")
     blocks += time.validation.lines() if time.validation is not None else []
     return blocks + time.notes
 
