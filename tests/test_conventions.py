@@ -20,7 +20,10 @@ CONV_GEOMETRY = {"batch": 1, "in_h": 5, "in_w": 5, "in_channels": 2, "out_h": 5,
                  "kernel_h": 3, "kernel_w": 3, "stride_h": 1, "stride_w": 1, "dilation_h": 1, "dilation_w": 1,
                  "padding": "same", "groups": 1, "use_bias": True, "activation": "relu",
                  "activation_flops_per_element": 1, "data_format": "channels_last"}
-CONV_TERMS = {"multiply_adds": 2 * MACS, "bias_adds": OUTPUTS, "activations": OUTPUTS, "padded_taps": 576}
+# SAME 3x3 on 5x5: per axis the outputs see 2, 3, 3, 3, 2 = 13 real rows, so 13 * 13 real taps per
+# (input channel, filter) pair of 5 * 5 * 9 = 225: padded = 1800 - 2 * 4 * 13 * 13 = 448
+CONV_TERMS = {"multiply_adds": 2 * MACS, "bias_adds": OUTPUTS, "activations": OUTPUTS,
+              "padded_taps": MACS - 2 * 4 * 13 * 13}
 
 DENSE_GEOMETRY = {"rows": 2, "in_features": 6, "out_features": 3, "use_bias": True, "activation": "softmax",
                   "activation_flops_per_element": 5}

@@ -74,12 +74,14 @@ def test_runtime_times_layers_and_attributes_the_fused_kernel(report):
     assert abs(sum(row.time_share or 0 for row in report.layers) - 1.0) < 1e-9
     relu = next(op for op in report.ops if op.name.endswith("conv_1/Relu") or op.name.endswith("conv/Relu"))
     assert relu.layer == "conv" and relu.time_us > 0
-    if relu.kernel and "Fused" in relu.kernel:  # oneDNN rewrote Conv2D+BiasAdd+Relu into one kernel
-        fused = {op.split("/")[-1] for op in relu.fused_ops}
-        assert fused == {"convolution", "BiasAdd"}
-        absorbed = [op for op in report.ops if op.fused_into == relu.name]
-        assert {op.type for op in absorbed} == {"Conv2D", "BiasAdd"}
-        assert all(op.time_us is None for op in absorbed)
+    # Conv2D + BiasAdd + Relu run as one kernel: oneDNN on, _MklNativeFusedConv2D; off, TensorFlow's
+    # remapper makes _FusedConv2D (as test_audit also requires). Asserted, not assumed under an `if`.
+    assert relu.kernel is not None and relu.kernel.endswith("FusedConv2D")
+    fused = {op.split("/")[-1] for op in relu.fused_ops}
+    assert fused == {"convolution", "BiasAdd"}
+    absorbed = [op for op in report.ops if op.fused_into == relu.name]
+    assert {op.type for op in absorbed} == {"Conv2D", "BiasAdd"}
+    assert all(op.time_us is None for op in absorbed)
 
 
 def test_step_time_statistics_and_trace_dir(report):
@@ -92,8 +94,13 @@ def test_step_time_statistics_and_trace_dir(report):
 
 
 def test_peak_memory_comes_from_the_allocator(report):
-    assert report.totals.peak_bytes is not None
-    assert report.totals.peak_bytes >= report.totals.resident_bytes >= 0
+    # The CPU allocator only records allocations of at least 262,144 B (tracked_size, checked against the
+    # real allocator in test_memory_model). The largest tensor of this model at batch 1 is the conv output,
+    # 8 * 8 * 8 * 4 = 2,048 B (its im2col buffer 8 * 8 * 9 * 4 = 2,304 B): the step adds nothing tracked,
+    # so the peak is exactly what was resident before it (0 in a fresh process; buffers left by earlier
+    # tests otherwise), and both are measured, not None.
+    assert report.totals.resident_bytes is not None and report.totals.resident_bytes >= 0
+    assert report.totals.peak_bytes == report.totals.resident_bytes
 
 
 def test_json_has_the_design_contract_keys(report, tmp_path):

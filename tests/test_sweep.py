@@ -44,8 +44,11 @@ trace_steps = {trace_steps}
 [grid]
 filters = 4 8
 """
-SLOW_CNN = TWO_LAYER_CNN.replace("    def build_model(filters=8, units=3):\n",
-                                 "    def build_model(filters=8, units=3):\n        import time; time.sleep(1.5)\n")
+BUILD_DELAY_VARIABLE = "TFPROFSCALE_TEST_BUILD_DELAY_S"
+SLOW_CNN = TWO_LAYER_CNN.replace(
+    "    def build_model(filters=8, units=3):\n",
+    "    def build_model(filters=8, units=3):\n"
+    f"        import os, time; time.sleep(float(os.environ.get({BUILD_DELAY_VARIABLE!r}, '0')))\n")
 MISBEHAVING = """
     import os
     import signal
@@ -175,10 +178,14 @@ def test_rerun_resumes_without_profiling_again(swept, capsys):
 # ---------------------------------------------------------------- kill and resume
 
 def test_sigkill_mid_sweep_then_resume_gives_every_configuration_once(tmp_path):
+    assert SLOW_CNN != TWO_LAYER_CNN  # the delay really is in build_model
     ini, out = sweep_files(tmp_path, SLOW_CNN, trace_steps=0)
     command = [sys.executable, "-m", "tfprofscale", "sweep", str(ini), "--out", str(out)]
     environment = {**os.environ, "PYTHONPATH": str(REPO)}
-    process = subprocess.Popen(command, cwd=REPO, env=environment, start_new_session=True,
+    environment.pop(BUILD_DELAY_VARIABLE, None)
+    # Only the run to be killed is slowed down, so that the kill lands mid-sweep; the resumed run need not wait.
+    slowed = {**environment, BUILD_DELAY_VARIABLE: "1.5"}
+    process = subprocess.Popen(command, cwd=REPO, env=slowed, start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 180
     while not list((out / "reports").glob("*.json")) and time.monotonic() < deadline and process.poll() is None:
@@ -348,7 +355,7 @@ def test_document_001_file_with_data_trains_once_per_model_and_measures_accuracy
     rows = read_csv(out / "results.csv")
     accuracies = {float(r["accuracy"]) for r in rows}
     assert len(rows) == 2 and len(accuracies) == 1           # both batch sizes profile the same trained weights
-    assert (accuracies.pop() * 10) % 1 == pytest.approx(0)   # k correct out of the 10 test images
+    assert accuracies.pop() in {k / 10 for k in range(11)}  # k correct out of the 10 test images
     records = [json.loads(p.read_text()) for p in sorted((out / "reports").glob("*.json"))]
     training = [record["training"] for record in records]
     assert training[0] == training[1]

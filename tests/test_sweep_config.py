@@ -1,7 +1,10 @@
 """The sweep INI parser: document 001's file verbatim, the general form, and malformed files."""
 from __future__ import annotations
 
+import os
 import string
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -229,8 +232,21 @@ def test_cli_refuses_a_bad_config_with_status_2_before_running(tmp_path, capsys)
 
 def test_config_id_is_file_name_safe_and_stable():
     assert config_id({"padding": "same", "kernel": (3, 3)}, 16, 2) == "padding=same,kernel=_3_3_,batch_size=16,r2"
-    long_id = config_id({f"p{i}": 1000000 + i for i in range(30)}, 1, 0)
-    assert len(long_id) <= 180 and long_id == config_id({f"p{i}": 1000000 + i for i in range(30)}, 1, 0)
+    params = {f"p{i}": 1000000 + i for i in range(30)}
+    # in full: 10 parts of 10 characters (p0=1000000) + 20 of 11 (p10=1000010) + 29 commas
+    # + ",batch_size=1,r0" (16) = 365 > 180: cut to 180 - 13 = 167 characters + "-" + 12 hex digits
+    full = ",".join(f"p{i}={1000000 + i}" for i in range(30)) + ",batch_size=1,r0"
+    assert len(full) == 10 * 10 + 20 * 11 + 29 + 16 == 365
+    long_id = config_id(params, 1, 0)
+    assert len(long_id) == 180 and long_id[:168] == full[:167] + "-"
+    assert all(c in "0123456789abcdef" for c in long_id[168:])
+    # the hash covers what the cut drops: another last value, or another repeat, is another id
+    assert config_id({**params, "p29": 7}, 1, 0) != long_id and config_id(params, 1, 1) != long_id
+    # stable: the same id in a fresh interpreter with another string-hash seed (no hash() involved)
+    code = f"from tfprofscale.sweep import config_id; print(config_id({params!r}, 1, 0))"
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO,
+                           env={**os.environ, "PYTHONHASHSEED": "12345", "PYTHONPATH": str(REPO)})
+    assert other.stdout.strip() == long_id
 
 
 # ---- property tests: malformed files never escape as anything but one InputError line ----

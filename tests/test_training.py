@@ -138,7 +138,10 @@ def test_train_command_trains_the_text_model_and_saves_loadable_weights(tmp_path
     assert "1 epoch(s) on 8 examples" in out and "over 2 examples" in out  # 10 reviews: 8 train, 2 test
     assert "--param dropout=0.5" in out and "--param vocab_size=40" in out
     fresh = model_module("text_classifier").build_model(vocab_size=40, dropout=0.5)
+    initial = [array.copy() for array in fresh.get_weights()]
     fresh.load_weights(weights)
+    # the file carries values of its own: loading replaces the fresh model's random initial weights
+    assert any(not np.array_equal(old, new) for old, new in zip(initial, fresh.get_weights()))
 
 
 def test_train_command_on_fashion_idx_with_data_from_environment(tmp_path, capsys, monkeypatch):
