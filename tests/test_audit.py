@@ -244,13 +244,13 @@ def test_sweep_directory_is_audited_per_configuration(sweep_dir, no_time):
 
 
 def test_time_side_is_composed_from_latency_and_roofline(sweep_dir, monkeypatch):
-    from tfprofscale import latency, roofline
+    from tfprofscale import roofline, validation
 
     peaks = roofline.MachinePeaks(flops_per_s=1e9, bytes_per_s=1e9, host="test", tensorflow="test")
     monkeypatch.setattr(roofline, "machine_peaks", lambda refresh=False: peaks)
     audit = audit_path(sweep_dir)
     assert audit.time.peaks is peaks and audit.time.validation is None      # 2 configurations: too few
-    assert f"it needs {latency.MIN_VALIDATION_CONFIGS} configurations" in " ".join(audit.time.notes)
+    assert f"it needs {validation.MIN_VALIDATION_CONFIGS} configurations" in " ".join(audit.time.notes)
     assert list(audit.time.roofline) == ["depth=1,batch_size=1,r0", "depth=1,batch_size=2,r0"]
     kernels = audit.time.roofline["depth=1,batch_size=1,r0"]
     conv = next(op for op in kernels if op.layer == "conv")

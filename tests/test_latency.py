@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 
 from tests.test_cli_profile import assert_one_line_error, run_cli
-from tests.test_roofline import dense_row, input_row, make_report
+from tests.test_roofline import input_row, make_report
 from tfprofscale.errors import InputError
 from tfprofscale.latency import (
-    ConfigSample, LatencyModel, error_summary, fit_latency_model, flops_proportional_baseline, layer_type_fits,
-    load_sweep, nonnegative_relative_least_squares, validate_sweep,
+    ConfigSample, LatencyModel, fit_latency_model, layer_type_fits, nonnegative_relative_least_squares,
 )
+from tfprofscale.validation import error_summary, flops_proportional_baseline, load_sweep, validate_sweep
 from tfprofscale.report import LayerRow
 from tfprofscale.roofline import MachineTraits
 

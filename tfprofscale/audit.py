@@ -5,7 +5,7 @@ FLOPs per layer under every counting convention against TensorFlow's graph
 count, each gap split into named causes; the fusions the runtime made; how
 much of the step the kernels cover; document 002's memory model against the
 allocator. The time side (per-layer-type fits, roofline, held-out
-validation) comes from ``tfprofscale.latency`` and ``tfprofscale.roofline``
+validation) comes from ``tfprofscale.latency``, ``tfprofscale.validation`` and ``tfprofscale.roofline``
 and is composed here. ``tfprofscale.audit_report`` ranks the divergences
 and writes the report.
 """
@@ -136,7 +136,7 @@ class ProfileAudit:
 
 @dataclass
 class TimeAudit:
-    """The time side, from tfprofscale.latency and tfprofscale.roofline; ``notes`` say what is missing."""
+    """The time side, from tfprofscale.latency, .validation and .roofline; ``notes`` say what is missing."""
 
     layer_type_fits: list[Any] = field(default_factory=list)
     peaks: Any = None
@@ -396,7 +396,7 @@ def audit_profiles(loaded: LoadedProfiles, sweep_dir: Path | None = None, time_a
 
 def analyse_time(loaded: LoadedProfiles, sweep_dir: Path | None) -> TimeAudit:
     """Per-layer-type fits, the roofline of every op, and (for a sweep) held-out validation."""
-    from tfprofscale import latency, roofline
+    from tfprofscale import latency, roofline, validation
 
     time = TimeAudit(layer_type_fits=list(latency.layer_type_fits(layers_frame(loaded))),
                      peaks=roofline.machine_peaks())
@@ -406,7 +406,7 @@ def analyse_time(loaded: LoadedProfiles, sweep_dir: Path | None) -> TimeAudit:
                       "whatever machine measured the profiles")
     time.roofline = {cid: list(roofline.roofline_ops(report, time.peaks)) for cid, _, report in loaded.profiles}
     if sweep_dir is not None:
-        time.validation = latency.validate_sweep(sweep_dir)
+        time.validation = validation.validate_sweep(sweep_dir)
         if time.validation is None:
-            time.notes.append(f"no held-out validation: it needs {latency.MIN_VALIDATION_CONFIGS} configurations")
+            time.notes.append(f"no held-out validation: it needs {validation.MIN_VALIDATION_CONFIGS} configurations")
     return time

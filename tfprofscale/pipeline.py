@@ -11,9 +11,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tfprofscale.errors import InputError
+
+if TYPE_CHECKING:
+    from tfprofscale.report import Report
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_fit(args: argparse.Namespace) -> int:
     """Fit, save and print the model, and its validation when there are enough configurations."""
-    from tfprofscale.latency import MIN_VALIDATION_CONFIGS, fit_latency_model, load_sweep, validate_samples
+    from tfprofscale.latency import fit_latency_model
+    from tfprofscale.validation import MIN_VALIDATION_CONFIGS, load_sweep, validate_samples
 
     folder = Path(args.out).parent
     if not folder.is_dir():
