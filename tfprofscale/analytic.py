@@ -29,37 +29,14 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Sequence
 
-import keras
 import tensorflow as tf
 
+from tfprofscale.activations import ACTIVATION_FLOPS_PER_ELEMENT, activation_cost
 from tfprofscale.errors import InputError
 from tfprofscale.records import LayerCost, LayerInfo, Shape
 
 #: Terms that describe the work but are not added into ``flops``.
 DIAGNOSTIC_TERMS = frozenset({"padded_taps", "comparisons"})
-
-#: Elementary operations per output element; exp, log, erf and tanh count 1
-#: each (TensorFlow's flops registry counts Log as 1, Rsqrt as 2).
-ACTIVATION_FLOPS_PER_ELEMENT: dict[str, tuple[int, str]] = {
-    "linear": (0, "x"),
-    "relu": (1, "max(x, 0)"),
-    "relu6": (2, "min(max(x, 0), 6)"),
-    "leaky_relu": (2, "max(x, slope * x)"),
-    "elu": (4, "x if x > 0 else alpha * (exp(x) - 1)"),
-    "selu": (5, "scale * elu(x, alpha)"),
-    "sigmoid": (4, "1 / (1 + exp(-x))"),
-    "hard_sigmoid": (4, "relu6(x + 3) / 6"),
-    "tanh": (1, "tanh(x)"),
-    "softplus": (3, "log(1 + exp(x))"),
-    "softsign": (3, "x / (1 + |x|)"),
-    "silu": (5, "x * sigmoid(x)"),
-    "hard_silu": (5, "x * hard_sigmoid(x)"),
-    "gelu": (5, "0.5 * x * (1 + erf(x / sqrt(2)))"),
-    "mish": (5, "x * tanh(softplus(x))"),
-    "exponential": (1, "exp(x)"),
-    "softmax": (5, "exp(x - max) / sum(exp(x - max))"),
-    "log_softmax": (5, "x - max - log(sum(exp(x - max)))"),
-}
 
 @dataclass(frozen=True)
 class _Window:
@@ -231,11 +208,10 @@ def _nhwc(shape: Shape, data_format: str) -> tuple[int, int, int, int]:
 
 def _activation(function: Any) -> tuple[str, int]:
     """The activation's name and flops per output element."""
-    name = getattr(function, "__name__", repr(function))
-    known = name in ACTIVATION_FLOPS_PER_ELEMENT and keras.activations.get(name) is function
-    if not known:
-        raise _NoFormula(f"activation {name!r} has no per-element count")
-    return name, ACTIVATION_FLOPS_PER_ELEMENT[name][0]
+    known = activation_cost(function)
+    if known is None:
+        raise _NoFormula(f"activation {getattr(function, '__name__', repr(function))!r} has no per-element count")
+    return known
 
 
 @dataclass(frozen=True)

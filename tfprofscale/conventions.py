@@ -17,7 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping
 
-from tfprofscale.analytic import ACTIVATION_FLOPS_PER_ELEMENT, DIAGNOSTIC_TERMS
+from tfprofscale.activations import ACTIVATION_FLOPS_PER_ELEMENT, TF_ACTIVATION_FLOPS_PER_ELEMENT
+from tfprofscale.analytic import DIAGNOSTIC_TERMS
 from tfprofscale.errors import InputError
 
 Geometry = Mapping[str, Any]
@@ -26,17 +27,6 @@ CountFunction = Callable[[str, Geometry, Terms], "int | None"]
 DifferencesFunction = Callable[[str, Geometry, Terms], "dict[str, int] | None"]
 
 TENSORFLOW = "flops"
-
-#: FLOPs per element TensorFlow 2.21's profiler counts for each Keras
-#: activation, measured with tfprof on an ``Activation`` layer: Relu, Sigmoid,
-#: Tanh, Elu ... have no FLOPs statistics (0); Softmax is registered at 5;
-#: gelu, silu, hard_sigmoid, hard_silu and mish are built from Mul/Add/Neg/
-#: RealDiv ops that are counted (1 each) next to ops that are not (Erfc, Sigmoid ...).
-TF_ACTIVATION_FLOPS_PER_ELEMENT: dict[str, int] = {
-    "linear": 0, "relu": 0, "relu6": 0, "leaky_relu": 0, "elu": 0, "selu": 0, "sigmoid": 0,
-    "tanh": 0, "softplus": 0, "softsign": 0, "exponential": 0, "log_softmax": 0,
-    "softmax": 5, "gelu": 4, "silu": 2, "hard_sigmoid": 2, "hard_silu": 3, "mish": 1,
-}
 
 CONV_TYPES = frozenset({"Conv2D", "DepthwiseConv2D"})
 MULTIPLY_ADD_TYPES = CONV_TYPES | {"Dense"}
