@@ -19,6 +19,7 @@ from types import ModuleType
 from typing import Any, Callable, Iterable
 
 from tfprofscale.errors import InputError
+from tfprofscale.quiet import import_tensorflow_quietly
 
 _module_counter = itertools.count()
 
@@ -85,6 +86,7 @@ def _import_file(file: Path) -> ModuleType:
         raise InputError(f"model file {file} cannot be imported as Python")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
+    import_tensorflow_quietly()  # model files import TensorFlow: keep its start-up notices off stderr
     try:
         spec.loader.exec_module(module)
     except SyntaxError as error:

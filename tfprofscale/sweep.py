@@ -183,7 +183,7 @@ def _trained_weights(plan: RunPlan, task: ConfigTask) -> tuple[str, dict[str, An
 
 def prepare_worker() -> None:
     """Run once in each worker: accuracy only from the sweep's --data, TensorFlow imported quietly."""
-    from tfprofscale.cli import import_tensorflow_quietly
+    from tfprofscale.quiet import import_tensorflow_quietly
     from tfprofscale.datasets import DATA_ENV_VAR
 
     os.environ.pop(DATA_ENV_VAR, None)

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
-import tempfile
 
 from tfprofscale.errors import InputError
 
@@ -41,37 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def import_tensorflow_quietly() -> None:
-    """Import TensorFlow with its native start-up chatter kept off stderr.
-
-    TensorFlow 2.21 logs oneDNN/CUDA notices from C++ before any log level
-    applies; they are captured and shown only if the import itself fails.
-    """
-    if "tensorflow" in sys.modules:
-        return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+") as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            import tensorflow as tf
-
-            tf.config.list_physical_devices()
-        except BaseException:
-            os.dup2(saved, 2)
-            captured.seek(0)
-            sys.stderr.write(captured.read())
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the process exit status."""
     args = build_parser().parse_args(argv)
-    import_tensorflow_quietly()
     try:
         return int(args.run(args) or 0)
     except InputError as error:

@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from tfprofscale.errors import InputError
+from tfprofscale.quiet import import_tensorflow_quietly
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,6 +36,7 @@ def report_folder(path: Path, out: str | None) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     """Audit PATH, print the report, write audit.md, its figures and the JSON."""
+    import_tensorflow_quietly()
     from tfprofscale.audit import audit_path
     from tfprofscale.audit_plots import write_figures
     from tfprofscale.audit_report import render_markdown, render_text, write_json

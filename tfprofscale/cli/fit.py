@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tfprofscale.errors import InputError
+from tfprofscale.quiet import import_tensorflow_quietly
 
 if TYPE_CHECKING:
     from tfprofscale.report import LayerRow
@@ -37,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_fit(args: argparse.Namespace) -> int:
     """Fit, save and print the model, and its validation when there are enough configurations."""
+    import_tensorflow_quietly()
     from tfprofscale.latency import fit_latency_model
     from tfprofscale.validation import MIN_VALIDATION_CONFIGS, load_sweep, validate_samples
 
@@ -61,6 +63,7 @@ def run_fit(args: argparse.Namespace) -> int:
 
 def run_predict(args: argparse.Namespace) -> int:
     """Trace the configuration, predict its step latency, print it per layer."""
+    import_tensorflow_quietly()
     from tfprofscale.latency import LatencyModel
 
     if args.batch_size < 1:

@@ -39,7 +39,6 @@ def run(args: argparse.Namespace) -> int:
     """Profile, print the table, write the requested files."""
     from tfprofscale import loading
     from tfprofscale.pipeline import ProfileOptions, run_profile
-    from tfprofscale.table import render
 
     for target in (args.json, args.csv):
         _check_writable(target)
@@ -51,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
         show_predictions=args.show_predictions, params=params, progress=not args.quiet,
     )
     report = run_profile(args.model, options)
+    from tfprofscale.table import render
+
     print(render(report))
     for line in report.predictions:
         print(line)
