@@ -16,8 +16,8 @@ import tensorflow as tf
 from tensorflow.python.profiler import model_analyzer
 from tensorflow.python.profiler.option_builder import ProfileOptionBuilder
 
-from tfprofscale.analytic import analyze_layers, layer_cost, supported_layer_types
-from tfprofscale.records import LayerInfo
+from tfprofscale.formulas.analytic import analyze_layers, layer_cost, supported_layer_types
+from tfprofscale.profiling.records import LayerInfo
 
 
 def info_of(layer: keras.layers.Layer, batch: int, inbound: tuple[str, ...] = ()) -> LayerInfo:

@@ -11,7 +11,7 @@ import tensorflow as tf
 from tensorflow.python.profiler import model_analyzer
 from tensorflow.python.profiler.option_builder import ProfileOptionBuilder
 
-from tfprofscale import conventions
+from tfprofscale.audit import conventions
 from tfprofscale.errors import InputError
 
 OUTPUTS = 1 * 5 * 5 * 4              # 100

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from tfprofscale.fitting import fit_line
+from tfprofscale.audit.fitting import fit_line
 
 
 def test_exact_line_is_recovered_with_r2_one():

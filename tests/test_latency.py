@@ -11,12 +11,12 @@ import pytest
 from tests.test_cli_profile import assert_one_line_error, run_cli
 from tests.test_roofline import input_row, make_report
 from tfprofscale.errors import InputError
-from tfprofscale.latency import (
+from tfprofscale.audit.latency import (
     ConfigSample, LatencyModel, fit_latency_model, layer_type_fits, nonnegative_relative_least_squares,
 )
-from tfprofscale.validation import error_summary, flops_proportional_baseline, load_sweep, validate_sweep
-from tfprofscale.report import LayerRow
-from tfprofscale.roofline import MachineTraits
+from tfprofscale.audit.validation import error_summary, flops_proportional_baseline, load_sweep, validate_sweep
+from tfprofscale.profiling.report import LayerRow
+from tfprofscale.audit.roofline import MachineTraits
 
 NO_CACHES = MachineTraits(vector_floats=16, l2_bytes=None, l3_bytes=None)
 
@@ -299,8 +299,8 @@ def test_predict_prints_the_hand_computed_latency(capsys, cnn_file, tmp_path):
 
 
 def test_fit_then_predict_round_trip_on_a_tiny_real_sweep(capsys, cnn_file, tmp_path, monkeypatch):
-    from tfprofscale import runtime
-    from tfprofscale.pipeline import ProfileOptions, run_profile
+    from tfprofscale.profiling import runtime
+    from tfprofscale.profiling.pipeline import ProfileOptions, run_profile
 
     folder = tmp_path / "sweep"
     (folder / "reports").mkdir(parents=True)

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 import tensorflow as tf
 
-from tfprofscale.memory_model import (
+from tfprofscale.audit.memory_model import (
     Buffer, MemoryEstimate, estimate_memory, im2col_workspace_bytes, memory_causes, parameter_tensors, peak_live,
     tracked_size,
 )

@@ -6,7 +6,7 @@ import itertools
 import matplotlib.image
 import pytest
 
-from tfprofscale.plots import layer_time_fits, save_figures, sweep_figures
+from tfprofscale.sweep.plots import layer_time_fits, save_figures, sweep_figures
 
 PARAMETERS = ["a", "kind", "batch_size"]
 

@@ -11,11 +11,11 @@ import socket
 
 import pytest
 
-from tfprofscale import roofline
-from tfprofscale.attribution import OpRow
-from tfprofscale.report import LayerRow, Report, Totals
-from tfprofscale.roofline import MachinePeaks, MachineTraits, layer_bytes_moved, layer_features, roofline_ops
-from tfprofscale.runtime import StepTimes
+from tfprofscale.audit import roofline
+from tfprofscale.profiling.attribution import OpRow
+from tfprofscale.profiling.report import LayerRow, Report, Totals
+from tfprofscale.audit.roofline import MachinePeaks, MachineTraits, layer_bytes_moved, layer_features, roofline_ops
+from tfprofscale.profiling.runtime import StepTimes
 
 BATCH = 2
 CONV_FLOPS = 2 * (BATCH * 8 * 8 * 8) * (3 * 3 * 1)   # Conv2D: 2 * outputs * Kh*Kw*Cin = 18432

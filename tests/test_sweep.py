@@ -24,10 +24,10 @@ import pytest
 from tests.conftest import TWO_LAYER_CNN
 from tfprofscale.cli import main
 from tfprofscale.errors import InputError
-from tfprofscale.executor import LocalProcessPool, Outcome
-from tfprofscale.sweep import SweepLock, SweepOptions, run_sweep
-from tfprofscale.sweep_config import load_sweep_config
-from tfprofscale.sweep_report import results_row
+from tfprofscale.sweep.executor import LocalProcessPool, Outcome
+from tfprofscale.sweep.runner import SweepLock, SweepOptions, run_sweep
+from tfprofscale.sweep.config import load_sweep_config
+from tfprofscale.sweep.report import results_row
 
 REPO = Path(__file__).resolve().parent.parent
 CONTRACT_COLUMNS = ("filters,batch_size,repeat,Layers,BatchSize,ConvSize,TotalTime,MeanTime,params,analytic_flops,"
@@ -115,7 +115,7 @@ def test_sweep_writes_layers_reports_and_traces(swept):
     assert conv["output_shape"] == "2x8x8x8" and int(conv["params"]) == 3 * 3 * 1 * 8 + 8
     assert json.loads(conv["geometry"])["kernel_h"] == 3
 
-    from tfprofscale.report import Report
+    from tfprofscale.profiling.report import Report
 
     reports = sorted((out / "reports").glob("*.json"))
     assert [p.stem for p in reports] == sorted(f"filters={f},batch_size={b},r0" for f in (4, 8) for b in (1, 2))
@@ -366,7 +366,7 @@ def test_document_001_file_with_data_trains_once_per_model_and_measures_accuracy
 
 def test_workers_take_data_only_from_the_sweep(monkeypatch):
     from tfprofscale.datasets import DATA_ENV_VAR
-    from tfprofscale.sweep import prepare_worker
+    from tfprofscale.sweep.runner import prepare_worker
 
     monkeypatch.setenv(DATA_ENV_VAR, "/somewhere")
     prepare_worker()
@@ -377,8 +377,8 @@ def test_workers_take_data_only_from_the_sweep(monkeypatch):
 
 def test_report_headlines_from_hand_made_records(tmp_path):
     """Median step time = a * (1 + batch) ms for a in 1 2, batch in 1 4; one failure."""
-    from tfprofscale.sweep_config import parse_sweep_file
-    from tfprofscale.sweep_report import report_markdown
+    from tfprofscale.sweep.config import parse_sweep_file
+    from tfprofscale.sweep.report import report_markdown
 
     ini = tmp_path / "s.ini"
     ini.write_text("[sweep]\nmodel = m.py\nbatch_size = 1 4\n[grid]\na = 1 2 3\n")

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from tfprofscale.cli import main
 from tfprofscale.errors import InputError
-from tfprofscale.sweep import config_id, expand_grid
-from tfprofscale.sweep_config import load_sweep_config, parse_sweep_file
+from tfprofscale.sweep.runner import config_id, expand_grid
+from tfprofscale.sweep.config import load_sweep_config, parse_sweep_file
 
 REPO = Path(__file__).resolve().parent.parent
 FASHION_MNIST = REPO / "models" / "fashion_mnist.py"
@@ -243,7 +243,7 @@ def test_config_id_is_file_name_safe_and_stable():
     # the hash covers what the cut drops: another last value, or another repeat, is another id
     assert config_id({**params, "p29": 7}, 1, 0) != long_id and config_id(params, 1, 1) != long_id
     # stable: the same id in a fresh interpreter with another string-hash seed (no hash() involved)
-    code = f"from tfprofscale.sweep import config_id; print(config_id({params!r}, 1, 0))"
+    code = f"from tfprofscale.sweep.runner import config_id; print(config_id({params!r}, 1, 0))"
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO,
                            env={**os.environ, "PYTHONHASHSEED": "12345", "PYTHONPATH": str(REPO)})
     assert other.stdout.strip() == long_id

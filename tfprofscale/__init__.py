@@ -16,11 +16,11 @@ from tfprofscale.errors import InputError
 
 def __getattr__(name: str) -> Any:
     if name == "profile":
-        from tfprofscale.pipeline import profile
+        from tfprofscale.profiling.pipeline import profile
 
         return profile
     if name == "Report":
-        from tfprofscale.report import Report
+        from tfprofscale.profiling.report import Report
 
         return Report
     raise AttributeError(f"module 'tfprofscale' has no attribute {name!r}")

@@ -3,7 +3,7 @@
 Profiles a seeded random sample of generated-CNN configurations (layers,
 filters, kernel, stride, input size, FC units, batch size), each written as
 ``DIR/reports/<config_id>.json`` in the sweep layout, then validates the
-latency model with ``tfprofscale.validation.validate_sweep`` and prints, per
+latency model with ``tfprofscale.audit.validation.validate_sweep`` and prints, per
 split (k-fold over configurations; leave one value of a parameter out), the
 MAPE and the share of configurations predicted within +-10%, next to the
 baseline "step time proportional to total FLOPs". Goal: MAPE <= 10%, >= 90%
@@ -86,7 +86,7 @@ def config_id(config: dict, repeat: int) -> str:
 
 def profile_config(config: dict, repeat: int, out: Path, steps: int) -> None:
     """Profile one configuration and write its reports/<config_id>.json atomically."""
-    from tfprofscale.pipeline import ProfileOptions, run_profile
+    from tfprofscale.profiling.pipeline import ProfileOptions, run_profile
 
     identifier = config_id(config, repeat)
     target = out / "reports" / f"{identifier}.json"
@@ -120,7 +120,7 @@ def collect(out: Path, configs: list[dict], steps: int, repeats: int) -> None:
 
 def print_validation(out: Path) -> None:
     """The validation figures of every split, and whether each meets the goal."""
-    from tfprofscale.validation import validate_sweep
+    from tfprofscale.audit.validation import validate_sweep
 
     validation = validate_sweep(out)
     if validation is None:

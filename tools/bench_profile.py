@@ -22,8 +22,8 @@ from pathlib import Path
 FLOOR = """
 import sys
 import tensorflow as tf
-from tfprofscale.loading import build, load_model_file, resolve_params
-from tfprofscale.tracing import trace
+from tfprofscale.profiling.loading import build, load_model_file, resolve_params
+from tfprofscale.profiling.tracing import trace
 model_file = load_model_file(sys.argv[1])
 model = build(model_file, resolve_params(model_file, {}))
 traced = trace(model, int(sys.argv[2]), model_file.example_inputs, model_file.defaults)

@@ -37,9 +37,9 @@ def report_folder(path: Path, out: str | None) -> Path:
 def run(args: argparse.Namespace) -> int:
     """Audit PATH, print the report, write audit.md, its figures and the JSON."""
     import_tensorflow_quietly()
-    from tfprofscale.audit import audit_path
-    from tfprofscale.audit_plots import write_figures
-    from tfprofscale.audit_report import render_markdown, render_text, write_json
+    from tfprofscale.audit.analysis import audit_path
+    from tfprofscale.audit.plots import write_figures
+    from tfprofscale.audit.render import render_markdown, render_text, write_json
 
     path = Path(args.path)
     if args.json and not Path(args.json).parent.is_dir():

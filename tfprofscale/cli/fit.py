@@ -16,7 +16,7 @@ from tfprofscale.errors import InputError
 from tfprofscale.quiet import import_tensorflow_quietly
 
 if TYPE_CHECKING:
-    from tfprofscale.report import LayerRow
+    from tfprofscale.profiling.report import LayerRow
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,8 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_fit(args: argparse.Namespace) -> int:
     """Fit, save and print the model, and its validation when there are enough configurations."""
     import_tensorflow_quietly()
-    from tfprofscale.latency import fit_latency_model
-    from tfprofscale.validation import MIN_VALIDATION_CONFIGS, load_sweep, validate_samples
+    from tfprofscale.audit.latency import fit_latency_model
+    from tfprofscale.audit.validation import MIN_VALIDATION_CONFIGS, load_sweep, validate_samples
 
     folder = Path(args.out).parent
     if not folder.is_dir():
@@ -64,7 +64,7 @@ def run_fit(args: argparse.Namespace) -> int:
 def run_predict(args: argparse.Namespace) -> int:
     """Trace the configuration, predict its step latency, print it per layer."""
     import_tensorflow_quietly()
-    from tfprofscale.latency import LatencyModel
+    from tfprofscale.audit.latency import LatencyModel
 
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be an integer >= 1, got {args.batch_size}")
@@ -81,9 +81,10 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def untimed_layer_rows(model_path: str, param_pairs: list[str], batch_size: int) -> list["LayerRow"]:
     """The per-layer rows of one configuration from its graph and formulas, without running it."""
-    from tfprofscale import analytic, graph_stats, loading, tracing
-    from tfprofscale.attribution import attribute_ops
-    from tfprofscale.report import layer_rows
+    from tfprofscale.formulas import analytic
+    from tfprofscale.profiling import graph_stats, loading, tracing
+    from tfprofscale.profiling.attribution import attribute_ops
+    from tfprofscale.profiling.report import layer_rows
 
     model_file = loading.load_model_file(model_path)
     params = loading.parse_params(param_pairs, model_file)

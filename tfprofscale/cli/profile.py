@@ -37,8 +37,8 @@ def add_measure_options(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Profile, print the table, write the requested files."""
-    from tfprofscale import loading
-    from tfprofscale.pipeline import ProfileOptions, run_profile
+    from tfprofscale.profiling import loading
+    from tfprofscale.profiling.pipeline import ProfileOptions, run_profile
 
     for target in (args.json, args.csv):
         _check_writable(target)
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         show_predictions=args.show_predictions, params=params, progress=not args.quiet,
     )
     report = run_profile(args.model, options)
-    from tfprofscale.table import render
+    from tfprofscale.profiling.table import render
 
     print(render(report))
     for line in report.predictions:

@@ -30,8 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Check everything, run the sweep, say where the outputs are; status 1 if nothing succeeded."""
-    from tfprofscale.sweep import SweepOptions, run_sweep
-    from tfprofscale.sweep_config import load_sweep_config
+    from tfprofscale.sweep.runner import SweepOptions, run_sweep
+    from tfprofscale.sweep.config import load_sweep_config
 
     if args.workers < 1:
         raise InputError(f"--workers {args.workers}: must be at least 1")
@@ -56,7 +56,7 @@ def _check_data(data: str | None, model: Path) -> str | None:
     """The data directory as a string, after checking it and that the model can load data."""
     if data is None:
         return None
-    from tfprofscale import loading
+    from tfprofscale.profiling import loading
     from tfprofscale.datasets import resolve_data_dir
 
     path = resolve_data_dir(data)

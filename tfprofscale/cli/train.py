@@ -34,7 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load, train, evaluate on the test split, save; prints a short summary."""
-    from tfprofscale import datasets, loading, training
+    from tfprofscale import datasets, training
+    from tfprofscale.profiling import loading
 
     _check_weights_target(args.save)
     data_dir = datasets.resolve_data_dir(args.data)

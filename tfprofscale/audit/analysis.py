@@ -5,7 +5,7 @@ FLOPs per layer under every counting convention against TensorFlow's graph
 count, each gap split into named causes; the fusions the runtime made; how
 much of the step the kernels cover; document 002's memory model against the
 allocator. The time side (per-layer-type fits, roofline, held-out
-validation) comes from ``tfprofscale.latency``, ``tfprofscale.validation`` and ``tfprofscale.roofline``
+validation) comes from ``tfprofscale.audit.latency``, ``tfprofscale.audit.validation`` and ``tfprofscale.audit.roofline``
 and is composed here. ``tfprofscale.audit_report`` ranks the divergences
 and writes the report.
 """
@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tfprofscale import conventions
+from tfprofscale.audit import conventions
 from tfprofscale.errors import InputError
-from tfprofscale.memory_model import MemoryAudit, audit_memory
-from tfprofscale.report import LayerRow, Report
+from tfprofscale.audit.memory_model import MemoryAudit, audit_memory
+from tfprofscale.profiling.report import LayerRow, Report
 
 #: Graph op types tfprof counts from their shapes: 0 FLOPs means a shape was not fully defined.
 SHAPE_COUNTED_OP_TYPES = frozenset({"Conv2D", "DepthwiseConv2dNative", "MatMul", "BatchMatMulV2",
@@ -396,7 +396,7 @@ def audit_profiles(loaded: LoadedProfiles, sweep_dir: Path | None = None, time_a
 
 def analyse_time(loaded: LoadedProfiles, sweep_dir: Path | None) -> TimeAudit:
     """Per-layer-type fits, the roofline of every op, and (for a sweep) held-out validation."""
-    from tfprofscale import latency, roofline, validation
+    from tfprofscale.audit import latency, roofline, validation
 
     time = TimeAudit(layer_type_fits=list(latency.layer_type_fits(layers_frame(loaded))),
                      peaks=roofline.machine_peaks())

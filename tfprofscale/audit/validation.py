@@ -16,8 +16,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from tfprofscale.errors import InputError
-from tfprofscale.latency import MEASURED, MIN_FIT_CONFIGS, ConfigSample, LatencyModel, fit_latency_model
-from tfprofscale.roofline import MachineTraits, machine_traits
+from tfprofscale.audit.latency import MEASURED, MIN_FIT_CONFIGS, ConfigSample, LatencyModel, fit_latency_model
+from tfprofscale.audit.roofline import MachineTraits, machine_traits
 
 MIN_VALIDATION_CONFIGS = 10
 FOLDS = 5
@@ -56,7 +56,7 @@ def _read_record(path: Path) -> dict[str, Any]:
 
 
 def _sample(path: Path, record: dict[str, Any]) -> ConfigSample:
-    from tfprofscale.report import Report
+    from tfprofscale.profiling.report import Report
 
     try:
         report = Report.from_dict(record["report"])

@@ -11,11 +11,11 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from tfprofscale.attribution import OpRow
-from tfprofscale.graph_stats import GraphStats
-from tfprofscale.records import LayerCost, LayerInfo
-from tfprofscale.runtime import RuntimeResult, StepTimes
-from tfprofscale.tracing import STRUCTURAL_OP_TYPES
+from tfprofscale.profiling.attribution import OpRow
+from tfprofscale.profiling.graph_stats import GraphStats
+from tfprofscale.profiling.records import LayerCost, LayerInfo
+from tfprofscale.profiling.runtime import RuntimeResult, StepTimes
+from tfprofscale.profiling.tracing import STRUCTURAL_OP_TYPES
 
 
 @dataclass

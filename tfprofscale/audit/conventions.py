@@ -17,8 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping
 
-from tfprofscale.activations import ACTIVATION_FLOPS_PER_ELEMENT, TF_ACTIVATION_FLOPS_PER_ELEMENT
-from tfprofscale.analytic import DIAGNOSTIC_TERMS
+from tfprofscale.formulas.activations import ACTIVATION_FLOPS_PER_ELEMENT, TF_ACTIVATION_FLOPS_PER_ELEMENT
+from tfprofscale.formulas.analytic import DIAGNOSTIC_TERMS
 from tfprofscale.errors import InputError
 
 Geometry = Mapping[str, Any]

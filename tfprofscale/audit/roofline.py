@@ -49,8 +49,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
-    from tfprofscale.attribution import OpRow
-    from tfprofscale.report import LayerRow, Report
+    from tfprofscale.profiling.attribution import OpRow
+    from tfprofscale.profiling.report import LayerRow, Report
 
 MATMUL_SIDE = 2048
 STREAM_ELEMENTS = 32 * 1024 * 1024  # 128 MB of float32: 4x a 32 MB L3

@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from tfprofscale.errors import InputError
-from tfprofscale.executor import Executor, LocalProcessPool, Outcome
-from tfprofscale.sweep_config import SweepConfig, TrainingSettings
-from tfprofscale.sweep_report import LAYER_FIELDS, RESULT_COLUMNS, atomic_write_text, write_summaries, write_tables
+from tfprofscale.sweep.executor import Executor, LocalProcessPool, Outcome
+from tfprofscale.sweep.config import SweepConfig, TrainingSettings
+from tfprofscale.sweep.report import LAYER_FIELDS, RESULT_COLUMNS, atomic_write_text, write_summaries, write_tables
 
 MAX_ID_CHARS = 180
 _UNSAFE_CHARACTERS = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -138,7 +138,7 @@ def run_configuration(plan: RunPlan, task: ConfigTask) -> dict[str, Any]:
     """Profile one configuration (in a worker); its report dict and training summary."""
     import keras
 
-    from tfprofscale.pipeline import ProfileOptions, run_profile
+    from tfprofscale.profiling.pipeline import ProfileOptions, run_profile
 
     try:
         weights, training = plan.weights, None
@@ -156,7 +156,8 @@ def run_configuration(plan: RunPlan, task: ConfigTask) -> dict[str, Any]:
 
 def _trained_weights(plan: RunPlan, task: ConfigTask) -> tuple[str, dict[str, Any]]:
     """Weights trained for ``task.params`` (all batch sizes and repeats share them), trained once."""
-    from tfprofscale import loading, training
+    from tfprofscale.profiling import loading
+    from tfprofscale import training
 
     name = _model_id(task.params)
     weights = Path(plan.weights_dir) / f"{name}.weights.h5"

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from tfprofscale.sweep_config import SweepConfig
+from tfprofscale.sweep.config import SweepConfig
 
 DOCUMENT_001_COLUMNS = ["Layers", "BatchSize", "ConvSize", "TotalTime", "MeanTime"]
 TOTALS_COLUMNS = ["params", "analytic_flops", "analytic_macs", "graph_flops", "activation_bytes",
@@ -83,7 +83,7 @@ def write_tables(out_dir: Path, records: list[dict[str, Any]], grid_names: list[
 def write_summaries(out_dir: Path, config: SweepConfig, records: list[dict[str, Any]],
                     grid_names: list[str]) -> list[Path]:
     """plots/*.png, the HParams summary in runs/ and report.md, from all records; the plot files."""
-    from tfprofscale import hparams, plots
+    from tfprofscale.sweep import hparams, plots
 
     results = [results_row(record, grid_names) for record in records]
     layers = [row for record in records for row in layer_rows(record, grid_names)]
@@ -150,7 +150,7 @@ def _overview(config: SweepConfig, records: list[dict[str, Any]], ok: int) -> st
 def _findings(ok: pd.DataFrame, parameters: list[str], layers: list[dict[str, Any]]) -> list[str]:
     if ok.empty:
         return ["no configuration was profiled successfully"]
-    from tfprofscale.plots import layer_time_fits, swept_parameters
+    from tfprofscale.sweep.plots import layer_time_fits, swept_parameters
 
     swept = swept_parameters(ok, parameters)
     findings = [_extremes(ok, swept)]

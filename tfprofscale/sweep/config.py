@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tfprofscale.errors import InputError
-from tfprofscale.loading import ModelFile, check_type, literal, load_model_file
+from tfprofscale.profiling.loading import ModelFile, check_type, literal, load_model_file
 
 DOCUMENT_001_SECTION = "CONFIGURATION"
 DOCUMENT_001_PARAMETERS = {"tot_layers": "total_layers", "filter_size": "conv_size", "dropout": "dropout"}

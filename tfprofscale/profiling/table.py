@@ -1,7 +1,7 @@
 """The printed form of a Report: Keras' ``model.summary()`` with cost columns."""
 from __future__ import annotations
 
-from tfprofscale.report import LayerRow, Report
+from tfprofscale.profiling.report import LayerRow, Report
 
 COLUMNS = (
     ("Layer (type)", 30, "<"), ("Output shape", 18, "<"), ("Params", 10, ">"),

@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from tfprofscale.graph_stats import GraphOp, GraphStats
-from tfprofscale.runtime import KernelTime
-from tfprofscale.tracing import STRUCTURAL_OP_TYPES
+from tfprofscale.profiling.graph_stats import GraphOp, GraphStats
+from tfprofscale.profiling.runtime import KernelTime
+from tfprofscale.profiling.tracing import STRUCTURAL_OP_TYPES
 
 
 @dataclass

@@ -16,10 +16,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Union
 
-from tfprofscale.audit import Audit, ProfileAudit, TimeAudit
-from tfprofscale.conventions import TENSORFLOW
-from tfprofscale.memory_model import ALLOCATOR_ROUNDING_BYTES, ALLOCATOR_TRACKING_THRESHOLD_BYTES
-from tfprofscale.table import binary_bytes, si
+from tfprofscale.audit.analysis import Audit, ProfileAudit, TimeAudit
+from tfprofscale.audit.conventions import TENSORFLOW
+from tfprofscale.audit.memory_model import ALLOCATOR_ROUNDING_BYTES, ALLOCATOR_TRACKING_THRESHOLD_BYTES
+from tfprofscale.profiling.table import binary_bytes, si
 
 #: A layer whose formula-vs-graph gap is under this share of the model's graph FLOPs is not ranked.
 NEGLIGIBLE_LAYER_SHARE = 0.01

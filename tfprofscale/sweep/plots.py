@@ -21,7 +21,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import EngFormatter
 
-from tfprofscale.fitting import LinearFit, fit_line
+from tfprofscale.audit.fitting import LinearFit, fit_line
 
 TIME_COLUMN = "step_time_median_ms"
 SCALING_METRICS = (  # column, panel title, axis label with unit, tick formatter unit

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tfprofscale.audit import Audit
+from tfprofscale.audit.analysis import Audit
 
 #: Up to this many configurations the memory figure shows bars, beyond it a scatter.
 MEMORY_BARS_MAX = 8

@@ -24,7 +24,7 @@ Layer types with no FLOPs and no parameters (InputLayer, Flatten) cost 0.
 
 Measured step time of a configuration: its median step time; with several
 repeats, the smallest of their medians (the repeat least disturbed by other
-processes). Held-out validation is in ``tfprofscale.validation``.
+processes). Held-out validation is in ``tfprofscale.audit.validation``.
 """
 from __future__ import annotations
 
@@ -36,13 +36,13 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from tfprofscale.errors import InputError
-from tfprofscale.fitting import fit_line
-from tfprofscale.roofline import MachineTraits, layer_features, machine_traits
+from tfprofscale.audit.fitting import fit_line
+from tfprofscale.audit.roofline import MachineTraits, layer_features, machine_traits
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from tfprofscale.report import LayerRow
+    from tfprofscale.profiling.report import LayerRow
 
 LAYER_FEATURES = ("blocked_flops", "bytes_moved", "bytes_beyond_l2", "bytes_beyond_l3",
                   "output_elements", "output_positions", "layers")

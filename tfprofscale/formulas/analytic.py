@@ -31,9 +31,9 @@ from typing import Any, Callable, Sequence
 
 import tensorflow as tf
 
-from tfprofscale.activations import ACTIVATION_FLOPS_PER_ELEMENT, activation_cost
+from tfprofscale.formulas.activations import ACTIVATION_FLOPS_PER_ELEMENT, activation_cost
 from tfprofscale.errors import InputError
-from tfprofscale.records import LayerCost, LayerInfo, Shape
+from tfprofscale.profiling.records import LayerCost, LayerInfo, Shape
 
 #: Terms that describe the work but are not added into ``flops``.
 DIAGNOSTIC_TERMS = frozenset({"padded_taps", "comparisons"})

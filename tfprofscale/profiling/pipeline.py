@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from tfprofscale.errors import InputError
 
 if TYPE_CHECKING:
-    from tfprofscale.report import Report
+    from tfprofscale.profiling.report import Report
 
 
 @dataclass(frozen=True)
@@ -65,9 +65,10 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
     say("loading the model")
     model, model_file, params = _load(model_or_path, options)
     data = _load_data(model_file, params, options, say)
-    from tfprofscale import analytic, graph_stats, runtime, tracing
-    from tfprofscale.attribution import attribute_ops
-    from tfprofscale.report import Report, layer_rows, totals
+    from tfprofscale.formulas import analytic
+    from tfprofscale.profiling import graph_stats, runtime, tracing
+    from tfprofscale.profiling.attribution import attribute_ops
+    from tfprofscale.profiling.report import Report, layer_rows, totals
 
     say(f"tracing at batch {options.batch_size}")
     example_inputs = model_file.example_inputs if model_file else None
@@ -93,7 +94,7 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
 
 
 def _load(model_or_path: Any, options: ProfileOptions) -> tuple[Any, Any, dict[str, Any]]:
-    from tfprofscale import loading
+    from tfprofscale.profiling import loading
 
     if not isinstance(model_or_path, (str, os.PathLike)):
         if options.params:
@@ -141,7 +142,7 @@ def _model_name(model_or_path: Any) -> str:
 
 
 def _run_dir(options: ProfileOptions, model_name: str) -> Path:
-    from tfprofscale.runtime import check_logdir
+    from tfprofscale.profiling.runtime import check_logdir
 
     logdir = check_logdir(options.logdir)
     name = options.run_name or f"{model_name}-b{options.batch_size}"

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfprofscale.errors import InputError
-from tfprofscale.records import LayerInfo, Shape
+from tfprofscale.profiling.records import LayerInfo, Shape
 
 # Op types that only move, name or feed tensors: they carry no computation.
 STRUCTURAL_OP_TYPES = frozenset({

@@ -1,0 +1,1 @@
+"""Where estimates diverge: counting conventions, memory model, roofline, time fits and the latency model."""

@@ -1,0 +1,1 @@
+"""Profiling one model: load, trace, graph statistics, runtime, attribution, report, table."""

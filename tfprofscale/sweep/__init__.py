@@ -1,0 +1,1 @@
+"""Scaling studies: configuration grids, executors, the result store, tables, plots and HParams."""
