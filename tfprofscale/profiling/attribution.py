@@ -30,6 +30,7 @@ class OpRow:
     kernel: str | None = None
     fused_ops: list[str] = field(default_factory=list)
     fused_into: str | None = None
+    tf_estimated_us: float | None = None
 
 
 def attribute_ops(stats: GraphStats, kernels: list[KernelTime] | None,

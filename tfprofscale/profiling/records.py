@@ -57,3 +57,38 @@ class LayerInfo:
     scope: str | None = None
     inbound: tuple[str, ...] = ()
     layer: Any = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class LiveTensor:
+    """A tensor live at the memory peak: its name, the op and layer that made it, its size."""
+
+    tensor: str
+    op: str
+    layer: str | None
+    bytes: int
+
+
+@dataclass
+class MemoryRecord:
+    """Memory of one inference step, measured and estimated, in bytes.
+
+    ``measured_peak_bytes`` is the in-step transient peak from the
+    allocation records of one traced step; ``weights_bytes`` and
+    ``input_bytes`` are resident around it. ``allocator_*`` are the
+    process-wide allocator's figures, None where it keeps no statistics.
+    ``missing`` says in one line why the measured figures are absent.
+    """
+
+    measured_peak_bytes: int | None = None
+    weights_bytes: int | None = None
+    input_bytes: int | None = None
+    estimated_peak_bytes: int | None = None
+    tf_estimated_peak_bytes: int | None = None
+    allocator_peak_bytes: int | None = None
+    allocator_resident_bytes: int | None = None
+    peak_op: str | None = None
+    peak_layer: str | None = None
+    live_at_peak: list[LiveTensor] = field(default_factory=list)
+    estimate_terms: dict[str, int] = field(default_factory=dict)
+    missing: str | None = None

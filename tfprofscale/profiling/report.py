@@ -13,7 +13,7 @@ from typing import Any
 
 from tfprofscale.profiling.attribution import OpRow
 from tfprofscale.profiling.graph_stats import GraphStats
-from tfprofscale.profiling.records import LayerCost, LayerInfo
+from tfprofscale.profiling.records import LayerCost, LayerInfo, LiveTensor, MemoryRecord
 from tfprofscale.profiling.runtime import RuntimeResult, StepTimes
 from tfprofscale.profiling.tracing import STRUCTURAL_OP_TYPES
 
@@ -41,6 +41,10 @@ class LayerRow:
     uncounted_ops: list[str] = field(default_factory=list)
     analytic_terms: dict[str, int] = field(default_factory=dict)
     geometry: dict[str, Any] = field(default_factory=dict)
+    parent: str | None = None
+    depth: int = 0
+    measured_bytes: int | None = None
+    tf_estimated_us: float | None = None
 
 
 @dataclass
@@ -62,6 +66,9 @@ class Totals:
     unattributed_time_us: float | None = None
     unsupported_layers: list[str] = field(default_factory=list)
     accuracy: float | None = None
+    formula_coverage: float | None = None
+    kernel_coverage: float | None = None
+    tf_estimated_step_ms: float | None = None
 
 
 @dataclass
@@ -78,6 +85,8 @@ class Report:
     ops: list[OpRow]
     trace_dir: str | None = None
     predictions: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    memory: MemoryRecord | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready dict of DESIGN.md's profile contract."""
@@ -121,7 +130,16 @@ class Report:
             layers=[LayerRow(**_known(LayerRow, row)) for row in data["layers"]],
             ops=[OpRow(**_known(OpRow, row)) for row in data["ops"]],
             trace_dir=data.get("trace_dir"), predictions=data.get("predictions", []),
+            warnings=list(data.get("warnings", [])), memory=_memory_record(data.get("memory")),
         )
+
+
+def _memory_record(data: dict[str, Any] | None) -> MemoryRecord | None:
+    if data is None:
+        return None
+    record = MemoryRecord(**_known(MemoryRecord, data))
+    record.live_at_peak = [LiveTensor(**_known(LiveTensor, tensor)) for tensor in data.get("live_at_peak", [])]
+    return record
 
 
 def _known(record: type, data: dict[str, Any]) -> dict[str, Any]:
