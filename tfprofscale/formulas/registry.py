@@ -1,0 +1,214 @@
+"""Hand-derived cost formulas: one small function per Keras layer type.
+
+Each formula reads a built layer's configuration and its input and output
+shapes (batch fixed) and returns the work of one inference forward pass,
+split into named ``terms``:
+
+- ``flops`` counts a multiply-add as 2 (as TensorFlow's profiler does) and is
+  the sum of the terms not in ``DIAGNOSTIC_TERMS``; ``macs`` counts
+  multiply-adds only. Terms are in flops, except the diagnostics:
+  ``padded_taps`` (MACs that multiply SAME padding zeros, a part of ``macs``)
+  and ``comparisons`` (document 004's h*w - 1 per max-pool output).
+- ``terms["activations"]`` uses ``ACTIVATION_FLOPS_PER_ELEMENT``; TensorFlow's
+  profiler counts Softmax (5 per element, the same) but not Relu or Sigmoid.
+- ``activation_bytes`` is the output's memory; views and the identity at
+  inference (Flatten, Reshape, Dropout) allocate none.
+- A layer with no formula gets ``flops``/``macs`` None, never 0.
+
+Receptive field (document 003's "effective aperture"): the side, in model
+input pixels, of the patch one output unit sees, by the recursion
+``r_out = r_in + (k - 1) * dilation * j_in``, ``j_out = j_in * stride`` per
+axis, reporting the larger side. Layers without a kernel pass it through. A
+Dense layer on a flattened map is a VALID convolution whose kernel is the
+last spatial map, so it sees ``r + (map - 1) * j``; with no spatial map
+before it (an MLP) the field is None.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import tensorflow as tf
+
+from tfprofscale.formulas.activations import activation_cost
+from tfprofscale.errors import InputError
+from tfprofscale.profiling.records import LayerCost, LayerInfo, Shape
+
+#: Terms that describe the work but are not added into ``flops``.
+DIAGNOSTIC_TERMS = frozenset({"padded_taps", "comparisons"})
+
+@dataclass(frozen=True)
+class Window:
+    """A sliding window over the spatial axes (h, w), and the map it produces."""
+
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+    output_map: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Formula:
+    """What a layer's formula found: flops terms, MACs, parameters, geometry."""
+
+    terms: dict[str, int]
+    macs: int
+    params: int
+    geometry: dict[str, Any] = field(default_factory=dict)
+    window: Window | None = None
+    mixes_all_positions: bool = False
+    allocates_output: bool = True
+
+
+class NoFormula(Exception):
+    """The layer's configuration is outside what its formula covers."""
+
+
+@dataclass(frozen=True)
+class _Aperture:
+    """What one output unit sees of the model input, per spatial axis (h, w)."""
+
+    receptive_field: tuple[int, int]
+    jump: tuple[int, int]
+    map_size: tuple[int, int] | None
+
+    @classmethod
+    def at_input_of(cls, info: LayerInfo) -> _Aperture:
+        shape = info.input_shapes[0] if info.input_shapes else info.output_shape
+        spatial = nhwc(shape, data_format_of(info))[1:3] if len(shape) == 4 else None
+        return cls((1, 1), (1, 1), spatial)
+
+    def after(self, formula: Formula) -> _Aperture | None:
+        if formula.window is not None:
+            return self._through(formula.window)
+        if not formula.mixes_all_positions:
+            return self
+        if self.map_size is None:
+            return None
+        return self._through(Window(self.map_size, self.map_size, (1, 1), (1, 1)))
+
+    def _through(self, window: Window) -> _Aperture:
+        field_px = tuple(r + (k - 1) * d * j for r, k, d, j in
+                         zip(self.receptive_field, window.kernel, window.dilation, self.jump))
+        jump = tuple(j * s for j, s in zip(self.jump, window.stride))
+        return _Aperture(field_px, jump, window.output_map)
+
+
+FormulaFunction = Callable[[LayerInfo], Formula]
+_FORMULAS: dict[str, FormulaFunction] = {}
+
+
+def formula_for(*layer_types: str) -> Callable[[FormulaFunction], FormulaFunction]:
+    """Register a formula under one or more Keras layer class names."""
+    def register(formula: FormulaFunction) -> FormulaFunction:
+        for layer_type in layer_types:
+            _FORMULAS[layer_type] = formula
+        return formula
+    return register
+
+
+def supported_layer_types() -> list[str]:
+    """The Keras layer class names that have a formula."""
+    return sorted(_FORMULAS)
+
+
+def layer_cost(info: LayerInfo, dtype_bytes: int | None = None) -> LayerCost:
+    """Cost of one layer; its receptive field is in pixels of its own input."""
+    cost, _ = _cost_and_aperture(info, dtype_bytes, _Aperture.at_input_of(info))
+    return cost
+
+
+def analyze_layers(layers: Sequence[LayerInfo]) -> list[LayerCost]:
+    """Costs of all layers, in order, with receptive fields carried along ``inbound``.
+
+    A layer whose inbound layers are not in ``layers`` starts at its own input
+    (receptive field 1); after a layer with no formula the field is None.
+    """
+    apertures: dict[str, _Aperture | None] = {}
+    costs = []
+    for info in layers:
+        cost, apertures[info.name] = _cost_and_aperture(info, None, _inbound_aperture(info, apertures))
+        costs.append(cost)
+    return costs
+
+
+def _cost_and_aperture(info: LayerInfo, dtype_bytes: int | None,
+                       seen: _Aperture | None) -> tuple[LayerCost, _Aperture | None]:
+    output_elements = _elements(info.output_shape, info.name)
+    output_bytes = output_elements * (dtype_bytes or _compute_dtype_bytes(info.layer))
+    try:
+        formula = _formula(info)
+    except NoFormula as reason:
+        unsupported = LayerCost(
+            layer_type=info.type, supported=False, flops=None, macs=None,
+            params=_counted_params(info.layer), output_elements=output_elements,
+            activation_bytes=output_bytes, geometry={"unsupported_reason": str(reason)})
+        return unsupported, None
+    aperture = seen.after(formula) if seen is not None else None
+    cost = LayerCost(
+        layer_type=info.type, supported=True, flops=_flops(formula.terms), macs=formula.macs,
+        params=formula.params, output_elements=output_elements,
+        activation_bytes=output_bytes if formula.allocates_output else 0,
+        receptive_field=max(aperture.receptive_field) if aperture else None,
+        jump=max(aperture.jump) if aperture else None,
+        terms=formula.terms, geometry=formula.geometry)
+    return cost, aperture
+
+
+def _formula(info: LayerInfo) -> Formula:
+    if info.layer is None:
+        raise NoFormula(f"{info.type} {info.name!r} is not a Keras layer")
+    if info.type not in _FORMULAS:
+        raise NoFormula(f"no formula for layer type {info.type}")
+    return _FORMULAS[info.type](info)
+
+
+def _inbound_aperture(info: LayerInfo, apertures: dict[str, _Aperture | None]) -> _Aperture | None:
+    known = [apertures[name] for name in info.inbound if name in apertures]
+    if not known:
+        return _Aperture.at_input_of(info)
+    if any(aperture is None for aperture in known):
+        return None
+    return _Aperture(
+        receptive_field=tuple(max(sides) for sides in zip(*(a.receptive_field for a in known))),
+        jump=tuple(max(sides) for sides in zip(*(a.jump for a in known))),
+        map_size=known[0].map_size)
+
+
+def _flops(terms: dict[str, int]) -> int:
+    return sum(value for name, value in terms.items() if name not in DIAGNOSTIC_TERMS)
+
+
+def _elements(shape: Shape, layer_name: str) -> int:
+    if any(d is None or d < 0 for d in shape):
+        raise InputError(f"layer {layer_name!r}: shape {shape} is not fully known; fix the batch size and input shape")
+    return math.prod(shape)
+
+
+def _compute_dtype_bytes(layer: Any) -> int:
+    return tf.as_dtype(getattr(layer, "compute_dtype", None) or "float32").size
+
+
+def _counted_params(layer: Any) -> int:
+    return int(layer.count_params()) if layer is not None and layer.built else 0
+
+
+def data_format_of(info: LayerInfo) -> str:
+    return getattr(info.layer, "data_format", None) or "channels_last"
+
+
+def nhwc(shape: Shape, data_format: str) -> tuple[int, int, int, int]:
+    if data_format == "channels_first":
+        batch, channels, height, width = shape
+    else:
+        batch, height, width, channels = shape
+    return batch, height, width, channels
+
+
+def activation_of(function: Any) -> tuple[str, int]:
+    """The activation's name and flops per output element."""
+    known = activation_cost(function)
+    if known is None:
+        raise NoFormula(f"activation {getattr(function, '__name__', repr(function))!r} has no per-element count")
+    return known
