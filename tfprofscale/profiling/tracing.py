@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfprofscale.errors import InputError
+from tfprofscale.profiling.frozen import FrozenGraph, freeze
 from tfprofscale.profiling.records import LayerInfo, Shape
 
 # Op types that only move, name or feed tensors: they carry no computation.
@@ -34,11 +35,21 @@ class TracedModel:
     batch_size: int
     keras_model: Any = None
     scopes: dict[str, str] = field(default_factory=dict)  # graph scope -> layer name
+    _frozen: Any = field(default=None, repr=False)
 
     @property
     def graph(self) -> tf.Graph:
         """The concrete function's graph."""
         return self.function.graph
+
+    def frozen(self) -> "FrozenGraph":
+        """The function frozen once, shared by the memory records and TensorFlow's cost model.
+
+        Raises ``FreezeError`` (an InputError) with one line when it cannot be frozen.
+        """
+        if self._frozen is None:
+            self._frozen = freeze(self.function)
+        return self._frozen
 
     def layer_of(self, op_name: str) -> str | None:
         """The layer an op (or runtime kernel) name belongs to, by longest scope."""
