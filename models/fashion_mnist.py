@@ -34,6 +34,11 @@ filippocollini/tensorflow_benchmark, ``mnist_training.py``) and what changed:
   cross-entropy and reports accuracy over the test split.
 
 The filter count (64) and the Dense width (64) are the document's.
+
+``layout="p17"`` builds the conv stack as the document printed it instead
+(conv ``conv_size`` x 28 'valid', (26, 1, 64) for conv size 3, then a pool
+over the whole height) and deeper models as the closest buildable stack:
+see ``tfprofscale.p17_layout``. ``layout="square"`` (above) is the default.
 """
 from __future__ import annotations
 
@@ -42,6 +47,7 @@ import keras
 from tfprofscale import datasets
 from tfprofscale.errors import InputError
 from tfprofscale.model_checks import require_positive_int, require_rate, require_total_layers
+from tfprofscale.p17_layout import add_p17_stack, p17_stack, require_layout
 
 CLASS_NAMES = ["t-shirt/top", "trouser", "pullover", "dress", "coat",
                "sandal", "shirt", "sneaker", "bag", "ankle boot"]
@@ -54,28 +60,38 @@ PARAMS = {
     "filters": 64,
     "dense_units": 64,
     "dropout": 0.25,
+    "layout": "square",
 }
 
 
 def build_model(total_layers: int = 4, conv_size: int = 3, filters: int = 64,
-                dense_units: int = 64, dropout: float = 0.25) -> keras.Model:
-    """The classifier for one (total_layers, conv_size); InputError if it cannot be built."""
-    conv_pool_pairs = _conv_pool_pairs(total_layers)
+                dense_units: int = 64, dropout: float = 0.25, layout: str = "square") -> keras.Model:
+    """The classifier for one (total_layers, conv_size, layout); InputError if it cannot be built."""
     for name, value in (("conv_size", conv_size), ("filters", filters), ("dense_units", dense_units)):
         require_positive_int(name, value)
     require_rate("dropout", dropout)
+    require_layout(layout, ("square", "p17"))
 
     inputs = keras.Input(shape=(IMAGE_SIDE, IMAGE_SIDE, 1), name="image")
-    tensor = inputs
-    for index in range(conv_pool_pairs):
-        tensor = keras.layers.Conv2D(filters, conv_size, padding="same", activation="relu",
-                                     name=f"conv{index}")(tensor)
-        tensor = keras.layers.MaxPooling2D(POOL_SIZE, strides=POOL_SIZE, name=f"pool{index}")(tensor)
+    if layout == "p17":
+        stack = p17_stack(IMAGE_SIDE, IMAGE_SIDE, conv_size, require_total_layers(total_layers))
+        tensor = add_p17_stack(inputs, stack, filters)
+    else:
+        tensor = _square_stack(inputs, _conv_pool_pairs(total_layers), conv_size, filters)
     tensor = keras.layers.Flatten(name="flatten")(tensor)
     tensor = keras.layers.Dense(dense_units, activation="relu", name="dense")(tensor)
     tensor = keras.layers.Dropout(dropout, name="dropout")(tensor)
     outputs = keras.layers.Dense(len(CLASS_NAMES), activation="softmax", name="output")(tensor)
     return keras.Model(inputs, outputs, name="fashion_mnist_cnn")
+
+
+def _square_stack(tensor: object, conv_pool_pairs: int, conv_size: int, filters: int) -> object:
+    """conv (same, square kernel, ReLU) + 2x2 pool pairs, halving the map each time."""
+    for index in range(conv_pool_pairs):
+        tensor = keras.layers.Conv2D(filters, conv_size, padding="same", activation="relu",
+                                     name=f"conv{index}")(tensor)
+        tensor = keras.layers.MaxPooling2D(POOL_SIZE, strides=POOL_SIZE, name=f"pool{index}")(tensor)
+    return tensor
 
 
 def load_data(path: str | None = None, **params: object) -> datasets.LabeledData:

@@ -35,6 +35,11 @@ What changed from the original code (github filippocollini/tensorflow_benchmark,
 - Its vocabulary came from the whole corpus, test reviews included; here
   it comes from the training split only, words outside it map to <unk>.
   ``vocab_size`` defaults to the original's 18765 embedding rows.
+
+``layout="p17"`` builds every conv 'valid' as the original code did, with
+its stride-1 pools, as the closest buildable stack (see
+``tfprofscale.p17_layout``); its 4-layer model is the same as the default's.
+``layout="kim"`` (above) is the default.
 """
 from __future__ import annotations
 
@@ -44,6 +49,7 @@ import numpy as np
 from tfprofscale import datasets
 from tfprofscale.errors import InputError
 from tfprofscale.model_checks import require_positive_int, require_rate, require_total_layers
+from tfprofscale.p17_layout import add_p17_stack, p17_stack, require_layout
 
 CLASS_NAMES = ["negative", "positive"]
 SEQUENCE_POOL = 2
@@ -57,23 +63,39 @@ PARAMS = {
     "embedding_dim": 256,
     "sequence_length": 56,
     "vocab_size": 18765,
+    "layout": "kim",
 }
 
 
 def build_model(total_layers: int = 4, conv_size: int = 3, filters: int = 64, dense_units: int = 64,
                 dropout: float = 0.25, embedding_dim: int = 256, sequence_length: int = 56,
-                vocab_size: int = 18765) -> keras.Model:
-    """The classifier for one (total_layers, conv_size); InputError if it cannot be built."""
+                vocab_size: int = 18765, layout: str = "kim") -> keras.Model:
+    """The classifier for one (total_layers, conv_size, layout); InputError if it cannot be built."""
     for name, value in (("conv_size", conv_size), ("filters", filters), ("dense_units", dense_units),
                         ("embedding_dim", embedding_dim), ("sequence_length", sequence_length),
                         ("vocab_size", vocab_size)):
         require_positive_int(name, value)
     require_rate("dropout", dropout)
-    heights = sequence_heights(total_layers, conv_size, sequence_length)
+    require_layout(layout, ("kim", "p17"))
 
     inputs = keras.Input(shape=(sequence_length,), dtype="int32", name="tokens")
     tensor = keras.layers.Embedding(vocab_size, embedding_dim, name="embedding")(inputs)
     tensor = keras.layers.Reshape((sequence_length, embedding_dim, 1), name="reshape")(tensor)
+    if layout == "p17":
+        stack = p17_stack(sequence_length, embedding_dim, conv_size, require_total_layers(total_layers))
+        tensor = add_p17_stack(tensor, stack, filters)
+    else:
+        heights = sequence_heights(total_layers, conv_size, sequence_length)
+        tensor = _kim_stack(tensor, heights, conv_size, filters, embedding_dim)
+    tensor = keras.layers.Flatten(name="flatten")(tensor)
+    tensor = keras.layers.Dense(dense_units, activation="relu", name="dense")(tensor)
+    tensor = keras.layers.Dropout(dropout, name="dropout")(tensor)
+    outputs = keras.layers.Dense(len(CLASS_NAMES), activation="softmax", name="output")(tensor)
+    return keras.Model(inputs, outputs, name="text_cnn")
+
+
+def _kim_stack(tensor: object, heights: list[int], conv_size: int, filters: int, embedding_dim: int) -> object:
+    """Kim's stack: conv0 across the embedding, then conv_size x 1 convs along the review, pools halving it."""
     for index, height in enumerate(heights):
         kernel = (conv_size, embedding_dim) if index == 0 else (conv_size, 1)
         padding = "valid" if index == 0 else "same"
@@ -81,11 +103,7 @@ def build_model(total_layers: int = 4, conv_size: int = 3, filters: int = 64, de
                                      name=f"conv{index}")(tensor)
         pool = (height, 1) if index == len(heights) - 1 else (SEQUENCE_POOL, 1)
         tensor = keras.layers.MaxPooling2D(pool, strides=pool, name=f"pool{index}")(tensor)
-    tensor = keras.layers.Flatten(name="flatten")(tensor)
-    tensor = keras.layers.Dense(dense_units, activation="relu", name="dense")(tensor)
-    tensor = keras.layers.Dropout(dropout, name="dropout")(tensor)
-    outputs = keras.layers.Dense(len(CLASS_NAMES), activation="softmax", name="output")(tensor)
-    return keras.Model(inputs, outputs, name="text_cnn")
+    return tensor
 
 
 def sequence_heights(total_layers: object, conv_size: int, sequence_length: int) -> list[int]:
