@@ -1,4 +1,5 @@
-"""Pooling in 1, 2 and 3 spatial dimensions: window reductions, per output element.
+"""Pooling and resizing in 1, 2 and 3 spatial dimensions: window reductions, per output element;
+padding, cropping and upsampling (copies, or an interpolation per output element).
 
 Max pooling is charged the window's taps per output, as TensorFlow counts
 ``MaxPool`` (document 004's ``area - 1`` comparisons are the diagnostic
@@ -9,9 +10,10 @@ the ``Max`` reduction of global max pooling: the graph counts those 0.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Any, Callable
 
-from tfprofscale.formulas.registry import Formula, Window, channels_last, data_format_of, formula_for, per_axis
+from tfprofscale.formulas.registry import (Formula, NoFormula, Window, channels_last, data_format_of, formula_for,
+                                           per_axis)
 from tfprofscale.profiling.records import LayerInfo
 
 OpsPerOutput = Callable[[int], dict[str, int]]
@@ -77,3 +79,57 @@ def _global_pooling(info: LayerInfo, ops_per_output: OpsPerOutput) -> Formula:
                   "keepdims": bool(info.layer.keepdims), "data_format": data_format},
         window=Window(in_spatial, in_spatial, ones, ones))
 
+
+
+# -- resizing: padding, cropping, upsampling ---------------------------------------------------
+
+#: Taps per axis of each separable interpolation filter (nearest reads one input and computes nothing).
+INTERPOLATION_TAPS = {"nearest": 1, "bilinear": 2, "bicubic": 4, "lanczos3": 6, "lanczos5": 10}
+
+
+def interpolation_flops_per_output(interpolation: str) -> int:
+    """A separable ``t``-tap filter in 2-D: ``t`` row sums then one column sum, each ``t`` multiplies and
+    ``t - 1`` adds: ``(t + 1) * (2t - 1)``; bilinear (t = 2) is 3 lerps of 3 operations = 9. The filter
+    weights depend on the position only and are not counted. Nearest: 0."""
+    if interpolation not in INTERPOLATION_TAPS:
+        raise NoFormula(f"interpolation {interpolation!r} has no per-output count")
+    taps = INTERPOLATION_TAPS[interpolation]
+    return 0 if taps == 1 else (taps + 1) * (2 * taps - 1)
+
+
+def resized(info: LayerInfo, interpolation: str, **geometry: Any) -> Formula:
+    """Each output element interpolated from the input map; the receptive-field recursion ends here."""
+    data_format = data_format_of(info)
+    batch, in_spatial, channels = channels_last(info.input_shapes[0], data_format)
+    _, out_spatial, _ = channels_last(info.output_shape, data_format)
+    outputs = batch * math.prod(out_spatial) * channels
+    per_output = interpolation_flops_per_output(interpolation)
+    return Formula(
+        terms={"interpolation": per_output * outputs} if per_output else {},
+        macs=0, params=0,
+        geometry={"batch": batch, **per_axis("in", in_spatial), "channels": channels,
+                  **per_axis("out", out_spatial), "interpolation": interpolation,
+                  "interpolation_flops_per_output": per_output, "elements": outputs,
+                  "data_format": data_format, **geometry},
+        resamples=True)
+
+
+@formula_for("UpSampling1D", "UpSampling2D", "UpSampling3D")
+def _upsampling(info: LayerInfo) -> Formula:
+    """Nearest repeats each input ``size`` times per axis (a copy); bilinear ... interpolate (2-D only)."""
+    size = info.layer.size
+    sizes = [size] if isinstance(size, int) else list(size)
+    return resized(info, getattr(info.layer, "interpolation", "nearest"), size=sizes)
+
+
+@formula_for("ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D", "Cropping3D")
+def _pad_or_crop(info: LayerInfo) -> Formula:
+    """A copy into a larger (zeros around) or smaller (a slice) map: no arithmetic."""
+    data_format = data_format_of(info)
+    _, in_spatial, _ = channels_last(info.input_shapes[0], data_format)
+    batch, out_spatial, channels = channels_last(info.output_shape, data_format)
+    ones = (1,) * len(out_spatial)
+    return Formula(terms={}, macs=0, params=0,
+                   geometry={"batch": batch, **per_axis("in", in_spatial), "channels": channels,
+                             **per_axis("out", out_spatial), "data_format": data_format},
+                   window=Window(ones, ones, ones, out_spatial))
