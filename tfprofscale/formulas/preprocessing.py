@@ -21,7 +21,8 @@ def _normalization(info: LayerInfo) -> Formula:
     """y = (x - mean) / max(sqrt(var), eps) (``invert``: x * max(sqrt(var), eps) + mean).
 
     Two operations per element, and a square root and a clamp per statistic
-    (one per channel, or one for ``axis=None``).
+    (one per channel, or one for ``axis=None``). Parameters as Keras counts
+    them: the adapted mean, variance and count (none when given as arguments).
     """
     layer = info.layer
     if layer.mean is None:
@@ -29,7 +30,7 @@ def _normalization(info: LayerInfo) -> Formula:
     elements, statistics = math.prod(info.output_shape), math.prod(layer.mean.shape)
     return Formula(
         terms={"center": elements, "scale": elements, "statistic_constants": 2 * statistics},
-        macs=0, params=0,
+        macs=0, params=int(layer.count_params()),
         geometry={"elements": elements, "statistics": statistics, "invert": bool(layer.invert)})
 
 
