@@ -5,16 +5,23 @@ import math
 
 import keras
 
-from tfprofscale.formulas.activations import ACTIVATION_FLOPS_PER_ELEMENT, activation_cost
+from tfprofscale.formulas.activations import ACTIVATION_FLOPS_PER_ELEMENT, SHAPE_CHANGING_ACTIVATIONS, activation_cost
 from tfprofscale.formulas.registry import Formula, NoFormula, formula_for
 from tfprofscale.profiling.records import LayerInfo
 
 
 def _elementwise(info: LayerInfo, name: str, per_element: int, formula: str) -> Formula:
-    elements = math.prod(info.output_shape)
+    elements = _output_elements(info, name)
     return Formula(terms={"activations": elements * per_element}, macs=0, params=0,
                    geometry={"activation": name, "activation_flops_per_element": per_element,
                              "formula": formula, "elements": elements})
+
+
+def _output_elements(info: LayerInfo, name: str) -> int:
+    """glu halves the last axis (Keras's symbolic Activation output keeps the input's shape)."""
+    if name in SHAPE_CHANGING_ACTIVATIONS:
+        return math.prod(info.input_shapes[0]) // 2
+    return math.prod(info.output_shape)
 
 
 def _table(info: LayerInfo, name: str) -> Formula:

@@ -58,8 +58,9 @@ ACTIVATION_FLOPS_PER_ELEMENT: dict[str, tuple[int, str]] = {
 #: Softmax is registered at 5; composite activations count their Mul, Add,
 #: Neg, RealDiv, Pow, Square, Maximum, Minimum and comparison ops 1 each.
 #: ``sparsemax`` is absent: it sorts each row, so its cost is not per element.
+#: PReLU computes relu(x) - alpha * relu(-x): 3 per element, plus a Neg per alpha.
 TF_ACTIVATION_FLOPS_PER_ELEMENT: dict[str, int] = {
-    "linear": 0, "relu": 0, "relu6": 0, "leaky_relu": 0, "prelu": 4, "elu": 0, "selu": 0, "celu": 5,
+    "linear": 0, "relu": 0, "relu6": 0, "leaky_relu": 0, "prelu": 3, "elu": 0, "selu": 0, "celu": 5,
     "sigmoid": 0, "hard_sigmoid": 2, "log_sigmoid": 2, "sparse_sigmoid": 4,
     "tanh": 0, "hard_tanh": 2, "tanh_shrink": 1, "hard_shrink": 1, "soft_shrink": 4, "threshold": 1,
     "softplus": 0, "sparse_plus": 5, "squareplus": 4, "softsign": 0,
