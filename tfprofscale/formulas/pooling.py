@@ -1,48 +1,135 @@
-"""Pooling: window reductions, per output element."""
+"""Pooling and resizing in 1, 2 and 3 spatial dimensions: window reductions, per output element;
+padding, cropping and upsampling (copies, or an interpolation per output element).
+
+Max pooling is charged the window's taps per output, as TensorFlow counts
+``MaxPool`` (document 004's ``area - 1`` comparisons are the diagnostic
+``comparisons`` term); a global pooling is a pooling whose window is the whole
+map. TensorFlow has no FLOPs statistics for ``MaxPool3D``, ``AvgPool3D`` or
+the ``Max`` reduction of global max pooling: the graph counts those 0.
+"""
 from __future__ import annotations
 
-from typing import Callable
+import math
+from typing import Any, Callable
 
-from tfprofscale.formulas.registry import Formula, Window, data_format_of, formula_for, nhwc
+from tfprofscale.formulas.registry import (Formula, NoFormula, Window, channels_last, data_format_of, formula_for,
+                                           per_axis)
 from tfprofscale.profiling.records import LayerInfo
 
-def _pooling(info: LayerInfo, ops_per_output: Callable[[int], dict[str, int]]) -> Formula:
+OpsPerOutput = Callable[[int], dict[str, int]]
+
+
+def _max_taps(area: int) -> dict[str, int]:
+    """TensorFlow counts the window area per output; document 004 one comparison fewer."""
+    return {"window_taps": area, "comparisons": area - 1}
+
+
+def _average_taps(area: int) -> dict[str, int]:
+    """``area - 1`` adds and one divide per output."""
+    return {"window_adds": area - 1, "divides": 1}
+
+
+@formula_for("MaxPooling1D", "MaxPooling2D", "MaxPooling3D")
+def _max_pooling(info: LayerInfo) -> Formula:
+    return _pooling(info, _max_taps)
+
+
+@formula_for("AveragePooling1D", "AveragePooling2D", "AveragePooling3D")
+def _average_pooling(info: LayerInfo) -> Formula:
+    return _pooling(info, _average_taps)
+
+
+@formula_for("GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D")
+def _global_max_pooling(info: LayerInfo) -> Formula:
+    return _global_pooling(info, _max_taps)
+
+
+@formula_for("GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D")
+def _global_average_pooling(info: LayerInfo) -> Formula:
+    """Per (batch, channel): ``prod(map) - 1`` adds and one divide, as TensorFlow counts ``Mean``."""
+    return _global_pooling(info, _average_taps)
+
+
+def _pooling(info: LayerInfo, ops_per_output: OpsPerOutput) -> Formula:
     """Terms from the operations per output, given the window area."""
     layer, data_format = info.layer, data_format_of(info)
-    batch, in_h, in_w, channels = nhwc(info.input_shapes[0], data_format)
-    _, out_h, out_w, _ = nhwc(info.output_shape, data_format)
-    (pool_h, pool_w), (stride_h, stride_w) = layer.pool_size, layer.strides
-    outputs = batch * out_h * out_w * channels
+    batch, in_spatial, channels = channels_last(info.input_shapes[0], data_format)
+    _, out_spatial, _ = channels_last(info.output_shape, data_format)
+    pool, strides = tuple(layer.pool_size), tuple(layer.strides)
+    outputs = batch * math.prod(out_spatial) * channels
     return Formula(
-        terms={name: count * outputs for name, count in ops_per_output(pool_h * pool_w).items()},
+        terms={name: count * outputs for name, count in ops_per_output(math.prod(pool)).items()},
         macs=0, params=0,
-        geometry={"batch": batch, "in_h": in_h, "in_w": in_w, "channels": channels,
-                  "out_h": out_h, "out_w": out_w, "pool_h": pool_h, "pool_w": pool_w,
-                  "stride_h": stride_h, "stride_w": stride_w, "padding": layer.padding,
-                  "data_format": data_format},
-        window=Window((pool_h, pool_w), (stride_h, stride_w), (1, 1), (out_h, out_w)))
+        geometry={"batch": batch, **per_axis("in", in_spatial), "channels": channels,
+                  **per_axis("out", out_spatial), **per_axis("pool", pool), **per_axis("stride", strides),
+                  "padding": layer.padding, "data_format": data_format},
+        window=Window(pool, strides, (1,) * len(pool), out_spatial))
 
 
-@formula_for("MaxPooling2D")
-def _max_pooling2d(info: LayerInfo) -> Formula:
-    """TensorFlow counts pool_h * pool_w per output; document 004 one comparison fewer."""
-    return _pooling(info, lambda area: {"window_taps": area, "comparisons": area - 1})
-
-
-@formula_for("AveragePooling2D")
-def _average_pooling2d(info: LayerInfo) -> Formula:
-    """pool_h * pool_w - 1 adds and one divide per output."""
-    return _pooling(info, lambda area: {"window_adds": area - 1, "divides": 1})
-
-
-@formula_for("GlobalAveragePooling2D")
-def _global_average_pooling2d(info: LayerInfo) -> Formula:
-    """(H * W - 1) adds and one divide per (batch, channel), as TensorFlow counts Mean."""
-    batch, in_h, in_w, channels = nhwc(info.input_shapes[0], data_format_of(info))
+def _global_pooling(info: LayerInfo, ops_per_output: OpsPerOutput) -> Formula:
+    data_format = data_format_of(info)
+    batch, in_spatial, channels = channels_last(info.input_shapes[0], data_format)
     outputs = batch * channels
+    ones = (1,) * len(in_spatial)
     return Formula(
-        terms={"reduction_adds": (in_h * in_w - 1) * outputs, "divides": outputs},
+        terms={name: count * outputs for name, count in ops_per_output(math.prod(in_spatial)).items()},
         macs=0, params=0,
-        geometry={"batch": batch, "in_h": in_h, "in_w": in_w, "channels": channels,
-                  "pool_h": in_h, "pool_w": in_w, "out_h": 1, "out_w": 1},
-        window=Window((in_h, in_w), (in_h, in_w), (1, 1), (1, 1)))
+        geometry={"batch": batch, **per_axis("in", in_spatial), "channels": channels,
+                  **per_axis("pool", in_spatial), **per_axis("out", ones),
+                  "keepdims": bool(info.layer.keepdims), "data_format": data_format},
+        window=Window(in_spatial, in_spatial, ones, ones))
+
+
+
+# -- resizing: padding, cropping, upsampling ---------------------------------------------------
+
+#: Taps per axis of each separable interpolation filter (nearest reads one input and computes nothing).
+INTERPOLATION_TAPS = {"nearest": 1, "bilinear": 2, "bicubic": 4, "lanczos3": 6, "lanczos5": 10}
+
+
+def interpolation_flops_per_output(interpolation: str) -> int:
+    """A separable ``t``-tap filter in 2-D: ``t`` row sums then one column sum, each ``t`` multiplies and
+    ``t - 1`` adds: ``(t + 1) * (2t - 1)``; bilinear (t = 2) is 3 lerps of 3 operations = 9. The filter
+    weights depend on the position only and are not counted. Nearest: 0."""
+    if interpolation not in INTERPOLATION_TAPS:
+        raise NoFormula(f"interpolation {interpolation!r} has no per-output count")
+    taps = INTERPOLATION_TAPS[interpolation]
+    return 0 if taps == 1 else (taps + 1) * (2 * taps - 1)
+
+
+def resized(info: LayerInfo, interpolation: str, **geometry: Any) -> Formula:
+    """Each output element interpolated from the input map; the receptive-field recursion ends here."""
+    data_format = data_format_of(info)
+    batch, in_spatial, channels = channels_last(info.input_shapes[0], data_format)
+    _, out_spatial, _ = channels_last(info.output_shape, data_format)
+    outputs = batch * math.prod(out_spatial) * channels
+    per_output = interpolation_flops_per_output(interpolation)
+    return Formula(
+        terms={"interpolation": per_output * outputs} if per_output else {},
+        macs=0, params=0,
+        geometry={"batch": batch, **per_axis("in", in_spatial), "channels": channels,
+                  **per_axis("out", out_spatial), "interpolation": interpolation,
+                  "interpolation_flops_per_output": per_output, "elements": outputs,
+                  "data_format": data_format, **geometry},
+        resamples=True)
+
+
+@formula_for("UpSampling1D", "UpSampling2D", "UpSampling3D")
+def _upsampling(info: LayerInfo) -> Formula:
+    """Nearest repeats each input ``size`` times per axis (a copy); bilinear ... interpolate (2-D only)."""
+    size = info.layer.size
+    sizes = [size] if isinstance(size, int) else list(size)
+    return resized(info, getattr(info.layer, "interpolation", "nearest"), size=sizes)
+
+
+@formula_for("ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D", "Cropping3D")
+def _pad_or_crop(info: LayerInfo) -> Formula:
+    """A copy into a larger (zeros around) or smaller (a slice) map: no arithmetic."""
+    data_format = data_format_of(info)
+    _, in_spatial, _ = channels_last(info.input_shapes[0], data_format)
+    batch, out_spatial, channels = channels_last(info.output_shape, data_format)
+    ones = (1,) * len(out_spatial)
+    return Formula(terms={}, macs=0, params=0,
+                   geometry={"batch": batch, **per_axis("in", in_spatial), "channels": channels,
+                             **per_axis("out", out_spatial), "data_format": data_format},
+                   window=Window(ones, ones, ones, out_spatial))

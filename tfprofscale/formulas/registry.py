@@ -18,7 +18,9 @@ split into named ``terms``:
 Receptive field (document 003's "effective aperture"): the side, in model
 input pixels, of the patch one output unit sees, by the recursion
 ``r_out = r_in + (k - 1) * dilation * j_in``, ``j_out = j_in * stride`` per
-axis, reporting the larger side. Layers without a kernel pass it through. A
+spatial axis (1, 2 or 3 of them), reporting the larger side. Layers without a
+kernel pass it through; layers that resample (transposed convolutions,
+upsampling, resizing) or change the number of spatial axes end it (None). A
 Dense layer on a flattened map is a VALID convolution whose kernel is the
 last spatial map, so it sees ``r + (map - 1) * j``; with no spatial map
 before it (an MLP) the field is None.
@@ -40,12 +42,12 @@ DIAGNOSTIC_TERMS = frozenset({"padded_taps", "comparisons"})
 
 @dataclass(frozen=True)
 class Window:
-    """A sliding window over the spatial axes (h, w), and the map it produces."""
+    """A sliding window over the spatial axes ((l,), (h, w) or (d, h, w)), and the map it produces."""
 
-    kernel: tuple[int, int]
-    stride: tuple[int, int]
-    dilation: tuple[int, int]
-    output_map: tuple[int, int]
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    dilation: tuple[int, ...]
+    output_map: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class Formula:
     window: Window | None = None
     mixes_all_positions: bool = False
     allocates_output: bool = True
+    resamples: bool = False
 
 
 class NoFormula(Exception):
@@ -67,26 +70,31 @@ class NoFormula(Exception):
 
 @dataclass(frozen=True)
 class _Aperture:
-    """What one output unit sees of the model input, per spatial axis (h, w)."""
+    """What one output unit sees of the model input, per spatial axis."""
 
-    receptive_field: tuple[int, int]
-    jump: tuple[int, int]
-    map_size: tuple[int, int] | None
+    receptive_field: tuple[int, ...]
+    jump: tuple[int, ...]
+    map_size: tuple[int, ...] | None
 
     @classmethod
     def at_input_of(cls, info: LayerInfo) -> _Aperture:
         shape = info.input_shapes[0] if info.input_shapes else info.output_shape
-        spatial = nhwc(shape, data_format_of(info))[1:3] if len(shape) == 4 else None
-        return cls((1, 1), (1, 1), spatial)
+        if not 3 <= len(shape) <= 5:
+            return cls((1, 1), (1, 1), None)
+        spatial = channels_last(shape, data_format_of(info))[1]
+        return cls((1,) * len(spatial), (1,) * len(spatial), spatial)
 
     def after(self, formula: Formula) -> _Aperture | None:
+        if formula.resamples:
+            return None
         if formula.window is not None:
-            return self._through(formula.window)
+            return self._through(formula.window) if len(formula.window.kernel) == len(self.jump) else None
         if not formula.mixes_all_positions:
             return self
         if self.map_size is None:
             return None
-        return self._through(Window(self.map_size, self.map_size, (1, 1), (1, 1)))
+        ones = (1,) * len(self.map_size)
+        return self._through(Window(self.map_size, self.map_size, ones, ones))
 
     def _through(self, window: Window) -> _Aperture:
         field_px = tuple(r + (k - 1) * d * j for r, k, d, j in
@@ -196,6 +204,22 @@ def _counted_params(layer: Any) -> int:
 
 def data_format_of(info: LayerInfo) -> str:
     return getattr(info.layer, "data_format", None) or "channels_last"
+
+
+#: Names of the spatial axes of a 1-, 2- and 3-D feature map, outermost first (``l``: a sequence's length).
+SPATIAL_AXES = {1: ("l",), 2: ("h", "w"), 3: ("d", "h", "w")}
+
+
+def per_axis(prefix: str, values: Sequence[int]) -> dict[str, int]:
+    """Geometry keys per spatial axis: ``in_h``, ``in_w`` (2-D); ``in_l`` (1-D); ``in_d``, ``in_h``, ``in_w`` (3-D)."""
+    return {f"{prefix}_{axis}": value for axis, value in zip(SPATIAL_AXES[len(values)], values)}
+
+
+def channels_last(shape: Shape, data_format: str) -> tuple[int, tuple[int, ...], int]:
+    """(batch, spatial dims, channels) of a 1-, 2- or 3-D feature map in either data format."""
+    if data_format == "channels_first":
+        return shape[0], tuple(shape[2:]), shape[1]
+    return shape[0], tuple(shape[1:-1]), shape[-1]
 
 
 def nhwc(shape: Shape, data_format: str) -> tuple[int, int, int, int]:
