@@ -351,7 +351,7 @@ class Doubling(keras.layers.Layer):
 
 
 @pytest.mark.parametrize("layer, input_shape, params", [
-    (keras.layers.LSTM(4), (5, 3), 4 * (4 * (3 + 4) + 4)),
+    (keras.layers.RNN(keras.layers.StackedRNNCells([keras.layers.LSTMCell(4)])), (5, 3), 4 * (4 * (3 + 4) + 4)),
     (Doubling(), (4, 4, 2), 0),
     (keras.layers.Conv2D(2, 3, activation=lambda x: x * x), (5, 5, 1), 3 * 3 * 1 * 2 + 2),
 ])

@@ -1,9 +1,10 @@
-"""Dense layers: a matrix product per row of the input."""
+"""Dense layers: a matrix product per row of the input (Dense), or an einsum with a kernel (EinsumDense)."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
-from tfprofscale.formulas.registry import Formula, activation_of, formula_for
+from tfprofscale.formulas.registry import Formula, NoFormula, activation_of, formula_for
 from tfprofscale.profiling.records import LayerInfo
 
 @formula_for("Dense")
@@ -24,3 +25,60 @@ def _dense(info: LayerInfo) -> Formula:
                   "use_bias": bool(layer.use_bias), "activation": activation,
                   "activation_flops_per_element": per_element},
         mixes_all_positions=len(input_shape) == 2)
+
+
+@formula_for("EinsumDense")
+def _einsum_dense(info: LayerInfo) -> Formula:
+    """multiply-adds = output elements * the sizes of the contracted (summed) indices.
+
+    The equation ``input,kernel->output`` names every index once; each output
+    element sums over the indices absent from the output (``...`` stands for
+    indices carried through unchanged, part of the output).
+    """
+    layer, input_shape, output_shape = info.layer, info.input_shapes[0], info.output_shape
+    summed = _summed_index_sizes(layer.equation, input_shape, tuple(layer.kernel.shape))
+    activation, per_element = activation_of(layer.activation)
+    outputs = math.prod(output_shape)
+    multiply_adds = outputs * math.prod(summed.values())
+    kernel_size = math.prod(layer.kernel.shape)
+    bias_size = math.prod(layer.bias.shape) if layer.bias is not None else 0
+    return Formula(
+        terms={"multiply_adds": 2 * multiply_adds,
+               "bias_adds": outputs if layer.bias is not None else 0,
+               "activations": outputs * per_element},
+        macs=multiply_adds,
+        params=kernel_size + bias_size,
+        geometry={"equation": layer.equation, "summed_indices": summed, "outputs": outputs,
+                  "kernel_shape": list(layer.kernel.shape), "use_bias": layer.bias is not None,
+                  "activation": activation, "activation_flops_per_element": per_element},
+        mixes_all_positions=len(input_shape) == 2)
+
+
+def _summed_index_sizes(equation: str, input_shape: tuple[int, ...],
+                        kernel_shape: tuple[int, ...]) -> dict[str, int]:
+    """{index: size} of the indices of ``input,kernel->output`` that the output sums over."""
+    sizes, elided, output = _index_sizes(equation, input_shape, kernel_shape)
+    return {index: size for index, size in sizes.items() if index not in output}
+
+
+def einsum_dense_output_shape(layer: Any, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The full output shape of an EinsumDense layer on ``input_shape`` (``...`` resolved)."""
+    sizes, elided, output = _index_sizes(layer.equation, input_shape, tuple(layer.kernel.shape))
+    before, _, after = output.partition("...")
+    return (*(sizes[i] for i in before), *(elided if "..." in output else ()), *(sizes[i] for i in after))
+
+
+def _index_sizes(equation: str, input_shape: tuple[int, ...], kernel_shape: tuple[int, ...]
+                 ) -> tuple[dict[str, int], tuple[int, ...], str]:
+    """({index: size}, the dims ``...`` stands for, the output spec) of ``input,kernel->output``."""
+    operands, output = equation.replace(" ", "").split("->")
+    input_spec, kernel_spec = operands.split(",")
+    if "..." in kernel_spec:
+        raise NoFormula(f"einsum equation {equation!r} has an ellipsis in the kernel")
+    before, _, after = input_spec.partition("...")
+    named = len(before) + len(after)
+    elided = tuple(input_shape[len(before):len(input_shape) - len(after)]) if "..." in input_spec else ()
+    input_sizes = {**dict(zip(before, input_shape)), **dict(zip(after, input_shape[len(input_shape) - len(after):]))}
+    if named + len(elided) != len(input_shape):
+        raise NoFormula(f"einsum equation {equation!r} does not fit input shape {input_shape}")
+    return {**input_sizes, **dict(zip(kernel_spec, kernel_shape))}, elided, output

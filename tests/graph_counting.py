@@ -1,0 +1,108 @@
+"""Independent counts of the work in a traced one-layer-per-branch Keras model, per layer.
+
+Three routes, none of them the formulas under test:
+
+- ``tfprof``: TensorFlow's profiler on the top-level graph, summed over the ops
+  under the layer's recorded name scope (as in test_analytic);
+- ``einsum``: the multiply-adds of each Einsum op (tfprof has no statistics
+  for them), counted by running ``np.einsum`` on arrays of ones of the op's
+  operand shapes: each output element is then the number of products it sums,
+  so their total is the number of multiply-adds; flops are twice that;
+- ``loops``: tfprof on each While body graph under the scope (floating-point
+  ops only, not the int32 loop counters), times the trip count the test knows
+  from the input's shape.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tensorflow.python.profiler import model_analyzer
+from tensorflow.python.profiler.option_builder import ProfileOptionBuilder
+
+
+@dataclass(frozen=True)
+class Traced:
+    graph: tf.Graph
+    scopes: dict[str, str]
+
+
+def trace(model: keras.Model, specs: list[tf.TensorSpec]) -> Traced:
+    """The model's inference graph with every top-level layer's name scope recorded."""
+    scopes: dict[str, str] = {}
+    for layer in model.layers:
+        layer.call = _scope_recording(layer, scopes)
+    try:
+        function = tf.function(lambda *x: model(list(x) if len(x) > 1 else x[0], training=False))
+        graph = function.get_concrete_function(*specs).graph
+    finally:
+        for layer in model.layers:
+            del layer.call
+    return Traced(graph, scopes)
+
+
+def _scope_recording(layer, scopes):
+    original = layer.call
+
+    def call(*args, **kwargs):
+        scopes.setdefault(layer.name, tf.get_current_name_scope())
+        return original(*args, **kwargs)
+    return call
+
+
+def tfprof_flops(graph: tf.Graph, scope: str) -> int:
+    """tfprof's float_ops summed over the floating-point ops under ``scope/`` (not int32 shape arithmetic)."""
+    options = ProfileOptionBuilder(ProfileOptionBuilder.float_operation()).with_empty_output().build()
+    counts = dict(_walk(model_analyzer.profile(graph, options=options)))
+    prefix = scope + "/" if scope else ""
+    return sum(flops for name, flops in counts.items()
+               if name.startswith(prefix) and name in _op_names(graph) and _is_floating(graph.get_operation_by_name(name)))
+
+
+def _op_names(graph: tf.Graph) -> set[str]:
+    return {op.name for op in graph.get_operations()}
+
+
+def _walk(node):
+    yield node.name, node.float_ops
+    for child in node.children:
+        yield from _walk(child)
+
+
+def einsum_flops(graph: tf.Graph, scope: str) -> int:
+    """2 x the products of every Einsum op under ``scope/``, counted with numpy on ones."""
+    total = 0
+    for op in graph.get_operations():
+        if op.type == "Einsum" and op.name.startswith(scope + "/"):
+            equation = op.get_attr("equation").decode()
+            operands = [np.ones(tuple(t.shape), np.float64) for t in op.inputs]
+            total += 2 * int(np.einsum(equation, *operands).sum())
+    return total
+
+
+def loop_body_flops(graph: tf.Graph, scope: str) -> list[int]:
+    """tfprof's floating-point flops of one iteration of each While under ``scope/``."""
+    bodies = []
+    for op in graph.get_operations():
+        if op.type in ("While", "StatelessWhile") and op.name.startswith(scope + "/"):
+            body = graph._get_function(op.get_attr("body").name).graph
+            bodies.append(tfprof_flops(body, ""))
+    return bodies
+
+
+def _is_floating(op) -> bool:
+    return bool(op.outputs) and op.outputs[0].dtype.is_floating
+
+
+def info_of(layer: keras.layers.Layer, batch: int):
+    """A LayerInfo for a layer of a built functional model, batch fixed (first call's inputs)."""
+    from tfprofscale.profiling.records import LayerInfo
+
+    node = layer._inbound_nodes[0]
+    return LayerInfo(
+        name=layer.name, type=type(layer).__name__,
+        input_shapes=tuple((batch, *t.shape[1:]) for t in node.input_tensors),
+        output_shape=(batch, *keras.tree.flatten(node.output_tensors)[0].shape[1:]),
+        layer=layer)
