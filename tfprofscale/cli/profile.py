@@ -15,6 +15,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_measure_options(parser)
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                         help="model parameter (repeatable)")
+    parser.add_argument("--input-shape", action="append", default=[], metavar="D1,D2,...",
+                        help="per-example input shape, e.g. 224,224,3, for inputs the model leaves undefined "
+                             "(once per input, in order)")
     parser.add_argument("--logdir", default="runs", help="TensorBoard logdir for the trace (default: runs)")
     parser.add_argument("--json", metavar="FILE", help="write the full report as JSON")
     parser.add_argument("--csv", metavar="FILE", help="write the per-layer table as CSV")
@@ -38,16 +41,19 @@ def add_measure_options(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Profile, print the table, write the requested files."""
     from tfprofscale.profiling import loading
+    from tfprofscale.profiling.input_shapes import parse_input_shapes
     from tfprofscale.profiling.pipeline import ProfileOptions, run_profile
 
     for target in (args.json, args.csv):
         _check_writable(target)
+    input_shapes = parse_input_shapes(args.input_shape)
     model_file = loading.load_model_file(args.model)
     params = loading.parse_params(args.param, model_file)
     options = ProfileOptions(
         batch_size=args.batch_size, steps=args.steps, warmup=args.warmup, trace_steps=args.trace_steps,
         logdir=args.logdir, trace=not args.no_trace, weights=args.weights, data=args.data,
         show_predictions=args.show_predictions, params=params, progress=not args.quiet,
+        input_shapes=input_shapes,
     )
     report = run_profile(args.model, options)
     from tfprofscale.profiling.table import render

@@ -1,55 +1,191 @@
-"""Graph FLOPs: TensorFlow's own profiler (tfprof) on the traced graph.
+"""Graph FLOPs: TensorFlow's own statistics on the traced graph and the functions it calls.
 
-Every op of the concrete function's graph is listed with the FLOPs tfprof
-counts for it. An op type for which TensorFlow registers no FLOPs statistics
-(``Relu``, ``ResourceGather`` ...) gets ``flops=None``: not counted is not 0.
+tfprof (``model_analyzer.profile``) counts the top-level graph. The bodies
+of call and loop ops (``function_library``) are counted with the same
+statistics TensorFlow registers per op (``ops.get_stats_for_node_def``, what
+tfprof itself uses), times the number of times the body runs per step. Ops
+that do work but have no TensorFlow statistics (Einsum ...) are counted by
+``op_statistics``, and say so (``flops_source``). Ops that TensorFlow prunes
+because they feed no output count 0 (``runs`` False). An op with no
+statistics at all gets ``flops=None``: not counted is not 0.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, replace
 
 import tensorflow as tf
 from tensorflow.python.framework import ops as tf_ops
 from tensorflow.python.profiler import model_analyzer
 from tensorflow.python.profiler.option_builder import ProfileOptionBuilder
 
+from tfprofscale.profiling import function_library, op_statistics
+from tfprofscale.profiling.function_library import FunctionLookup
+from tfprofscale.profiling.tracing import STRUCTURAL_OP_TYPES
+
 
 @dataclass(frozen=True)
 class GraphOp:
-    """One op of the traced graph and the FLOPs TensorFlow counts for it."""
+    """One op of the traced graph (or of a function body it runs) and its FLOPs per step.
+
+    ``site`` names the call and loop ops, outermost first, whose body holds
+    the op (empty at the top level) and ``local_name`` its name in that body;
+    ``executions`` is how many times it runs per step (None: not known), and
+    ``flops`` its FLOPs per execution times that. ``flops_source`` says who
+    counted them: "tfprof" (TensorFlow's statistics) or "tfprofscale" (ours).
+    """
 
     name: str
     type: str
     flops: int | None
     inputs: tuple[str, ...]
+    flops_source: str | None = None
+    flops_per_execution: int | None = None
+    executions: int | None = 1
+    runs: bool = True
+    site: tuple[str, ...] = ()
+    local_name: str | None = None
+
+    @property
+    def computes(self) -> bool:
+        """An op that runs and is neither structural nor a call (whose work is its body's)."""
+        return self.runs and self.type not in STRUCTURAL_OP_TYPES and self.type not in BODY_OP_TYPES
+
+
+BODY_OP_TYPES = function_library.CALL_OP_TYPES | function_library.WHILE_OP_TYPES
+
+#: Ops that move, select or convert data without floating-point arithmetic: never "uncounted work".
+DATA_MOVEMENT_OP_TYPES = frozenset({
+    "Transpose", "ConcatV2", "Pack", "Unpack", "Split", "SplitV", "Slice", "StridedSlice", "GatherV2",
+    "Pad", "PadV2", "MirrorPad", "Tile", "Fill", "Range", "Cast", "ZerosLike", "OnesLike", "BroadcastTo",
+    "Select", "SelectV2", "ShapeN", "Size", "Rank", "ReverseV2", "SpaceToBatchND", "BatchToSpaceND",
+    "DepthToSpace", "SpaceToDepth", "TensorListReserve", "TensorListFromTensor", "TensorListGetItem",
+    "TensorListSetItem", "TensorListStack", "TensorListLength",
+})
 
 
 @dataclass(frozen=True)
 class GraphStats:
-    """All ops of a graph in execution order, and tfprof's total."""
+    """All ops of a graph and the bodies it runs, in execution order, and the totals."""
 
     ops: list[GraphOp]
     total_flops: int
+    tfprof_flops: int = 0
 
     def by_name(self) -> dict[str, GraphOp]:
         """The ops keyed by name."""
         return {op.name: op for op in self.ops}
 
+    def uncounted(self) -> dict[str, int]:
+        """Op type -> how many computing ops of that type run with no FLOPs counted."""
+        return dict(Counter(op.type for op in self.ops
+                            if op.computes and op.flops is None and op.type not in DATA_MOVEMENT_OP_TYPES))
+
+    def flops_by_source(self) -> dict[str, int]:
+        """Counted FLOPs per step split by who counted them ("tfprof", "tfprofscale")."""
+        totals: Counter[str] = Counter()
+        for op in self.ops:
+            if op.flops and op.flops_source:
+                totals[op.flops_source] += op.flops
+        return dict(totals)
+
 
 def graph_stats(graph: tf.Graph) -> GraphStats:
-    """Run tfprof's float-operation view over ``graph`` and list every op."""
+    """Count every op of ``graph`` and of the function bodies it runs."""
     counted = tfprof_flops(graph)
-    ops = [
-        GraphOp(
-            name=op.name,
-            type=op.type,
-            flops=counted.get(op.name, 0) if _has_flops_statistics(graph, op) else None,
-            inputs=tuple(t.op.name for t in op.inputs),
-        )
-        for op in graph.get_operations()
-    ]
-    return GraphStats(ops=ops, total_flops=sum(counted.values()))
+    live = function_library.live_ops(graph)
+    lookup = FunctionLookup(graph)
+    ops: list[GraphOp] = []
+    for op in graph.get_operations():
+        runs = op.name in live
+        flops, source = _top_level_flops(graph, op, counted)
+        ops.append(_graph_op(op, op.name, (), flops, source, 1, runs, prefix=""))
+        ops.extend(_body_ops(op, (op.name,), 1, runs, lookup))
+    return _with_total(ops, tfprof_total=sum(counted.values()))
+
+
+def _with_total(ops: list[GraphOp], tfprof_total: int) -> GraphStats:
+    return GraphStats(ops=ops, total_flops=sum(op.flops or 0 for op in ops), tfprof_flops=tfprof_total)
+
+
+def _top_level_flops(graph: tf.Graph, op: tf.Operation, counted: dict[str, int]) -> tuple[int | None, str | None]:
+    if op.type in BODY_OP_TYPES:
+        return 0, None
+    if _tensorflow_flops(graph, op) is not None:
+        return counted.get(op.name, 0), op_statistics.TENSORFLOW
+    return _our_flops(graph, op)
+
+
+def _body_ops(op: tf.Operation, site: tuple[str, ...], executions: int | None, runs: bool,
+              lookup: FunctionLookup) -> list[GraphOp]:
+    found: list[GraphOp] = []
+    for body in function_library.bodies(op, lookup):
+        body_executions = None if executions is None or body.runs is None else executions * body.runs
+        live = function_library.live_ops(body.graph)
+        prefix = "/".join(site) + "/"
+        for inner in body.graph.get_operations():
+            inner_runs = runs and inner.name in live
+            flops, source = _body_flops(body.graph, inner)
+            found.append(_graph_op(inner, prefix + inner.name, site, flops, source, body_executions,
+                                   inner_runs, prefix))
+            found.extend(_body_ops(inner, (*site, inner.name), body_executions, inner_runs, lookup))
+    return found
+
+
+def _graph_op(op: tf.Operation, name: str, site: tuple[str, ...], flops: int | None, source: str | None,
+              executions: int | None, runs: bool, prefix: str) -> GraphOp:
+    per_step = None if flops is None or executions is None else flops * executions
+    return GraphOp(
+        name=name, type=op.type, flops=(per_step if runs else 0), inputs=tuple(prefix + t.op.name for t in op.inputs),
+        flops_source=source, flops_per_execution=flops, executions=executions, runs=runs, site=site,
+        local_name=op.name if site else None,
+    )
+
+
+def _body_flops(graph: tf.Graph, op: tf.Operation) -> tuple[int | None, str | None]:
+    if op.type in BODY_OP_TYPES:
+        return 0, None
+    flops = _tensorflow_flops(graph, op)
+    if flops is not None:
+        return flops, op_statistics.TENSORFLOW
+    return _our_flops(graph, op)
+
+
+def _our_flops(graph: tf.Graph, op: tf.Operation) -> tuple[int | None, str | None]:
+    flops = op_statistics.our_flops(graph, op.node_def)
+    return (flops, op_statistics.OURS) if flops is not None else (None, None)
+
+
+def _tensorflow_flops(graph: tf.Graph, op: tf.Operation) -> int | None:
+    """TensorFlow's registered FLOPs statistics for the op, or None when it registers none."""
+    try:
+        value = tf_ops.get_stats_for_node_def(graph, op.node_def, "flops").value
+    except (ValueError, TypeError, KeyError):
+        return None
+    return int(value) if value is not None else None
+
+
+def with_executions(stats: GraphStats, observed: dict[str, float]) -> GraphStats:
+    """Fill unknown loop trip counts from how often body ops ran per step (op name -> occurrences).
+
+    Every op of a body runs as often as any other, so one observed op fixes the
+    count for its whole body.
+    """
+    per_site: dict[tuple[str, ...], int] = {}
+    for op in stats.ops:
+        if op.executions is None and op.name in observed and observed[op.name] > 0:
+            per_site.setdefault(op.site, round(observed[op.name]))
+    if not per_site:
+        return stats
+    ops = [_executed(op, per_site[op.site]) if op.executions is None and op.site in per_site else op
+           for op in stats.ops]
+    return _with_total(ops, stats.tfprof_flops)
+
+
+def _executed(op: GraphOp, executions: int) -> GraphOp:
+    flops = None if op.flops_per_execution is None else op.flops_per_execution * executions
+    return replace(op, executions=executions, flops=flops if op.runs else 0)
 
 
 def tfprof_flops(graph: tf.Graph) -> dict[str, int]:
@@ -70,10 +206,3 @@ def tfprof_flops(graph: tf.Graph) -> dict[str, int]:
             counted[node.name] = int(node.float_ops)
         stack.extend(node.children)
     return counted
-
-
-def _has_flops_statistics(graph: tf.Graph, op: tf.Operation) -> bool:
-    try:
-        return tf_ops.get_stats_for_node_def(graph, op.node_def, "flops").value is not None
-    except (ValueError, TypeError):
-        return False

@@ -35,6 +35,7 @@ class ProfileOptions:
     show_predictions: int = 0
     params: dict[str, Any] = field(default_factory=dict)
     progress: bool = False
+    input_shapes: tuple[tuple[int, ...], ...] | None = None
 
     def validate(self) -> None:
         """InputError for counts that cannot be measured."""
@@ -46,6 +47,10 @@ class ProfileOptions:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise InputError(f"{name.replace('_', '-')} must be an integer >= 0, got {value!r}")
+        if self.input_shapes is not None:
+            from tfprofscale.profiling.input_shapes import check_input_shapes
+
+            check_input_shapes(self.input_shapes)
 
 
 def profile(model_or_path: Any, batch_size: int = 1, **options: Any) -> "Report":
@@ -72,7 +77,7 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
 
     say(f"tracing at batch {options.batch_size}")
     example_inputs = model_file.example_inputs if model_file else None
-    traced = tracing.trace(model, options.batch_size, example_inputs, params)
+    traced = tracing.trace(model, options.batch_size, example_inputs, params, options.input_shapes)
     say("counting graph FLOPs with tfprof")
     stats = graph_stats.graph_stats(traced.graph)
     costs = analytic.analyze_layers(traced.layers)
@@ -80,7 +85,10 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
         + (f", tracing {options.trace_steps} more" if run_dir else ""))
     measured = runtime.measure(traced.run, steps=options.steps, warmup=options.warmup,
                                trace_steps=options.trace_steps, run_dir=run_dir)
-    ops = attribute_ops(stats, measured.kernels if measured.traced_step_times else None, traced.layer_of)
+    kernels = _with_nested_kernels(stats, measured, options) if measured.traced_step_times else None
+    if kernels is not None:
+        stats = graph_stats.with_executions(stats, {k.name: k.occurrences for k in kernels})
+    ops = attribute_ops(stats, kernels, traced.layer_of)
     rows = layer_rows(traced.layers, costs, ops, stats, traced=measured.traced_step_times is not None)
     report = Report(
         model=_model_name(model_or_path), params=params, batch_size=options.batch_size,
@@ -91,6 +99,16 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
         _add_accuracy(report, traced.keras_model, data, options, say)
     say("done")
     return report
+
+
+def _with_nested_kernels(stats: Any, measured: Any, options: ProfileOptions) -> list[Any]:
+    """The kernels that ran, body kernels named after their body ops, plus nested functions run as one kernel."""
+    from tfprofscale.profiling.attribution import body_kernels_renamed
+    from tfprofscale.profiling.nested_kernels import call_op_times
+
+    kernels = body_kernels_renamed(stats, measured.kernels)
+    known = {kernel.name for kernel in kernels}
+    return kernels + [k for k in call_op_times(measured.trace_dir, options.trace_steps) if k.name not in known]
 
 
 def _load(model_or_path: Any, options: ProfileOptions) -> tuple[Any, Any, dict[str, Any]]:

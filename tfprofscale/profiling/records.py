@@ -47,7 +47,10 @@ class LayerInfo:
     (Keras uniquifies scopes inside ``tf.function``, so it is recorded at
     call time, not guessed from the name). ``inbound`` names the layers
     whose outputs feed this one. ``layer`` is the Keras layer object, or
-    None for a name-scope group of a plain ``tf.function``.
+    None for a name-scope group of a plain ``tf.function``. A layer of a
+    nested model is named by its path (``mobilenetv2_1.00_96/Conv1``);
+    ``parent`` is the path of the enclosing model or composite layer (None
+    at the top) and ``depth`` its nesting level (0 at the top).
     """
 
     name: str
@@ -57,6 +60,8 @@ class LayerInfo:
     scope: str | None = None
     inbound: tuple[str, ...] = ()
     layer: Any = field(default=None, repr=False, compare=False)
+    parent: str | None = None
+    depth: int = 0
 
 
 @dataclass(frozen=True)

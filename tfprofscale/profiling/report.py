@@ -69,6 +69,10 @@ class Totals:
     formula_coverage: float | None = None
     kernel_coverage: float | None = None
     tf_estimated_step_ms: float | None = None
+    covered_graph_flops: int | None = None
+    tfprof_flops: int | None = None
+    graph_flops_by_source: dict[str, int] = field(default_factory=dict)
+    uncounted_op_types: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -192,7 +196,7 @@ def _layer_row(info: LayerInfo, cost: LayerCost, ops: list[OpRow], graph_types: 
         ops=[op.name for op in ops], kernels=sorted({op.kernel for op in ops if op.kernel}),
         uncounted_ops=[op.name for op in graph_ops
                        if op.graph_flops is None and op.type not in STRUCTURAL_OP_TYPES],
-        analytic_terms=dict(cost.terms), geometry=dict(cost.geometry),
+        analytic_terms=dict(cost.terms), geometry=dict(cost.geometry), parent=info.parent, depth=info.depth,
     )
 
 
@@ -219,11 +223,15 @@ def totals(rows: list[LayerRow], ops: list[OpRow], stats: GraphStats, runtime: R
     activation_bytes = sum(row.activation_bytes for row in rows)
     traced = runtime.traced_step_times is not None
     kernel_us = sum(op.time_us or 0.0 for op in ops) if traced else None
+    covered = sum(row.graph_flops or 0 for row in supported)
     return Totals(
         params=params,
         analytic_flops=sum(row.analytic_flops for row in supported) if supported else None,
         analytic_macs=sum(row.analytic_macs for row in supported) if supported else None,
-        graph_flops=stats.total_flops, activation_bytes=activation_bytes,
+        graph_flops=stats.total_flops, covered_graph_flops=covered,
+        formula_coverage=covered / stats.total_flops if stats.total_flops else None,
+        tfprof_flops=stats.tfprof_flops, graph_flops_by_source=stats.flops_by_source(),
+        uncounted_op_types=stats.uncounted(), activation_bytes=activation_bytes,
         analytic_memory_bytes=params * dtype_bytes + activation_bytes,
         peak_bytes=runtime.peak_bytes, resident_bytes=runtime.resident_bytes,
         step_time_ms=runtime.step_times, traced_step_time_ms=runtime.traced_step_times,

@@ -1,6 +1,8 @@
 """The printed form of a Report: Keras' ``model.summary()`` with cost columns."""
 from __future__ import annotations
 
+from typing import Any
+
 from tfprofscale.profiling.report import LayerRow, Report
 
 COLUMNS = (
@@ -30,15 +32,46 @@ def binary_bytes(value: int | None) -> str:
     return f"{value} B"
 
 
+INDENT = "  "
+
+
 def _cells(row: LayerRow) -> tuple[str, ...]:
     return (
-        f"{row.name} ({row.type})", "(" + ", ".join(map(str, row.output_shape)) + ")",
+        f"{INDENT * row.depth}{_short_name(row)} ({row.type})", "(" + ", ".join(map(str, row.output_shape)) + ")",
         f"{row.params:,}", si(row.analytic_flops) if row.supported else "unsupported",
         si(row.graph_flops), binary_bytes(row.activation_bytes),
         "n/a" if row.time_us is None else f"{row.time_us:,.1f}",
         "" if row.achieved_gflops is None else f"{row.achieved_gflops:.2f}",
         "" if row.time_share is None else f"{100 * row.time_share:.1f}%",
     )
+
+
+def _short_name(row: LayerRow) -> str:
+    """A nested row's name inside its parent (the indentation shows the rest of the path)."""
+    prefix = f"{row.parent}/" if row.parent else ""
+    return row.name[len(prefix):] if prefix and row.name.startswith(prefix) else row.name
+
+
+def _layer_lines(rows: list[LayerRow]) -> list[str]:
+    """One line per row, with a header line where a nested model (which has no row of its own) begins."""
+    lines: list[str] = []
+    shown: set[str] = {row.name for row in rows}
+    for row in rows:
+        for depth, parent in enumerate(_ancestors(row.parent)):
+            if parent not in shown:
+                shown.add(parent)
+                name = parent.rsplit("/", 1)[-1] if depth else parent
+                lines.append(f"{INDENT * depth}{name}/")
+        lines.append(_line(_cells(row)))
+    return lines
+
+
+def _ancestors(parent: str | None) -> list[str]:
+    """``a/b/c`` -> ``[a, a/b, a/b/c]``."""
+    if not parent:
+        return []
+    parts = parent.split("/")
+    return ["/".join(parts[:i + 1]) for i in range(len(parts))]
 
 
 def _line(cells: tuple[str, ...]) -> str:
@@ -51,7 +84,7 @@ def render(report: Report) -> str:
     header = (f'Model "{report.model}"  batch {report.batch_size}  on {report.device}'
               f"  TensorFlow {report.tensorflow}")
     lines = [header, "=" * width, _line(tuple(name for name, _, _ in COLUMNS)), "-" * width]
-    lines += [_line(_cells(row)) for row in report.layers]
+    lines += _layer_lines(report.layers)
     lines += ["=" * width, *_totals_lines(report)]
     return "\n".join(lines)
 
@@ -61,8 +94,8 @@ def _totals_lines(report: Report) -> list[str]:
     steps = t.step_time_ms
     lines = [
         f"Params:        {t.params:,}",
-        f"FLOPs:         formulas {si(t.analytic_flops)}  graph (tfprof) {si(t.graph_flops)}"
-        + _ratio(t.analytic_flops, t.graph_flops) + "   (multiply-add = 2)",
+        f"FLOPs:         formulas {si(t.analytic_flops)}  graph {si(t.graph_flops)}   (multiply-add = 2)",
+        *_coverage_lines(t),
         f"MACs:          formulas {si(t.analytic_macs)}",
         f"Memory:        allocator peak {binary_bytes(t.peak_bytes)} (resident before the step "
         f"{binary_bytes(t.resident_bytes)})  formula params+activations {binary_bytes(t.analytic_memory_bytes)}",
@@ -82,6 +115,24 @@ def _totals_lines(report: Report) -> list[str]:
         lines.append(f"Accuracy:      {100 * t.accuracy:.2f}% on the test split")
     if report.trace_dir:
         lines.append(f"Trace:         {report.trace_dir}  (tensorboard --logdir <logdir>, Profile tab)")
+    return lines
+
+
+def _coverage_lines(t: Any) -> list[str]:
+    """Formula coverage, the like-with-like ratio, who counted the graph FLOPs and what nobody counted."""
+    lines = []
+    if t.formula_coverage is not None:
+        lines.append(f"Coverage:      layers with a formula hold {100 * t.formula_coverage:.1f}% of graph FLOPs;"
+                     f" over those layers formulas {si(t.analytic_flops)} vs graph {si(t.covered_graph_flops)}"
+                     + _ratio(t.analytic_flops, t.covered_graph_flops))
+    sources = getattr(t, "graph_flops_by_source", None) or {}
+    if sources.get("tfprofscale") or (t.tfprof_flops is not None and t.tfprof_flops != t.graph_flops):
+        lines.append(f"Graph FLOPs:   tfprof on the top-level graph {si(t.tfprof_flops)}; with function bodies,"
+                     f" loop trips and pruned ops: TensorFlow's statistics {si(sources.get('tfprof', 0))}"
+                     f" + ours {si(sources.get('tfprofscale', 0))} (Einsum, 3-D pooling)")
+    if t.uncounted_op_types:
+        named = ", ".join(f"{op_type} x{count}" for op_type, count in sorted(t.uncounted_op_types.items()))
+        lines.append(f"Not counted:   {named} (no FLOPs statistics: not in the graph figure)")
     return lines
 
 

@@ -7,14 +7,14 @@ really called under (recorded during tracing: Keras uniquifies scopes inside
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from tfprofscale.errors import InputError
+from tfprofscale.profiling import nesting
 from tfprofscale.profiling.frozen import FrozenGraph, freeze
 from tfprofscale.profiling.records import LayerInfo, Shape
 
@@ -34,7 +34,7 @@ class TracedModel:
     layers: list[LayerInfo]
     batch_size: int
     keras_model: Any = None
-    scopes: dict[str, str] = field(default_factory=dict)  # graph scope -> layer name
+    scopes: dict[str, str] = field(default_factory=dict)  # graph scope -> layer path
     _frozen: Any = field(default=None, repr=False)
 
     @property
@@ -52,12 +52,8 @@ class TracedModel:
         return self._frozen
 
     def layer_of(self, op_name: str) -> str | None:
-        """The layer an op (or runtime kernel) name belongs to, by longest scope."""
-        best = None
-        for scope, layer in self.scopes.items():
-            if op_name.startswith(scope + "/") and (best is None or len(scope) > len(best[0])):
-                best = (scope, layer)
-        return best[1] if best else None
+        """The layer (path) an op (or runtime kernel) name belongs to, by longest scope."""
+        return nesting.layer_for(op_name, self.scopes)
 
     def run(self) -> Any:
         """One inference step on the example inputs."""
@@ -65,14 +61,18 @@ class TracedModel:
 
 
 def trace(model: Any, batch_size: int, example_inputs: Callable[..., Any] | None = None,
-          params: dict[str, Any] | None = None) -> TracedModel:
-    """Trace a Keras model or an ``input_signature`` tf.function at ``batch_size``."""
+          params: dict[str, Any] | None = None, input_shapes: Sequence[Shape] | None = None) -> TracedModel:
+    """Trace a Keras model or an ``input_signature`` tf.function at ``batch_size``.
+
+    ``input_shapes`` (one per-example shape per input, ``--input-shape``)
+    fixes input dimensions the model leaves undefined.
+    """
     if batch_size < 1:
         raise InputError(f"batch size must be >= 1, got {batch_size}")
     if isinstance(model, tf.keras.Model) or _is_keras_model(model):
-        return _trace_keras(model, batch_size, example_inputs, params or {})
+        return _trace_keras(model, batch_size, example_inputs, params or {}, input_shapes)
     if hasattr(model, "get_concrete_function"):
-        return _trace_function(model, batch_size, example_inputs, params or {})
+        return _trace_function(model, batch_size, example_inputs, params or {}, input_shapes)
     raise InputError(f"the model is a {type(model).__name__}, not a keras.Model or a tf.function")
 
 
@@ -83,16 +83,38 @@ def _is_keras_model(model: Any) -> bool:
 
 
 def _trace_keras(model: Any, batch_size: int, example_inputs: Callable[..., Any] | None,
-                 params: dict[str, Any]) -> TracedModel:
-    specs = [_fixed_spec(t.shape, t.dtype, t.name, batch_size) for t in _model_inputs(model)]
+                 params: dict[str, Any], input_shapes: Sequence[Shape] | None = None) -> TracedModel:
+    specs = _input_specs(_model_inputs(model), batch_size, input_shapes)
     multi = len(specs) > 1
     function = tf.function(lambda *xs: model(list(xs) if multi else xs[0], training=False))
-    with _recording_scopes(model.layers) as scopes:
+    with nesting.recording_calls(model.layers) as records:
         concrete = function.get_concrete_function(*specs)
-    layers = [_layer_info(layer, batch_size, scopes) for layer in model.layers]
+    fixed_inputs = {_input_layer_name(t): tuple(spec.shape) for t, spec in zip(_model_inputs(model), specs)}
+    tree = nesting.expand(model, records, lambda layer: _symbolic_shapes(layer, batch_size, fixed_inputs))
+    layers = _without_idle_composites(tree, concrete.graph)
     inputs = _example_inputs(specs, example_inputs, batch_size, params)
-    scope_to_layer = {scope: name for name, scope in scopes.items()}
-    return TracedModel(concrete, inputs, layers, batch_size, model, scope_to_layer)
+    return TracedModel(concrete, inputs, layers, batch_size, model, tree.scopes)
+
+
+def _without_idle_composites(tree: nesting.LayerTree, graph: tf.Graph) -> list[LayerInfo]:
+    """Drop the rows of composites that compute nothing outside their sublayers."""
+    working = {nesting.layer_for(op.name, tree.scopes) for op in graph.get_operations()
+               if op.type not in STRUCTURAL_OP_TYPES}
+    return [info for info in tree.layers if info.name not in tree.composites or info.name in working]
+
+
+def _input_layer_name(tensor: Any) -> str | None:
+    history = getattr(tensor, "_keras_history", None)
+    return history.operation.name if history is not None else None
+
+
+def _symbolic_shapes(layer: Any, batch_size: int, fixed_inputs: dict[str | None, Shape]
+                     ) -> tuple[tuple[Shape, ...], Shape]:
+    """Input and output shapes from the layer's symbolic tensors (for layers not called while tracing)."""
+    if layer.name in fixed_inputs:
+        return (), fixed_inputs[layer.name]
+    input_shapes = tuple(_with_batch(t.shape, batch_size) for t in _as_list(_symbolic(layer, "input")))
+    return input_shapes, _with_batch(_as_list(_symbolic(layer, "output"))[0].shape, batch_size)
 
 
 def _model_inputs(model: Any) -> list[Any]:
@@ -105,15 +127,44 @@ def _model_inputs(model: Any) -> list[Any]:
     return list(inputs)
 
 
-def _fixed_spec(shape: Any, dtype: Any, name: str, batch_size: int) -> tf.TensorSpec:
+def _input_specs(inputs: Sequence[Any], batch_size: int, input_shapes: Sequence[Shape] | None,
+                 ) -> list[tf.TensorSpec]:
+    """One TensorSpec per model input at ``batch_size``, with ``--input-shape`` filling undefined dimensions."""
+    if input_shapes is not None and len(input_shapes) != len(inputs):
+        raise InputError(f"--input-shape given {len(input_shapes)} time(s) but the model has {len(inputs)} input(s):"
+                         " give it once per input, in order")
+    return [_fixed_spec(t.shape, t.dtype, getattr(t, "name", None) or f"input_{i}", batch_size,
+                        None if input_shapes is None else input_shapes[i])
+            for i, t in enumerate(inputs)]
+
+
+def _fixed_spec(shape: Any, dtype: Any, name: str, batch_size: int, given: Shape | None = None) -> tf.TensorSpec:
     dims = tuple(shape)
     if not dims:
         raise InputError(f"model input {name!r} is a scalar: it needs a batch dimension")
-    if any(d is None for d in dims[1:]):
+    per_example = dims[1:] if given is None else _given_shape(dims, given, name)
+    if any(d is None for d in per_example):
         raise InputError(
-            f"model input {name!r} has shape {_show(dims)}: every dimension beyond the batch must be fixed"
+            f"model input {name!r} has shape {_show(dims)}: every dimension beyond the batch must be fixed;"
+            f" give it with --input-shape, e.g. --input-shape {_example_shape(dims)}"
         )
-    return tf.TensorSpec((batch_size, *dims[1:]), tf.as_dtype(dtype), name=_safe_name(name))
+    return tf.TensorSpec((batch_size, *per_example), tf.as_dtype(dtype), name=_safe_name(name))
+
+
+def _given_shape(dims: Sequence[Any], given: Shape, name: str) -> Shape:
+    """``--input-shape`` checked against the model's input: same rank, fixed dimensions kept."""
+    if len(given) != len(dims) - 1:
+        raise InputError(f"--input-shape {','.join(map(str, given))} has {len(given)} dimension(s) but model input"
+                         f" {name!r} of shape {_show(dims)} needs {len(dims) - 1}")
+    for model_dim, given_dim in zip(dims[1:], given):
+        if model_dim is not None and int(model_dim) != given_dim:
+            raise InputError(f"--input-shape {','.join(map(str, given))} does not fit model input {name!r}"
+                             f" of shape {_show(dims)}: a fixed dimension differs")
+    return tuple(given)
+
+
+def _example_shape(dims: Sequence[Any]) -> str:
+    return ",".join("224" if d is None else str(d) for d in dims[1:])
 
 
 def _show(dims: Sequence[Any]) -> str:
@@ -122,42 +173,6 @@ def _show(dims: Sequence[Any]) -> str:
 
 def _safe_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "_." else "_" for c in name) or "input"
-
-
-@contextmanager
-def _recording_scopes(layers: Sequence[Any]) -> Iterator[dict[str, str]]:
-    """Wrap each layer's ``call`` to record the graph scope it runs under."""
-    scopes: dict[str, str] = {}
-
-    def wrap(layer: Any) -> Callable[..., Any]:
-        original = layer.call
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            scopes.setdefault(layer.name, tf.get_current_name_scope())
-            return original(*args, **kwargs)
-
-        return call
-
-    for layer in layers:
-        layer.call = wrap(layer)
-    try:
-        yield scopes
-    finally:
-        for layer in layers:
-            if "call" in vars(layer):
-                del layer.call
-
-
-def _layer_info(layer: Any, batch_size: int, scopes: dict[str, str]) -> LayerInfo:
-    return LayerInfo(
-        name=layer.name,
-        type=type(layer).__name__,
-        input_shapes=tuple(_with_batch(t.shape, batch_size) for t in _as_list(_symbolic(layer, "input"))),
-        output_shape=_with_batch(_as_list(_symbolic(layer, "output"))[0].shape, batch_size),
-        scope=scopes.get(layer.name),
-        inbound=_inbound_layers(layer),
-        layer=layer,
-    )
 
 
 def _symbolic(layer: Any, attribute: str) -> Any:
@@ -176,16 +191,6 @@ def _as_list(value: Any) -> list[Any]:
 def _with_batch(shape: Any, batch_size: int) -> Shape:
     dims = tuple(shape)
     return (batch_size, *(int(d) if d is not None else -1 for d in dims[1:]))
-
-
-def _inbound_layers(layer: Any) -> tuple[str, ...]:
-    names: list[str] = []
-    for node in getattr(layer, "_inbound_nodes", [])[:1]:
-        for tensor in getattr(node, "input_tensors", []):
-            history = getattr(tensor, "_keras_history", None)
-            if history is not None and history.operation.name not in names:
-                names.append(history.operation.name)
-    return tuple(names)
 
 
 def _example_inputs(specs: Sequence[tf.TensorSpec], make: Callable[..., Any] | None,
@@ -210,11 +215,11 @@ def _random_tensor(spec: tf.TensorSpec, rng: np.random.Generator) -> tf.Tensor:
 
 
 def _trace_function(function: Any, batch_size: int, example_inputs: Callable[..., Any] | None,
-                    params: dict[str, Any]) -> TracedModel:
+                    params: dict[str, Any], input_shapes: Sequence[Shape] | None = None) -> TracedModel:
     signature = getattr(function, "input_signature", None)
     if not signature:
         raise InputError("a tf.function model needs an input_signature with the per-example shape")
-    specs = [_fixed_spec(s.shape, s.dtype, s.name or f"input_{i}", batch_size) for i, s in enumerate(signature)]
+    specs = _input_specs(signature, batch_size, input_shapes)
     concrete = tf.function(function.python_function, input_signature=specs).get_concrete_function()
     layers, scopes = _scope_groups(concrete.graph)
     inputs = _example_inputs(specs, example_inputs, batch_size, params)

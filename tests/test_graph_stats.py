@@ -1,0 +1,173 @@
+"""Graph FLOPs where tfprof is blind: loop bodies, nested functions, Einsum.
+
+Every expected number is worked out by hand below, with TensorFlow's own
+conventions (MatMul = 2*m*n*k, BiasAdd / AddV2 / Mul = output elements).
+"""
+from __future__ import annotations
+
+import keras
+import pytest
+import tensorflow as tf
+
+from tfprofscale.formulas import analytic
+from tfprofscale.profiling import graph_stats, tracing
+from tfprofscale.profiling.attribution import attribute_ops
+from tfprofscale.profiling.nested_kernels import call_op_times_from_events
+from tfprofscale.profiling.op_statistics import einsum_flops_of
+from tfprofscale.profiling.report import layer_rows
+from tfprofscale.profiling.runtime import KernelTime
+
+
+def untimed_rows(model, batch_size):
+    traced = tracing.trace(model, batch_size)
+    stats = graph_stats.graph_stats(traced.graph)
+    ops = attribute_ops(stats, None, traced.layer_of)
+    rows = layer_rows(traced.layers, analytic.analyze_layers(traced.layers), ops, stats, traced=False)
+    return traced, stats, {row.name: row for row in rows}
+
+
+# An LSTM of T=5 steps, D=3 features, U=4 units, batch B=2. Per step Keras' cell runs:
+T, D, U, B = 5, 3, 4, 2
+LSTM_STEP = (
+    2 * B * D * 4 * U      # MatMul x @ W (2, 3) x (3, 16)                  192
+    + 2 * B * U * 4 * U    # MatMul h @ R (2, 4) x (4, 16)                  256
+    + B * 4 * U            # AddV2 of the two products                       32
+    + B * 4 * U            # BiasAdd                                         32
+    + 4 * B * U            # c = f*c + i*g (2 Mul, 1 AddV2), h = o*tanh(c)   32
+    + 2                    # the loop's two scalar counters (AddV2)           2
+)                          # = 546 per step; Sigmoid and Tanh: no statistics
+
+
+@pytest.fixture(scope="module")
+def lstm():
+    inputs = keras.Input((T, D))
+    outputs = keras.layers.LSTM(U, name="lstm")(inputs)
+    return untimed_rows(keras.Model(inputs, outputs, name="rnn"), B)
+
+
+def test_lstm_graph_flops_are_the_loop_body_times_the_trip_count(lstm):
+    _, stats, rows = lstm
+    assert LSTM_STEP == 546
+    assert rows["lstm"].graph_flops == T * LSTM_STEP == 2730
+    assert stats.total_flops == T * LSTM_STEP
+
+
+def test_the_cell_step_traced_outside_the_loop_is_pruned_not_counted(lstm):
+    _, stats, _ = lstm
+    # tfprof alone counts only that dead step: the step's work without the loop counters.
+    assert stats.tfprof_flops == LSTM_STEP - 2
+    outside = [op for op in stats.ops if not op.site and op.type == "MatMul"]
+    assert outside and all(not op.runs and op.flops == 0 for op in outside)
+    inside = [op for op in stats.ops if op.site and op.type == "MatMul"]
+    assert [op.executions for op in inside] == [T, T]
+
+
+def test_uncounted_activations_are_named(lstm):
+    _, stats, _ = lstm
+    assert stats.uncounted()["Sigmoid"] == 3 and stats.uncounted()["Tanh"] == 2
+
+
+def test_grouped_conv_inside_a_nested_function_is_counted():
+    inputs = keras.Input((8, 8, 4))
+    outputs = keras.layers.Conv2D(6, 3, groups=2, name="grouped")(inputs)
+    _, stats, rows = untimed_rows(keras.Model(inputs, outputs), 2)
+    k, cin, groups, cout, hout, wout, n = 3, 4, 2, 6, 6, 6, 2
+    conv = 2 * k * k * (cin // groups) * cout * hout * wout * n   # 15,552
+    bias = cout * hout * wout * n                                  # 432
+    assert rows["grouped"].graph_flops == conv + bias == 15984
+    assert stats.tfprof_flops == bias  # tfprof alone sees only the BiasAdd outside the call
+
+
+def test_attention_einsums_are_counted_by_our_statistics():
+    seq, heads, key_dim, width, batch = 5, 2, 4, 8, 2
+    inputs = keras.Input((seq, width))
+    outputs = keras.layers.MultiHeadAttention(heads, key_dim, name="mha")(inputs, inputs)
+    _, stats, _ = untimed_rows(keras.Model(inputs, outputs), batch)
+    einsums = [op for op in stats.ops if op.type == "Einsum"]
+    scores = 2 * batch * heads * seq * seq * key_dim    # 800: q.k over key_dim
+    weighted = 2 * batch * heads * seq * seq * key_dim  # 800: softmax weights . v over the keys
+    assert sorted(op.flops for op in einsums) == [scores, weighted]
+    assert {op.flops_source for op in einsums} == {"tfprofscale"}
+    assert stats.flops_by_source()["tfprofscale"] == scores + weighted
+
+
+@pytest.mark.parametrize("equation, shapes, flops", [
+    ("aecd,abcd->acbe", [[2, 5, 2, 4], [2, 5, 2, 4]], 2 * 2 * 5 * 5 * 2 * 4),  # MHA scores: summed d
+    ("...ij,...jk->...ik", [[3, 2, 4], [3, 4, 5]], 2 * 3 * 2 * 4 * 5),        # batched matmul
+    ("...ij,jk->...ik", [[7, 2, 4], [4, 5]], 2 * 7 * 2 * 4 * 5),              # broadcast weights
+    ("ij,ij->ij", [[2, 3], [2, 3]], 2 * 3),                                   # elementwise: 1 multiply each
+    ("ij->i", [[2, 3]], 2 * 3),                                               # a sum: one add per element
+    ("ij->ji", [[2, 3]], 0),                                                  # a transpose: no arithmetic
+    ("ij,jk,kl->il", [[2, 2], [2, 2], [2, 2]], None),                         # order of pairs unknown
+])
+def test_einsum_statistics_by_hand(equation, shapes, flops):
+    assert einsum_flops_of(equation, shapes) == flops
+
+
+def test_einsum_statistics_agree_with_tensorflow_matmul():
+    # The same product as BatchMatMulV2, which TensorFlow has statistics for: the two must agree.
+    graph = tf.Graph()
+    with graph.as_default():
+        a = tf.compat.v1.placeholder(tf.float32, (3, 2, 4))
+        b = tf.compat.v1.placeholder(tf.float32, (3, 4, 5))
+        product = tf.linalg.matmul(a, b)
+    from tensorflow.python.framework import ops as tf_ops
+
+    expected = tf_ops.get_stats_for_node_def(graph, product.op.node_def, "flops").value
+    assert einsum_flops_of("bij,bjk->bik", [[3, 2, 4], [3, 4, 5]]) == expected
+
+
+def _data_dependent_loop():
+    @tf.function(input_signature=[tf.TensorSpec((None, 4), tf.float32)])
+    def loop(x):
+        trips = tf.cast(tf.reduce_sum(x) > -1e30, tf.int32) + 2   # 3 at run time, unknown to the graph
+        _, y = tf.while_loop(lambda i, y: i < trips, lambda i, y: (i + 1, tf.matmul(y, tf.eye(4))), (0, x))
+        return y
+
+    return loop
+
+
+def test_a_loop_bound_known_only_at_run_time_is_filled_from_the_trace():
+    traced = tracing.trace(_data_dependent_loop(), 2)
+    stats = graph_stats.graph_stats(traced.graph)
+    matmul = next(op for op in stats.ops if op.type == "MatMul" and op.site)
+    assert matmul.executions is None and matmul.flops is None       # not static: not guessed
+    assert matmul.flops_per_execution == 2 * 2 * 4 * 4              # (2, 4) x (4, 4)
+    kernel_name = f"{matmul.site[0]}/body/_1/{matmul.local_name}"  # as xprof names a loop body's kernel
+    resolved = graph_stats.with_executions(stats, {kernel_name: 3.0, matmul.name: 3.0})
+    counted = next(op for op in resolved.ops if op.name == matmul.name)
+    assert counted.executions == 3 and counted.flops == 3 * 2 * 2 * 4 * 4
+
+
+def test_static_loop_bounds_compared_against_a_constant():
+    @tf.function(input_signature=[tf.TensorSpec((None, 4), tf.float32)])
+    def loop(x):
+        _, y = tf.while_loop(lambda i, y: i <= 6, lambda i, y: (i + 2, y * 2.0), (1, x))  # i = 1, 3, 5: 3 trips
+        return y
+
+    stats = graph_stats.graph_stats(tracing.trace(loop, 2).graph)
+    mul = next(op for op in stats.ops if op.type == "Mul" and op.site)
+    assert mul.executions == 3 and mul.flops == 3 * 2 * 4
+
+
+def test_loop_kernels_get_the_loop_body_op_and_its_layer(lstm):
+    traced, stats, _ = lstm
+    body_matmul = next(op for op in stats.ops if op.site and op.type == "MatMul")
+    kernel = KernelTime(f"{body_matmul.site[0]}/body/_1/{body_matmul.local_name}", "_MklMatMul", 12.0, T)
+    ops = attribute_ops(stats, [kernel], traced.layer_of)
+    row = next(op for op in ops if op.name == body_matmul.name)
+    assert row.layer == "lstm" and row.time_us == 12.0 and row.graph_flops == T * 2 * B * D * 4 * U
+
+
+def test_xla_call_ops_are_timed_from_their_async_start_events():
+    events = [
+        {"name": "ExecutorState::ProcessAsync::Start", "dur": 100.0,
+         "args": {"kernel_type": "StatefulPartitionedCall", "name": "m/grouped_1/StatefulPartitionedCall"}},
+        {"name": "ExecutorState::ProcessAsync::Start", "dur": 60.0,
+         "args": {"kernel_type": "StatefulPartitionedCall", "name": "m/grouped_1/StatefulPartitionedCall"}},
+        {"name": "convolution.1", "dur": 40.0, "args": {"hlo_op": "convolution.1"}},
+        {"name": "ExecutorState::ProcessAsync::Start", "dur": 7.0, "args": {"kernel_type": "Recv", "name": "r"}},
+    ]
+    [kernel] = call_op_times_from_events(events, trace_steps=2)
+    assert kernel.name == "m/grouped_1/StatefulPartitionedCall"
+    assert kernel.time_us == (100.0 + 60.0) / 2 and kernel.occurrences == 1.0

@@ -1,0 +1,261 @@
+"""Nested models and composite layers, expanded into the leaf layers that do the work.
+
+A Functional or Sequential model used as a layer, and a custom layer built of
+Keras layers (its sublayers tracked by Keras), are walked recursively: each
+leaf becomes a ``LayerInfo`` named by its path (``outer/inner/conv``), with
+the path of its enclosing model as ``parent`` and its nesting ``depth``.
+Keras' own layers (LSTM, MultiHeadAttention, Bidirectional ...) stay leaves:
+their formulas cover them whole.
+
+While the model is traced, every layer's ``call`` is wrapped to record the
+name scopes it really runs under (Keras uniquifies them inside
+``tf.function``) and the shapes it really sees at the fixed batch, so that
+nested layers get full shapes even where the model's inputs were not fully
+defined.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
+
+import tensorflow as tf
+
+from tfprofscale.profiling.records import LayerInfo, Shape
+
+#: Top-level packages whose layers are leaves (their formulas cost them whole).
+KERAS_PACKAGES = ("keras", "tf_keras")
+
+
+@dataclass
+class CallRecord:
+    """What one layer's ``call`` saw while the model was traced (first call's shapes)."""
+
+    scopes: list[str] = field(default_factory=list)
+    input_shapes: tuple[Shape, ...] | None = None
+    output_shape: Shape | None = None
+
+
+@dataclass(frozen=True)
+class OwnWork:
+    """A composite layer's own computation, outside its sublayers (params: its own weights only)."""
+
+    name: str
+    params: int
+    compute_dtype: str
+    built: bool = True
+
+    def count_params(self) -> int:
+        """Elements of the weights the composite holds directly."""
+        return self.params
+
+
+@dataclass
+class LayerTree:
+    """The leaves of a model (and composite rows that may hold work of their own), in call order."""
+
+    layers: list[LayerInfo]
+    composites: set[str]
+    scopes: dict[str, str]  # graph name scope -> layer path
+
+
+@contextmanager
+def recording_calls(layers: Sequence[Any]) -> Iterator[dict[int, CallRecord]]:
+    """Wrap ``call`` of ``layers`` and all their sublayers; yield id(layer) -> CallRecord."""
+    records: dict[int, CallRecord] = {}
+    wrapped = _with_sublayers(layers)
+    for layer in wrapped:
+        layer.call = _recorder(layer, records)
+    try:
+        yield records
+    finally:
+        for layer in wrapped:
+            if "call" in vars(layer):
+                del layer.call
+
+
+def _with_sublayers(layers: Sequence[Any]) -> list[Any]:
+    every: dict[int, Any] = {}
+    for layer in layers:
+        for each in (layer, *sublayers(layer, recursive=True)):
+            every.setdefault(id(each), each)
+    return list(every.values())
+
+
+def sublayers(layer: Any, recursive: bool = False) -> list[Any]:
+    """The layers Keras tracks inside ``layer`` (direct ones unless ``recursive``)."""
+    flatten = getattr(layer, "_flatten_layers", None)
+    if flatten is None:
+        return []
+    return list(flatten(include_self=False, recursive=recursive))
+
+
+def _recorder(layer: Any, records: dict[int, CallRecord]) -> Any:
+    original = layer.call
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        record = records.setdefault(id(layer), CallRecord())
+        scope = tf.get_current_name_scope()
+        if scope not in record.scopes:
+            record.scopes.append(scope)
+        outputs = original(*args, **kwargs)
+        if record.output_shape is None:
+            record.input_shapes = tensor_shapes(args[0] if args else kwargs.get("inputs"))
+            record.output_shape = next(iter(tensor_shapes(outputs)), None)
+        return outputs
+
+    return call
+
+
+def tensor_shapes(value: Any) -> tuple[Shape, ...]:
+    """Shapes of the tensors in a nested structure, unknown dimensions as -1."""
+    shapes = []
+    for item in tf.nest.flatten(value):
+        shape = getattr(item, "shape", None)
+        if shape is not None and getattr(item, "dtype", None) is not None and shape.rank is not None:
+            shapes.append(tuple(-1 if d is None else int(d) for d in shape))
+    return tuple(shapes)
+
+
+def is_composite(layer: Any) -> bool:
+    """A model used as a layer, or a custom (non-Keras) layer holding Keras sublayers."""
+    import keras
+
+    if isinstance(layer, keras.Model):
+        return bool(_children(layer))
+    if type(layer).__module__.split(".")[0] in KERAS_PACKAGES:
+        return False
+    return bool(sublayers(layer))
+
+
+def _children(layer: Any) -> list[Any]:
+    import keras
+
+    if isinstance(layer, keras.Model):
+        return list(layer.layers)
+    return sublayers(layer)
+
+
+def _is_input_layer(layer: Any) -> bool:
+    return type(layer).__name__ == "InputLayer"
+
+
+@dataclass(frozen=True)
+class _Context:
+    """Where a layer sits: its path prefix, parent, depth, and what feeds its composite."""
+
+    prefix: str = ""
+    parent: str | None = None
+    depth: int = 0
+    entry: tuple[str, ...] = ()
+
+
+class _Expander:
+    """Walks the layer tree once, collecting leaves, composites and scopes."""
+
+    def __init__(self, records: dict[int, CallRecord], fallback: Any) -> None:
+        self.records = records
+        self.fallback = fallback
+        self.layers: list[LayerInfo] = []
+        self.composites: set[str] = set()
+        self.scopes: dict[str, str] = {}
+        self.exits: dict[str, tuple[str, ...]] = {}
+
+    def expand(self, layers: Sequence[Any], context: _Context) -> None:
+        for layer in layers:
+            path = context.prefix + layer.name
+            if context.depth > 0 and _is_input_layer(layer):
+                self.exits[path] = context.entry
+                continue
+            record = self.records.get(id(layer))
+            if record is None and context.depth > 0:
+                continue  # never called: does no work
+            inbound = self._inbound(layer, context)
+            for scope in record.scopes if record else ():
+                self.scopes.setdefault(scope, path)
+            self.layers.append(self._info(layer, path, inbound, context, record))
+            self.exits[path] = (path,)
+            if is_composite(layer):
+                self.composites.add(path)
+                inner = _Context(path + "/", path, context.depth + 1, inbound)
+                self.expand(_children(layer), inner)
+                self.exits[path] = self._exit_paths(layer, inner)
+
+    def _inbound(self, layer: Any, context: _Context) -> tuple[str, ...]:
+        paths: list[str] = []
+        for name in _inbound_names(layer):
+            for path in self.exits.get(context.prefix + name, context.entry):
+                if path not in paths:
+                    paths.append(path)
+        return tuple(paths)
+
+    def _exit_paths(self, layer: Any, inner: _Context) -> tuple[str, ...]:
+        names = [h.operation.name for h in (getattr(t, "_keras_history", None) for t in _outputs(layer)) if h]
+        children = [inner.prefix + child.name for child in _children(layer)]
+        known = [inner.prefix + name for name in names if inner.prefix + name in self.exits]
+        chosen = known or [path for path in children if path in self.exits][-1:]
+        return tuple(path for exit_path in chosen for path in self.exits[exit_path])
+
+    def _info(self, layer: Any, path: str, inbound: tuple[str, ...], context: _Context,
+              record: CallRecord | None) -> LayerInfo:
+        if record is None or record.output_shape is None:
+            input_shapes, output_shape = self.fallback(layer)
+        else:
+            input_shapes, output_shape = record.input_shapes or (), record.output_shape
+        composite = is_composite(layer)
+        return LayerInfo(
+            name=path, type=type(layer).__name__, input_shapes=tuple(input_shapes), output_shape=output_shape,
+            scope=record.scopes[0] if record and record.scopes else None, inbound=inbound,
+            layer=_own_work(layer, path) if composite else layer, parent=context.parent, depth=context.depth,
+        )
+
+
+def _outputs(layer: Any) -> list[Any]:
+    try:
+        return list(tf.nest.flatten(layer.outputs))
+    except (AttributeError, ValueError):
+        return []
+
+
+def _inbound_names(layer: Any) -> list[str]:
+    names: list[str] = []
+    for node in getattr(layer, "_inbound_nodes", [])[:1]:
+        for tensor in getattr(node, "input_tensors", []):
+            history = getattr(tensor, "_keras_history", None)
+            if history is not None and history.operation.name not in names:
+                names.append(history.operation.name)
+    return names
+
+
+def _own_work(layer: Any, path: str) -> OwnWork:
+    inside = {id(w) for sub in sublayers(layer, recursive=True) for w in sub.weights}
+    own = [w for w in layer.weights if id(w) not in inside]
+    params = sum(int(w.shape.num_elements() if hasattr(w.shape, "num_elements") else _prod(w.shape)) for w in own)
+    return OwnWork(path, params, getattr(layer, "compute_dtype", None) or "float32")
+
+
+def _prod(shape: Any) -> int:
+    total = 1
+    for dim in shape:
+        total *= int(dim)
+    return total
+
+
+def expand(model: Any, records: dict[int, CallRecord], fallback: Any) -> LayerTree:
+    """The model's layers, nested models and composite layers expanded into leaves.
+
+    ``fallback(layer) -> (input_shapes, output_shape)`` gives the shapes of a
+    top-level layer that was never called while tracing (an InputLayer).
+    """
+    expander = _Expander(records, fallback)
+    expander.expand(list(model.layers), _Context())
+    return LayerTree(expander.layers, expander.composites, expander.scopes)
+
+
+def layer_for(op_name: str, scopes: dict[str, str]) -> str | None:
+    """The layer an op (or runtime kernel) name belongs to, by the longest scope it lies in."""
+    best: tuple[str, str] | None = None
+    for scope, layer in scopes.items():
+        if op_name.startswith(scope + "/") and (best is None or len(scope) > len(best[0])):
+            best = (scope, layer)
+    return best[1] if best else None
