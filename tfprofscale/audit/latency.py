@@ -159,8 +159,10 @@ class LatencyModel:
                    data.get("measured", MEASURED))
 
     def save(self, path: str | Path) -> None:
-        """Write the model as JSON."""
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        """Write the model as JSON (atomically)."""
+        from tfprofscale.output import write_text
+
+        write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> "LatencyModel":

@@ -142,8 +142,11 @@ def _memory_scatter(axis: Any, profiles: list[Any]) -> None:
 def _save(figure: Any, path: str | Path) -> None:
     import matplotlib.pyplot as plt
 
+    from tfprofscale.output import atomic_path
+
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=110)
     plt.close(figure)
 
 

@@ -359,7 +359,9 @@ def audit_json(audit: Audit) -> dict[str, Any]:
 
 def write_json(audit: Audit, path: str | Path) -> None:
     """Write ``audit_json(audit)`` to ``path``."""
-    Path(path).write_text(json.dumps(audit_json(audit), indent=2) + "\n")
+    from tfprofscale.output import write_text
+
+    write_text(path, json.dumps(audit_json(audit), indent=2) + "\n")
 
 
 def _jsonable(value: Any) -> Any:

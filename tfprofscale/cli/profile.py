@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+import sys
 
-from tfprofscale.errors import InputError
+from tfprofscale.inputs import check_input_file
+from tfprofscale.output import check_output_path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,11 +38,14 @@ def add_measure_options(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Profile, print the table, write the requested files."""
+    for option, target in (("--json", args.json), ("--csv", args.csv)):
+        if target is not None:
+            check_output_path(target, option)
+    if args.weights is not None:
+        check_input_file(args.weights, "--weights")
     from tfprofscale.profiling import loading
     from tfprofscale.profiling.pipeline import ProfileOptions, run_profile
 
-    for target in (args.json, args.csv):
-        _check_writable(target)
     model_file = loading.load_model_file(args.model)
     params = loading.parse_params(args.param, model_file)
     options = ProfileOptions(
@@ -49,22 +53,16 @@ def run(args: argparse.Namespace) -> int:
         logdir=args.logdir, trace=not args.no_trace, weights=args.weights, data=args.data,
         show_predictions=args.show_predictions, params=params, progress=not args.quiet,
     )
-    report = run_profile(args.model, options)
+    report = run_profile(model_file, options)
     from tfprofscale.profiling.table import render
 
     print(render(report))
     for line in report.predictions:
         print(line)
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if args.json:
         report.write_json(args.json)
     if args.csv:
         report.write_csv(args.csv)
     return 0
-
-
-def _check_writable(target: str | None) -> None:
-    if target is None:
-        return
-    folder = Path(target).parent
-    if not folder.is_dir():
-        raise InputError(f"cannot write {target}: folder {folder} does not exist")

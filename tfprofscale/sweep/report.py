@@ -10,13 +10,13 @@ import csv
 import io
 import json
 import math
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from tfprofscale import output
 from tfprofscale.sweep.config import SweepConfig
 
 DOCUMENT_001_COLUMNS = ["Layers", "BatchSize", "ConvSize", "TotalTime", "MeanTime"]
@@ -107,12 +107,7 @@ def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> Non
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` so that readers see the old file or the whole new one."""
-    partial_file = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(partial_file, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(partial_file, path)
+    output.write_text(path, text)
 
 
 def report_markdown(config: SweepConfig, records: list[dict[str, Any]], grid_names: list[str],
