@@ -45,7 +45,7 @@ def test_missing_model_file(capsys, tmp_path):
 
 def test_model_path_is_a_directory(capsys, tmp_path):
     status, _, err = run_cli(capsys, "profile", str(tmp_path))
-    assert_one_line_error(status, err, "is not a file")
+    assert_one_line_error(status, err, "is a directory, not a file")
 
 
 def test_unreadable_model_file(capsys, cnn_file, monkeypatch):

@@ -109,6 +109,8 @@ def _import_file(file: Path) -> ModuleType:
     except SyntaxError as error:
         where = f", line {error.lineno}" if error.lineno else ""
         raise InputError(f"model file {file}{where}: syntax error: {error.msg}") from None
+    except InputError:
+        raise
     except Exception as error:  # the user's module code failed at import
         raise InputError(f"model file {file} failed to import: {type(error).__name__}: {error}") from None
     return module
