@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, Union
 
 from tfprofscale.audit.analysis import Audit, ProfileAudit, TimeAudit
-from tfprofscale.audit.conventions import TENSORFLOW
+from tfprofscale.audit.conventions import TENSORFLOW, get_convention
+from tfprofscale.audit.layout import short_cell, wrap
 from tfprofscale.audit.memory_model import ALLOCATOR_ROUNDING_BYTES, ALLOCATOR_TRACKING_THRESHOLD_BYTES
 from tfprofscale.profiling.table import binary_bytes, si
 
@@ -53,15 +54,32 @@ Block = Union[str, Table]
 
 # -- the largest divergences ---------------------------------------------------------------------
 
-def largest_divergences(audit: Audit, count: int = 5) -> list[Divergence]:
-    """The ``count`` largest estimate/measurement factors, each topic at its worst place and configuration."""
+#: Conventions whose gap to the graph a user can act on (a formula of ours that misses work); the
+#: others are other documents' ways of counting, shown in their own section, not among the headline.
+ACTIONABLE_CONVENTIONS = frozenset({"formula"})
+
+
+def largest_divergences(audit: Audit, count: int = 5, conventions: bool = False) -> list[Divergence]:
+    """The ``count`` largest estimate/measurement factors, each topic at its worst place and configuration.
+
+    Without ``conventions``: the divergences a user can act on (documents' counting conventions left
+    out); with it: only those conventions, each once.
+    """
     worst: dict[tuple[str, str], Divergence] = {}
     candidates = [d for p in audit.profiles for d in [*_flops_divergences(p), *_runtime_divergences(p)]]
     for candidate in candidates + _time_divergences(audit.time):
         key = (candidate.kind, candidate.topic)
+        if is_counting_convention(candidate) != conventions:
+            continue
         if candidate.factor > 1 and (key not in worst or candidate.factor > worst[key].factor):
             worst[key] = candidate
     return sorted(worst.values(), key=lambda d: -d.factor)[:count]
+
+
+def is_counting_convention(divergence: Divergence) -> bool:
+    """True for a document's counting convention against the graph (not something to fix in the model)."""
+    name = divergence.topic.removeprefix("convention ")
+    return divergence.kind == "flops" and name not in ACTIONABLE_CONVENTIONS
 
 
 def divergence_factor(estimate: float, measured: float) -> float:
@@ -164,8 +182,28 @@ _SIDES = {"flops": ("count", "graph"), "memory": ("estimate", "allocator peak"),
 
 def _divergence_blocks(audit: Audit) -> list[Block]:
     blocks: list[Block] = ["factor = max(estimate / measured, measured / estimate); "
-                           "each topic once, at its worst layer and configuration"]
-    for rank, d in enumerate(largest_divergences(audit), start=1):
+                           "each topic once, at its worst layer and configuration; the documents' counting "
+                           "conventions are in their own section below"]
+    return blocks + _ranked(audit, largest_divergences(audit))
+
+
+def _convention_blocks(audit: Audit) -> list[Block]:
+    found = largest_divergences(audit, count=len(audit.profiles[0].flops.totals), conventions=True)
+    blocks: list[Block] = [
+        "Other documents count operations differently from TensorFlow's profiler; these gaps are "
+        "definitions, not errors in the model or the measurement. Each convention once, at its worst place:"]
+    blocks += _ranked(audit, found)
+    names = dict.fromkeys(d.topic.removeprefix("convention ") for d in found)
+    blocks += [f"{name}: {get_convention(name).source}: {get_convention(name).definition}" for name in names]
+    if "doc000_published" in names:
+        blocks.append("doc000_published is document 000's conv formula as printed, known to be wrong (a sum "
+                      "where a product is meant); it is shown to expose it, not to be used.")
+    return blocks
+
+
+def _ranked(audit: Audit, divergences: list[Divergence]) -> list[Block]:
+    blocks: list[Block] = []
+    for rank, d in enumerate(divergences, start=1):
         factor = f"x{d.factor:,.2f}" if math.isfinite(d.factor) else "x inf"
         where = f" [{d.config_id}]" if audit.kind == "sweep" and d.config_id else ""
         estimate, measured = _SIDES.get(d.kind, ("estimate", "measured"))
@@ -223,7 +261,7 @@ def _fusion_blocks(audit: Audit) -> list[Block]:
                "n/a" if f.time_us is None else f"{f.time_us:,.1f}",
                "" if f.achieved_gflops is None else f"{f.achieved_gflops:.2f}"] for f in example.fusions]
     return ["Graph ops rewritten into the runtime kernels that really ran (compare per-op estimates with these):",
-            Table(["graph ops", "kernel", "", "configurations"], rows),
+            Table(["graph ops", "kernel", "fused or rewritten", "configurations"], rows),
             f"Kernels of {example.config_id}:",
             Table(["layer", "graph ops", "kernel", "graph FLOPs", "time us/step", "GFLOP/s"], detail)]
 
@@ -288,6 +326,7 @@ def _time_blocks(audit: Audit) -> list[Block]:
 def sections(audit: Audit) -> list[tuple[str, list[Block]]]:
     """The report's sections in order, each a title and its blocks."""
     found = [("The five largest divergences", _divergence_blocks(audit)),
+             ("Counting conventions against TensorFlow's count", _convention_blocks(audit)),
              ("FLOPs: formulas against the graph", _flops_blocks(audit)),
              ("Fusion: graph ops and the kernels that ran", _fusion_blocks(audit)),
              ("Coverage: what the per-op times account for", _coverage_blocks(audit)),
@@ -306,11 +345,12 @@ def render_text(audit: Audit) -> str:
     for title, blocks in sections(audit):
         lines += ["", title, "-" * len(title)]
         for block in blocks:
-            lines += _text_table(block) if isinstance(block, Table) else [f"  {block}"]
+            lines += _text_table(block) if isinstance(block, Table) else wrap(block, "  ", "    ")
     return "\n".join(lines)
 
 
 def _text_table(table: Table) -> list[str]:
+    table = Table(table.header, [[short_cell(str(cell)) for cell in row] for row in table.rows])
     widths = [max(len(str(cell)) for cell in column) for column in zip(table.header, *table.rows)]
     def line(cells: list[str]) -> str:
         return "  " + "  ".join(f"{cell:<{width}}" for cell, width in zip(cells, widths)).rstrip()
@@ -331,14 +371,15 @@ def render_markdown(audit: Audit, figures: dict[str, str] | None = None) -> str:
 
 
 def _markdown_item(text: str) -> str:
-    """A bullet, or a numbered item when the text is numbered already."""
+    """A bullet, or a numbered item when the text is numbered already, wrapped (continuations indented)."""
     number = text.split(" ", 1)[0]
-    return text if number[:-1].isdigit() and number.endswith(".") else f"- {text}"
+    numbered = number[:-1].isdigit() and number.endswith(".")
+    return "\n".join(wrap(text if numbered else f"- {text}", "", " " * (len(number) + 1 if numbered else 2)))
 
 
 def _markdown_table(table: Table) -> list[str]:
     def row(cells: list[str]) -> str:
-        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+        return "| " + " | ".join(short_cell(str(c)).replace("|", "\\|") for c in cells) + " |"
     return ["", row(table.header), row(["---"] * len(table.header)), *map(row, table.rows), ""]
 
 
@@ -348,6 +389,7 @@ def audit_json(audit: Audit) -> dict[str, Any]:
     return _jsonable({
         "source": audit.source, "kind": audit.kind,
         "divergences": [asdict(d) for d in largest_divergences(audit)],
+        "convention_divergences": [asdict(d) for d in largest_divergences(audit, count=100, conventions=True)],
         "profiles": [asdict(p) for p in audit.profiles],
         "time": {"layer_type_fits": [fit.to_dict() for fit in time.layer_type_fits],
                  "machine_peaks": time.peaks.to_dict() if time.peaks is not None else None,
