@@ -40,7 +40,8 @@ def test_memory_bars_keep_every_label_inside_the_figure(tmp_path):
 
     estimate = SimpleNamespace(parameter_bytes=2**20, activation_peak_bytes=2**21, total_bytes=2**22,
                                tracked_without_workspace_bytes=2**21, tracked_total_bytes=2**22)
-    profiles = [SimpleNamespace(config_id=f"total_layers={n},conv_size=8,filters=64,batch_size=64,r0",
+    profiles = [SimpleNamespace(config_id=f"total_layers={n},conv_size=8,filters=64,units=128,dropout=0.5,"
+                                          f"kernel_initializer=glorot_uniform,batch_size=64,r0",
                                 memory=SimpleNamespace(estimate=estimate, peak_bytes=2**22)) for n in (4, 6, 8)]
     figure, axis = plt.subplots(figsize=(1.2 * len(profiles) + 6, 5))
     _memory_bars(axis, profiles)
