@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from tfprofscale.errors import InputError
 from tfprofscale.inputs import check_input_file
 from tfprofscale.output import check_output_path
 
@@ -21,6 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--csv", metavar="FILE", help="write the per-layer table as CSV")
     parser.add_argument("--show-predictions", type=int, default=0, metavar="N",
                         help="with --data, print N test predictions")
+    parser.add_argument("--ops", type=int, default=0, metavar="N",
+                        help="also print the N slowest kernels (xprof's op-stats view, which stays blank offline)")
     parser.add_argument("--quiet", action="store_true", help="no progress messages")
     parser.set_defaults(run=run)
 
@@ -38,6 +41,8 @@ def add_measure_options(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Profile, print the table, write the requested files."""
+    if args.ops < 0:
+        raise InputError(f"--ops {args.ops}: must be an integer >= 0")
     for option, target in (("--json", args.json), ("--csv", args.csv)):
         if target is not None:
             check_output_path(target, option)
@@ -57,6 +62,11 @@ def run(args: argparse.Namespace) -> int:
     from tfprofscale.profiling.table import render
 
     print(render(report))
+    if args.ops:
+        from tfprofscale.profiling.op_table import render_ops
+
+        print()
+        print(render_ops(report, args.ops))
     for line in report.predictions:
         print(line)
     for warning in report.warnings:
