@@ -164,6 +164,8 @@ def _findings(ok: pd.DataFrame, parameters: list[str], layers: list[dict[str, An
 def _extremes(ok: pd.DataFrame, parameters: list[str]) -> str:
     times = ok[TIME_COLUMN].astype(float)
     fastest, slowest = ok.loc[times.idxmin()], ok.loc[times.idxmax()]
+    if len(ok) == 1 or not parameters:
+        return f"median step time {times.median():.3g} ms over {len(ok)} profiled configuration(s)"
     return (f"median step time from {times.min():.3g} ms ({_describe(fastest, parameters)}) to "
             f"{times.max():.3g} ms ({_describe(slowest, parameters)}), a factor of {times.max() / times.min():.3g}")
 
