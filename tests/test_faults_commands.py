@@ -217,3 +217,23 @@ def test_an_exit_at_import_is_one_line_in_a_real_process(tmp_path):
                             text=True, timeout=120, env=_env())
     assert result.returncode == 2
     assert result.stderr == "tfprofscale profile: error: model file exits.py exited with status 0 while importing it\n"
+
+
+def test_a_sweep_whose_model_file_exits_at_import(capsys, tmp_path):
+    (tmp_path / "exits.py").write_text("import sys\nsys.exit(0)\n")
+    (tmp_path / "grid.ini").write_text("[sweep]\nmodel = exits.py\n\n[grid]\nunits = 2\n")
+    line = one_line_error(capsys, "sweep", str(tmp_path / "grid.ini"), "--out", str(tmp_path / "out"))
+    assert line == "tfprofscale sweep: error: model file exits.py exited with status 0 while importing it"
+
+
+def test_the_python_api_prints_nothing_on_stderr(tmp_path):
+    model = tmp_path / "dense.py"
+    model.write_text(DENSE)
+    code = (f"import tfprofscale\nreport = tfprofscale.profile({str(model)!r}, steps=1, warmup=0, trace_steps=1, "
+            "logdir='runs')\nprint(report.totals.params)")
+    env = {key: value for key, value in _env().items() if key != "TF_CPP_MIN_LOG_LEVEL"}  # as a user has it
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, env=env,
+                            cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{10 * 2 + 2}\n"  # Dense(2) on 10 features: 10 x 2 weights + 2 biases
+    assert result.stderr == ""
