@@ -125,7 +125,7 @@ def test_unwritable_logdir(capsys, cnn_file, tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     status, _, err = run_cli(capsys, "profile", str(cnn_file), "--logdir", str(blocker / "runs"))
-    assert_one_line_error(status, err, "--logdir", "not writable")
+    assert_one_line_error(status, err, "--logdir", "a_file is a regular file, not a folder")
 
 
 def test_bad_input_in_a_real_process_prints_no_traceback(tmp_path):

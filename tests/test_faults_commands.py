@@ -237,3 +237,10 @@ def test_the_python_api_prints_nothing_on_stderr(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"{10 * 2 + 2}\n"  # Dense(2) on 10 features: 10 x 2 weights + 2 biases
     assert result.stderr == ""
+
+
+def test_a_logdir_that_is_a_file_is_refused_before_any_work(capsys, dense_file, tmp_path):
+    (tmp_path / "runs").write_text("")
+    line = one_line_error(capsys, "profile", str(dense_file), "--logdir", str(tmp_path / "runs"))
+    assert line == (f"tfprofscale profile: error: --logdir {tmp_path}/runs: {tmp_path}/runs is a regular file, "
+                    "not a folder")

@@ -6,7 +6,7 @@ import sys
 
 from tfprofscale.errors import InputError
 from tfprofscale.inputs import check_input_file
-from tfprofscale.output import check_output_path
+from tfprofscale.output import check_output_folder, check_output_path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     for option, target in (("--json", args.json), ("--csv", args.csv)):
         if target is not None:
             check_output_path(target, option)
+    if not args.no_trace:
+        check_output_folder(args.logdir, "--logdir")
     if args.weights is not None:
         check_input_file(args.weights, "--weights")
     from tfprofscale.profiling import loading
