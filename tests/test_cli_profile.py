@@ -45,7 +45,7 @@ def test_missing_model_file(capsys, tmp_path):
 
 def test_model_path_is_a_directory(capsys, tmp_path):
     status, _, err = run_cli(capsys, "profile", str(tmp_path))
-    assert_one_line_error(status, err, "is not a file")
+    assert_one_line_error(status, err, "is a directory, not a file")
 
 
 def test_unreadable_model_file(capsys, cnn_file, monkeypatch):
@@ -125,7 +125,7 @@ def test_unwritable_logdir(capsys, cnn_file, tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     status, _, err = run_cli(capsys, "profile", str(cnn_file), "--logdir", str(blocker / "runs"))
-    assert_one_line_error(status, err, "--logdir", "not writable")
+    assert_one_line_error(status, err, "--logdir", "a_file is a regular file, not a folder")
 
 
 def test_bad_input_in_a_real_process_prints_no_traceback(tmp_path):

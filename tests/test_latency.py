@@ -253,7 +253,7 @@ def test_layer_fits_read_the_sweeps_layers_csv(sweep_dir):
 @pytest.mark.parametrize("content, message", [
     ("{not json", "is not a sweep report record"),
     ('{"config": {}, "status": "ok"}', "no config_id"),
-    ('{"config_id": "a", "config": {}, "status": "ok", "report": {"totals": {}}}', "is not a profile report"),
+    ('{"config_id": "a", "config": {}, "status": "ok", "report": {"totals": {}}}', "its report: not a tfprofscale profile JSON \\(no model\\)"),
 ])
 def test_a_broken_report_record_is_bad_input_naming_the_file(tmp_path, content, message):
     (tmp_path / "reports").mkdir()

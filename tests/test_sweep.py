@@ -145,7 +145,8 @@ def test_sweep_writes_hparams_sessions_with_the_results_metrics(swept):
                 for value in event.summary.value:
                     if value.metadata.plugin_data.plugin_name == "hparams":
                         data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
-                        hparams = {k: v.number_value for k, v in data.session_start_info.hparams.items()}
+                        hparams = {k: float(v.string_value) if v.HasField("string_value") else v.number_value
+                                   for k, v in data.session_start_info.hparams.items()}  # integers are text
                     else:
                         values[value.tag] = float(tf.make_ndarray(value.tensor))
         row = rows[(str(int(hparams["filters"])), str(int(hparams["batch_size"])))]

@@ -185,7 +185,7 @@ def test_missing_and_binary_files(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         parse_sweep_file(tmp_path / "nope.ini")
     (tmp_path / "binary.ini").write_bytes(b"\xff\xfe\x00[sweep]")
-    with pytest.raises(InputError, match="not UTF-8"):
+    with pytest.raises(InputError, match=r"is not a text file \(it contains NUL bytes\)"):
         parse_sweep_file(tmp_path / "binary.ini")
 
 

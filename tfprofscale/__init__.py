@@ -15,6 +15,10 @@ from tfprofscale.errors import InputError
 
 
 def __getattr__(name: str) -> Any:
+    if name in ("profile", "Report"):
+        from tfprofscale.quiet import import_tensorflow_quietly
+
+        import_tensorflow_quietly()  # before any module imports TensorFlow: its start-up log stays off stderr
     if name == "profile":
         from tfprofscale.profiling.pipeline import profile
 

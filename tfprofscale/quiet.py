@@ -1,28 +1,27 @@
-"""Import TensorFlow without its native start-up notices on stderr."""
+"""Keep TensorFlow's and xprof's native notices off stderr."""
 from __future__ import annotations
 
 import os
 import sys
 import tempfile
+from contextlib import contextmanager
+from typing import Iterator
 
 
-def import_tensorflow_quietly() -> None:
-    """Import TensorFlow with its native start-up chatter kept off stderr.
+@contextmanager
+def native_stderr_captured() -> Iterator[None]:
+    """Send file descriptor 2 to a temporary file; replay it only if the block raises.
 
-    TensorFlow 2.21 logs oneDNN/CUDA notices from C++ before any log level
-    applies; they are captured and shown only if the import itself fails.
+    TensorFlow logs oneDNN/CUDA notices from C++ before any log level applies,
+    and xprof's converters log absl lines (e.g. "No UnifiedProfileProcessor
+    registered for tool: trace_viewer") that say nothing to a user.
     """
-    if "tensorflow" in sys.modules:
-        return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile(mode="w+") as captured:
         os.dup2(captured.fileno(), 2)
         try:
-            import tensorflow as tf
-
-            tf.config.list_physical_devices()
+            yield
         except BaseException:
             os.dup2(saved, 2)
             captured.seek(0)
@@ -31,3 +30,14 @@ def import_tensorflow_quietly() -> None:
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its native start-up chatter kept off stderr."""
+    if "tensorflow" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with native_stderr_captured():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()

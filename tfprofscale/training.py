@@ -102,5 +102,5 @@ def outputs_probabilities(model: keras.Model) -> bool:
 def _require_positive(name: str, value: object, kind: type) -> None:
     """InputError unless ``value`` is a positive number of ``kind`` (an int passes as a float)."""
     kinds = (int, float) if kind is float else (int,)
-    if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:
-        raise InputError(f"{name}={value!r}: must be a positive {'number' if kind is float else 'integer'}")
+    if isinstance(value, bool) or not isinstance(value, kinds) or not 0 < value < float("inf"):
+        raise InputError(f"{name}={value!r}: must be a positive finite {'number' if kind is float else 'integer'}")

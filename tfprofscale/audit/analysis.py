@@ -317,7 +317,7 @@ def load_profiles(path: str | Path) -> LoadedProfiles:
     path = Path(path)
     if path.is_dir():
         return _load_sweep(path)
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"{path} does not exist: give a profile JSON or a sweep output directory")
     data = _read_json(path)
     if "report" in data and "layers" not in data:
@@ -332,16 +332,20 @@ def _load_sweep(folder: Path) -> LoadedProfiles:
     reports = folder / "reports"
     if not reports.is_dir():
         raise InputError(f"{folder} is not a sweep output directory: it has no reports/ folder")
-    profiles, failed = [], []
+    profiles, failed, skipped = [], [], []
     for file in sorted(reports.glob("*.json")):
-        data = _read_json(file)
-        if data.get("status") == "ok" and data.get("report"):
-            profiles.append(_wrapped_profile(file, data))
-        else:
-            failed.append(f"{data.get('config_id', file.stem)}: {data.get('error')}")
+        try:
+            data = _read_json(file)
+            if data.get("status") == "ok" and data.get("report"):
+                profiles.append(_wrapped_profile(file, data))
+            else:
+                failed.append(f"{data.get('config_id', file.stem)}: {data.get('error')}")
+        except InputError as error:  # one corrupt report: audit the rest, name it
+            skipped.append(f"skipped {file.name}: {error}")
     if not profiles:
-        raise InputError(f"{folder}: no finished configuration in reports/")
-    return LoadedProfiles(str(folder), "sweep", profiles, failed)
+        reason = f" ({len(skipped)} unreadable: {skipped[0]})" if skipped else ""
+        raise InputError(f"{folder}: no finished configuration in reports/{reason}")
+    return LoadedProfiles(str(folder), "sweep", profiles, failed + skipped)
 
 
 def _wrapped_profile(path: Path, data: dict[str, Any]) -> tuple[str, dict[str, Any], Report]:
@@ -349,18 +353,21 @@ def _wrapped_profile(path: Path, data: dict[str, Any]) -> tuple[str, dict[str, A
 
 
 def _read_json(path: Path) -> dict[str, Any]:
+    from tfprofscale.inputs import read_text
+
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(read_text(path, "profile JSON"))
     except json.JSONDecodeError as error:
         raise InputError(f"{path}: not valid JSON (line {error.lineno}: {error.msg})") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"{path}: cannot be read ({error})") from None
     if not isinstance(data, dict):
         raise InputError(f"{path}: not a tfprofscale profile JSON (a {type(data).__name__}, not an object)")
     return data
 
 
 def _report(path: Path, data: dict[str, Any]) -> Report:
+    from tfprofscale.profiling.report_fields import check_report_fields
+
+    check_report_fields(data, str(path))
     try:
         return Report.from_dict(data)
     except (KeyError, TypeError) as error:

@@ -159,21 +159,24 @@ class LatencyModel:
                    data.get("measured", MEASURED))
 
     def save(self, path: str | Path) -> None:
-        """Write the model as JSON."""
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        """Write the model as JSON (atomically)."""
+        from tfprofscale.output import write_text
+
+        write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> "LatencyModel":
         """Read a model written by ``save``; InputError if the file is not one."""
+        from tfprofscale.audit.latency_file import check_latency_fields
+        from tfprofscale.inputs import read_text
+
+        text = read_text(path, "latency model")
         try:
-            data = json.loads(Path(path).read_text())
-            if data.get("kind") != "tfprofscale latency model":
-                raise ValueError("not a latency model")
-            return cls.from_dict(data)
-        except FileNotFoundError:
-            raise InputError(f"model file {path} does not exist") from None
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            data = json.loads(text)
+        except ValueError as error:
             raise InputError(f"{path} is not a latency model written by `tfprofscale fit`: {error}") from None
+        check_latency_fields(data, str(path))
+        return cls.from_dict(data)
 
     def lines(self) -> list[str]:
         """Text-report lines: the overhead and each type's non-zero coefficients."""

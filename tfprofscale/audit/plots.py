@@ -15,6 +15,9 @@ from tfprofscale.audit.analysis import Audit
 
 #: Up to this many configurations the memory figure shows bars, beyond it a scatter.
 MEMORY_BARS_MAX = 8
+#: Configuration ids under the memory bars: at most this many characters a line, this many lines.
+TICK_LABEL_WIDTH = 18
+TICK_LABEL_LINES = 4
 WITHIN = 0.10
 
 
@@ -119,7 +122,7 @@ def _memory_bars(axis: Any, profiles: list[Any]) -> None:
              label="as tracked")
     axis.bar([x + 0.3 for x in positions], [p.memory.peak_bytes / mib for p in profiles], 0.2,
              label="allocator peak")
-    axis.set_xticks(list(positions), [p.config_id for p in profiles], rotation=20, ha="right", fontsize=7)
+    axis.set_xticks(list(positions), [tick_label(p.config_id) for p in profiles], fontsize=7)
     axis.set_xlim(-0.6, len(profiles) - 0.4)
     axis.set(ylabel="MiB", title="Memory: estimate against the allocator peak")
     axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
@@ -142,9 +145,25 @@ def _memory_scatter(axis: Any, profiles: list[Any]) -> None:
 def _save(figure: Any, path: str | Path) -> None:
     import matplotlib.pyplot as plt
 
+    from tfprofscale.output import atomic_path
+
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=110, bbox_inches="tight")  # labels and the outside legend in full
     plt.close(figure)
+
+
+def tick_label(config_id: str, width: int = TICK_LABEL_WIDTH, max_lines: int = TICK_LABEL_LINES) -> str:
+    """A configuration id on a few short lines (broken after its commas); a longer one ends in an ellipsis."""
+    lines: list[str] = []
+    for part in config_id.split(","):
+        if lines and len(lines[-1]) + 1 + len(part) <= width:
+            lines[-1] += "," + part
+        else:
+            lines.append(part if len(part) <= width else part[:width - 1] + "…")
+    if len(lines) > max_lines:
+        lines = lines[:max_lines - 1] + ["…"]
+    return "\n".join(lines)
 
 
 FIGURES = (

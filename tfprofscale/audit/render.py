@@ -1,12 +1,8 @@
 """The audit as text (terminal), as ``audit.md`` with figures, and as JSON with every number.
 
-The report opens with the five largest divergences: every estimate set
-against its measurement (a convention's count of a layer or of the whole
-model against the graph, the memory model against the allocator
-peak, kernel time against step time, a layer-type time fit against a
-layer's time, an op's roofline bound against its time), ranked by the
-factor max(estimate / measured, measured / estimate), each topic once (at
-its worst layer and configuration), each with its cause.
+The report opens with the five largest divergences a user can act on
+(``tfprofscale.audit.divergences``), then the documents' counting
+conventions, then FLOPs, fusion, coverage, memory and time in detail.
 """
 from __future__ import annotations
 
@@ -16,28 +12,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Union
 
-from tfprofscale.audit.analysis import Audit, ProfileAudit, TimeAudit
-from tfprofscale.audit.conventions import TENSORFLOW
+from tfprofscale.audit.analysis import Audit
+from tfprofscale.audit.conventions import get_convention
+from tfprofscale.audit.divergences import Divergence, largest_divergences
+from tfprofscale.audit.layout import short_cell, wrap
 from tfprofscale.audit.memory_model import ALLOCATOR_ROUNDING_BYTES, ALLOCATOR_TRACKING_THRESHOLD_BYTES
 from tfprofscale.profiling.table import binary_bytes, si
-
-#: A layer whose formula-vs-graph gap is under this share of the model's graph FLOPs is not ranked.
-NEGLIGIBLE_LAYER_SHARE = 0.01
-
-
-@dataclass
-class Divergence:
-    """An estimate against a measurement: what (``topic``), where, the factor between them, the cause."""
-
-    kind: str
-    topic: str
-    where: str
-    config_id: str | None
-    estimate: float
-    measured: float
-    unit: str
-    factor: float
-    cause: str
 
 
 @dataclass
@@ -49,91 +29,6 @@ class Table:
 
 
 Block = Union[str, Table]
-
-
-# -- the largest divergences ---------------------------------------------------------------------
-
-def largest_divergences(audit: Audit, count: int = 5) -> list[Divergence]:
-    """The ``count`` largest estimate/measurement factors, each topic at its worst place and configuration."""
-    worst: dict[tuple[str, str], Divergence] = {}
-    candidates = [d for p in audit.profiles for d in [*_flops_divergences(p), *_runtime_divergences(p)]]
-    for candidate in candidates + _time_divergences(audit.time):
-        key = (candidate.kind, candidate.topic)
-        if candidate.factor > 1 and (key not in worst or candidate.factor > worst[key].factor):
-            worst[key] = candidate
-    return sorted(worst.values(), key=lambda d: -d.factor)[:count]
-
-
-def divergence_factor(estimate: float, measured: float) -> float:
-    """max(estimate / measured, measured / estimate); infinite when only one of them is 0."""
-    if estimate <= 0 and measured <= 0:
-        return 1.0
-    if estimate <= 0 or measured <= 0:
-        return math.inf
-    return max(estimate / measured, measured / estimate)
-
-
-def _cause_text(causes: list[tuple[str, float | None]], unit: str) -> str:
-    ranked = sorted((c for c in causes if c[1]), key=lambda c: -abs(c[1]))[:2]
-    return "; ".join(f"{label}: {value:+,.0f} {unit}" for label, value in ranked) or "no named cause"
-
-
-def _flops_divergences(p: ProfileAudit) -> list[Divergence]:
-    """Per convention: its model total, and every layer it counts (not 0) whose gap is not negligible."""
-    found = [Divergence("flops", f"convention {t.convention}", "model total", p.config_id, t.flops, t.graph_flops,
-                        "FLOPs", divergence_factor(t.flops, t.graph_flops),
-                        _cause_text([(c.cause, c.flops) for c in t.causes], "FLOPs"))
-             for t in p.flops.totals if t.convention != TENSORFLOW and t.graph_flops]
-    for layer in p.flops.layers:
-        for c in layer.counts:
-            if c.convention == TENSORFLOW or not c.flops or not layer.graph_flops \
-                    or abs(c.difference) < NEGLIGIBLE_LAYER_SHARE * p.flops.graph_flops:
-                continue
-            found.append(Divergence(
-                "flops", f"convention {c.convention}", f"{layer.layer} ({layer.type})", p.config_id, c.flops,
-                layer.graph_flops, "FLOPs", divergence_factor(c.flops, layer.graph_flops),
-                _cause_text([(cause.cause, cause.flops) for cause in c.causes], "FLOPs")))
-    return found
-
-
-def _runtime_divergences(p: ProfileAudit) -> list[Divergence]:
-    found, memory, cover = [], p.memory, p.coverage
-    if memory.peak_bytes is not None:
-        found.append(Divergence(
-            "memory", "parameters + peak live activations + workspace vs allocator peak", "model", p.config_id,
-            memory.estimate.total_bytes, memory.peak_bytes, "B",
-            divergence_factor(memory.estimate.total_bytes, memory.peak_bytes),
-            _cause_text([(c.cause, c.bytes) for c in memory.causes], "B")))
-    if cover is not None:
-        found.append(Divergence(
-            "coverage", "per-op kernel time vs traced step time", "step", p.config_id, cover.kernel_time_us,
-            cover.traced_step_time_us, "us", divergence_factor(cover.kernel_time_us, cover.traced_step_time_us),
-            f"{cover.outside_kernels_us:,.0f} us per step outside any op kernel: framework overhead "
-            "(function dispatch, executor scheduling) and idle gaps"))
-    return found
-
-
-def _time_divergences(time: TimeAudit) -> list[Divergence]:
-    found = []
-    for fit in time.layer_type_fits:
-        for r in getattr(fit, "largest_residuals", None) or []:
-            found.append(Divergence(
-                "time", f"time = a*FLOPs + b of {fit.layer_type}", r["layer"], r.get("config_id"), r["predicted_us"],
-                r["measured_us"], "us", divergence_factor(r["predicted_us"], r["measured_us"]),
-                f"the {fit.layer_type} line misses this layer by {r['relative_error']:+.0%}: "
-                "its time is not proportional to its FLOPs"))
-    for config_id, ops in time.roofline.items():
-        found += [Divergence("roofline", f"roofline bound of {op.kernel or op.name}", op.name, config_id,
-                             op.roofline_time_us, op.measured_us, "us", op.share_of_bound, _roofline_cause(op))
-                  for op in ops if op.flagged and op.share_of_bound is not None]
-    return found
-
-
-def _roofline_cause(op: Any) -> str:
-    if op.bound == "memory":
-        return ("faster than the memory roof allows for its estimated bytes: the bytes moved are over-estimated, "
-                "or its data stayed in caches faster than the measured copy bandwidth")
-    return "faster than the peak FLOP/s allows for its counted FLOPs: a counting error (work counted that did not run)"
 
 
 # -- sections ------------------------------------------------------------------------------------
@@ -164,8 +59,28 @@ _SIDES = {"flops": ("count", "graph"), "memory": ("estimate", "allocator peak"),
 
 def _divergence_blocks(audit: Audit) -> list[Block]:
     blocks: list[Block] = ["factor = max(estimate / measured, measured / estimate); "
-                           "each topic once, at its worst layer and configuration"]
-    for rank, d in enumerate(largest_divergences(audit), start=1):
+                           "each topic once, at its worst layer and configuration; the documents' counting "
+                           "conventions are in their own section below"]
+    return blocks + _ranked(audit, largest_divergences(audit))
+
+
+def _convention_blocks(audit: Audit) -> list[Block]:
+    found = largest_divergences(audit, count=len(audit.profiles[0].flops.totals), conventions=True)
+    blocks: list[Block] = [
+        "Other documents count operations differently from TensorFlow's profiler; these gaps are "
+        "definitions, not errors in the model or the measurement. Each convention once, at its worst place:"]
+    blocks += _ranked(audit, found)
+    names = dict.fromkeys(d.topic.removeprefix("convention ") for d in found)
+    blocks += [f"{name}: {get_convention(name).source}: {get_convention(name).definition}" for name in names]
+    if "doc000_published" in names:
+        blocks.append("doc000_published is document 000's conv formula as printed, known to be wrong (a sum "
+                      "where a product is meant); it is shown to expose it, not to be used.")
+    return blocks
+
+
+def _ranked(audit: Audit, divergences: list[Divergence]) -> list[Block]:
+    blocks: list[Block] = []
+    for rank, d in enumerate(divergences, start=1):
         factor = f"x{d.factor:,.2f}" if math.isfinite(d.factor) else "x inf"
         where = f" [{d.config_id}]" if audit.kind == "sweep" and d.config_id else ""
         estimate, measured = _SIDES.get(d.kind, ("estimate", "measured"))
@@ -223,7 +138,7 @@ def _fusion_blocks(audit: Audit) -> list[Block]:
                "n/a" if f.time_us is None else f"{f.time_us:,.1f}",
                "" if f.achieved_gflops is None else f"{f.achieved_gflops:.2f}"] for f in example.fusions]
     return ["Graph ops rewritten into the runtime kernels that really ran (compare per-op estimates with these):",
-            Table(["graph ops", "kernel", "", "configurations"], rows),
+            Table(["graph ops", "kernel", "fused or rewritten", "configurations"], rows),
             f"Kernels of {example.config_id}:",
             Table(["layer", "graph ops", "kernel", "graph FLOPs", "time us/step", "GFLOP/s"], detail)]
 
@@ -288,6 +203,7 @@ def _time_blocks(audit: Audit) -> list[Block]:
 def sections(audit: Audit) -> list[tuple[str, list[Block]]]:
     """The report's sections in order, each a title and its blocks."""
     found = [("The five largest divergences", _divergence_blocks(audit)),
+             ("Counting conventions against TensorFlow's count", _convention_blocks(audit)),
              ("FLOPs: formulas against the graph", _flops_blocks(audit)),
              ("Fusion: graph ops and the kernels that ran", _fusion_blocks(audit)),
              ("Coverage: what the per-op times account for", _coverage_blocks(audit)),
@@ -306,11 +222,12 @@ def render_text(audit: Audit) -> str:
     for title, blocks in sections(audit):
         lines += ["", title, "-" * len(title)]
         for block in blocks:
-            lines += _text_table(block) if isinstance(block, Table) else [f"  {block}"]
+            lines += _text_table(block) if isinstance(block, Table) else wrap(block, "  ", "    ")
     return "\n".join(lines)
 
 
 def _text_table(table: Table) -> list[str]:
+    table = Table(table.header, [[short_cell(str(cell)) for cell in row] for row in table.rows])
     widths = [max(len(str(cell)) for cell in column) for column in zip(table.header, *table.rows)]
     def line(cells: list[str]) -> str:
         return "  " + "  ".join(f"{cell:<{width}}" for cell, width in zip(cells, widths)).rstrip()
@@ -331,14 +248,15 @@ def render_markdown(audit: Audit, figures: dict[str, str] | None = None) -> str:
 
 
 def _markdown_item(text: str) -> str:
-    """A bullet, or a numbered item when the text is numbered already."""
+    """A bullet, or a numbered item when the text is numbered already, wrapped (continuations indented)."""
     number = text.split(" ", 1)[0]
-    return text if number[:-1].isdigit() and number.endswith(".") else f"- {text}"
+    numbered = number[:-1].isdigit() and number.endswith(".")
+    return "\n".join(wrap(text if numbered else f"- {text}", "", " " * (len(number) + 1 if numbered else 2)))
 
 
 def _markdown_table(table: Table) -> list[str]:
     def row(cells: list[str]) -> str:
-        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+        return "| " + " | ".join(short_cell(str(c)).replace("|", "\\|") for c in cells) + " |"
     return ["", row(table.header), row(["---"] * len(table.header)), *map(row, table.rows), ""]
 
 
@@ -348,6 +266,7 @@ def audit_json(audit: Audit) -> dict[str, Any]:
     return _jsonable({
         "source": audit.source, "kind": audit.kind,
         "divergences": [asdict(d) for d in largest_divergences(audit)],
+        "convention_divergences": [asdict(d) for d in largest_divergences(audit, count=100, conventions=True)],
         "profiles": [asdict(p) for p in audit.profiles],
         "time": {"layer_type_fits": [fit.to_dict() for fit in time.layer_type_fits],
                  "machine_peaks": time.peaks.to_dict() if time.peaks is not None else None,
@@ -359,7 +278,9 @@ def audit_json(audit: Audit) -> dict[str, Any]:
 
 def write_json(audit: Audit, path: str | Path) -> None:
     """Write ``audit_json(audit)`` to ``path``."""
-    Path(path).write_text(json.dumps(audit_json(audit), indent=2) + "\n")
+    from tfprofscale.output import write_text
+
+    write_text(path, json.dumps(audit_json(audit), indent=2) + "\n")
 
 
 def _jsonable(value: Any) -> Any:

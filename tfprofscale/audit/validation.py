@@ -31,23 +31,32 @@ def flops_proportional_baseline(train: Sequence[ConfigSample]) -> Callable[[Conf
     return lambda sample: k_ms_per_flop * sample.graph_flops
 
 
-def load_sweep(out_dir: str | Path) -> list[ConfigSample]:
-    """The finished configurations of a sweep directory (reports/*.json), repeats merged."""
+def load_sweep(out_dir: str | Path, skip_unreadable: bool = False) -> list[ConfigSample]:
+    """The finished configurations of a sweep directory (reports/*.json), repeats merged.
+
+    An unreadable record is an InputError, or left out with ``skip_unreadable``.
+    """
     if not Path(out_dir).is_dir():
         raise InputError(f"sweep directory {out_dir} does not exist")
     runs: dict[str, list[ConfigSample]] = {}
     for path in sorted((Path(out_dir) / "reports").glob("*.json")):
-        record = _read_record(path)
-        if record["status"] == "ok" and record.get("report"):
-            key = json.dumps(record["config"], sort_keys=True, default=str)
-            runs.setdefault(key, []).append(_sample(path, record))
+        try:
+            record = _read_record(path)
+            if record["status"] == "ok" and record.get("report"):
+                key = json.dumps(record["config"], sort_keys=True, default=str)
+                runs.setdefault(key, []).append(_sample(path, record))
+        except InputError:
+            if not skip_unreadable:
+                raise
     return [replace(min(group, key=lambda s: s.measured_ms), repeats=len(group)) for group in runs.values()]
 
 
 def _read_record(path: Path) -> dict[str, Any]:
+    from tfprofscale.inputs import read_text
+
     try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
+        record = json.loads(read_text(path, "sweep record"))
+    except ValueError as error:
         raise InputError(f"{path} is not a sweep report record: {type(error).__name__}: {error}") from None
     missing = [key for key in ("config_id", "config", "status") if not isinstance(record, dict) or key not in record]
     if missing:
@@ -57,7 +66,9 @@ def _read_record(path: Path) -> dict[str, Any]:
 
 def _sample(path: Path, record: dict[str, Any]) -> ConfigSample:
     from tfprofscale.profiling.report import Report
+    from tfprofscale.profiling.report_fields import check_report_fields
 
+    check_report_fields(record["report"], f"{path}: its report")
     try:
         report = Report.from_dict(record["report"])
     except (KeyError, TypeError, ValueError) as error:
@@ -128,7 +139,7 @@ def error_summary(measured: Sequence[float], predicted: Sequence[float]) -> tupl
 
 def validate_sweep(out_dir: str | Path) -> ValidationReport | None:
     """Held-out validation of the latency model on a sweep; None below MIN_VALIDATION_CONFIGS."""
-    samples = load_sweep(out_dir)
+    samples = load_sweep(out_dir, skip_unreadable=True)  # the audit names the records it skipped
     return validate_samples(samples) if len(samples) >= MIN_VALIDATION_CONFIGS else None
 
 

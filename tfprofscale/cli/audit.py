@@ -11,6 +11,8 @@ import argparse
 from pathlib import Path
 
 from tfprofscale.errors import InputError
+from tfprofscale.inputs import check_input_file
+from tfprofscale.output import check_output_folder, check_output_path, write_text
 from tfprofscale.quiet import import_tensorflow_quietly
 
 
@@ -36,24 +38,27 @@ def report_folder(path: Path, out: str | None) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     """Audit PATH, print the report, write audit.md, its figures and the JSON."""
+    path = Path(args.path)
+    if not path.is_dir():
+        check_input_file(path, "profile JSON")
+    if args.json:
+        check_output_path(args.json, "--json")
+    folder = report_folder(path, args.out)
+    check_output_folder(folder, "--out" if args.out is not None else "audit folder")
     import_tensorflow_quietly()
     from tfprofscale.audit.analysis import audit_path
     from tfprofscale.audit.plots import write_figures
     from tfprofscale.audit.render import render_markdown, render_text, write_json
 
-    path = Path(args.path)
-    if args.json and not Path(args.json).parent.is_dir():
-        raise InputError(f"cannot write --json {args.json}: folder {Path(args.json).parent} does not exist")
-    folder = report_folder(path, args.out)
     audit = audit_path(path)
     markdown = folder / "audit.md"
     try:
         folder.mkdir(parents=True, exist_ok=True)
         figures = write_figures(audit, folder / "plots")
-        markdown.write_text(render_markdown(audit, {caption: str(p.relative_to(folder))
-                                                    for caption, p in figures.items()}))
     except OSError as error:
         raise InputError(f"cannot write the audit into {folder}: {error.strerror or error}") from None
+    write_text(markdown, render_markdown(audit, {caption: str(p.relative_to(folder))
+                                                 for caption, p in figures.items()}))
     print(render_text(audit))
     print(f"\nwrote {markdown}" + (f" and {len(figures)} figures in {folder / 'plots'}" if figures else ""))
     if args.json:

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tfprofscale.errors import InputError
+from tfprofscale.inputs import check_input_file
+from tfprofscale.output import check_output_path
 from tfprofscale.quiet import import_tensorflow_quietly
 
 if TYPE_CHECKING:
@@ -38,13 +40,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_fit(args: argparse.Namespace) -> int:
     """Fit, save and print the model, and its validation when there are enough configurations."""
+    check_sweep_dir(args.results_dir)
+    check_output_path(args.out, "--out")
     import_tensorflow_quietly()
     from tfprofscale.audit.latency import fit_latency_model
     from tfprofscale.audit.validation import MIN_VALIDATION_CONFIGS, load_sweep, validate_samples
 
-    folder = Path(args.out).parent
-    if not folder.is_dir():
-        raise InputError(f"cannot write --out {args.out}: folder {folder} does not exist")
     samples = load_sweep(args.results_dir)
     if not samples:
         raise InputError(f"{args.results_dir} has no finished configuration (reports/*.json with status ok)")
@@ -63,11 +64,13 @@ def run_fit(args: argparse.Namespace) -> int:
 
 def run_predict(args: argparse.Namespace) -> int:
     """Trace the configuration, predict its step latency, print it per layer."""
+    if args.batch_size < 1:
+        raise InputError(f"--batch-size must be an integer >= 1, got {args.batch_size}")
+    check_input_file(args.latency_model, "latency model")
+    check_input_file(args.model, "model file")
     import_tensorflow_quietly()
     from tfprofscale.audit.latency import LatencyModel
 
-    if args.batch_size < 1:
-        raise InputError(f"--batch-size must be an integer >= 1, got {args.batch_size}")
     model = LatencyModel.load(args.latency_model)
     layers = untimed_layer_rows(args.model, args.param, args.batch_size)
     layer_us = model.layer_times_us(layers)
@@ -79,6 +82,17 @@ def run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_sweep_dir(path: str) -> None:
+    """InputError unless ``path`` is an existing directory (a file or a missing path is named as such)."""
+    folder = Path(path)
+    if folder.is_dir():
+        return
+    if folder.exists():
+        kind = "a file" if folder.is_file() else "not a regular file or folder"
+        raise InputError(f"{path} is {kind}, not a sweep directory (give the sweep's --out folder)")
+    raise InputError(f"sweep directory {path} does not exist")
+
+
 def untimed_layer_rows(model_path: str, param_pairs: list[str], batch_size: int) -> list["LayerRow"]:
     """The per-layer rows of one configuration from its graph and formulas, without running it."""
     from tfprofscale.formulas import analytic
@@ -88,7 +102,8 @@ def untimed_layer_rows(model_path: str, param_pairs: list[str], batch_size: int)
 
     model_file = loading.load_model_file(model_path)
     params = loading.parse_params(param_pairs, model_file)
-    traced = tracing.trace(loading.build(model_file, params), batch_size, model_file.example_inputs, params)
+    traced = tracing.trace(loading.build(model_file, params), batch_size, model_file.example_inputs, params,
+                           with_inputs=False)
     stats = graph_stats.graph_stats(traced.graph)
     costs = analytic.analyze_layers(traced.layers)
     ops = attribute_ops(stats, None, traced.layer_of)

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+import sys
 
 from tfprofscale.errors import InputError
+from tfprofscale.inputs import check_input_file
+from tfprofscale.output import check_output_folder, check_output_path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,6 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--csv", metavar="FILE", help="write the per-layer table as CSV")
     parser.add_argument("--show-predictions", type=int, default=0, metavar="N",
                         help="with --data, print N test predictions")
+    parser.add_argument("--ops", type=int, default=0, metavar="N",
+                        help="also print the N slowest kernels (xprof's op-stats view, which stays blank offline)")
     parser.add_argument("--quiet", action="store_true", help="no progress messages")
     parser.set_defaults(run=run)
 
@@ -40,12 +44,19 @@ def add_measure_options(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Profile, print the table, write the requested files."""
+    if args.ops < 0:
+        raise InputError(f"--ops {args.ops}: must be an integer >= 0")
+    for option, target in (("--json", args.json), ("--csv", args.csv)):
+        if target is not None:
+            check_output_path(target, option)
+    if not args.no_trace:
+        check_output_folder(args.logdir, "--logdir")
+    if args.weights is not None:
+        check_input_file(args.weights, "--weights")
     from tfprofscale.profiling import loading
     from tfprofscale.profiling.input_shapes import parse_input_shapes
     from tfprofscale.profiling.pipeline import ProfileOptions, run_profile
 
-    for target in (args.json, args.csv):
-        _check_writable(target)
     input_shapes = parse_input_shapes(args.input_shape)
     model_file = loading.load_model_file(args.model)
     params = loading.parse_params(args.param, model_file)
@@ -55,22 +66,21 @@ def run(args: argparse.Namespace) -> int:
         show_predictions=args.show_predictions, params=params, progress=not args.quiet,
         input_shapes=input_shapes,
     )
-    report = run_profile(args.model, options)
+    report = run_profile(model_file, options)
     from tfprofscale.profiling.table import render
 
     print(render(report))
+    if args.ops:
+        from tfprofscale.profiling.op_table import render_ops
+
+        print()
+        print(render_ops(report, args.ops))
     for line in report.predictions:
         print(line)
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if args.json:
         report.write_json(args.json)
     if args.csv:
         report.write_csv(args.csv)
     return 0
-
-
-def _check_writable(target: str | None) -> None:
-    if target is None:
-        return
-    folder = Path(target).parent
-    if not folder.is_dir():
-        raise InputError(f"cannot write {target}: folder {folder} does not exist")

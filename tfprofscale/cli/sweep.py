@@ -5,6 +5,8 @@ import argparse
 from pathlib import Path
 
 from tfprofscale.errors import InputError
+from tfprofscale.inputs import check_input_file
+from tfprofscale.output import check_output_folder
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,11 +37,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise InputError(f"--workers {args.workers}: must be at least 1")
+    out_dir = Path(args.out) if args.out else Path("results") / Path(args.config).stem
+    check_output_folder(out_dir, "--out")
+    if args.weights is not None:
+        check_input_file(args.weights, "--weights")
     config = load_sweep_config(args.config, args.model)
     data = _check_data(args.data, config.model)
-    if args.weights is not None and not Path(args.weights).is_file():
-        raise InputError(f"--weights {args.weights} does not exist")
-    out_dir = Path(args.out) if args.out else Path("results") / Path(args.config).stem
     options = SweepOptions(out_dir=out_dir, resume=not args.no_resume, workers=args.workers, data=data,
                            weights=args.weights)
     summary = run_sweep(config, options)

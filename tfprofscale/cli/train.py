@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+import math
 from typing import TYPE_CHECKING
 
 from tfprofscale.errors import InputError
+from tfprofscale.inputs import check_input_file
+from tfprofscale.output import atomic_path, check_output_path
+from tfprofscale.quiet import import_tensorflow_quietly
 
 if TYPE_CHECKING:
     from tfprofscale.training import TrainResult
@@ -34,11 +37,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load, train, evaluate on the test split, save; prints a short summary."""
-    from tfprofscale import datasets, training
+    _check_arguments(args)
+    _check_weights_target(args.save)
+    check_input_file(args.model, "model file")
+    from tfprofscale import datasets
+
+    data_dir = datasets.resolve_data_dir(args.data)
+    import_tensorflow_quietly()
+    from tfprofscale import training
     from tfprofscale.profiling import loading
 
-    _check_weights_target(args.save)
-    data_dir = datasets.resolve_data_dir(args.data)
     model_file = loading.load_model_file(args.model)
     if model_file.load_data is None:
         raise InputError(f"model file {args.model} has no load_data(path, **params): it cannot be trained")
@@ -52,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     accuracy = training.evaluate(model, data)
     print(_summary(model_file.name, result, accuracy, len(data.x_test)))
     if args.save:
-        model.save_weights(args.save)
+        with atomic_path(args.save) as temporary:  # the name keeps its .weights.h5 ending
+            model.save_weights(str(temporary))
         changed = {key: value for key, value in params.items() if model_file.defaults.get(key) != value}
         shown = "".join(f" --param {key}={value!r}" for key, value in changed.items())
         print(f"weights saved to {args.save} (profile with: --weights {args.save}{shown})")
@@ -72,6 +81,15 @@ def _check_weights_target(target: str | None) -> None:
         return
     if not target.endswith(WEIGHTS_SUFFIX):
         raise InputError(f"--save {target}: the file name must end in {WEIGHTS_SUFFIX} (Keras weights format)")
-    folder = Path(target).parent
-    if not folder.is_dir():
-        raise InputError(f"--save {target}: folder {folder} does not exist")
+    check_output_path(target, "--save")
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """InputError for a training setting that cannot train (before TensorFlow is imported)."""
+    if not math.isfinite(args.learning_rate) or args.learning_rate <= 0:
+        raise InputError(f"--learning-rate {args.learning_rate}: must be a finite number > 0")
+    for option, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size)):
+        if value < 1:
+            raise InputError(f"{option} {value}: must be an integer >= 1")
+    if args.dropout is not None and not 0 <= args.dropout < 1:
+        raise InputError(f"--dropout {args.dropout}: must be a rate in [0, 1)")

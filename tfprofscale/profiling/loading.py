@@ -19,6 +19,8 @@ from types import ModuleType
 from typing import Any, Callable, Iterable
 
 from tfprofscale.errors import InputError
+from tfprofscale.inputs import check_input_file, read_text
+from tfprofscale.profiling.user_code import first_line, guarded, user_code
 from tfprofscale.quiet import import_tensorflow_quietly
 
 _module_counter = itertools.count()
@@ -43,13 +45,17 @@ class ModelFile:
 
     @property
     def example_inputs(self) -> Callable[..., Any] | None:
-        """The file's ``example_inputs(batch_size, **params)``, if any."""
-        return getattr(self.module, "example_inputs", None)
+        """The file's ``example_inputs(batch_size, **params)``, if any (its exits and failures made one line)."""
+        return self._hook("example_inputs")
 
     @property
     def load_data(self) -> Callable[..., Any] | None:
-        """The file's ``load_data(path, **params)``, if any."""
-        return getattr(self.module, "load_data", None)
+        """The file's ``load_data(path, **params)``, if any (its exits and failures made one line)."""
+        return self._hook("load_data")
+
+    def _hook(self, name: str) -> Callable[..., Any] | None:
+        function = getattr(self.module, name, None)
+        return None if function is None else guarded(function, self.path, name)
 
     def accepted_params(self) -> set[str] | None:
         """Parameter names ``build_model`` takes; None means any name."""
@@ -66,17 +72,27 @@ class ModelFile:
 
 def load_model_file(path: str | os.PathLike) -> ModelFile:
     """Import a model file by path; InputError if it is missing or unusable."""
-    file = Path(path)
-    if not file.exists():
-        raise InputError(f"model file {file} does not exist")
-    if not file.is_file():
-        raise InputError(f"model file {file} is not a file")
-    if not os.access(file, os.R_OK):
-        raise InputError(f"model file {file} is not readable")
+    file = check_input_file(path, "model file")
+    read_text(file, "model file")  # refuses binary files (NUL bytes) in one line before Python sees them
     module = _import_file(file)
     if not hasattr(module, "build_model") and not hasattr(module, "model"):
         raise InputError(f"model file {file} defines neither build_model() nor model")
+    _check_protocol(file, module)
     return ModelFile(path=file.resolve(), module=module)
+
+
+def _check_protocol(file: Path, module: ModuleType) -> None:
+    """InputError unless the names of the model-file protocol have the right kinds of value."""
+    for name in ("build_model", "example_inputs", "load_data"):
+        value = getattr(module, name, None)
+        if value is not None and not callable(value):
+            raise InputError(f"model file {file}: {name} is a {type(value).__name__}, not a function")
+    defaults = getattr(module, "PARAMS", None)
+    if defaults is not None and not isinstance(defaults, dict):
+        raise InputError(f"model file {file}: PARAMS is a {type(defaults).__name__}, not a dict of parameter defaults")
+    bad_keys = [key for key in defaults or {} if not isinstance(key, str) or not key.isidentifier()]
+    if bad_keys:
+        raise InputError(f"model file {file}: PARAMS key {bad_keys[0]!r} is not a parameter name")
 
 
 def _import_file(file: Path) -> ModuleType:
@@ -88,9 +104,13 @@ def _import_file(file: Path) -> ModuleType:
     sys.modules[module_name] = module
     import_tensorflow_quietly()  # model files import TensorFlow: keep its start-up notices off stderr
     try:
-        spec.loader.exec_module(module)
+        with user_code(file, "importing it"):
+            spec.loader.exec_module(module)
     except SyntaxError as error:
-        raise InputError(f"model file {file}, line {error.lineno}: syntax error: {error.msg}") from None
+        where = f", line {error.lineno}" if error.lineno else ""
+        raise InputError(f"model file {file}{where}: syntax error: {error.msg}") from None
+    except InputError:
+        raise
     except Exception as error:  # the user's module code failed at import
         raise InputError(f"model file {file} failed to import: {type(error).__name__}: {error}") from None
     return module
@@ -155,12 +175,13 @@ def build(model_file: ModelFile, params: dict[str, Any]) -> Any:
         if params:
             raise InputError(f"{model_file.path.name} has a fixed `model` and takes no --param")
         return model_file.module.model
+    shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
     try:
-        return builder(**params)
+        with user_code(model_file.path, f"building the model (build_model({shown}))"):
+            return builder(**params)
     except InputError:
         raise
     except Exception as error:  # the user's build_model refused these params
-        shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
         raise InputError(
-            f"{model_file.path.name}: build_model({shown}) failed: {type(error).__name__}: {error}"
+            f"{model_file.path.name}: build_model({shown}) failed: {type(error).__name__}: {first_line(error)}"
         ) from None

@@ -50,6 +50,9 @@ def call_op_times_from_events(events: list[dict], trace_steps: int) -> list[Kern
 def _trace_events(files: list[str]) -> list[dict]:
     from xprof.convert import raw_to_tool_data
 
-    data, _ = raw_to_tool_data.xspace_to_tool_data(files, "trace_viewer", {})
+    from tfprofscale.quiet import native_stderr_captured
+
+    with native_stderr_captured():
+        data, _ = raw_to_tool_data.xspace_to_tool_data(files, "trace_viewer", {})
     trace = json.loads(data.decode() if isinstance(data, bytes) else data)
     return trace.get("traceEvents", []) if isinstance(trace, dict) else list(trace)

@@ -9,6 +9,7 @@ import os
 import re
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -75,16 +76,22 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
     from tfprofscale.profiling.attribution import attribute_ops
     from tfprofscale.profiling.report import Report, layer_rows, totals
 
+    from tfprofscale.profiling.run_checks import check_step_fits, model_run_errors
+    from tfprofscale.profiling.user_code import user_code
+
     say(f"tracing at batch {options.batch_size}")
     example_inputs = model_file.example_inputs if model_file else None
-    traced = tracing.trace(model, options.batch_size, example_inputs, params, options.input_shapes)
+    with user_code(model_file.path, "tracing the model") if model_file else nullcontext():
+        traced = tracing.trace(model, options.batch_size, example_inputs, params, options.input_shapes)
     say("counting graph FLOPs with tfprof")
     stats = graph_stats.graph_stats(traced.graph)
     costs = analytic.analyze_layers(traced.layers)
+    check_step_fits(traced, costs)
     say(f"timing {options.warmup} warm-up + {options.steps} steps"
         + (f", tracing {options.trace_steps} more" if run_dir else ""))
-    measured = runtime.measure(traced.run, steps=options.steps, warmup=options.warmup,
-                               trace_steps=options.trace_steps, run_dir=run_dir)
+    with model_run_errors():
+        measured = runtime.measure(traced.run, steps=options.steps, warmup=options.warmup,
+                                   trace_steps=options.trace_steps, run_dir=run_dir)
     kernels = _with_nested_kernels(stats, measured, options) if measured.traced_step_times else None
     if kernels is not None:
         stats = graph_stats.with_executions(stats, {k.name: k.occurrences for k in kernels})
@@ -95,6 +102,8 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
         tensorflow=_tf_version(), device=measured.device, totals=totals(rows, ops, stats, measured),
         layers=rows, ops=ops, trace_dir=measured.trace_dir,
     )
+    if measured.trace_failure:
+        report.warnings.append(measured.trace_failure)
     if data is not None and traced.keras_model is not None:
         _add_accuracy(report, traced.keras_model, data, options, say)
     say("done")
@@ -114,11 +123,14 @@ def _with_nested_kernels(stats: Any, measured: Any, options: ProfileOptions) -> 
 def _load(model_or_path: Any, options: ProfileOptions) -> tuple[Any, Any, dict[str, Any]]:
     from tfprofscale.profiling import loading
 
-    if not isinstance(model_or_path, (str, os.PathLike)):
+    if isinstance(model_or_path, loading.ModelFile):
+        model_file = model_or_path  # already imported (by the CLI): a model file is imported once per profile
+    elif not isinstance(model_or_path, (str, os.PathLike)):
         if options.params:
             raise InputError("params apply to a model file, not to a model object")
         return model_or_path, None, {}
-    model_file = loading.load_model_file(model_or_path)
+    else:
+        model_file = loading.load_model_file(model_or_path)
     params = loading.resolve_params(model_file, options.params)
     model = loading.build(model_file, params)
     if options.weights:
@@ -127,12 +139,9 @@ def _load(model_or_path: Any, options: ProfileOptions) -> tuple[Any, Any, dict[s
 
 
 def _load_weights(model: Any, weights: str) -> None:
-    if not Path(weights).is_file():
-        raise InputError(f"--weights {weights} does not exist")
-    try:
-        model.load_weights(weights)
-    except Exception as error:  # h5py/keras raise many types for a wrong file
-        raise InputError(f"--weights {weights} does not fit this model: {type(error).__name__}: {error}") from None
+    from tfprofscale.profiling.weights import load_weights
+
+    load_weights(model, weights)
 
 
 def _load_data(model_file: Any, params: dict[str, Any], options: ProfileOptions, say: "_Progress") -> Any:
@@ -154,6 +163,8 @@ def _add_accuracy(report: Any, model: Any, data: Any, options: ProfileOptions, s
 
 
 def _model_name(model_or_path: Any) -> str:
+    if hasattr(model_or_path, "module") and hasattr(model_or_path, "path"):  # a loaded ModelFile
+        return model_or_path.name
     if isinstance(model_or_path, (str, os.PathLike)):
         return Path(model_or_path).stem
     return str(getattr(model_or_path, "name", None) or getattr(model_or_path, "__name__", "model"))

@@ -6,11 +6,13 @@ DESIGN.md), CSV (per layer), a pandas DataFrame, or a printed table.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from tfprofscale import output
 from tfprofscale.profiling.attribution import OpRow
 from tfprofscale.profiling.graph_stats import GraphStats
 from tfprofscale.profiling.records import LayerCost, LayerInfo, LiveTensor, MemoryRecord
@@ -97,16 +99,17 @@ class Report:
         return _jsonable(asdict(self))
 
     def write_json(self, path: str | Path) -> None:
-        """Write the report as JSON to ``path``."""
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        """Write the report as JSON to ``path`` (atomically: the old file or the whole new one)."""
+        output.write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     def write_csv(self, path: str | Path) -> None:
-        """Write the per-layer table as CSV to ``path``."""
+        """Write the per-layer table as CSV to ``path`` (atomically)."""
         rows = [_flat_layer(row) for row in self.layers]
-        with open(path, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["name"])
-            writer.writeheader()
-            writer.writerows(rows)
+        buffer = io.StringIO(newline="")
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["name"])
+        writer.writeheader()
+        writer.writerows(rows)
+        output.write_text(path, buffer.getvalue())
 
     def to_frame(self) -> Any:
         """The per-layer table as a pandas DataFrame, one row per layer."""

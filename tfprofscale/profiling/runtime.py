@@ -67,6 +67,7 @@ class RuntimeResult:
     resident_bytes: int | None
     kernels: list[KernelTime]
     trace_dir: str | None
+    trace_failure: str | None = None
 
     @property
     def profiler_overhead(self) -> float | None:
@@ -103,12 +104,20 @@ def measure(step: Callable[[], Any], *, steps: int, warmup: int, trace_steps: in
             _block(step())
         times = StepTimes.from_seconds([_timed(step) for _ in range(steps)])
         peak, resident = _peak_memory(step, device)
-        traced, kernels, trace_dir = None, [], None
+        traced, kernels, trace_dir, failure = None, [], None, None
         if run_dir is not None and trace_steps > 0:
-            traced_seconds, trace_dir = _trace(step, trace_steps, run_dir)
-            traced = StepTimes.from_seconds(traced_seconds)
-            kernels = kernel_times(trace_dir, trace_steps, on_device=device.startswith("GPU"))
-    return RuntimeResult(device, times, traced, peak, resident, kernels, trace_dir)
+            try:
+                traced_seconds, trace_dir = _trace(step, trace_steps, run_dir)
+                kernels = kernel_times(trace_dir, trace_steps, on_device=device.startswith("GPU"))
+                traced = StepTimes.from_seconds(traced_seconds)
+            except tf.errors.InvalidArgumentError:
+                raise  # the model itself failed under the profiler: not the trace's fault
+            except Exception as error:  # a full disk, a broken trace: keep what was measured without it
+                trace_dir, kernels = None, []
+                failure = (f"the profiler trace in {run_dir} was lost ({type(error).__name__}: "
+                           f"{getattr(error, 'strerror', None) or error}); step times and memory are kept, "
+                           "per-op times are unknown")
+    return RuntimeResult(device, times, traced, peak, resident, kernels, trace_dir, failure)
 
 
 def _block(result: Any) -> None:

@@ -7,7 +7,9 @@ really called under (recorded during tracing: Keras uniquifies scopes inside
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -16,7 +18,9 @@ import tensorflow as tf
 from tfprofscale.errors import InputError
 from tfprofscale.profiling import nesting
 from tfprofscale.profiling.frozen import FrozenGraph, freeze
+from tfprofscale.profiling.input_budget import check_fits, making_inputs_bytes
 from tfprofscale.profiling.records import LayerInfo, Shape
+from tfprofscale.profiling.user_code import first_line
 
 # Op types that only move, name or feed tensors: they carry no computation.
 STRUCTURAL_OP_TYPES = frozenset({
@@ -61,18 +65,22 @@ class TracedModel:
 
 
 def trace(model: Any, batch_size: int, example_inputs: Callable[..., Any] | None = None,
-          params: dict[str, Any] | None = None, input_shapes: Sequence[Shape] | None = None) -> TracedModel:
+          params: dict[str, Any] | None = None, input_shapes: Sequence[Shape] | None = None,
+          with_inputs: bool = True) -> TracedModel:
     """Trace a Keras model or an ``input_signature`` tf.function at ``batch_size``.
 
     ``input_shapes`` (one per-example shape per input, ``--input-shape``)
-    fixes input dimensions the model leaves undefined.
+    fixes input dimensions the model leaves undefined. ``with_inputs=False``
+    makes no example inputs (``inputs`` is empty): for callers that never run
+    the model, such as ``predict``.
     """
     if batch_size < 1:
         raise InputError(f"batch size must be >= 1, got {batch_size}")
+    make = example_inputs if with_inputs else _no_inputs
     if isinstance(model, tf.keras.Model) or _is_keras_model(model):
-        return _trace_keras(model, batch_size, example_inputs, params or {}, input_shapes)
+        return _trace_keras(model, batch_size, make, params or {}, input_shapes)
     if hasattr(model, "get_concrete_function"):
-        return _trace_function(model, batch_size, example_inputs, params or {}, input_shapes)
+        return _trace_function(model, batch_size, make, params or {}, input_shapes)
     raise InputError(f"the model is a {type(model).__name__}, not a keras.Model or a tf.function")
 
 
@@ -193,14 +201,46 @@ def _with_batch(shape: Any, batch_size: int) -> Shape:
     return (batch_size, *(int(d) if d is not None else -1 for d in dims[1:]))
 
 
+def _no_inputs(batch_size: int, **params: Any) -> tuple[()]:
+    return ()
+
+
 def _example_inputs(specs: Sequence[tf.TensorSpec], make: Callable[..., Any] | None,
                     batch_size: int, params: dict[str, Any]) -> tuple[tf.Tensor, ...]:
+    if make is _no_inputs:
+        return ()
+    check_fits(batch_size, "the model's inputs (while they are made)", making_inputs_bytes(specs))
     if make is not None:
         made = make(batch_size, **params)
-        made = made if isinstance(made, (list, tuple)) else [made]
-        return tuple(tf.convert_to_tensor(x, dtype=s.dtype) for x, s in zip(made, specs))
+        return checked_example_inputs(made, specs, _source_name(make), batch_size)
     rng = np.random.default_rng(0)
     return tuple(_random_tensor(spec, rng) for spec in specs)
+
+
+def _source_name(make: Callable[..., Any]) -> str:
+    code = getattr(inspect.unwrap(make), "__code__", None)
+    return f"model file {Path(code.co_filename).name}: " if code else ""
+
+
+def checked_example_inputs(made: Any, specs: Sequence[tf.TensorSpec], source: str,
+                           batch_size: int) -> tuple[tf.Tensor, ...]:
+    """What ``example_inputs`` returned, as tensors; InputError if their number, shapes or dtypes differ."""
+    made = list(made) if isinstance(made, (list, tuple)) else [made]
+    call = f"{source}example_inputs({batch_size})"
+    if len(made) != len(specs):
+        raise InputError(f"{call} returned {len(made)} input(s), the model takes {len(specs)}")
+    tensors = []
+    for value, spec in zip(made, specs):
+        try:
+            tensor = tf.convert_to_tensor(value, dtype=spec.dtype)
+        except (TypeError, ValueError) as error:
+            raise InputError(f"{call}: input {spec.name!r} is not convertible to {spec.dtype.name}: "
+                             f"{first_line(error)}") from None
+        if tuple(tensor.shape) != tuple(spec.shape):
+            raise InputError(f"{call}: input {spec.name!r} has shape {_show(tuple(tensor.shape))}, "
+                             f"the model takes {_show(tuple(spec.shape))}")
+        tensors.append(tensor)
+    return tuple(tensors)
 
 
 def _random_tensor(spec: tf.TensorSpec, rng: np.random.Generator) -> tf.Tensor:

@@ -43,6 +43,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tfprofscale.errors import InputError
+from tfprofscale.inputs import read_text
+
+CONFIG_LIMIT_BYTES = 2**20
 from tfprofscale.profiling.loading import ModelFile, check_type, literal, load_model_file
 
 DOCUMENT_001_SECTION = "CONFIGURATION"
@@ -164,14 +167,7 @@ def _read_ini(source: Path) -> configparser.ConfigParser:
     parser = configparser.ConfigParser(interpolation=None, strict=True, inline_comment_prefixes=("#", ";"),
                                        default_section=_NO_DEFAULT_SECTION)
     parser.optionxform = str  # keys keep their case: grid keys are Python parameter names
-    try:
-        text = source.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"config file {source} does not exist") from None
-    except UnicodeDecodeError:
-        raise InputError(f"config file {source} is not UTF-8 text") from None
-    except OSError as error:
-        raise InputError(f"config file {source} cannot be read: {error.strerror or error}") from None
+    text = read_text(source, "config file", CONFIG_LIMIT_BYTES)  # a FIFO or /dev/zero is refused, not read
     try:
         parser.read_string(text, source=str(source))
     except configparser.Error as error:
@@ -335,8 +331,8 @@ def _positive_float(where: _Where, text: str) -> float:
     value = _one_value(where, text)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise where.error(f"value {value!r} is not a number")
-    if not value > 0:
-        raise where.error(f"value {value} must be > 0")
+    if not 0 < value < float("inf"):
+        raise where.error(f"value {value} must be a finite number > 0")
     return float(value)
 
 

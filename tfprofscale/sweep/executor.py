@@ -191,6 +191,6 @@ def _worker_loop(connection: Any, function: Callable[[Any], Any], initializer: C
 def _run_one(function: Callable[[Any], Any], task: Any) -> tuple[Any, str | None]:
     try:
         value = function(task)
-    except Exception as error:  # any failure of one task is that task's outcome
+    except (Exception, KeyboardInterrupt, SystemExit) as error:  # any failure of one task is its outcome
         return None, describe_exception(error)
     return value, None

@@ -42,7 +42,8 @@ def write_hparams(runs_dir: Path, results: list[dict[str, Any]], parameters: lis
     import tensorflow as tf
     from tensorboard.plugins.hparams import api as hp
 
-    hparams = [hp.HParam(name, _domain([row[name] for _, row in sessions])) for name in parameters]
+    shown = {name: _shown_values([row[name] for _, row in sessions]) for name in parameters}
+    hparams = [hp.HParam(name, _domain(list(shown[name].values()))) for name in parameters]
     metrics = [name for name in METRICS if any(row.get(name) is not None for _, row in sessions)]
     with _summary_writer(runs_dir):
         hp.hparams_config(hparams=hparams,
@@ -50,7 +51,8 @@ def write_hparams(runs_dir: Path, results: list[dict[str, Any]], parameters: lis
     for config_id, row in sessions:
         with _summary_writer(runs_dir / config_id):
             trial = ",".join(f"{name}={row[name]}" for name in parameters)
-            hp.hparams({hparam: _plain(row[hparam.name]) for hparam in hparams}, trial_id=trial)
+            hp.hparams({hparam: shown[hparam.name][_plain(row[hparam.name])] for hparam in hparams},
+                       trial_id=trial)
             for name in metrics:
                 if row.get(name) is not None:
                     tf.summary.scalar(name, float(row[name]), step=0)
@@ -70,6 +72,19 @@ def _summary_writer(logdir: Path) -> Iterator[None]:
 def _plain(value: Any) -> bool | int | float | str:
     """A value the HParams plugin can hold: bool, int, float or str."""
     return value if isinstance(value, (bool, int, float, str)) else str(value)
+
+
+def _shown_values(values: list[Any]) -> dict[Any, bool | int | float | str]:
+    """Each distinct value -> what the dashboard holds: integers as right-aligned text, others as they are.
+
+    The HParams plugin stores integers as float64 (batch size 16 shows as 16.000, a single conv_size of 3
+    gets an axis from 1.6 to 4.4); as text of equal width they show exactly and still sort numerically.
+    """
+    plain = [_plain(value) for value in values]
+    if plain and all(isinstance(value, int) and not isinstance(value, bool) for value in plain):
+        width = max(len(str(value)) for value in plain)
+        return {value: str(value).rjust(width) for value in plain}
+    return {value: value for value in plain}
 
 
 def _domain(values: list[Any]) -> Any:

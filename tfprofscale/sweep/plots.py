@@ -22,6 +22,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import EngFormatter
 
 from tfprofscale.audit.fitting import LinearFit, fit_line
+from tfprofscale.output import atomic_path
 
 TIME_COLUMN = "step_time_median_ms"
 SCALING_METRICS = (  # column, panel title, axis label with unit, tick formatter unit
@@ -86,7 +87,8 @@ def save_figures(figures: list[NamedFigure], plots_dir: Path) -> list[SavedFigur
     saved = []
     for named in figures:
         path = plots_dir / f"{named.name}.png"
-        FigureCanvasAgg(named.figure).print_png(str(path))
+        with atomic_path(path) as temporary:
+            FigureCanvasAgg(named.figure).print_png(str(temporary))
         saved.append(SavedFigure(path, named.figure.get_suptitle(), named.description))
     return saved
 

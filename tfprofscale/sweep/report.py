@@ -10,13 +10,13 @@ import csv
 import io
 import json
 import math
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from tfprofscale import output
 from tfprofscale.sweep.config import SweepConfig
 
 DOCUMENT_001_COLUMNS = ["Layers", "BatchSize", "ConvSize", "TotalTime", "MeanTime"]
@@ -107,12 +107,7 @@ def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> Non
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` so that readers see the old file or the whole new one."""
-    partial_file = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(partial_file, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(partial_file, path)
+    output.write_text(path, text)
 
 
 def report_markdown(config: SweepConfig, records: list[dict[str, Any]], grid_names: list[str],
@@ -169,6 +164,8 @@ def _findings(ok: pd.DataFrame, parameters: list[str], layers: list[dict[str, An
 def _extremes(ok: pd.DataFrame, parameters: list[str]) -> str:
     times = ok[TIME_COLUMN].astype(float)
     fastest, slowest = ok.loc[times.idxmin()], ok.loc[times.idxmax()]
+    if len(ok) == 1 or not parameters:
+        return f"median step time {times.median():.3g} ms over {len(ok)} profiled configuration(s)"
     return (f"median step time from {times.min():.3g} ms ({_describe(fastest, parameters)}) to "
             f"{times.max():.3g} ms ({_describe(slowest, parameters)}), a factor of {times.max() / times.min():.3g}")
 

@@ -195,6 +195,7 @@ def run_sweep(config: SweepConfig, options: SweepOptions, executor: Executor | N
     """Profile every configuration not done yet, then write tables, plots, HParams and report.md."""
     tasks = expand_grid(config)
     out_dir = _make_out_dir(Path(options.out_dir))
+    _check_output_files(out_dir)
     with SweepLock(out_dir):
         store = ResultStore(out_dir)
         if not options.resume:
@@ -250,6 +251,18 @@ def _settings(config: SweepConfig, options: SweepOptions) -> dict[str, Any]:
     return json.loads(json.dumps(settings))
 
 
+SWEEP_FILES = ("sweep.json", "results.csv", "layers.csv", "report.md")
+
+
+def _check_output_files(out_dir: Path) -> None:
+    """InputError if one of the sweep's files is in the way (a directory or a special file of that name)."""
+    for name in SWEEP_FILES:
+        path = out_dir / name
+        if path.exists() and not path.is_file():
+            kind = "a directory" if path.is_dir() else "not a regular file"
+            raise InputError(f"{path} is {kind}: the sweep writes a file there; remove it, or use another --out")
+
+
 def _make_out_dir(out_dir: Path) -> Path:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -280,6 +293,9 @@ class SweepLock:
 
     def acquire(self) -> None:
         """Take the lock, or raise InputError naming the live sweep that holds it."""
+        if self.path.is_dir() or (self.path.exists() and not self.path.is_file()):
+            raise InputError(f"{self.path} is not a lock file (a {'directory' if self.path.is_dir() else 'special file'}"
+                             "): remove it, or use another --out")
         pid_file = self.path.with_name(f".lock.{os.getpid()}")
         pid_file.write_text(f"{os.getpid()}\n")
         try:
@@ -343,7 +359,7 @@ class ResultStore:
 
     def start(self, settings: dict[str, Any], total: int) -> None:
         """Write sweep.json; InputError if DIR holds a sweep made with other settings."""
-        previous = json.loads(self.manifest.read_text()) if self.manifest.is_file() else {}
+        previous = self._read_manifest() if self.manifest.exists() else {}
         changed = [key for key in settings if previous and key != "config_file" and previous.get(key) != settings[key]]
         if changed:
             raise InputError(f"{self.out_dir} holds a sweep with other settings ({changed[0]}: "
@@ -364,8 +380,22 @@ class ResultStore:
 
     def finish(self) -> None:
         """Stamp sweep.json with the finishing time."""
-        manifest = json.loads(self.manifest.read_text())
+        manifest = self._read_manifest()
         self._write_manifest({**manifest, "finished": _now()})
+
+    def _read_manifest(self) -> dict[str, Any]:
+        """sweep.json; InputError (one line, with the way out) if it is not a JSON object."""
+        from tfprofscale.inputs import read_text
+
+        try:
+            manifest = json.loads(read_text(self.manifest, "sweep manifest"))
+        except ValueError as error:
+            raise InputError(f"{self.manifest} is corrupt ({error}): use --no-resume to start over, "
+                             "or another --out") from None
+        if not isinstance(manifest, dict):
+            raise InputError(f"{self.manifest} is corrupt (a {type(manifest).__name__}, not an object): "
+                             "use --no-resume to start over, or another --out")
+        return manifest
 
     def _write_manifest(self, manifest: dict[str, Any]) -> None:
         atomic_write_text(self.manifest, json.dumps(manifest, indent=2) + "\n")

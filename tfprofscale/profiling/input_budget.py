@@ -1,0 +1,54 @@
+"""Will a batch fit in memory? Checked from the shapes before anything is allocated.
+
+``profile --batch-size 1000000000`` would otherwise die in numpy with a
+33-line ``_ArrayMemoryError`` (or be killed by the kernel) after tracing.
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Sequence
+
+from tfprofscale.errors import InputError
+
+
+def tensor_bytes(shape: Sequence[int], dtype_size: int) -> int:
+    """Bytes of a dense tensor of ``shape`` whose elements take ``dtype_size`` bytes."""
+    return math.prod(int(d) for d in shape) * dtype_size
+
+
+def specs_bytes(specs: Sequence[Any]) -> int:
+    """Bytes of the tensors described by TensorSpecs with fully known shapes."""
+    return sum(tensor_bytes(tuple(spec.shape), spec.dtype.size) for spec in specs)
+
+
+def making_inputs_bytes(specs: Sequence[Any]) -> int:
+    """Peak bytes while example inputs are made: each tensor plus its numpy source (float64 when random)."""
+    return sum(tensor_bytes(tuple(spec.shape), spec.dtype.size + max(spec.dtype.size, 8)) for spec in specs)
+
+
+def available_memory_bytes() -> int | None:
+    """Memory the kernel says is available now (``MemAvailable``), or None where it cannot tell."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def check_fits(batch_size: int, what: str, needed_bytes: int, available: int | None = None) -> None:
+    """InputError if ``needed_bytes`` exceed the available memory (skipped when it is unknown)."""
+    available = available_memory_bytes() if available is None else available
+    if available is not None and needed_bytes > available:
+        raise InputError(f"batch size {batch_size}: {what} need {_gib(needed_bytes)}, more than the "
+                         f"{_gib(available)} of memory available: use a smaller --batch-size")
+
+
+def _gib(value: int) -> str:
+    return f"{value / 2**30:,.1f} GiB"
