@@ -2,7 +2,7 @@
 
 Usage: PYTHONPATH=$PWD python tools/formula_coverage.py [model ...]
 Models: Xception, NASNetMobile, EfficientNetB0, MobileNetV3Small, ... (keras.applications,
-weights=None, the input shape below) and the hand-built text_cnn, unet, video_cnn. Each is
+weights=None, input shape 96x96x3) and the hand-built text_cnn, unet, video_cnn. Each is
 profiled with ``tfprofscale.profile(model, trace=False, steps=2, warmup=1)`` at batch 1.
 
 Prints per model: graph FLOPs (tfprof), coverage = graph FLOPs of layers with a formula /
@@ -21,10 +21,10 @@ import keras  # noqa: E402
 
 import tfprofscale  # noqa: E402
 
-APPLICATIONS = {"Xception": (96, 96, 3), "NASNetMobile": (96, 96, 3), "EfficientNetB0": (96, 96, 3),
-                "MobileNetV3Small": (96, 96, 3), "MobileNetV2": (96, 96, 3), "ResNet50": (96, 96, 3),
-                "DenseNet121": (96, 96, 3), "InceptionV3": (96, 96, 3), "ConvNeXtTiny": (96, 96, 3),
-                "EfficientNetV2B0": (96, 96, 3), "VGG16": (96, 96, 3)}
+#: keras.applications models run by default; any other name of keras.applications works too.
+APPLICATIONS = ["Xception", "NASNetMobile", "EfficientNetB0", "MobileNetV3Small", "MobileNetV2", "ResNet50",
+                "DenseNet121", "InceptionV3", "ConvNeXtTiny", "EfficientNetV2B0", "VGG16"]
+INPUT_SHAPE = (96, 96, 3)
 
 
 def text_cnn() -> keras.Model:
@@ -66,7 +66,7 @@ HAND_BUILT = {"text_cnn": text_cnn, "unet": unet, "video_cnn": video_cnn}
 def build(name: str) -> keras.Model:
     if name in HAND_BUILT:
         return HAND_BUILT[name]()
-    return getattr(keras.applications, name)(weights=None, input_shape=APPLICATIONS[name])
+    return getattr(keras.applications, name)(weights=None, input_shape=INPUT_SHAPE)
 
 
 def coverage_line(name: str) -> str:

@@ -10,8 +10,15 @@ from tfprofscale.profiling.records import LayerInfo
 IDENTITY_AT_INFERENCE = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
                          "GaussianNoise", "GaussianDropout", "AlphaDropout", "Identity")
 
+#: Image augmentations whose inference graph is the identity (no op at all under the layer).
+#: Others draw random numbers even at inference (RandomHue, MixUp ...) or crop (RandomCrop): not here.
+AUGMENTATION_IDENTITY_AT_INFERENCE = (
+    "RandomBrightness", "RandomColorJitter", "RandomContrast", "RandomElasticTransform", "RandomErasing",
+    "RandomFlip", "RandomGaussianBlur", "RandomInvert", "RandomPerspective", "RandomRotation", "RandomShear",
+    "RandomTranslation", "RandomZoom", "Solarization", "AugMix", "CutMix", "RandAugment")
 
-@formula_for("Flatten", "Reshape", *IDENTITY_AT_INFERENCE)
+
+@formula_for("Flatten", "Reshape", *IDENTITY_AT_INFERENCE, *AUGMENTATION_IDENTITY_AT_INFERENCE)
 def _view(info: LayerInfo) -> Formula:
     """A view or the identity at inference: no work, no new memory."""
     return Formula(terms={}, macs=0, params=0, allocates_output=False)
