@@ -66,3 +66,10 @@ def test_separable_residual_block_agrees_with_tfprof_less_relu():
     assert sum(cost.flops for cost in zoo.costs.values()) - relu == sum(zoo.graph_flops.values())
     # separable_b by hand: depthwise 8x8x(16*2) x 9 taps, pointwise 8x8x16 x 32.
     assert zoo.costs["separable_b"].macs == 64 * 32 * 9 + 64 * 16 * 32
+
+
+def test_text_cnn_receptive_field_in_tokens(text_cnn):
+    costs = text_cnn.costs
+    assert costs["embedding"].receptive_field == 1
+    assert costs["conv_5"].receptive_field == 5
+    assert costs["max_5"].receptive_field == 5 + (8 - 1) * 1 == 12          # all 12 tokens

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from tfprofscale.formulas.registry import Formula, formula_for
+from tfprofscale.formulas.registry import Formula, Window, formula_for
 from tfprofscale.profiling.records import LayerInfo
 
 #: Layers that only act in training (noise, dropout, ...): the identity at inference.
@@ -61,7 +61,10 @@ def _input_layer(info: LayerInfo) -> Formula:
 
 @formula_for("Embedding")
 def _embedding(info: LayerInfo) -> Formula:
-    """A gather of rows: no arithmetic; params = vocabulary * dimension."""
-    layer = info.layer
+    """A gather of rows: no arithmetic; params = vocabulary * dimension. Its output is a map over the
+    token positions (one token per position), where a receptive field in tokens starts."""
+    layer, positions = info.layer, tuple(info.output_shape[1:-1])
+    ones = (1,) * len(positions)
     return Formula(terms={}, macs=0, params=layer.input_dim * layer.output_dim,
-                   geometry={"vocabulary": layer.input_dim, "dimension": layer.output_dim})
+                   geometry={"vocabulary": layer.input_dim, "dimension": layer.output_dim},
+                   window=Window(ones, ones, ones, positions) if positions else None)
