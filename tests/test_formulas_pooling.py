@@ -178,3 +178,15 @@ def test_adaptive_pooling_tensorflow_pools_both_window_sizes_at_every_position()
     zoo = costed(branches((7, 2), [layers.AdaptiveAveragePooling1D(3, name="adaptive")]), batch=1)
     assert zoo.graph_flops["adaptive"] == 3 * (7 - 3 + 1) * 2 + 4 * (7 - 4 + 1) * 2 + 9 * 3 == 89
     assert zoo.costs["adaptive"].flops == 3 * 3 * 2 == 18
+
+
+def test_masked_global_average_pooling_by_hand_and_against_tfprof():
+    """After Embedding(mask_zero=True) the mean is over unmasked steps only (batch 2, 6 steps, 4 features)."""
+    tokens = keras.Input((6,), dtype="int32")
+    pooled = layers.GlobalAveragePooling1D(name="masked_mean")(layers.Embedding(20, 4, mask_zero=True)(tokens))
+    zoo = costed(keras.Model(tokens, pooled), batch=2)
+    cost = zoo.costs["masked_mean"]
+    assert cost.terms == {"mask_selects": 2 * 6 * 4, "window_adds": 2 * 4 * 5, "mask_count_adds": 2 * 5,
+                          "divides": 2 * 4}
+    # TensorFlow: SelectV2 has no FLOPs statistics; Sum, Sum and RealDiv are counted.
+    assert zoo.graph_flops["masked_mean"] == cost.flops - 2 * 6 * 4 == 58

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import replace
 from typing import Any, Callable
 
-from tfprofscale.formulas.registry import (Formula, NoFormula, Window, channels_last, data_format_of, formula_for,
-                                           per_axis)
+from tfprofscale.formulas.registry import (Formula, NoFormula, Window, called_with_mask, channels_last, data_format_of,
+                                           formula_for, per_axis)
 from tfprofscale.profiling.records import LayerInfo
 
 OpsPerOutput = Callable[[int], dict[str, int]]
@@ -58,7 +59,20 @@ def _global_max_pooling(info: LayerInfo) -> Formula:
 @formula_for("GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D")
 def _global_average_pooling(info: LayerInfo) -> Formula:
     """Per (batch, channel): ``prod(map) - 1`` adds and one divide, as TensorFlow counts ``Mean``."""
+    if info.type == "GlobalAveragePooling1D" and called_with_mask(info.layer):
+        return _masked_global_average_pooling(info)
     return _global_pooling(info, _average_taps)
+
+
+def _masked_global_average_pooling(info: LayerInfo) -> Formula:
+    """The mean over unmasked steps: a select per element (masked steps to 0), ``steps - 1`` adds per
+    (batch, channel), ``steps - 1`` adds per example to count the unmasked steps, and a divide."""
+    batch, (steps,), channels = channels_last(info.input_shapes[0], data_format_of(info))
+    formula = _global_pooling(info, _average_taps)
+    return replace(formula, terms={"mask_selects": batch * steps * channels,
+                                   "window_adds": batch * channels * (steps - 1),
+                                   "mask_count_adds": batch * (steps - 1), "divides": batch * channels},
+                   geometry={**formula.geometry, "masked": True})
 
 
 def _pooling(info: LayerInfo, ops_per_output: OpsPerOutput) -> Formula:

@@ -241,6 +241,11 @@ def nhwc(shape: Shape, data_format: str) -> tuple[int, int, int, int]:
     return batch, height, width, channels
 
 
+def called_with_mask(layer: Any) -> bool:
+    """Whether the layer is called in its model with a Keras mask (e.g. after ``Embedding(mask_zero=True)``)."""
+    return any(node.arguments.kwargs.get("mask") is not None for node in getattr(layer, "_inbound_nodes", []))
+
+
 def activation_of(function: Any) -> tuple[str, int]:
     """The activation's name and flops per output element."""
     known = activation_cost(function)
