@@ -1,7 +1,7 @@
 """Shared by the formula tests: a model's layers costed by formula and counted by tfprof.
 
-``costed(model, batch)`` traces the model as the profiler does
-(``profiling.tracing.trace``), runs TensorFlow's profiler over the graph
+``costed(model, batch)`` traces the model and costs its layers as the profiler
+does (``profiling.tracing.trace``, ``analyze_layers``), runs TensorFlow's profiler over the graph
 (``profiling.graph_stats``) and sums its FLOPs per layer by the name scope the
 layer was really called under. An op tfprof has no statistics for adds 0.
 """
@@ -36,7 +36,7 @@ def costed(model: keras.Model, batch: int) -> Costed:
         if layer is not None:
             flops[layer] += op.flops or 0
             op_types[layer].append(op.type)
-    costs = {info.name: layer_cost(info) for info in traced.layers}
+    costs = dict(zip((info.name for info in traced.layers), analyze_layers(traced.layers)))
     return Costed(costs, dict(flops), dict(op_types))
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from tests.layer_harness import branches, chain_costs, costed, single_layer_cost
+from tfprofscale.audit import conventions
 
 layers = keras.layers
 
@@ -233,3 +234,20 @@ def test_receptive_field_of_a_3d_stack_and_its_end_at_a_transposed_conv():
     x = layers.Conv3DTranspose(2, 2, strides=2)(x)              # resamples: unknown
     costs = chain_costs(keras.Model(inputs, x))
     assert [c.receptive_field for c in costs[1:]] == [3, 7, None]
+
+
+# ------------------------------------------------------------- conventions
+
+
+@pytest.mark.parametrize("zoo_name, name", [("zoo_1d", "conv1d_causal"), ("zoo_1d", "depthwise1d"),
+                                            ("zoo_3d", "conv3d"), ("zoo_3d", "conv3d_s2")])
+def test_tensorflow_convention_reproduces_tfprof(request, zoo_name, name):
+    zoo = request.getfixturevalue(zoo_name)
+    cost = zoo.costs[name]
+    assert conventions.count("flops", cost.layer_type, cost.geometry, cost.terms) == zoo.graph_flops[name]
+
+
+def test_document_004_convention_on_a_3d_conv(zoo_3d):
+    cost = zoo_3d.costs["conv3d"]
+    # c*d*h*w + 1 per output: 2 * 27 taps + 1, over 2 * 2 * 2 * 4 outputs
+    assert conventions.count("ops_fma", "Conv3D", cost.geometry, cost.terms) == (2 * 27 + 1) * 32

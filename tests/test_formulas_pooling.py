@@ -159,3 +159,36 @@ def test_receptive_field_through_padding_and_upsampling():
 def test_area_interpolation_has_no_formula():
     cost = single_layer_cost(layers.Resizing(3, 3, interpolation="area"), (6, 6, 1))
     assert not cost.supported and cost.flops is None
+
+
+# ---------------------------------------------------------------- adaptive pooling
+
+
+def test_adaptive_average_pooling_by_hand():
+    # 7 steps into 3 bins: [0, 3), [2, 5), [4, 7): 3 taps each -> per output 2 adds and a divide.
+    cost = single_layer_cost(layers.AdaptiveAveragePooling1D(3), (7, 2), batch=2)
+    assert cost.terms == {"window_adds": 2 * 2 * 3 * 2, "divides": 2 * 2 * 3}
+    # 5x4 into 2x3: rows [0, 3), [2, 5) -> 3, 3; columns [0, 2), [1, 3), [2, 4) -> 2, 2, 2: 6 taps per output.
+    cost = single_layer_cost(layers.AdaptiveMaxPooling2D((2, 3)), (5, 4, 1))
+    assert cost.terms == {"window_taps": 6 * 6, "comparisons": 5 * 6}
+
+
+def test_adaptive_pooling_tensorflow_pools_both_window_sizes_at_every_position():
+    """Keras's TensorFlow backend runs a stride-1 AvgPool of a small (3) and a big (4) window over all
+    7 steps, then gathers the bins: tfprof counts area * outputs of both pools, and 9 element-wise ops
+    on the 3 bins' bounds."""
+    zoo = costed(branches((7, 2), [layers.AdaptiveAveragePooling1D(3, name="adaptive")]), batch=1)
+    assert zoo.graph_flops["adaptive"] == 3 * (7 - 3 + 1) * 2 + 4 * (7 - 4 + 1) * 2 + 9 * 3 == 89
+    assert zoo.costs["adaptive"].flops == 3 * 3 * 2 == 18
+
+
+def test_masked_global_average_pooling_by_hand_and_against_tfprof():
+    """After Embedding(mask_zero=True) the mean is over unmasked steps only (batch 2, 6 steps, 4 features)."""
+    tokens = keras.Input((6,), dtype="int32")
+    pooled = layers.GlobalAveragePooling1D(name="masked_mean")(layers.Embedding(20, 4, mask_zero=True)(tokens))
+    zoo = costed(keras.Model(tokens, pooled), batch=2)
+    cost = zoo.costs["masked_mean"]
+    assert cost.terms == {"mask_selects": 2 * 6 * 4, "window_adds": 2 * 4 * 5, "mask_count_adds": 2 * 5,
+                          "divides": 2 * 4}
+    # TensorFlow: SelectV2 has no FLOPs statistics; Sum, Sum and RealDiv are counted.
+    assert zoo.graph_flops["masked_mean"] == cost.flops - 2 * 6 * 4 == 58

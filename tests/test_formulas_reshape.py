@@ -5,6 +5,7 @@ import keras
 import pytest
 
 from tests.layer_harness import branches, costed, single_layer_cost
+from tfprofscale.formulas.reshape import AUGMENTATION_IDENTITY_AT_INFERENCE
 
 layers = keras.layers
 SEQUENCE = 2 * 3 * 4          # batch 2 of (3, 4)
@@ -97,3 +98,21 @@ def test_normalization_to_be_adapted_counts_its_statistics_as_keras_does():
     cost = single_layer_cost(layers.Normalization(), (5, 3))
     assert cost.flops == 2 * 5 * 3 + 2 * 3
     assert cost.params == 3 + 3 + 1                # adapt_mean, adapt_variance, count
+
+
+@pytest.fixture(scope="module")
+def augmentation_zoo():
+    """Every augmentation registered as the identity at inference, on one 8x8x3 input."""
+    arguments = {"RandomBrightness": {"factor": 0.1}, "RandomColorJitter": {"brightness_factor": 0.1},
+                 "RandomContrast": {"factor": 0.1}, "RandomRotation": {"factor": 0.1},
+                 "RandomShear": {"x_factor": 0.1}, "RandomTranslation": {"height_factor": 0.1, "width_factor": 0.1},
+                 "RandomZoom": {"height_factor": 0.1}, "Solarization": {"addition_factor": 0.1}}
+    return costed(branches((8, 8, 3), [getattr(layers, name)(name=name, **arguments.get(name, {}))
+                                       for name in AUGMENTATION_IDENTITY_AT_INFERENCE]), batch=1)
+
+
+@pytest.mark.parametrize("name", AUGMENTATION_IDENTITY_AT_INFERENCE)
+def test_augmentations_have_no_op_at_inference(augmentation_zoo, name):
+    assert set(augmentation_zoo.op_types.get(name, [])) <= {"Identity", "Const", "Placeholder", "NoOp"}
+    cost = augmentation_zoo.costs[name]
+    assert (cost.flops, cost.activation_bytes) == (0, 0)

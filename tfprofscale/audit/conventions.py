@@ -14,11 +14,13 @@ audit can say *why* it differs; without them the gap is one unnamed part.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping
 
 from tfprofscale.formulas.activations import ACTIVATION_FLOPS_PER_ELEMENT, TF_ACTIVATION_FLOPS_PER_ELEMENT
 from tfprofscale.formulas.analytic import DIAGNOSTIC_TERMS
+from tfprofscale.formulas.convolution import CONVOLUTION_TYPES
 from tfprofscale.errors import InputError
 
 Geometry = Mapping[str, Any]
@@ -28,10 +30,11 @@ DifferencesFunction = Callable[[str, Geometry, Terms], "dict[str, int] | None"]
 
 TENSORFLOW = "flops"
 
-CONV_TYPES = frozenset({"Conv2D", "DepthwiseConv2D"})
+CONV_TYPES = frozenset({"Conv1D", "Conv2D", "Conv3D", "DepthwiseConv1D", "DepthwiseConv2D"})
 MULTIPLY_ADD_TYPES = CONV_TYPES | {"Dense"}
-POOL_TYPES = frozenset({"MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D"})
-ELEMENTWISE_TYPES = frozenset({"Activation", "ReLU", "LeakyReLU", "Softmax"})
+POOL_TYPES = frozenset(f"{kind}Pooling{rank}D" for kind in ("Max", "Average", "GlobalMax", "GlobalAverage")
+                       for rank in (1, 2, 3))
+ELEMENTWISE_TYPES = frozenset({"Activation", "ReLU", "LeakyReLU", "Softmax", "ELU", "PReLU"})
 
 
 @dataclass(frozen=True)
@@ -98,13 +101,18 @@ def multiply_adds(terms: Terms) -> int:
 def output_elements(layer_type: str, geometry: Geometry) -> int | None:
     """Elements of the layer's output, from its geometry."""
     g = geometry
-    if layer_type in CONV_TYPES:
-        return g["batch"] * g["out_h"] * g["out_w"] * g["out_channels"]
+    if layer_type in CONVOLUTION_TYPES:
+        return g["batch"] * _spatial_product(g, "out") * g["out_channels"]
     if layer_type == "Dense":
         return g["rows"] * g["out_features"]
     if layer_type in POOL_TYPES:
-        return g["batch"] * g["out_h"] * g["out_w"] * g["channels"]
+        return g["batch"] * _spatial_product(g, "out") * g["channels"]
     return g.get("elements")
+
+
+def _spatial_product(geometry: Geometry, prefix: str) -> int:
+    """The product of a geometry's per-axis numbers (``out_h * out_w``, ``kernel_l`` ...)."""
+    return math.prod(geometry[f"{prefix}_{axis}"] for axis in "ldhw" if f"{prefix}_{axis}" in geometry)
 
 
 def taps_per_output(layer_type: str, geometry: Geometry) -> int:
@@ -112,7 +120,7 @@ def taps_per_output(layer_type: str, geometry: Geometry) -> int:
     g = geometry
     if layer_type == "Dense":
         return g["in_features"]
-    return g["kernel_h"] * g["kernel_w"] * (g["in_channels"] // g["groups"])
+    return _spatial_product(g, "kernel") * (g["in_channels"] // g["groups"])
 
 
 def tensorflow_activation_flops(layer_type: str, geometry: Geometry) -> int | None:

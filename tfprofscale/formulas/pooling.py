@@ -9,11 +9,13 @@ the ``Max`` reduction of global max pooling: the graph counts those 0.
 """
 from __future__ import annotations
 
+import itertools
 import math
+from dataclasses import replace
 from typing import Any, Callable
 
-from tfprofscale.formulas.registry import (Formula, NoFormula, Window, channels_last, data_format_of, formula_for,
-                                           per_axis)
+from tfprofscale.formulas.registry import (Formula, NoFormula, Window, called_with_mask, channels_last, data_format_of,
+                                           formula_for, per_axis)
 from tfprofscale.profiling.records import LayerInfo
 
 OpsPerOutput = Callable[[int], dict[str, int]]
@@ -39,6 +41,16 @@ def _average_pooling(info: LayerInfo) -> Formula:
     return _pooling(info, _average_taps)
 
 
+@formula_for("AdaptiveMaxPooling1D", "AdaptiveMaxPooling2D", "AdaptiveMaxPooling3D")
+def _adaptive_max_pooling(info: LayerInfo) -> Formula:
+    return _adaptive_pooling(info, _max_taps)
+
+
+@formula_for("AdaptiveAveragePooling1D", "AdaptiveAveragePooling2D", "AdaptiveAveragePooling3D")
+def _adaptive_average_pooling(info: LayerInfo) -> Formula:
+    return _adaptive_pooling(info, _average_taps)
+
+
 @formula_for("GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D")
 def _global_max_pooling(info: LayerInfo) -> Formula:
     return _global_pooling(info, _max_taps)
@@ -47,7 +59,20 @@ def _global_max_pooling(info: LayerInfo) -> Formula:
 @formula_for("GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D")
 def _global_average_pooling(info: LayerInfo) -> Formula:
     """Per (batch, channel): ``prod(map) - 1`` adds and one divide, as TensorFlow counts ``Mean``."""
+    if info.type == "GlobalAveragePooling1D" and called_with_mask(info.layer):
+        return _masked_global_average_pooling(info)
     return _global_pooling(info, _average_taps)
+
+
+def _masked_global_average_pooling(info: LayerInfo) -> Formula:
+    """The mean over unmasked steps: a select per element (masked steps to 0), ``steps - 1`` adds per
+    (batch, channel), ``steps - 1`` adds per example to count the unmasked steps, and a divide."""
+    batch, (steps,), channels = channels_last(info.input_shapes[0], data_format_of(info))
+    formula = _global_pooling(info, _average_taps)
+    return replace(formula, terms={"mask_selects": batch * steps * channels,
+                                   "window_adds": batch * channels * (steps - 1),
+                                   "mask_count_adds": batch * (steps - 1), "divides": batch * channels},
+                   geometry={**formula.geometry, "masked": True})
 
 
 def _pooling(info: LayerInfo, ops_per_output: OpsPerOutput) -> Formula:
@@ -64,6 +89,27 @@ def _pooling(info: LayerInfo, ops_per_output: OpsPerOutput) -> Formula:
                   **per_axis("out", out_spatial), **per_axis("pool", pool), **per_axis("stride", strides),
                   "padding": layer.padding, "data_format": data_format},
         window=Window(pool, strides, (1,) * len(pool), out_spatial))
+
+
+def _adaptive_pooling(info: LayerInfo, ops_per_output: OpsPerOutput) -> Formula:
+    """Output bin ``i`` of ``out`` along an axis of ``n`` covers ``[floor(i n / out), ceil((i + 1) n / out))``;
+    each output reduces its bin (the product of its per-axis bin lengths)."""
+    data_format = data_format_of(info)
+    batch, in_spatial, channels = channels_last(info.input_shapes[0], data_format)
+    _, out_spatial, _ = channels_last(info.output_shape, data_format)
+    bins = [_bin_lengths(n, out) for n, out in zip(in_spatial, out_spatial)]
+    terms: dict[str, int] = {}
+    for window in itertools.product(*bins):
+        for name, count in ops_per_output(math.prod(window)).items():
+            terms[name] = terms.get(name, 0) + count * batch * channels
+    return Formula(terms=terms, macs=0, params=0,
+                   geometry={"batch": batch, **per_axis("in", in_spatial), "channels": channels,
+                             **per_axis("out", out_spatial), "data_format": data_format},
+                   resamples=True)
+
+
+def _bin_lengths(size: int, bins: int) -> list[int]:
+    return [-(-(i + 1) * size // bins) - i * size // bins for i in range(bins)]
 
 
 def _global_pooling(info: LayerInfo, ops_per_output: OpsPerOutput) -> Formula:

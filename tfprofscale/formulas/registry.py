@@ -20,7 +20,8 @@ input pixels, of the patch one output unit sees, by the recursion
 ``r_out = r_in + (k - 1) * dilation * j_in``, ``j_out = j_in * stride`` per
 spatial axis (1, 2 or 3 of them), reporting the larger side. Layers without a
 kernel pass it through; layers that resample (transposed convolutions,
-upsampling, resizing) or change the number of spatial axes end it (None). A
+upsampling, resizing) or change the number of spatial axes of a field that has
+grown end it (None); an Embedding's output is a 1-D map of tokens. A
 Dense layer on a flattened map is a VALID convolution whose kernel is the
 last spatial map, so it sees ``r + (map - 1) * j``; with no spatial map
 before it (an MLP) the field is None.
@@ -88,13 +89,23 @@ class _Aperture:
         if formula.resamples:
             return None
         if formula.window is not None:
-            return self._through(formula.window) if len(formula.window.kernel) == len(self.jump) else None
+            aperture = self._in_rank(len(formula.window.kernel))
+            return aperture._through(formula.window) if aperture is not None else None
         if not formula.mixes_all_positions:
             return self
         if self.map_size is None:
             return None
         ones = (1,) * len(self.map_size)
         return self._through(Window(self.map_size, self.map_size, ones, ones))
+
+    def _in_rank(self, rank: int) -> _Aperture | None:
+        """This aperture over ``rank`` spatial axes: one that has not grown yet (a single input
+        position) is the same in any rank; a grown one cannot change rank (None)."""
+        if len(self.jump) == rank:
+            return self
+        if set(self.receptive_field) | set(self.jump) == {1}:
+            return _Aperture((1,) * rank, (1,) * rank, None)
+        return None
 
     def _through(self, window: Window) -> _Aperture:
         field_px = tuple(r + (k - 1) * d * j for r, k, d, j in
@@ -228,6 +239,11 @@ def nhwc(shape: Shape, data_format: str) -> tuple[int, int, int, int]:
     else:
         batch, height, width, channels = shape
     return batch, height, width, channels
+
+
+def called_with_mask(layer: Any) -> bool:
+    """Whether the layer is called in its model with a Keras mask (e.g. after ``Embedding(mask_zero=True)``)."""
+    return any(node.arguments.kwargs.get("mask") is not None for node in getattr(layer, "_inbound_nodes", []))
 
 
 def activation_of(function: Any) -> tuple[str, int]:

@@ -3,15 +3,22 @@ from __future__ import annotations
 
 import math
 
-from tfprofscale.formulas.registry import Formula, formula_for
+from tfprofscale.formulas.registry import Formula, Window, formula_for
 from tfprofscale.profiling.records import LayerInfo
 
 #: Layers that only act in training (noise, dropout, ...): the identity at inference.
 IDENTITY_AT_INFERENCE = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
                          "GaussianNoise", "GaussianDropout", "AlphaDropout", "Identity")
 
+#: Image augmentations whose inference graph is the identity (no op at all under the layer).
+#: Others draw random numbers even at inference (RandomHue, MixUp ...) or crop (RandomCrop): not here.
+AUGMENTATION_IDENTITY_AT_INFERENCE = (
+    "RandomBrightness", "RandomColorJitter", "RandomContrast", "RandomElasticTransform", "RandomErasing",
+    "RandomFlip", "RandomGaussianBlur", "RandomInvert", "RandomPerspective", "RandomRotation", "RandomShear",
+    "RandomTranslation", "RandomZoom", "Solarization", "AugMix", "CutMix", "RandAugment")
 
-@formula_for("Flatten", "Reshape", *IDENTITY_AT_INFERENCE)
+
+@formula_for("Flatten", "Reshape", *IDENTITY_AT_INFERENCE, *AUGMENTATION_IDENTITY_AT_INFERENCE)
 def _view(info: LayerInfo) -> Formula:
     """A view or the identity at inference: no work, no new memory."""
     return Formula(terms={}, macs=0, params=0, allocates_output=False)
@@ -54,7 +61,10 @@ def _input_layer(info: LayerInfo) -> Formula:
 
 @formula_for("Embedding")
 def _embedding(info: LayerInfo) -> Formula:
-    """A gather of rows: no arithmetic; params = vocabulary * dimension."""
-    layer = info.layer
+    """A gather of rows: no arithmetic; params = vocabulary * dimension. Its output is a map over the
+    token positions (one token per position), where a receptive field in tokens starts."""
+    layer, positions = info.layer, tuple(info.output_shape[1:-1])
+    ones = (1,) * len(positions)
     return Formula(terms={}, macs=0, params=layer.input_dim * layer.output_dim,
-                   geometry={"vocabulary": layer.input_dim, "dimension": layer.output_dim})
+                   geometry={"vocabulary": layer.input_dim, "dimension": layer.output_dim},
+                   window=Window(ones, ones, ones, positions) if positions else None)
