@@ -53,6 +53,8 @@ CASES = {
     "mha_causal": (lambda: L.MultiHeadAttention(2, 4), [(B, 6, 8), (B, 6, 8)],
                    lambda layer, inputs: layer(*inputs, use_causal_mask=True), None, ("mask_selects",)),
     "mha_query_mask": (lambda: L.MultiHeadAttention(2, 4), [(B, 6)], _masked_query, ["int32"], ("mask_selects",)),
+    "mha_returning_scores": (lambda: L.MultiHeadAttention(2, 4), [(B, 6, 8), (B, 6, 8)],
+                             lambda layer, inputs: layer(*inputs, return_attention_scores=True), None, ()),
     "mha_dropout": (lambda: L.MultiHeadAttention(2, 4, dropout=0.1), [(B, 6, 8), (B, 6, 8)], None, None, ()),
     "mha_axes": (lambda: L.MultiHeadAttention(2, 3, attention_axes=(2,)), [(B, 3, 4, 8), (B, 3, 5, 8)],
                  None, None, ()),
@@ -156,8 +158,9 @@ def test_a_causal_mask_adds_one_select_per_score(zoo):
     assert cost.flops == 9696 + 144
 
 
-def test_dropout_takes_the_unfused_path_that_scales_the_query(zoo):
-    _, cost, _, _ = zoo["mha_dropout"]
+@pytest.mark.parametrize("name", ["mha_dropout", "mha_returning_scores"])
+def test_dropout_or_returned_scores_take_the_unfused_path_that_scales_the_query(zoo, name):
+    _, cost, _, _ = zoo[name]
     assert cost.terms["scale"] == B * 6 * 2 * 4           # projected query elements, not scores
     assert cost.flops == 9696 - 144 + 96
 

@@ -6,7 +6,9 @@ For S = (batch) * heads * Tq * Tk score elements, dot-product attention costs
 element and one select per masked score. The projections of
 MultiHeadAttention and GroupQueryAttention are EinsumDense sublayers, costed
 by that formula through the registry. Dropout does nothing at inference;
-building masks (comparisons of booleans) is not floating-point work.
+building masks (comparisons of booleans) is not floating-point work. Every
+output sees every attended position, so the receptive field after attention
+is the whole map (unknown for sequences).
 """
 from __future__ import annotations
 
@@ -81,7 +83,7 @@ def _multi_head_attention(info: LayerInfo) -> Formula:
         geometry={"attention_axes": list(layer._attention_axes), "fused_dot_product": fused})
 
 
-@formula_for("GroupQueryAttention", "GroupedQueryAttention")
+@formula_for("GroupedQueryAttention")
 def _group_query_attention(info: LayerInfo) -> Formula:
     """As MultiHeadAttention with query heads sharing fewer key/value heads (repeated, not computed)."""
     layer = info.layer
@@ -118,7 +120,8 @@ def _projected_attention(info: LayerInfo, shapes: dict[str, Shape], scores: _Sco
         geometry={**asdict(scores), "score_elements": scores.elements,
                   "query_shape": list(shapes["query"]), "key_shape": list(shapes["key"]),
                   "value_shape": list(shapes["value"]), "use_bias": bool(layer.use_bias),
-                  "masked": mask_selects_per_score > 0, **geometry})
+                  "masked": mask_selects_per_score > 0, **geometry},
+        mixes_all_positions=True)
 
 
 def _output_dense_input_shape(layer: Any, query_shape: Shape) -> Shape:
@@ -215,7 +218,8 @@ def _unprojected_attention(info: LayerInfo, scores: _Scores, score_terms: dict[s
                    params=int(layer.count_params()),
                    geometry={**asdict(scores), "score_elements": scores.elements,
                              "score_mode": getattr(layer, "score_mode", "additive"),
-                             "use_scale": bool(layer.use_scale), "masked": value_masked or query_masked})
+                             "use_scale": bool(layer.use_scale), "masked": value_masked or query_masked},
+                   mixes_all_positions=True)
 
 
 def _query_value_key(info: LayerInfo) -> tuple[Shape, Shape, Shape]:

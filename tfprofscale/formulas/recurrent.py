@@ -9,6 +9,8 @@ channels; 1 x D for a dense cell) and its recurrent product
 elementwise terms of its cell. ``return_sequences``, ``go_backwards``,
 ``stateful`` and ``unroll`` do not change the work; a Keras mask adds a select
 per output and state element per step; dropout does nothing at inference.
+A recurrent output depends on every earlier step, so the receptive field
+after one is reported unknown rather than guessed.
 """
 from __future__ import annotations
 
@@ -98,7 +100,8 @@ def _recurrent(info: LayerInfo) -> Formula:
         macs=steps.input_macs + steps.recurrent_macs,
         params=int(info.layer.count_params()),
         geometry={**asdict(steps), "cell": type(cell).__name__,
-                  "return_sequences": bool(info.layer.return_sequences)})
+                  "return_sequences": bool(info.layer.return_sequences)},
+        mixes_all_positions=True)
 
 
 def _cell_entry(cell: Any) -> tuple[int, int, Callable[[Any, _Steps], dict[str, int]]]:
@@ -149,7 +152,8 @@ def _bidirectional(info: LayerInfo) -> Formula:
     terms["merge"] = _MERGE_FLOPS_PER_ELEMENT[layer.merge_mode] * merged_elements
     return Formula(
         terms=terms, macs=sum(cost.macs for cost in costs), params=sum(cost.params for cost in costs),
-        geometry={"merge_mode": layer.merge_mode, "forward": costs[0].geometry, "backward": costs[1].geometry})
+        geometry={"merge_mode": layer.merge_mode, "forward": costs[0].geometry, "backward": costs[1].geometry},
+        mixes_all_positions=True)
 
 
 _RNN_TYPES = frozenset({"LSTM", "GRU", "SimpleRNN", "RNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D"})
@@ -166,8 +170,7 @@ def _time_distributed(info: LayerInfo) -> Formula:
                                  output_shape=(output_shape[0], *output_shape[2:]), layer=inner))
     return Formula(terms={name: steps * value for name, value in cost.terms.items()},
                    macs=steps * cost.macs, params=cost.params,
-                   geometry={"steps": steps, "inner_type": type(inner).__name__, "inner": cost.geometry},
-                   allocates_output=True)
+                   geometry={"steps": steps, "inner_type": type(inner).__name__, "inner": cost.geometry})
 
 
 def _inner_info(info: LayerInfo, inner: Any, input_shape: Shape) -> LayerInfo:
