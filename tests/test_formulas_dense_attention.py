@@ -199,3 +199,12 @@ def test_einsum_dense_with_an_unknown_activation_is_unsupported_not_zero():
     keras.Model(inputs, layer(inputs))
     cost = layer_cost(info_of(layer, B))
     assert not cost.supported and cost.flops is None and cost.macs is None
+
+
+def test_attention_over_an_unknown_key_length_is_unsupported_not_negative():
+    query, value = keras.Input((4, 8)), keras.Input((None, 8))
+    layer = L.MultiHeadAttention(2, 4)
+    keras.Model([query, value], layer(query, value))
+    info = info_of(layer, B)
+    cost = layer_cost(type(info)(info.name, info.type, ((B, 4, 8), (B, -1, 8)), (B, 4, 8), layer=layer))
+    assert not cost.supported and cost.flops is None

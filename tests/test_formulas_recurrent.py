@@ -183,3 +183,18 @@ def test_unknown_cells_and_inner_layers_are_unsupported_not_zero(make):
     keras.Model(inputs, layer(inputs))
     cost = layer_cost(info_of(layer, B))
     assert not cost.supported and cost.flops is None and cost.macs is None
+
+
+@pytest.mark.parametrize("make, inputs_shape", [
+    (lambda: L.LSTM(3), (None, 4)),
+    (lambda: L.TimeDistributed(L.Dense(2)), (None, 4)),
+])
+def test_an_unknown_number_of_steps_is_unsupported_not_negative(make, inputs_shape):
+    inputs = keras.Input(inputs_shape)
+    layer = make()
+    keras.Model(inputs, layer(inputs))
+    info = info_of(layer, B)
+    info = type(info)(info.name, info.type, tuple(tuple(-1 if d is None else d for d in s) for s in info.input_shapes),
+                      (B, 2) if "TimeDistributed" not in info.type else (B, 5, 2), layer=layer)
+    cost = layer_cost(info)
+    assert not cost.supported and cost.flops is None

@@ -150,7 +150,7 @@ def _query_value_key_shapes(info: LayerInfo) -> dict[str, Shape]:
                   if bound.get(name) is not None}
     else:
         shapes = dict(zip(("query", "value", "key"), info.input_shapes))
-    if any(d is None for shape in shapes.values() for d in shape):
+    if any(d is None or d < 0 for shape in shapes.values() for d in shape):
         raise NoFormula(f"attention inputs {shapes} are not fully known")
     return {"key": shapes["value"], **shapes}
 
@@ -227,4 +227,6 @@ def _query_value_key(info: LayerInfo) -> tuple[Shape, Shape, Shape]:
         raise NoFormula(f"{info.type} {info.name!r} needs [query, value] inputs, got {info.input_shapes}")
     query, value = info.input_shapes[0], info.input_shapes[1]
     key = info.input_shapes[2] if len(info.input_shapes) > 2 else value
+    if any(d is None or d < 0 for shape in (query, value, key) for d in shape):
+        raise NoFormula(f"{info.type} {info.name!r}: input shapes {info.input_shapes} are not fully known")
     return query, value, key

@@ -113,6 +113,8 @@ def _cell_entry(cell: Any) -> tuple[int, int, Callable[[Any, _Steps], dict[str, 
 
 def _steps_of(info: LayerInfo, gates: int) -> _Steps:
     layer, input_shape = info.layer, info.input_shapes[0]
+    if any(d is None or d < 0 for d in input_shape):
+        raise NoFormula(f"{info.type} {info.name!r}: input shape {input_shape} is not fully known (time steps?)")
     batch, steps = input_shape[0], input_shape[1]
     per_step = info.output_shape[2:] if layer.return_sequences else info.output_shape[1:]
     cell = layer.cell
@@ -164,6 +166,8 @@ def _time_distributed(info: LayerInfo) -> Formula:
     """The inner layer's formula on one step's slice (batch, *rest), times the T steps Keras runs."""
     input_shape, output_shape = info.input_shapes[0], info.output_shape
     steps = input_shape[1]
+    if steps is None or steps < 0:
+        raise NoFormula(f"TimeDistributed {info.name!r}: the number of steps in {input_shape} is not known")
     inner = info.layer.layer
     cost = _inner_cost(LayerInfo(name=f"{info.name}/{inner.name}", type=type(inner).__name__,
                                  input_shapes=((input_shape[0], *input_shape[2:]),),
