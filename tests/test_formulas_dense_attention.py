@@ -31,6 +31,11 @@ def _as_list(layer, inputs):
     return layer(list(inputs))
 
 
+def _masked_pair(layer, inputs):
+    embedded = L.Embedding(10, 6, mask_zero=True)(inputs[0])
+    return layer([embedded, embedded])
+
+
 def _masked_query(layer, inputs):
     ids, = inputs
     embedded = L.Embedding(10, 8, mask_zero=True)(ids)
@@ -65,6 +70,10 @@ CASES = {
     "attention_dot_scaled": (lambda: L.Attention(use_scale=True), [(B, 4, 6), (B, 5, 6)], _as_list, None, ()),
     "attention_concat": (lambda: L.Attention(use_scale=True, score_mode="concat"), [(B, 4, 6), (B, 5, 6)],
                          _as_list, None, ("tanh",)),
+    "attention_causal": (lambda: L.Attention(), [(B, 4, 6), (B, 4, 6)],
+                         lambda layer, inputs: layer(list(inputs), use_causal_mask=True), None, ("mask_selects",)),
+    "attention_keras_masks": (lambda: L.Attention(), [(B, 5)], _masked_pair, ["int32"],
+                              ("mask_selects", "query_mask_selects")),
     "additive": (lambda: L.AdditiveAttention(), [(B, 4, 6), (B, 5, 6)], _as_list, None, ("tanh",)),
     "additive_unscaled": (lambda: L.AdditiveAttention(use_scale=False), [(B, 4, 6), (B, 5, 3), (B, 5, 6)],
                           _as_list, None, ("tanh",)),
@@ -178,6 +187,14 @@ def test_grouped_query_attention_by_hand(zoo):
     assert cost.terms["query_projection"] == 2 * B * 4 * 8 * (4 * 3) + B * 4 * (4 * 3) == 1632
     assert cost.terms["key_projection"] == 2 * B * 5 * 8 * (2 * 3) + B * 5 * (2 * 3) == 1020
     assert cost.terms["scores"] == 2 * B * 4 * 4 * 5 * 3 == 960
+
+
+def test_masked_luong_attention_by_hand(zoo):
+    """Value mask: scores - 1e9 and a select per score; query mask: a select per output element."""
+    _, cost, _, _ = zoo["attention_keras_masks"]
+    scores = B * 5 * 5
+    assert (cost.terms["mask_offsets"], cost.terms["mask_selects"]) == (scores, scores)
+    assert cost.terms["query_mask_selects"] == B * 5 * 6
 
 
 def test_luong_and_bahdanau_attention_by_hand(zoo):

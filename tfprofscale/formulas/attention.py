@@ -19,7 +19,7 @@ from typing import Any
 
 from tfprofscale.formulas.activations import ACTIVATION_FLOPS_PER_ELEMENT
 from tfprofscale.formulas.dense import einsum_dense_output_shape
-from tfprofscale.formulas.calls import call_arguments, call_uses_mask
+from tfprofscale.formulas.calls import call_arguments, call_uses_mask, masked_inputs
 from tfprofscale.formulas.registry import Formula, NoFormula, formula_for, layer_cost
 from tfprofscale.profiling.records import LayerCost, LayerInfo, Shape
 
@@ -204,10 +204,9 @@ def _concat_score_terms(scores: _Scores, scaled: bool, weighted: bool) -> dict[s
 
 def _unprojected_attention(info: LayerInfo, scores: _Scores, score_terms: dict[str, int], macs: int) -> Formula:
     layer = info.layer
-    args, kwargs = call_arguments(layer)
-    masks = kwargs.get("mask") or [None, None]
-    value_masked = bool(kwargs.get("use_causal_mask")) or (len(masks) > 1 and masks[1] is not None)
-    query_masked = masks[0] is not None
+    masked = masked_inputs(layer) + [False, False]
+    query_masked = masked[0]
+    value_masked = bool(call_arguments(layer)[1].get("use_causal_mask")) or masked[1]
     terms = {**score_terms,
              "mask_offsets": scores.elements if value_masked else 0,
              "mask_selects": scores.elements if value_masked else 0,
