@@ -57,12 +57,8 @@ def tfprof_flops(graph: tf.Graph, scope: str) -> int:
     options = ProfileOptionBuilder(ProfileOptionBuilder.float_operation()).with_empty_output().build()
     counts = dict(_walk(model_analyzer.profile(graph, options=options)))
     prefix = scope + "/" if scope else ""
-    return sum(flops for name, flops in counts.items()
-               if name.startswith(prefix) and name in _op_names(graph) and _is_floating(graph.get_operation_by_name(name)))
-
-
-def _op_names(graph: tf.Graph) -> set[str]:
-    return {op.name for op in graph.get_operations()}
+    return sum(counts.get(op.name, 0) for op in graph.get_operations()
+               if op.name.startswith(prefix) and _is_floating(op))
 
 
 def _walk(node):

@@ -76,9 +76,9 @@ def _index_sizes(equation: str, input_shape: tuple[int, ...], kernel_shape: tupl
     if "..." in kernel_spec:
         raise NoFormula(f"einsum equation {equation!r} has an ellipsis in the kernel")
     before, _, after = input_spec.partition("...")
-    named = len(before) + len(after)
-    elided = tuple(input_shape[len(before):len(input_shape) - len(after)]) if "..." in input_spec else ()
-    input_sizes = {**dict(zip(before, input_shape)), **dict(zip(after, input_shape[len(input_shape) - len(after):]))}
-    if named + len(elided) != len(input_shape) or any(d is None or d < 0 for d in input_shape):
-        raise NoFormula(f"einsum equation {equation!r} does not fit input shape {input_shape} (or it is not fully known)")
+    after_start = len(input_shape) - len(after)
+    elided = tuple(input_shape[len(before):after_start]) if "..." in input_spec else ()
+    if len(before) + len(elided) + len(after) != len(input_shape) or any(d is None or d < 0 for d in input_shape):
+        raise NoFormula(f"einsum {equation!r} does not fit input shape {input_shape}, or it is not fully known")
+    input_sizes = {**dict(zip(before, input_shape)), **dict(zip(after, input_shape[after_start:]))}
     return {**input_sizes, **dict(zip(kernel_spec, kernel_shape))}, elided, output
