@@ -225,3 +225,35 @@ def test_attention_over_an_unknown_key_length_is_unsupported_not_negative():
     info = info_of(layer, B)
     cost = layer_cost(type(info)(info.name, info.type, ((B, 4, 8), (B, -1, 8)), (B, 4, 8), layer=layer))
     assert not cost.supported and cost.flops is None
+
+
+# ------------------------------------------------------------ LoRA and quantized
+
+
+@pytest.mark.parametrize("make, shape, kernel_elements", [
+    (lambda: L.Dense(4), (B, 3, 5), 5 * 4),
+    (lambda: L.EinsumDense("abc,cde->abde", (3, 2, 4), bias_axes="e"), (B, 3, 5), 5 * 2 * 4),
+])
+def test_lora_rebuilds_the_kernel_every_call(make, shape, kernel_elements):
+    """kernel + (alpha / r) * A @ B: 2 * kernel * r for the product, a multiply and an add per kernel element."""
+    inputs = keras.Input(shape[1:])
+    layer = make()
+    outputs = layer(inputs)
+    layer.enable_lora(2)
+    model = keras.Model(inputs, outputs)
+    traced = trace(model, [tf.TensorSpec(shape)])
+    cost = layer_cost(info_of(layer, B))
+    assert cost.terms["lora_product"] == 2 * kernel_elements * 2
+    assert cost.terms["lora_merge"] == 2 * kernel_elements
+    assert cost.flops == tfprof_flops(traced.graph, traced.scopes[layer.name]) + einsum_flops(
+        traced.graph, traced.scopes[layer.name])
+    assert cost.params == layer.count_params()
+
+
+def test_a_quantized_dense_is_unsupported_not_zero():
+    inputs = keras.Input((5,))
+    layer = L.Dense(4)
+    model = keras.Model(inputs, layer(inputs))
+    model.quantize("int8")
+    cost = layer_cost(info_of(layer, B))
+    assert not cost.supported and cost.flops is None
