@@ -164,6 +164,20 @@ def test_bidirectional_applies_its_mask_to_both_directions(loops):
     assert cost.terms["merge"] == B * 4
 
 
+def test_an_unrolled_lstm_is_counted_by_tfprof_itself_and_costs_the_same(loops):
+    layer, traced = _traced_layer(lambda: L.LSTM(4, unroll=True), (B, 5, 3), None, "float32")
+    cost = layer_cost(info_of(layer, B))
+    assert cost.flops == loops["lstm"][1].flops
+    per_step = 2 * B * 3 * 16 + 2 * B * 4 * 16 + B * 16 + B * 16 + 4 * (B * 4)   # matmuls, sum, bias, c and h
+    assert cost.flops - _uncounted(cost) == tfprof_flops(traced.graph, traced.scopes[layer.name]) == 5 * per_step
+
+
+def test_bidirectional_returning_states_costs_its_two_layers():
+    layer, _ = _traced_layer(lambda: L.Bidirectional(L.LSTM(4, return_state=True)), (B, 5, 3), None, "float32")
+    one_direction = 2240 + 160 + 160 + 520 + 120 + 40 + 40     # the terms of test_lstm_by_hand
+    assert layer_cost(info_of(layer, B)).flops == 2 * one_direction
+
+
 # ------------------------------------------------------------ TimeDistributed
 
 
