@@ -89,7 +89,10 @@ _CELLS: dict[str, tuple[int, int, Callable[[Any, _Steps], dict[str, int]]]] = {
 }
 
 
-@formula_for("LSTM", "GRU", "SimpleRNN", "RNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")
+_RNN_TYPES = ("LSTM", "GRU", "SimpleRNN", "RNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")
+
+
+@formula_for(*_RNN_TYPES)
 def _recurrent(info: LayerInfo) -> Formula:
     """T steps of the layer's cell (an ``RNN`` layer counts if its cell is a Keras cell)."""
     cell = info.layer.cell
@@ -156,9 +159,6 @@ def _bidirectional(info: LayerInfo) -> Formula:
         terms=terms, macs=sum(cost.macs for cost in costs), params=sum(cost.params for cost in costs),
         geometry={"merge_mode": layer.merge_mode, "forward": costs[0].geometry, "backward": costs[1].geometry},
         mixes_all_positions=True)
-
-
-_RNN_TYPES = frozenset({"LSTM", "GRU", "SimpleRNN", "RNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D"})
 
 
 @formula_for("TimeDistributed")
