@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import math
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -57,12 +59,8 @@ def tfprof_flops(graph: tf.Graph, scope: str) -> int:
     options = ProfileOptionBuilder(ProfileOptionBuilder.float_operation()).with_empty_output().build()
     counts = dict(_walk(model_analyzer.profile(graph, options=options)))
     prefix = scope + "/" if scope else ""
-    return sum(flops for name, flops in counts.items()
-               if name.startswith(prefix) and name in _op_names(graph) and _is_floating(graph.get_operation_by_name(name)))
-
-
-def _op_names(graph: tf.Graph) -> set[str]:
-    return {op.name for op in graph.get_operations()}
+    return sum(counts.get(op.name, 0) for op in graph.get_operations()
+               if op.name.startswith(prefix) and _is_floating(op))
 
 
 def _walk(node):
@@ -82,14 +80,32 @@ def einsum_flops(graph: tf.Graph, scope: str) -> int:
     return total
 
 
+def select_elements(graph: tf.Graph, scope: str) -> int:
+    """Output elements of the floating-point Select ops under ``scope/``: masking tfprof does not count."""
+    return sum(math.prod(op.outputs[0].shape) for op in graph.get_operations()
+               if op.type in ("Select", "SelectV2") and op.name.startswith(scope + "/") and _is_floating(op))
+
+
 def loop_body_flops(graph: tf.Graph, scope: str) -> list[int]:
     """tfprof's floating-point flops of one iteration of each While under ``scope/``."""
-    bodies = []
-    for op in graph.get_operations():
-        if op.type in ("While", "StatelessWhile") and op.name.startswith(scope + "/"):
-            body = graph._get_function(op.get_attr("body").name).graph
-            bodies.append(tfprof_flops(body, ""))
-    return bodies
+    return [tfprof_flops(body, "") for body in _loop_bodies(graph, scope)]
+
+
+def loop_body_selects(graph: tf.Graph, scope: str) -> list[int]:
+    """Select output elements of one iteration of each While under ``scope/``."""
+    return loop_body_elements(graph, scope, ("Select", "SelectV2"))
+
+
+def loop_body_elements(graph: tf.Graph, scope: str, op_types: tuple[str, ...]) -> list[int]:
+    """Floating-point output elements of the ops of ``op_types`` in one iteration of each While under ``scope/``."""
+    return [sum(math.prod(op.outputs[0].shape) for op in body.get_operations()
+                if op.type in op_types and _is_floating(op))
+            for body in _loop_bodies(graph, scope)]
+
+
+def _loop_bodies(graph: tf.Graph, scope: str) -> list[tf.Graph]:
+    return [graph._get_function(op.get_attr("body").name).graph for op in graph.get_operations()
+            if op.type in ("While", "StatelessWhile") and op.name.startswith(scope + "/")]
 
 
 def _is_floating(op) -> bool:

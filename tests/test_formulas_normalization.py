@@ -111,3 +111,18 @@ def test_layer_scale_is_one_multiply_per_element_and_is_convnexts_class():
     cost = layer_cost(LayerInfo(scale.name, "LayerScale", (shape,), shape, layer=scale))
     assert shape == (1, 32 // 4, 32 // 4, 96)                 # after the 4x4 stride-4 stem
     assert cost.flops == 8 * 8 * 96
+
+
+def test_another_class_named_layer_scale_without_a_per_channel_gamma_is_unsupported():
+    class LayerScale(keras.layers.Layer):          # noqa: F811 - same name, other meaning
+        def build(self, input_shape):
+            self.gamma = self.add_weight(shape=(), initializer="ones")
+
+        def call(self, x):
+            return x * self.gamma + 1.0
+
+    inputs = keras.Input((4, 6))
+    layer = LayerScale()
+    keras.Model(inputs, layer(inputs))
+    cost = layer_cost(info_of(layer, B))
+    assert not cost.supported and cost.flops is None

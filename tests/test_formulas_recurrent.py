@@ -12,12 +12,14 @@ import keras
 import pytest
 import tensorflow as tf
 
-from tests.graph_counting import info_of, loop_body_flops, tfprof_flops, trace
+from tests.graph_counting import info_of, loop_body_elements, loop_body_flops, loop_body_selects, tfprof_flops, trace
 from tfprofscale.formulas.analytic import layer_cost
 
 L = keras.layers
 B = 2
 ACTIVATIONS = ("gate_activations", "output_activation", "activations")
+#: The formulas' flops per element of the activation ops TensorFlow runs (see formulas/activations.py).
+ACTIVATION_OPS = {"Sigmoid": 4, "Tanh": 1, "Relu": 1}
 
 
 def _masked(layer, inputs):
@@ -61,8 +63,12 @@ def loops():
     results = {}
     for name, (make, shape, steps, call, dtype) in LOOPS.items():
         layer, traced = _traced_layer(make, shape, call, dtype)
-        bodies = loop_body_flops(traced.graph, traced.scopes[layer.name])
-        results[name] = (layer, layer_cost(info_of(layer, B)), bodies)
+        scope = traced.scopes[layer.name]
+        bodies = loop_body_flops(traced.graph, scope)
+        activation_flops = sum(flops_per_element * sum(loop_body_elements(traced.graph, scope, (op_type,)))
+                               for op_type, flops_per_element in ACTIVATION_OPS.items())
+        results[name] = (layer, layer_cost(info_of(layer, B)), bodies, sum(loop_body_selects(traced.graph, scope)),
+                         activation_flops)
     return results
 
 
@@ -73,7 +79,7 @@ def _uncounted(cost):
 
 @pytest.mark.parametrize("name", list(LOOPS))
 def test_flops_equal_the_loop_body_times_the_steps(loops, name):
-    _, cost, bodies = loops[name]
+    _, cost, bodies, _, _ = loops[name]
     steps = LOOPS[name][2]
     assert cost.supported, cost.geometry
     assert bodies and all(body > 0 for body in bodies)
@@ -81,8 +87,20 @@ def test_flops_equal_the_loop_body_times_the_steps(loops, name):
 
 
 @pytest.mark.parametrize("name", list(LOOPS))
+def test_activation_terms_equal_the_activation_ops_in_the_loop_times_the_steps(loops, name):
+    _, cost, _, _, activation_flops_per_step = loops[name]
+    assert sum(cost.terms.get(term, 0) for term in ACTIVATIONS) == LOOPS[name][2] * activation_flops_per_step
+
+
+@pytest.mark.parametrize("name", list(LOOPS))
+def test_mask_selects_equal_the_selects_in_the_loop_times_the_steps(loops, name):
+    _, cost, _, selects_per_step, _ = loops[name]
+    assert cost.terms.get("mask_selects", 0) == LOOPS[name][2] * selects_per_step
+
+
+@pytest.mark.parametrize("name", list(LOOPS))
 def test_params_equal_keras_count_params(loops, name):
-    layer, cost, _ = loops[name]
+    layer, cost, _, _, _ = loops[name]
     assert cost.params == layer.count_params()
 
 
@@ -91,7 +109,7 @@ def test_params_equal_keras_count_params(loops, name):
 
 def test_lstm_by_hand(loops):
     """B=2, T=5, D=3, U=4: matmuls T*B*(2*D*4U + 2*U*4U); sigmoid 4 flops per element, tanh 1."""
-    _, cost, _ = loops["lstm"]
+    _, cost, _, _, _ = loops["lstm"]
     per_step = B * 4                                        # state elements per step
     assert cost.terms["input_matmul"] + cost.terms["recurrent_matmul"] == 5 * B * (2 * 3 * 16 + 2 * 4 * 16) == 2240
     assert cost.terms == {
@@ -111,7 +129,7 @@ def test_the_work_does_not_depend_on_sequences_direction_or_implementation(loops
 
 
 def test_a_mask_keeps_output_and_both_states_with_a_select_each(loops):
-    _, cost, _ = loops["lstm_masked"]
+    _, cost, _, _, _ = loops["lstm_masked"]
     assert cost.terms["mask_selects"] == 5 * B * 4 * (1 + 2)
     assert cost.flops == loops["lstm"][1].flops + 120
 
@@ -127,7 +145,7 @@ def test_gru_by_hand(loops):
 
 def test_conv_lstm_2d_by_hand(loops):
     """(T=4, 6, 6, 2) -> 3 filters, 3x3 VALID: a 4x4x3 state; input conv of 2 channels, recurrent of 3."""
-    _, cost, _ = loops["conv_lstm_2d"]
+    _, cost, _, _, _ = loops["conv_lstm_2d"]
     state = 4 * 4 * 3
     assert cost.terms["input_matmul"] == 2 * 4 * B * state * 4 * (3 * 3 * 2) == 55_296
     assert cost.terms["recurrent_matmul"] == 2 * 4 * B * state * 4 * (3 * 3 * 3) == 82_944
@@ -141,9 +159,23 @@ def test_bidirectional_merges_by_hand(loops):
 
 
 def test_bidirectional_applies_its_mask_to_both_directions(loops):
-    _, cost, _ = loops["bidirectional_masked_sum"]
+    _, cost, _, _, _ = loops["bidirectional_masked_sum"]
     assert cost.terms["mask_selects"] == 2 * 5 * B * 4 * (1 + 1)
     assert cost.terms["merge"] == B * 4
+
+
+def test_an_unrolled_lstm_is_counted_by_tfprof_itself_and_costs_the_same(loops):
+    layer, traced = _traced_layer(lambda: L.LSTM(4, unroll=True), (B, 5, 3), None, "float32")
+    cost = layer_cost(info_of(layer, B))
+    assert cost.flops == loops["lstm"][1].flops
+    per_step = 2 * B * 3 * 16 + 2 * B * 4 * 16 + B * 16 + B * 16 + 4 * (B * 4)   # matmuls, sum, bias, c and h
+    assert cost.flops - _uncounted(cost) == tfprof_flops(traced.graph, traced.scopes[layer.name]) == 5 * per_step
+
+
+def test_bidirectional_returning_states_costs_its_two_layers():
+    layer, _ = _traced_layer(lambda: L.Bidirectional(L.LSTM(4, return_state=True)), (B, 5, 3), None, "float32")
+    one_direction = 2240 + 160 + 160 + 520 + 120 + 40 + 40     # the terms of test_lstm_by_hand
+    assert layer_cost(info_of(layer, B)).flops == 2 * one_direction
 
 
 # ------------------------------------------------------------ TimeDistributed
@@ -183,3 +215,18 @@ def test_unknown_cells_and_inner_layers_are_unsupported_not_zero(make):
     keras.Model(inputs, layer(inputs))
     cost = layer_cost(info_of(layer, B))
     assert not cost.supported and cost.flops is None and cost.macs is None
+
+
+@pytest.mark.parametrize("make, inputs_shape", [
+    (lambda: L.LSTM(3), (None, 4)),
+    (lambda: L.TimeDistributed(L.Dense(2)), (None, 4)),
+])
+def test_an_unknown_number_of_steps_is_unsupported_not_negative(make, inputs_shape):
+    inputs = keras.Input(inputs_shape)
+    layer = make()
+    keras.Model(inputs, layer(inputs))
+    info = info_of(layer, B)
+    info = type(info)(info.name, info.type, tuple(tuple(-1 if d is None else d for d in s) for s in info.input_shapes),
+                      (B, 2) if "TimeDistributed" not in info.type else (B, 5, 2), layer=layer)
+    cost = layer_cost(info)
+    assert not cost.supported and cost.flops is None

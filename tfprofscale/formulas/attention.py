@@ -6,7 +6,9 @@ For S = (batch) * heads * Tq * Tk score elements, dot-product attention costs
 element and one select per masked score. The projections of
 MultiHeadAttention and GroupQueryAttention are EinsumDense sublayers, costed
 by that formula through the registry. Dropout does nothing at inference;
-building masks (comparisons of booleans) is not floating-point work.
+building masks (comparisons of booleans) is not floating-point work. Every
+output sees every attended position, so the receptive field after attention
+is the whole map (unknown for sequences).
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from typing import Any
 
 from tfprofscale.formulas.activations import ACTIVATION_FLOPS_PER_ELEMENT
 from tfprofscale.formulas.dense import einsum_dense_output_shape
-from tfprofscale.formulas.calls import call_arguments, call_uses_mask
+from tfprofscale.formulas.calls import call_arguments, call_uses_mask, masked_inputs
 from tfprofscale.formulas.registry import Formula, NoFormula, formula_for, layer_cost
 from tfprofscale.profiling.records import LayerCost, LayerInfo, Shape
 
@@ -81,7 +83,7 @@ def _multi_head_attention(info: LayerInfo) -> Formula:
         geometry={"attention_axes": list(layer._attention_axes), "fused_dot_product": fused})
 
 
-@formula_for("GroupQueryAttention", "GroupedQueryAttention")
+@formula_for("GroupedQueryAttention")
 def _group_query_attention(info: LayerInfo) -> Formula:
     """As MultiHeadAttention with query heads sharing fewer key/value heads (repeated, not computed)."""
     layer = info.layer
@@ -118,7 +120,8 @@ def _projected_attention(info: LayerInfo, shapes: dict[str, Shape], scores: _Sco
         geometry={**asdict(scores), "score_elements": scores.elements,
                   "query_shape": list(shapes["query"]), "key_shape": list(shapes["key"]),
                   "value_shape": list(shapes["value"]), "use_bias": bool(layer.use_bias),
-                  "masked": mask_selects_per_score > 0, **geometry})
+                  "masked": mask_selects_per_score > 0, **geometry},
+        mixes_all_positions=True)
 
 
 def _output_dense_input_shape(layer: Any, query_shape: Shape) -> Shape:
@@ -147,7 +150,7 @@ def _query_value_key_shapes(info: LayerInfo) -> dict[str, Shape]:
                   if bound.get(name) is not None}
     else:
         shapes = dict(zip(("query", "value", "key"), info.input_shapes))
-    if any(d is None for shape in shapes.values() for d in shape):
+    if any(d is None or d < 0 for shape in shapes.values() for d in shape):
         raise NoFormula(f"attention inputs {shapes} are not fully known")
     return {"key": shapes["value"], **shapes}
 
@@ -201,10 +204,9 @@ def _concat_score_terms(scores: _Scores, scaled: bool, weighted: bool) -> dict[s
 
 def _unprojected_attention(info: LayerInfo, scores: _Scores, score_terms: dict[str, int], macs: int) -> Formula:
     layer = info.layer
-    args, kwargs = call_arguments(layer)
-    masks = kwargs.get("mask") or [None, None]
-    value_masked = bool(kwargs.get("use_causal_mask")) or (len(masks) > 1 and masks[1] is not None)
-    query_masked = masks[0] is not None
+    masked = masked_inputs(layer) + [False, False]
+    query_masked = masked[0]
+    value_masked = bool(call_arguments(layer)[1].get("use_causal_mask")) or masked[1]
     terms = {**score_terms,
              "mask_offsets": scores.elements if value_masked else 0,
              "mask_selects": scores.elements if value_masked else 0,
@@ -215,7 +217,8 @@ def _unprojected_attention(info: LayerInfo, scores: _Scores, score_terms: dict[s
                    params=int(layer.count_params()),
                    geometry={**asdict(scores), "score_elements": scores.elements,
                              "score_mode": getattr(layer, "score_mode", "additive"),
-                             "use_scale": bool(layer.use_scale), "masked": value_masked or query_masked})
+                             "use_scale": bool(layer.use_scale), "masked": value_masked or query_masked},
+                   mixes_all_positions=True)
 
 
 def _query_value_key(info: LayerInfo) -> tuple[Shape, Shape, Shape]:
@@ -223,4 +226,6 @@ def _query_value_key(info: LayerInfo) -> tuple[Shape, Shape, Shape]:
         raise NoFormula(f"{info.type} {info.name!r} needs [query, value] inputs, got {info.input_shapes}")
     query, value = info.input_shapes[0], info.input_shapes[1]
     key = info.input_shapes[2] if len(info.input_shapes) > 2 else value
+    if any(d is None or d < 0 for shape in (query, value, key) for d in shape):
+        raise NoFormula(f"{info.type} {info.name!r}: input shapes {info.input_shapes} are not fully known")
     return query, value, key

@@ -27,6 +27,20 @@ def call_uses_mask(layer: Any, mask_arguments: tuple[str, ...] = ("mask",)) -> b
     return any(getattr(tensor, "_keras_mask", None) is not None for tensor in _flat(args))
 
 
+def masked_inputs(layer: Any) -> list[bool]:
+    """Per positional input tensor of the first call (flattened): whether a mask goes with it.
+
+    A mask is either passed as ``mask=`` (one per input, or one for all) or
+    carried by the input tensor itself (Keras then passes it at call time).
+    """
+    args, kwargs = call_arguments(layer)
+    tensors = _flat(args)
+    passed = kwargs.get("mask")
+    passed = _flat(passed) if isinstance(passed, (list, tuple)) else [passed] * len(tensors)
+    return [mask is not None or getattr(tensor, "_keras_mask", None) is not None
+            for tensor, mask in zip(tensors, passed)]
+
+
 def _flat(values: Any) -> list[Any]:
     if isinstance(values, (list, tuple)):
         return [item for value in values for item in _flat(value)]

@@ -109,7 +109,13 @@ def _spectral_normalization(info: LayerInfo) -> Formula:
 
 @formula_for("LayerScale")
 def _layer_scale(info: LayerInfo) -> Formula:
-    """keras.applications.convnext's ``LayerScale`` (registered by class name): x * gamma, one multiply each."""
+    """keras.applications.convnext's ``LayerScale`` (registered by class name): x * gamma, one multiply each.
+
+    Another class of that name counts only if it too holds a ``gamma`` of one value per channel.
+    """
+    gamma = getattr(info.layer, "gamma", None)
+    if gamma is None or tuple(gamma.shape) != (info.input_shapes[0][-1],):
+        raise NoFormula(f"LayerScale {info.name!r} is not ConvNeXt's x * gamma")
     elements = math.prod(info.input_shapes[0])
     return Formula(terms={"scale": elements}, macs=0, params=int(info.layer.count_params()),
                    geometry={"elements": elements})

@@ -9,6 +9,8 @@ channels; 1 x D for a dense cell) and its recurrent product
 elementwise terms of its cell. ``return_sequences``, ``go_backwards``,
 ``stateful`` and ``unroll`` do not change the work; a Keras mask adds a select
 per output and state element per step; dropout does nothing at inference.
+A recurrent output depends on every earlier step, so the receptive field
+after one is reported unknown rather than guessed.
 """
 from __future__ import annotations
 
@@ -87,7 +89,10 @@ _CELLS: dict[str, tuple[int, int, Callable[[Any, _Steps], dict[str, int]]]] = {
 }
 
 
-@formula_for("LSTM", "GRU", "SimpleRNN", "RNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")
+_RNN_TYPES = ("LSTM", "GRU", "SimpleRNN", "RNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")
+
+
+@formula_for(*_RNN_TYPES)
 def _recurrent(info: LayerInfo) -> Formula:
     """T steps of the layer's cell (an ``RNN`` layer counts if its cell is a Keras cell)."""
     cell = info.layer.cell
@@ -98,7 +103,8 @@ def _recurrent(info: LayerInfo) -> Formula:
         macs=steps.input_macs + steps.recurrent_macs,
         params=int(info.layer.count_params()),
         geometry={**asdict(steps), "cell": type(cell).__name__,
-                  "return_sequences": bool(info.layer.return_sequences)})
+                  "return_sequences": bool(info.layer.return_sequences)},
+        mixes_all_positions=True)
 
 
 def _cell_entry(cell: Any) -> tuple[int, int, Callable[[Any, _Steps], dict[str, int]]]:
@@ -110,6 +116,8 @@ def _cell_entry(cell: Any) -> tuple[int, int, Callable[[Any, _Steps], dict[str, 
 
 def _steps_of(info: LayerInfo, gates: int) -> _Steps:
     layer, input_shape = info.layer, info.input_shapes[0]
+    if any(d is None or d < 0 for d in input_shape):
+        raise NoFormula(f"{info.type} {info.name!r}: input shape {input_shape} is not fully known (time steps?)")
     batch, steps = input_shape[0], input_shape[1]
     per_step = info.output_shape[2:] if layer.return_sequences else info.output_shape[1:]
     cell = layer.cell
@@ -149,10 +157,8 @@ def _bidirectional(info: LayerInfo) -> Formula:
     terms["merge"] = _MERGE_FLOPS_PER_ELEMENT[layer.merge_mode] * merged_elements
     return Formula(
         terms=terms, macs=sum(cost.macs for cost in costs), params=sum(cost.params for cost in costs),
-        geometry={"merge_mode": layer.merge_mode, "forward": costs[0].geometry, "backward": costs[1].geometry})
-
-
-_RNN_TYPES = frozenset({"LSTM", "GRU", "SimpleRNN", "RNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D"})
+        geometry={"merge_mode": layer.merge_mode, "forward": costs[0].geometry, "backward": costs[1].geometry},
+        mixes_all_positions=True)
 
 
 @formula_for("TimeDistributed")
@@ -160,14 +166,15 @@ def _time_distributed(info: LayerInfo) -> Formula:
     """The inner layer's formula on one step's slice (batch, *rest), times the T steps Keras runs."""
     input_shape, output_shape = info.input_shapes[0], info.output_shape
     steps = input_shape[1]
+    if steps is None or steps < 0:
+        raise NoFormula(f"TimeDistributed {info.name!r}: the number of steps in {input_shape} is not known")
     inner = info.layer.layer
     cost = _inner_cost(LayerInfo(name=f"{info.name}/{inner.name}", type=type(inner).__name__,
                                  input_shapes=((input_shape[0], *input_shape[2:]),),
                                  output_shape=(output_shape[0], *output_shape[2:]), layer=inner))
     return Formula(terms={name: steps * value for name, value in cost.terms.items()},
                    macs=steps * cost.macs, params=cost.params,
-                   geometry={"steps": steps, "inner_type": type(inner).__name__, "inner": cost.geometry},
-                   allocates_output=True)
+                   geometry={"steps": steps, "inner_type": type(inner).__name__, "inner": cost.geometry})
 
 
 def _inner_info(info: LayerInfo, inner: Any, input_shape: Shape) -> LayerInfo:
