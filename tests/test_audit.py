@@ -158,6 +158,7 @@ def test_largest_divergences_come_first_with_causes(audited):
     assert text.index("The five largest divergences") < text.index("Counting conventions against TensorFlow's") \
         < text.index("FLOPs: formulas against the graph")
     assert max(len(line) for line in render_markdown(audit).splitlines() if not line.startswith("|")) <= 100
+    assert "n/a" not in text and "unsupported" in text  # one word for a missing number
 
 
 def hand_report(ops, layer_row) -> Report:

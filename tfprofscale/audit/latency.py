@@ -71,7 +71,7 @@ class LayerTypeFit:
     def lines(self) -> list[str]:
         """Text-report lines: the fit, then its worst-predicted layers."""
         speed = f"{self.achieved_gflops:.1f} GFLOP/s" if self.achieved_gflops is not None else "no positive slope"
-        r2 = f"{self.r2:.3f}" if self.r2 is not None else "n/a"
+        r2 = f"{self.r2:.3f}" if self.r2 is not None else "unsupported"
         lines = [f"{self.layer_type}: time = FLOPs / ({speed}) + {self.intercept_us:.1f} us; R² {r2}, n={self.n}"]
         for worst in self.largest_residuals:
             lines.append(f"  {worst['layer']} ({worst['config_id']}): measured {worst['measured_us']:.1f} us, "

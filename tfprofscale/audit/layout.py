@@ -11,6 +11,8 @@ import textwrap
 
 WIDTH = 100
 MAX_LISTED = 6
+#: The one word for a number a source does not have (null in JSON), as the README defines it.
+UNSUPPORTED = "unsupported"
 
 
 def wrap(text: str, first_prefix: str = "", prefix: str = "  ", width: int = WIDTH) -> list[str]:

@@ -15,7 +15,7 @@ from typing import Any, Union
 from tfprofscale.audit.analysis import Audit
 from tfprofscale.audit.conventions import get_convention
 from tfprofscale.audit.divergences import Divergence, largest_divergences
-from tfprofscale.audit.layout import short_cell, wrap
+from tfprofscale.audit.layout import UNSUPPORTED, short_cell, wrap
 from tfprofscale.audit.memory_model import ALLOCATOR_ROUNDING_BYTES, ALLOCATOR_TRACKING_THRESHOLD_BYTES
 from tfprofscale.profiling.table import binary_bytes, si
 
@@ -34,7 +34,7 @@ Block = Union[str, Table]
 # -- sections ------------------------------------------------------------------------------------
 
 def _count(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:,.0f}"
+    return UNSUPPORTED if value is None else f"{value:,.0f}"
 
 
 def _ratio(value: float | None) -> str:
@@ -135,7 +135,7 @@ def _fusion_blocks(audit: Audit) -> list[Block]:
             for (ops, kernel), configs in patterns.items()]
     example = audit.profiles[0]
     detail = [[f.layer or "", " + ".join(f.graph_op_types), f.kernel_type, _count(f.graph_flops),
-               "n/a" if f.time_us is None else f"{f.time_us:,.1f}",
+               UNSUPPORTED if f.time_us is None else f"{f.time_us:,.1f}",
                "" if f.achieved_gflops is None else f"{f.achieved_gflops:.2f}"] for f in example.fusions]
     return ["Graph ops rewritten into the runtime kernels that really ran (compare per-op estimates with these):",
             Table(["graph ops", "kernel", "fused or rewritten", "configurations"], rows),
@@ -145,8 +145,9 @@ def _fusion_blocks(audit: Audit) -> list[Block]:
 
 def _coverage_blocks(audit: Audit) -> list[Block]:
     rows = [[p.config_id, f"{c.step_time_us:,.1f}", f"{c.traced_step_time_us:,.1f}", f"{c.kernel_time_us:,.1f}",
-             f"{100 * c.share:.0f}%" if c.share is not None else "n/a", f"{c.outside_kernels_us:,.1f}",
-             f"{c.unattributed_time_us:,.1f}", "n/a" if c.profiler_overhead is None else f"x{c.profiler_overhead:.2f}"]
+             f"{100 * c.share:.0f}%" if c.share is not None else UNSUPPORTED, f"{c.outside_kernels_us:,.1f}",
+             f"{c.unattributed_time_us:,.1f}",
+             UNSUPPORTED if c.profiler_overhead is None else f"x{c.profiler_overhead:.2f}"]
             for p in audit.profiles if (c := p.coverage) is not None]
     if not rows:
         return ["No profiler trace in these profiles: coverage needs per-op kernel times."]
@@ -168,7 +169,7 @@ def _memory_blocks(audit: Audit) -> list[Block]:
         rows.append([p.config_id, *map(binary_bytes, (
             e.parameter_bytes, e.activation_peak_bytes, e.activation_sum_bytes, e.workspace_max_bytes,
             e.total_bytes, e.tracked_without_workspace_bytes, e.tracked_total_bytes, m.peak_bytes)),
-            f"x{e.total_bytes / m.peak_bytes:.2f}" if m.peak_bytes else "n/a"])
+            f"x{e.total_bytes / m.peak_bytes:.2f}" if m.peak_bytes else UNSUPPORTED])
         blocks += [f"{p.config_id}: {c.cause}: {c.bytes:+,} B" for c in m.causes]
         blocks += [f"{p.config_id}: {m.note}"] if m.note else []
     if any(p.memory.estimate.chain_assumed for p in audit.profiles):
