@@ -216,3 +216,13 @@ def test_cli_profiles_an_undefined_input_with_input_shape(capsys, write_model, t
     assert conv["graph_flops"] == 2 * (3 * 3 * 3) * 2 * (4 * 3) + 2 * 4 * 3   # Conv2D + BiasAdd
     status = main(["profile", str(path), "--no-trace", "--quiet"])
     assert status == 2 and "--input-shape" in capsys.readouterr().err
+
+
+def test_a_keras_operation_that_is_not_a_layer_gets_a_row_with_its_graph_flops():
+    inputs = keras.Input((4,), name="x")
+    hidden = keras.layers.Dense(4, name="dense")(inputs)
+    report = untimed_report(keras.Model(inputs, hidden + inputs, name="residual_sum"))
+    [add] = [row for row in report.layers if row.type == "ops.Add"]
+    assert add.graph_flops == BATCH * 4 and not add.supported    # one AddV2 over (2, 4)
+    assert report.totals.graph_flops == (2 * BATCH * 4 * 4 + BATCH * 4) + BATCH * 4
+    assert all(op.layer is not None for op in report.ops if op.graph_flops)

@@ -87,7 +87,7 @@ def _trace_keras(model: Any, batch_size: int, example_inputs: Callable[..., Any]
     specs = _input_specs(_model_inputs(model), batch_size, input_shapes)
     multi = len(specs) > 1
     function = tf.function(lambda *xs: model(list(xs) if multi else xs[0], training=False))
-    with nesting.recording_calls(model.layers) as records:
+    with nesting.recording_calls(list(getattr(model, "operations", None) or model.layers)) as records:
         concrete = function.get_concrete_function(*specs)
     fixed_inputs = {_input_layer_name(t): tuple(spec.shape) for t, spec in zip(_model_inputs(model), specs)}
     tree = nesting.expand(model, records, lambda layer: _symbolic_shapes(layer, batch_size, fixed_inputs))
