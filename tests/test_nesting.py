@@ -226,3 +226,30 @@ def test_a_keras_operation_that_is_not_a_layer_gets_a_row_with_its_graph_flops()
     assert add.graph_flops == BATCH * 4 and not add.supported    # one AddV2 over (2, 4)
     assert report.totals.graph_flops == (2 * BATCH * 4 * 4 + BATCH * 4) + BATCH * 4
     assert all(op.layer is not None for op in report.ops if op.graph_flops)
+
+
+def test_sweep_config_takes_one_input_shape_per_input(tmp_path):
+    from tfprofscale.sweep.config import parse_sweep_file
+
+    path = tmp_path / "sweep.ini"
+    path.write_text("[sweep]\nbatch_size = 1\ninput_shape = 32,32,3 7\n")
+    assert parse_sweep_file(path).input_shapes == ((32, 32, 3), (7,))
+    path.write_text("[sweep]\nbatch_size = 1\ninput_shape = 32,x,3\n")
+    with pytest.raises(InputError, match=r"sweep.ini \[sweep\] input_shape '32,x,3': every dimension"):
+        parse_sweep_file(path)
+
+
+def test_predict_takes_input_shape(capsys, write_model):
+    from tfprofscale.cli import main
+
+    status = main(["predict", "no-such-model.json", str(write_model(UNDEFINED_INPUT_MODEL_FILE)),
+                   "--input-shape", "4,-1,3"])
+    err = capsys.readouterr().err
+    assert status == 2 and "--input-shape '4,-1,3': every dimension must be an integer >= 1" in err
+
+
+def test_predict_traces_an_undefined_input_at_the_given_shape(write_model):
+    from tfprofscale.cli.fit import untimed_layer_rows
+
+    rows = untimed_layer_rows(str(write_model(UNDEFINED_INPUT_MODEL_FILE)), [], 1, ((6, 5, 3),))
+    assert next(row for row in rows if row.name == "conv").output_shape == [1, 4, 3, 2]
