@@ -171,3 +171,20 @@ def test_xla_call_ops_are_timed_from_their_async_start_events():
     [kernel] = call_op_times_from_events(events, trace_steps=2)
     assert kernel.name == "m/grouped_1/StatefulPartitionedCall"
     assert kernel.time_us == (100.0 + 60.0) / 2 and kernel.occurrences == 1.0
+
+
+def test_with_tracing_on_every_layer_that_works_has_time_and_no_kernel_is_unattributed(tmp_path):
+    import tfprofscale
+
+    inputs = keras.Input((8, 8, 4))
+    x = keras.layers.Conv2D(4, 3, groups=2, name="grouped")(inputs)
+    x = keras.layers.Reshape((36, 4), name="steps")(x)
+    x = keras.layers.LSTM(16, name="lstm")(x)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(x), name="mixed")
+    report = tfprofscale.profile(model, batch_size=2, steps=2, warmup=2, trace_steps=2, logdir=str(tmp_path))
+    working = [row for row in report.layers if row.graph_flops]
+    assert {row.name for row in working} == {"grouped", "lstm", "head"}
+    assert all(row.time_us and row.time_us > 0 for row in working)
+    call = next(op for op in report.ops if op.name.endswith("grouped_1/StatefulPartitionedCall"))
+    assert call.layer == "grouped" and call.time_us > 0           # the XLA-run grouped conv, timed as one kernel
+    assert report.totals.unattributed_time_us == 0

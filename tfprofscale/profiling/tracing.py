@@ -134,11 +134,14 @@ def _input_specs(inputs: Sequence[Any], batch_size: int, input_shapes: Sequence[
         raise InputError(f"--input-shape given {len(input_shapes)} time(s) but the model has {len(inputs)} input(s):"
                          " give it once per input, in order")
     return [_fixed_spec(t.shape, t.dtype, getattr(t, "name", None) or f"input_{i}", batch_size,
-                        None if input_shapes is None else input_shapes[i])
+                        None if input_shapes is None else input_shapes[i], label=_input_layer_name(t))
             for i, t in enumerate(inputs)]
 
 
-def _fixed_spec(shape: Any, dtype: Any, name: str, batch_size: int, given: Shape | None = None) -> tf.TensorSpec:
+def _fixed_spec(shape: Any, dtype: Any, name: str, batch_size: int, given: Shape | None = None,
+                label: str | None = None) -> tf.TensorSpec:
+    """The input's spec at ``batch_size``; messages call it ``label`` (its InputLayer's name) when known."""
+    spec_name, name = name, label or name
     dims = tuple(shape)
     if not dims:
         raise InputError(f"model input {name!r} is a scalar: it needs a batch dimension")
@@ -148,7 +151,7 @@ def _fixed_spec(shape: Any, dtype: Any, name: str, batch_size: int, given: Shape
             f"model input {name!r} has shape {_show(dims)}: every dimension beyond the batch must be fixed;"
             f" give it with --input-shape, e.g. --input-shape {_example_shape(dims)}"
         )
-    return tf.TensorSpec((batch_size, *per_example), tf.as_dtype(dtype), name=_safe_name(name))
+    return tf.TensorSpec((batch_size, *per_example), tf.as_dtype(dtype), name=_safe_name(spec_name))
 
 
 def _given_shape(dims: Sequence[Any], given: Shape, name: str) -> Shape:
