@@ -188,3 +188,15 @@ def test_with_tracing_on_every_layer_that_works_has_time_and_no_kernel_is_unattr
     call = next(op for op in report.ops if op.name.endswith("grouped_1/StatefulPartitionedCall"))
     assert call.layer == "grouped" and call.time_us > 0           # the XLA-run grouped conv, timed as one kernel
     assert report.totals.unattributed_time_us == 0
+
+
+def test_a_loop_counts_what_the_same_lstm_unrolled_counts_plus_its_counters():
+    # Independent route: unroll=True traces the T cell steps into the top-level graph, where tfprof counts them.
+    def lstm(unroll):
+        inputs = keras.Input((T, D))
+        return keras.Model(inputs, keras.layers.LSTM(U, unroll=unroll, name="lstm")(inputs))
+
+    unrolled = graph_stats.graph_stats(tracing.trace(lstm(True), B).graph)
+    looped = graph_stats.graph_stats(tracing.trace(lstm(False), B).graph)
+    assert unrolled.tfprof_flops == unrolled.total_flops == T * (LSTM_STEP - 2)
+    assert looped.total_flops == unrolled.total_flops + 2 * T   # the While's two scalar counters per trip
