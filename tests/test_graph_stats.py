@@ -200,3 +200,14 @@ def test_a_loop_counts_what_the_same_lstm_unrolled_counts_plus_its_counters():
     looped = graph_stats.graph_stats(tracing.trace(lstm(False), B).graph)
     assert unrolled.tfprof_flops == unrolled.total_flops == T * (LSTM_STEP - 2)
     assert looped.total_flops == unrolled.total_flops + 2 * T   # the While's two scalar counters per trip
+
+
+def test_a_call_whose_body_cannot_be_found_is_named_uncounted_not_zero(monkeypatch):
+    from tfprofscale.profiling.function_library import FunctionLookup
+
+    inputs = keras.Input((8, 8, 4))
+    model = keras.Model(inputs, keras.layers.Conv2D(6, 3, groups=2, name="grouped")(inputs))
+    monkeypatch.setattr(FunctionLookup, "graph", lambda self, name, caller: None)
+    stats = graph_stats.graph_stats(tracing.trace(model, 2).graph)
+    call = next(op for op in stats.ops if op.type == "StatefulPartitionedCall")
+    assert call.flops is None and stats.uncounted() == {"StatefulPartitionedCall": 1}
