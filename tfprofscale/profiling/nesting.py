@@ -18,6 +18,7 @@ defined.
 """
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
@@ -28,6 +29,9 @@ from tfprofscale.profiling.records import LayerInfo, Shape
 
 #: Top-level packages whose layers are leaves (their formulas cost them whole).
 KERAS_PACKAGES = ("keras", "tf_keras")
+
+#: Call arguments that are not inputs (Keras' symbolic ``layer.input`` leaves them out too).
+NOT_INPUTS = frozenset({"mask", "training", "attention_mask", "return_attention_scores", "use_causal_mask"})
 
 
 @dataclass
@@ -114,7 +118,7 @@ def _recorder(layer: Any, records: dict[int, CallRecord]) -> Any:
         if not scoped:
             record.created_ops.extend(op.name for op in graph.get_operations()[before:])
         if record.output_shape is None:
-            record.input_shapes = tensor_shapes(args[0] if args else kwargs.get("inputs"))
+            record.input_shapes = tensor_shapes((args, {k: v for k, v in kwargs.items() if k not in NOT_INPUTS}))
             record.output_shape = next(iter(tensor_shapes(outputs)), None)
         return outputs
 
@@ -256,15 +260,8 @@ def _inbound_names(layer: Any) -> list[str]:
 def _own_work(layer: Any, path: str) -> OwnWork:
     inside = {id(w) for sub in sublayers(layer, recursive=True) for w in sub.weights}
     own = [w for w in getattr(layer, "weights", []) if id(w) not in inside]
-    params = sum(int(w.shape.num_elements() if hasattr(w.shape, "num_elements") else _prod(w.shape)) for w in own)
+    params = sum(math.prod(int(d) for d in w.shape) for w in own)
     return OwnWork(path, params, getattr(layer, "compute_dtype", None) or "float32")
-
-
-def _prod(shape: Any) -> int:
-    total = 1
-    for dim in shape:
-        total *= int(dim)
-    return total
 
 
 def expand(model: Any, records: dict[int, CallRecord], fallback: Any) -> LayerTree:

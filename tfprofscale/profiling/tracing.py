@@ -112,7 +112,7 @@ def _symbolic_shapes(layer: Any, batch_size: int, fixed_inputs: dict[str | None,
                      ) -> tuple[tuple[Shape, ...], Shape]:
     """Input and output shapes from the layer's symbolic tensors (for layers not called while tracing)."""
     if layer.name in fixed_inputs:
-        return (), fixed_inputs[layer.name]
+        return (fixed_inputs[layer.name],), fixed_inputs[layer.name]
     input_shapes = tuple(_with_batch(t.shape, batch_size) for t in _as_list(_symbolic(layer, "input")))
     return input_shapes, _with_batch(_as_list(_symbolic(layer, "output"))[0].shape, batch_size)
 
