@@ -253,3 +253,12 @@ def test_predict_traces_an_undefined_input_at_the_given_shape(write_model):
 
     rows = untimed_layer_rows(str(write_model(UNDEFINED_INPUT_MODEL_FILE)), [], 1, ((6, 5, 3),))
     assert next(row for row in rows if row.name == "conv").output_shape == [1, 4, 3, 2]
+
+
+def test_recorded_input_shapes_cover_every_tensor_argument_at_the_fixed_batch():
+    query, value = keras.Input((5, 8), name="query"), keras.Input((7, 6), name="value")
+    attention = keras.layers.MultiHeadAttention(2, 4, name="mha")(query=query, value=value)
+    traced = tracing.trace(keras.Model([query, value], attention), BATCH)
+    mha = next(info for info in traced.layers if info.name == "mha")
+    assert mha.input_shapes == ((BATCH, 5, 8), (BATCH, 7, 6)) and mha.output_shape == (BATCH, 5, 8)
+    assert mha.inbound == ("query", "value")
