@@ -211,3 +211,22 @@ def test_a_call_whose_body_cannot_be_found_is_named_uncounted_not_zero(monkeypat
     stats = graph_stats.graph_stats(tracing.trace(model, 2).graph)
     call = next(op for op in stats.ops if op.type == "StatefulPartitionedCall")
     assert call.flops is None and stats.uncounted() == {"StatefulPartitionedCall": 1}
+
+
+def test_bodies_rebuilt_from_the_function_library_count_the_same(monkeypatch, lstm):
+    # Where Python no longer holds the traced FuncGraphs (a loaded SavedModel), bodies come from GraphDef.library.
+    from tfprofscale.profiling.function_library import FunctionLookup
+
+    traced, held, _ = lstm
+    monkeypatch.setattr(FunctionLookup, "graph", FunctionLookup.imported)
+    rebuilt = graph_stats.graph_stats(traced.graph)
+    assert rebuilt.total_flops == held.total_flops == T * LSTM_STEP
+
+
+def test_a_nested_call_rebuilt_from_the_function_library_counts_the_same(monkeypatch):
+    from tfprofscale.profiling.function_library import FunctionLookup
+
+    inputs = keras.Input((8, 8, 4))
+    graph = tracing.trace(keras.Model(inputs, keras.layers.Conv2D(6, 3, groups=2)(inputs)), 2).graph
+    monkeypatch.setattr(FunctionLookup, "graph", FunctionLookup.imported)
+    assert graph_stats.graph_stats(graph).total_flops == 15552 + 432   # as worked out above: conv + bias
