@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from typing import Iterator
 
 import tensorflow as tf
 from tensorflow.python.framework import ops as tf_ops
@@ -94,7 +96,8 @@ class GraphStats:
 def graph_stats(graph: tf.Graph) -> GraphStats:
     """Count every op of ``graph`` and of the function bodies it runs."""
     counted = tfprof_flops(graph)
-    ops = _count_graph(graph, (), 1, True, FunctionLookup(graph), counted)
+    with _quiet_tensorflow():  # TensorFlow's statistics log a deprecation notice on first use
+        ops = _count_graph(graph, (), 1, True, FunctionLookup(graph), counted)
     return _with_total(ops, tfprof_total=sum(counted.values()))
 
 
@@ -180,16 +183,23 @@ def _executed(op: GraphOp, executions: int) -> GraphOp:
     return replace(op, executions=executions, flops=flops if op.runs else 0)
 
 
+@contextmanager
+def _quiet_tensorflow() -> Iterator[None]:
+    """TensorFlow's Python logger at ERROR for the duration."""
+    logger = logging.getLogger("tensorflow")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def tfprof_flops(graph: tf.Graph) -> dict[str, int]:
     """Op name -> FLOPs, as counted by ``model_analyzer.profile``."""
     options = ProfileOptionBuilder(ProfileOptionBuilder.float_operation()).with_empty_output().build()
-    quiet = logging.getLogger("tensorflow")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
-    try:
+    with _quiet_tensorflow():
         root = model_analyzer.profile(graph, options=options)
-    finally:
-        quiet.setLevel(level)
     counted: dict[str, int] = {}
     stack = list(root.children)
     while stack:
