@@ -171,3 +171,62 @@ def test_xla_call_ops_are_timed_from_their_async_start_events():
     [kernel] = call_op_times_from_events(events, trace_steps=2)
     assert kernel.name == "m/grouped_1/StatefulPartitionedCall"
     assert kernel.time_us == (100.0 + 60.0) / 2 and kernel.occurrences == 1.0
+
+
+def test_with_tracing_on_every_layer_that_works_has_time_and_no_kernel_is_unattributed(tmp_path):
+    import tfprofscale
+
+    inputs = keras.Input((8, 8, 4))
+    x = keras.layers.Conv2D(4, 3, groups=2, name="grouped")(inputs)
+    x = keras.layers.Reshape((36, 4), name="steps")(x)
+    x = keras.layers.LSTM(16, name="lstm")(x)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(x), name="mixed")
+    report = tfprofscale.profile(model, batch_size=2, steps=2, warmup=2, trace_steps=2, logdir=str(tmp_path))
+    working = [row for row in report.layers if row.graph_flops]
+    assert {row.name for row in working} == {"grouped", "lstm", "head"}
+    assert all(row.time_us and row.time_us > 0 for row in working)
+    call = next(op for op in report.ops if op.name.endswith("grouped_1/StatefulPartitionedCall"))
+    assert call.layer == "grouped" and call.time_us > 0           # the XLA-run grouped conv, timed as one kernel
+    assert report.totals.unattributed_time_us == 0
+
+
+def test_a_loop_counts_what_the_same_lstm_unrolled_counts_plus_its_counters():
+    # Independent route: unroll=True traces the T cell steps into the top-level graph, where tfprof counts them.
+    def lstm(unroll):
+        inputs = keras.Input((T, D))
+        return keras.Model(inputs, keras.layers.LSTM(U, unroll=unroll, name="lstm")(inputs))
+
+    unrolled = graph_stats.graph_stats(tracing.trace(lstm(True), B).graph)
+    looped = graph_stats.graph_stats(tracing.trace(lstm(False), B).graph)
+    assert unrolled.tfprof_flops == unrolled.total_flops == T * (LSTM_STEP - 2)
+    assert looped.total_flops == unrolled.total_flops + 2 * T   # the While's two scalar counters per trip
+
+
+def test_a_call_whose_body_cannot_be_found_is_named_uncounted_not_zero(monkeypatch):
+    from tfprofscale.profiling.function_library import FunctionLookup
+
+    inputs = keras.Input((8, 8, 4))
+    model = keras.Model(inputs, keras.layers.Conv2D(6, 3, groups=2, name="grouped")(inputs))
+    monkeypatch.setattr(FunctionLookup, "graph", lambda self, name, caller: None)
+    stats = graph_stats.graph_stats(tracing.trace(model, 2).graph)
+    call = next(op for op in stats.ops if op.type == "StatefulPartitionedCall")
+    assert call.flops is None and stats.uncounted() == {"StatefulPartitionedCall": 1}
+
+
+def test_bodies_rebuilt_from_the_function_library_count_the_same(monkeypatch, lstm):
+    # Where Python no longer holds the traced FuncGraphs (a loaded SavedModel), bodies come from GraphDef.library.
+    from tfprofscale.profiling.function_library import FunctionLookup
+
+    traced, held, _ = lstm
+    monkeypatch.setattr(FunctionLookup, "graph", FunctionLookup.imported)
+    rebuilt = graph_stats.graph_stats(traced.graph)
+    assert rebuilt.total_flops == held.total_flops == T * LSTM_STEP
+
+
+def test_a_nested_call_rebuilt_from_the_function_library_counts_the_same(monkeypatch):
+    from tfprofscale.profiling.function_library import FunctionLookup
+
+    inputs = keras.Input((8, 8, 4))
+    graph = tracing.trace(keras.Model(inputs, keras.layers.Conv2D(6, 3, groups=2)(inputs)), 2).graph
+    monkeypatch.setattr(FunctionLookup, "graph", FunctionLookup.imported)
+    assert graph_stats.graph_stats(graph).total_flops == 15552 + 432   # as worked out above: conv + bias

@@ -216,3 +216,49 @@ def test_cli_profiles_an_undefined_input_with_input_shape(capsys, write_model, t
     assert conv["graph_flops"] == 2 * (3 * 3 * 3) * 2 * (4 * 3) + 2 * 4 * 3   # Conv2D + BiasAdd
     status = main(["profile", str(path), "--no-trace", "--quiet"])
     assert status == 2 and "--input-shape" in capsys.readouterr().err
+
+
+def test_a_keras_operation_that_is_not_a_layer_gets_a_row_with_its_graph_flops():
+    inputs = keras.Input((4,), name="x")
+    hidden = keras.layers.Dense(4, name="dense")(inputs)
+    report = untimed_report(keras.Model(inputs, hidden + inputs, name="residual_sum"))
+    [add] = [row for row in report.layers if row.type == "ops.Add"]
+    assert add.graph_flops == BATCH * 4 and not add.supported    # one AddV2 over (2, 4)
+    assert report.totals.graph_flops == (2 * BATCH * 4 * 4 + BATCH * 4) + BATCH * 4
+    assert all(op.layer is not None for op in report.ops if op.graph_flops)
+
+
+def test_sweep_config_takes_one_input_shape_per_input(tmp_path):
+    from tfprofscale.sweep.config import parse_sweep_file
+
+    path = tmp_path / "sweep.ini"
+    path.write_text("[sweep]\nbatch_size = 1\ninput_shape = 32,32,3 7\n")
+    assert parse_sweep_file(path).input_shapes == ((32, 32, 3), (7,))
+    path.write_text("[sweep]\nbatch_size = 1\ninput_shape = 32,x,3\n")
+    with pytest.raises(InputError, match=r"sweep.ini \[sweep\] input_shape '32,x,3': every dimension"):
+        parse_sweep_file(path)
+
+
+def test_predict_takes_input_shape(capsys, write_model):
+    from tfprofscale.cli import main
+
+    status = main(["predict", "no-such-model.json", str(write_model(UNDEFINED_INPUT_MODEL_FILE)),
+                   "--input-shape", "4,-1,3"])
+    err = capsys.readouterr().err
+    assert status == 2 and "--input-shape '4,-1,3': every dimension must be an integer >= 1" in err
+
+
+def test_predict_traces_an_undefined_input_at_the_given_shape(write_model):
+    from tfprofscale.cli.fit import untimed_layer_rows
+
+    rows = untimed_layer_rows(str(write_model(UNDEFINED_INPUT_MODEL_FILE)), [], 1, ((6, 5, 3),))
+    assert next(row for row in rows if row.name == "conv").output_shape == [1, 4, 3, 2]
+
+
+def test_recorded_input_shapes_cover_every_tensor_argument_at_the_fixed_batch():
+    query, value = keras.Input((5, 8), name="query"), keras.Input((7, 6), name="value")
+    attention = keras.layers.MultiHeadAttention(2, 4, name="mha")(query=query, value=value)
+    traced = tracing.trace(keras.Model([query, value], attention), BATCH)
+    mha = next(info for info in traced.layers if info.name == "mha")
+    assert mha.input_shapes == ((BATCH, 5, 8), (BATCH, 7, 6)) and mha.output_shape == (BATCH, 5, 8)
+    assert mha.inbound == ("query", "value")

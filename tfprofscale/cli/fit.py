@@ -35,6 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                          help="model parameter (repeatable)")
     predict.add_argument("--batch-size", type=int, default=1, help="inference batch size (default 1)")
+    predict.add_argument("--input-shape", action="append", default=[], metavar="D1,D2,...",
+                         help="per-example input shape for inputs the model leaves undefined (once per input)")
     predict.set_defaults(run=run_predict)
 
 
@@ -64,15 +66,18 @@ def run_fit(args: argparse.Namespace) -> int:
 
 def run_predict(args: argparse.Namespace) -> int:
     """Trace the configuration, predict its step latency, print it per layer."""
+    from tfprofscale.profiling.input_shapes import parse_input_shapes
+
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be an integer >= 1, got {args.batch_size}")
+    input_shapes = parse_input_shapes(args.input_shape)
     check_input_file(args.latency_model, "latency model")
     check_input_file(args.model, "model file")
     import_tensorflow_quietly()
     from tfprofscale.audit.latency import LatencyModel
 
     model = LatencyModel.load(args.latency_model)
-    layers = untimed_layer_rows(args.model, args.param, args.batch_size)
+    layers = untimed_layer_rows(args.model, args.param, args.batch_size, input_shapes)
     layer_us = model.layer_times_us(layers)
     width = max(len(f"{row.name} ({row.type})") for row in layers)
     for row, time_us in zip(layers, layer_us):
@@ -93,7 +98,8 @@ def check_sweep_dir(path: str) -> None:
     raise InputError(f"sweep directory {path} does not exist")
 
 
-def untimed_layer_rows(model_path: str, param_pairs: list[str], batch_size: int) -> list["LayerRow"]:
+def untimed_layer_rows(model_path: str, param_pairs: list[str], batch_size: int,
+                       input_shapes: tuple[tuple[int, ...], ...] | None = None) -> list["LayerRow"]:
     """The per-layer rows of one configuration from its graph and formulas, without running it."""
     from tfprofscale.formulas import analytic
     from tfprofscale.profiling import graph_stats, loading, tracing
@@ -103,7 +109,7 @@ def untimed_layer_rows(model_path: str, param_pairs: list[str], batch_size: int)
     model_file = loading.load_model_file(model_path)
     params = loading.parse_params(param_pairs, model_file)
     traced = tracing.trace(loading.build(model_file, params), batch_size, model_file.example_inputs, params,
-                           with_inputs=False)
+                           input_shapes, with_inputs=False)
     stats = graph_stats.graph_stats(traced.graph)
     costs = analytic.analyze_layers(traced.layers)
     ops = attribute_ops(stats, None, traced.layer_of)

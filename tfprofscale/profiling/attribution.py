@@ -53,7 +53,8 @@ def attribute_ops(stats: GraphStats, kernels: list[KernelTime] | None,
     rows: dict[str, OpRow] = {}
     for op in stats.ops:
         kernel = timed.get(op.name)
-        if kernel is None and (op.type in STRUCTURAL_OP_TYPES or op.type in BODY_OP_TYPES or not op.runs):
+        if kernel is None and (op.type in STRUCTURAL_OP_TYPES or op.type in BODY_OP_TYPES and op.flops == 0
+                               or not op.runs):
             continue
         rows[op.name] = _graph_row(op, kernel, layer_of, traced=kernels is not None)
     for kernel in timed.values():

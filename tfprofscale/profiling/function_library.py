@@ -57,10 +57,12 @@ def bodies(op: tf.Operation, library: "FunctionLookup") -> list[Body]:
 
 
 class FunctionLookup:
-    """Library functions by name, searched in the graph and the function graphs inside it."""
+    """Library functions by name: the traced FuncGraphs where Python still holds them, else
+    rebuilt from the graph's function library (``GraphDef.library``) with the caller's input shapes."""
 
     def __init__(self, graph: Any) -> None:
         self.graphs = [graph]
+        self._library: dict[str, Any] | None = None
 
     def graph(self, name: str, caller: tf.Operation) -> Any:
         """The FuncGraph of function ``name``, or None when it is not found."""
@@ -71,7 +73,18 @@ class FunctionLookup:
                 if body not in self.graphs:
                     self.graphs.append(body)
                 return body
-        return None
+        return self.imported(name, caller)
+
+    def imported(self, name: str, caller: tf.Operation) -> Any:
+        """Function ``name`` rebuilt from the library's FunctionDef, shapes inferred from the caller's inputs."""
+        from tensorflow.python.framework.function_def_to_graph import function_def_to_graph
+
+        if self._library is None:
+            self._library = {f.signature.name: f for f in self.graphs[0].as_graph_def(add_shapes=True).library.function}
+        definition = self._library.get(name)
+        if definition is None:
+            return None
+        return function_def_to_graph(definition, input_shapes=[t.shape for t in caller.inputs])
 
 
 def live_ops(graph: Any) -> set[str]:

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from typing import Iterator
 
 import tensorflow as tf
 from tensorflow.python.framework import ops as tf_ops
@@ -48,9 +50,10 @@ class GraphOp:
     local_name: str | None = None
 
     @property
-    def computes(self) -> bool:
-        """An op that runs and is neither structural nor a call (whose work is its body's)."""
-        return self.runs and self.type not in STRUCTURAL_OP_TYPES and self.type not in BODY_OP_TYPES
+    def uncounted_work(self) -> bool:
+        """An op that runs and computes, but whose FLOPs nobody counted."""
+        return (self.runs and self.flops is None and self.type not in STRUCTURAL_OP_TYPES
+                and self.type not in DATA_MOVEMENT_OP_TYPES)
 
 
 BODY_OP_TYPES = function_library.CALL_OP_TYPES | function_library.WHILE_OP_TYPES
@@ -79,8 +82,7 @@ class GraphStats:
 
     def uncounted(self) -> dict[str, int]:
         """Op type -> how many computing ops of that type run with no FLOPs counted."""
-        return dict(Counter(op.type for op in self.ops
-                            if op.computes and op.flops is None and op.type not in DATA_MOVEMENT_OP_TYPES))
+        return dict(Counter(op.type for op in self.ops if op.uncounted_work))
 
     def flops_by_source(self) -> dict[str, int]:
         """Counted FLOPs per step split by who counted them ("tfprof", "tfprofscale")."""
@@ -94,14 +96,8 @@ class GraphStats:
 def graph_stats(graph: tf.Graph) -> GraphStats:
     """Count every op of ``graph`` and of the function bodies it runs."""
     counted = tfprof_flops(graph)
-    live = function_library.live_ops(graph)
-    lookup = FunctionLookup(graph)
-    ops: list[GraphOp] = []
-    for op in graph.get_operations():
-        runs = op.name in live
-        flops, source = _top_level_flops(graph, op, counted)
-        ops.append(_graph_op(op, op.name, (), flops, source, 1, runs, prefix=""))
-        ops.extend(_body_ops(op, (op.name,), 1, runs, lookup))
+    with _quiet_tensorflow():  # TensorFlow's statistics log a deprecation notice on first use
+        ops = _count_graph(graph, (), 1, True, FunctionLookup(graph), counted)
     return _with_total(ops, tfprof_total=sum(counted.values()))
 
 
@@ -109,28 +105,36 @@ def _with_total(ops: list[GraphOp], tfprof_total: int) -> GraphStats:
     return GraphStats(ops=ops, total_flops=sum(op.flops or 0 for op in ops), tfprof_flops=tfprof_total)
 
 
-def _top_level_flops(graph: tf.Graph, op: tf.Operation, counted: dict[str, int]) -> tuple[int | None, str | None]:
-    if op.type in BODY_OP_TYPES:
-        return 0, None
-    if _tensorflow_flops(graph, op) is not None:
-        return counted.get(op.name, 0), op_statistics.TENSORFLOW
-    return _our_flops(graph, op)
-
-
-def _body_ops(op: tf.Operation, site: tuple[str, ...], executions: int | None, runs: bool,
-              lookup: FunctionLookup) -> list[GraphOp]:
+def _count_graph(graph: tf.Graph, site: tuple[str, ...], executions: int | None, runs: bool,
+                 lookup: FunctionLookup, tfprof_counts: dict[str, int] | None = None) -> list[GraphOp]:
+    """Every op of ``graph`` (the top level, or a body run from ``site``) and of the bodies they run."""
+    live = function_library.live_ops(graph)
+    prefix = "/".join(site) + "/" if site else ""
     found: list[GraphOp] = []
-    for body in function_library.bodies(op, lookup):
-        body_executions = None if executions is None or body.runs is None else executions * body.runs
-        live = function_library.live_ops(body.graph)
-        prefix = "/".join(site) + "/"
-        for inner in body.graph.get_operations():
-            inner_runs = runs and inner.name in live
-            flops, source = _body_flops(body.graph, inner)
-            found.append(_graph_op(inner, prefix + inner.name, site, flops, source, body_executions,
-                                   inner_runs, prefix))
-            found.extend(_body_ops(inner, (*site, inner.name), body_executions, inner_runs, lookup))
+    for op in graph.get_operations():
+        op_runs = runs and op.name in live
+        bodies = function_library.bodies(op, lookup)
+        flops, source = _op_flops(graph, op, tfprof_counts, has_bodies=bool(bodies))
+        found.append(_graph_op(op, prefix + op.name, site, flops, source, executions, op_runs, prefix))
+        for body in bodies:
+            body_executions = None if executions is None or body.runs is None else executions * body.runs
+            found.extend(_count_graph(body.graph, (*site, op.name), body_executions, op_runs, lookup))
     return found
+
+
+def _op_flops(graph: tf.Graph, op: tf.Operation, tfprof_counts: dict[str, int] | None,
+              has_bodies: bool) -> tuple[int | None, str | None]:
+    """FLOPs of one execution: tfprof's (top level) or TensorFlow's statistics, else ours, else None.
+
+    A call or loop op counts 0 itself (its body's ops are counted), None when its body is not found.
+    """
+    if op.type in BODY_OP_TYPES:
+        return (0, None) if has_bodies else (None, None)
+    tensorflow = _tensorflow_flops(graph, op)
+    if tensorflow is not None:
+        flops = tfprof_counts.get(op.name, 0) if tfprof_counts is not None else tensorflow
+        return flops, op_statistics.TENSORFLOW
+    return _our_flops(graph, op)
 
 
 def _graph_op(op: tf.Operation, name: str, site: tuple[str, ...], flops: int | None, source: str | None,
@@ -141,15 +145,6 @@ def _graph_op(op: tf.Operation, name: str, site: tuple[str, ...], flops: int | N
         flops_source=source, flops_per_execution=flops, executions=executions, runs=runs, site=site,
         local_name=op.name if site else None,
     )
-
-
-def _body_flops(graph: tf.Graph, op: tf.Operation) -> tuple[int | None, str | None]:
-    if op.type in BODY_OP_TYPES:
-        return 0, None
-    flops = _tensorflow_flops(graph, op)
-    if flops is not None:
-        return flops, op_statistics.TENSORFLOW
-    return _our_flops(graph, op)
 
 
 def _our_flops(graph: tf.Graph, op: tf.Operation) -> tuple[int | None, str | None]:
@@ -188,16 +183,23 @@ def _executed(op: GraphOp, executions: int) -> GraphOp:
     return replace(op, executions=executions, flops=flops if op.runs else 0)
 
 
+@contextmanager
+def _quiet_tensorflow() -> Iterator[None]:
+    """TensorFlow's Python logger at ERROR for the duration."""
+    logger = logging.getLogger("tensorflow")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def tfprof_flops(graph: tf.Graph) -> dict[str, int]:
     """Op name -> FLOPs, as counted by ``model_analyzer.profile``."""
     options = ProfileOptionBuilder(ProfileOptionBuilder.float_operation()).with_empty_output().build()
-    quiet = logging.getLogger("tensorflow")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
-    try:
+    with _quiet_tensorflow():
         root = model_analyzer.profile(graph, options=options)
-    finally:
-        quiet.setLevel(level)
     counted: dict[str, int] = {}
     stack = list(root.children)
     while stack:

@@ -5,7 +5,10 @@ Keras layers (its sublayers tracked by Keras), are walked recursively: each
 leaf becomes a ``LayerInfo`` named by its path (``outer/inner/conv``), with
 the path of its enclosing model as ``parent`` and its nesting ``depth``.
 Keras' own layers (LSTM, MultiHeadAttention, Bidirectional ...) stay leaves:
-their formulas cover them whole.
+their formulas cover them whole. Keras operations that are not layers (the
+``x + y`` of a residual connection in a Functional model, an
+``keras.ops.numpy.Add``) are rows too, typed ``ops.Add``, with the graph ops
+they created: they have no formula, but their work and time are counted.
 
 While the model is traced, every layer's ``call`` is wrapped to record the
 name scopes it really runs under (Keras uniquifies them inside
@@ -15,6 +18,7 @@ defined.
 """
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
@@ -26,6 +30,9 @@ from tfprofscale.profiling.records import LayerInfo, Shape
 #: Top-level packages whose layers are leaves (their formulas cost them whole).
 KERAS_PACKAGES = ("keras", "tf_keras")
 
+#: Call arguments that are not inputs (Keras' symbolic ``layer.input`` leaves them out too).
+NOT_INPUTS = frozenset({"mask", "training", "attention_mask", "return_attention_scores", "use_causal_mask"})
+
 
 @dataclass
 class CallRecord:
@@ -34,6 +41,7 @@ class CallRecord:
     scopes: list[str] = field(default_factory=list)
     input_shapes: tuple[Shape, ...] | None = None
     output_shape: Shape | None = None
+    created_ops: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -75,10 +83,14 @@ def recording_calls(layers: Sequence[Any]) -> Iterator[dict[int, CallRecord]]:
 
 
 def _with_sublayers(layers: Sequence[Any]) -> list[Any]:
+    """The layers, their sublayers and the operations of nested models, each once."""
     every: dict[int, Any] = {}
-    for layer in layers:
-        for each in (layer, *sublayers(layer, recursive=True)):
-            every.setdefault(id(each), each)
+    stack = list(layers)
+    while stack:
+        each = stack.pop()
+        if id(each) not in every:
+            every[id(each)] = each
+            stack.extend(_children(each) if _is_layer(each) else ())
     return list(every.values())
 
 
@@ -93,14 +105,20 @@ def sublayers(layer: Any, recursive: bool = False) -> list[Any]:
 def _recorder(layer: Any, records: dict[int, CallRecord]) -> Any:
     original = layer.call
 
+    scoped = _is_layer(layer)
+
     def call(*args: Any, **kwargs: Any) -> Any:
         record = records.setdefault(id(layer), CallRecord())
         scope = tf.get_current_name_scope()
-        if scope not in record.scopes:
+        if scoped and scope not in record.scopes:
             record.scopes.append(scope)
+        graph = tf.compat.v1.get_default_graph()
+        before = 0 if scoped else len(graph.get_operations())
         outputs = original(*args, **kwargs)
+        if not scoped:
+            record.created_ops.extend(op.name for op in graph.get_operations()[before:])
         if record.output_shape is None:
-            record.input_shapes = tensor_shapes(args[0] if args else kwargs.get("inputs"))
+            record.input_shapes = tensor_shapes((args, {k: v for k, v in kwargs.items() if k not in NOT_INPUTS}))
             record.output_shape = next(iter(tensor_shapes(outputs)), None)
         return outputs
 
@@ -115,6 +133,12 @@ def tensor_shapes(value: Any) -> tuple[Shape, ...]:
         if shape is not None and getattr(item, "dtype", None) is not None and shape.rank is not None:
             shapes.append(tuple(-1 if d is None else int(d) for d in shape))
     return tuple(shapes)
+
+
+def _is_layer(operation: Any) -> bool:
+    import keras
+
+    return isinstance(operation, keras.layers.Layer)
 
 
 def is_composite(layer: Any) -> bool:
@@ -132,7 +156,7 @@ def _children(layer: Any) -> list[Any]:
     import keras
 
     if isinstance(layer, keras.Model):
-        return list(layer.layers)
+        return list(getattr(layer, "operations", None) or layer.layers)
     return sublayers(layer)
 
 
@@ -171,7 +195,7 @@ class _Expander:
             if record is None and context.depth > 0:
                 continue  # never called: does no work
             inbound = self._inbound(layer, context)
-            for scope in record.scopes if record else ():
+            for scope in [*record.scopes, *record.created_ops] if record else ():
                 self.scopes.setdefault(scope, path)
             self.layers.append(self._info(layer, path, inbound, context, record))
             self.exits[path] = (path,)
@@ -202,12 +226,18 @@ class _Expander:
             input_shapes, output_shape = self.fallback(layer)
         else:
             input_shapes, output_shape = record.input_shapes or (), record.output_shape
-        composite = is_composite(layer)
         return LayerInfo(
-            name=path, type=type(layer).__name__, input_shapes=tuple(input_shapes), output_shape=output_shape,
+            name=path, type=_row_type(layer), input_shapes=tuple(input_shapes), output_shape=output_shape,
             scope=record.scopes[0] if record and record.scopes else None, inbound=inbound,
-            layer=_own_work(layer, path) if composite else layer, parent=context.parent, depth=context.depth,
+            layer=layer if _is_layer(layer) and not is_composite(layer) else _own_work(layer, path),
+            parent=context.parent, depth=context.depth,
         )
+
+
+def _row_type(operation: Any) -> str:
+    """The class name; ``ops.<class>`` for a Keras operation that is not a layer (no formula applies)."""
+    name = type(operation).__name__
+    return name if _is_layer(operation) else f"ops.{name}"
 
 
 def _outputs(layer: Any) -> list[Any]:
@@ -229,16 +259,9 @@ def _inbound_names(layer: Any) -> list[str]:
 
 def _own_work(layer: Any, path: str) -> OwnWork:
     inside = {id(w) for sub in sublayers(layer, recursive=True) for w in sub.weights}
-    own = [w for w in layer.weights if id(w) not in inside]
-    params = sum(int(w.shape.num_elements() if hasattr(w.shape, "num_elements") else _prod(w.shape)) for w in own)
+    own = [w for w in getattr(layer, "weights", []) if id(w) not in inside]
+    params = sum(math.prod(int(d) for d in w.shape) for w in own)
     return OwnWork(path, params, getattr(layer, "compute_dtype", None) or "float32")
-
-
-def _prod(shape: Any) -> int:
-    total = 1
-    for dim in shape:
-        total *= int(dim)
-    return total
 
 
 def expand(model: Any, records: dict[int, CallRecord], fallback: Any) -> LayerTree:
@@ -248,14 +271,15 @@ def expand(model: Any, records: dict[int, CallRecord], fallback: Any) -> LayerTr
     top-level layer that was never called while tracing (an InputLayer).
     """
     expander = _Expander(records, fallback)
-    expander.expand(list(model.layers), _Context())
+    expander.expand(_children(model), _Context())
     return LayerTree(expander.layers, expander.composites, expander.scopes)
 
 
 def layer_for(op_name: str, scopes: dict[str, str]) -> str | None:
-    """The layer an op (or runtime kernel) name belongs to, by the longest scope it lies in."""
+    """The layer an op (or runtime kernel) name belongs to, by the longest scope (or op name) it lies in."""
     best: tuple[str, str] | None = None
     for scope, layer in scopes.items():
-        if op_name.startswith(scope + "/") and (best is None or len(scope) > len(best[0])):
+        inside = op_name == scope or op_name.startswith(scope + "/")
+        if inside and (best is None or len(scope) > len(best[0])):
             best = (scope, layer)
     return best[1] if best else None

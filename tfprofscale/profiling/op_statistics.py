@@ -70,40 +70,31 @@ def einsum_flops(graph: Any, node_def: Any) -> int | None:
 def einsum_flops_of(equation: str, shapes: list[list[int]]) -> int | None:
     """FLOPs of ``tf.einsum(equation, *operands)`` with operands of ``shapes`` (one or two operands)."""
     inputs_text, _, output_text = equation.replace(" ", "").partition("->")
-    operands = _expand_ellipsis(inputs_text.split(","), shapes)
+    operands = [_labelled(spec, len(shape)) for spec, shape in zip(inputs_text.split(","), shapes)]
     if len(operands) > 2:
         return None
     sizes: dict[str, int] = {}
     for labels, shape in zip(operands, shapes):
         for label, size in zip(labels, shape):
             sizes[label] = max(sizes.get(label, 1), size)
-    output = _expand_ellipsis([output_text], [[]], free=_ellipsis_labels(operands))[0]
-    summed = set(sizes) - set(output)
+    broadcast = "".join(label for label in _ELLIPSIS_LABELS if label in sizes)
+    summed = set(sizes) - set(output_text.replace("...", broadcast))
     products = math.prod(sizes.values())
     if len(operands) == 2:
         return 2 * products if summed else products
     return products if summed else 0
 
 
+#: Labels standing for the dimensions an ellipsis covers, right-aligned as broadcasting aligns them.
 _ELLIPSIS_LABELS = string.digits
 
 
-def _expand_ellipsis(specs: list[str], shapes: list[list[int]], free: str = "") -> list[str]:
-    """Replace ``...`` by digit labels, right-aligned across operands as broadcasting does."""
-    expanded = []
-    for spec, shape in zip(specs, shapes):
-        if "..." not in spec:
-            expanded.append(spec)
-            continue
-        count = len(free) if free else len(shape) - (len(spec) - 3)
-        labels = free if free else _ELLIPSIS_LABELS[-count:] if count else ""
-        expanded.append(spec.replace("...", labels))
-    return expanded
-
-
-def _ellipsis_labels(operands: list[str]) -> str:
-    used = "".join(label for spec in operands for label in spec if label in _ELLIPSIS_LABELS)
-    return "".join(label for label in _ELLIPSIS_LABELS if label in used)
+def _labelled(spec: str, rank: int) -> str:
+    """``spec`` with ``...`` replaced by one digit label per dimension it covers."""
+    if "..." not in spec:
+        return spec
+    covered = rank - (len(spec) - 3)
+    return spec.replace("...", _ELLIPSIS_LABELS[len(_ELLIPSIS_LABELS) - covered:])
 
 
 @statistics_for("MaxPool3D", "AvgPool3D")

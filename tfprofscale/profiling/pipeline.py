@@ -113,9 +113,11 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
 def _with_nested_kernels(stats: Any, measured: Any, options: ProfileOptions) -> list[Any]:
     """The kernels that ran, body kernels named after their body ops, plus nested functions run as one kernel."""
     from tfprofscale.profiling.attribution import body_kernels_renamed
-    from tfprofscale.profiling.nested_kernels import call_op_times
+    from tfprofscale.profiling.nested_kernels import CALL_KERNEL_TYPES, call_op_times
 
     kernels = body_kernels_renamed(stats, measured.kernels)
+    if not any(op.type in CALL_KERNEL_TYPES and op.runs for op in stats.ops):
+        return kernels
     known = {kernel.name for kernel in kernels}
     return kernels + [k for k in call_op_times(measured.trace_dir, options.trace_steps) if k.name not in known]
 

@@ -52,7 +52,14 @@ def _short_name(row: LayerRow) -> str:
     return row.name[len(prefix):] if prefix and row.name.startswith(prefix) else row.name
 
 
-def _layer_lines(rows: list[LayerRow]) -> list[str]:
+def _columns_for(rows: list[LayerRow]) -> tuple[tuple[str, int, str], ...]:
+    """COLUMNS with the first widened to the longest (indented) layer cell."""
+    (title, width, align), *rest = COLUMNS
+    longest = max((len(_cells(row)[0]) for row in rows), default=width)
+    return ((title, max(width, longest), align), *rest)
+
+
+def _layer_lines(rows: list[LayerRow], columns: tuple[tuple[str, int, str], ...] = COLUMNS) -> list[str]:
     """One line per row, with a header line where a nested model (which has no row of its own) begins."""
     lines: list[str] = []
     shown: set[str] = {row.name for row in rows}
@@ -62,7 +69,7 @@ def _layer_lines(rows: list[LayerRow]) -> list[str]:
                 shown.add(parent)
                 name = parent.rsplit("/", 1)[-1] if depth else parent
                 lines.append(f"{INDENT * depth}{name}/")
-        lines.append(_line(_cells(row)))
+        lines.append(_line(_cells(row), columns))
     return lines
 
 
@@ -74,17 +81,18 @@ def _ancestors(parent: str | None) -> list[str]:
     return ["/".join(parts[:i + 1]) for i in range(len(parts))]
 
 
-def _line(cells: tuple[str, ...]) -> str:
-    return " ".join(f"{cell:{align}{width}}" for cell, (_, width, align) in zip(cells, COLUMNS)).rstrip()
+def _line(cells: tuple[str, ...], columns: tuple[tuple[str, int, str], ...] = COLUMNS) -> str:
+    return " ".join(f"{cell:{align}{width}}" for cell, (_, width, align) in zip(cells, columns)).rstrip()
 
 
 def render(report: Report) -> str:
     """The whole report as text: header, per-layer table, totals."""
-    width = sum(width + 1 for _, width, _ in COLUMNS)
+    columns = _columns_for(report.layers)
+    width = sum(width + 1 for _, width, _ in columns)
     header = (f'Model "{report.model}"  batch {report.batch_size}  on {report.device}'
               f"  TensorFlow {report.tensorflow}")
-    lines = [header, "=" * width, _line(tuple(name for name, _, _ in COLUMNS)), "-" * width]
-    lines += _layer_lines(report.layers)
+    lines = [header, "=" * width, _line(tuple(name for name, _, _ in columns), columns), "-" * width]
+    lines += _layer_lines(report.layers, columns)
     lines += ["=" * width, *_totals_lines(report)]
     return "\n".join(lines)
 

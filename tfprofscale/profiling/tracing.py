@@ -95,7 +95,7 @@ def _trace_keras(model: Any, batch_size: int, example_inputs: Callable[..., Any]
     specs = _input_specs(_model_inputs(model), batch_size, input_shapes)
     multi = len(specs) > 1
     function = tf.function(lambda *xs: model(list(xs) if multi else xs[0], training=False))
-    with nesting.recording_calls(model.layers) as records:
+    with nesting.recording_calls(list(getattr(model, "operations", None) or model.layers)) as records:
         concrete = function.get_concrete_function(*specs)
     fixed_inputs = {_input_layer_name(t): tuple(spec.shape) for t, spec in zip(_model_inputs(model), specs)}
     tree = nesting.expand(model, records, lambda layer: _symbolic_shapes(layer, batch_size, fixed_inputs))
@@ -120,7 +120,7 @@ def _symbolic_shapes(layer: Any, batch_size: int, fixed_inputs: dict[str | None,
                      ) -> tuple[tuple[Shape, ...], Shape]:
     """Input and output shapes from the layer's symbolic tensors (for layers not called while tracing)."""
     if layer.name in fixed_inputs:
-        return (), fixed_inputs[layer.name]
+        return (fixed_inputs[layer.name],), fixed_inputs[layer.name]
     input_shapes = tuple(_with_batch(t.shape, batch_size) for t in _as_list(_symbolic(layer, "input")))
     return input_shapes, _with_batch(_as_list(_symbolic(layer, "output"))[0].shape, batch_size)
 
@@ -142,11 +142,14 @@ def _input_specs(inputs: Sequence[Any], batch_size: int, input_shapes: Sequence[
         raise InputError(f"--input-shape given {len(input_shapes)} time(s) but the model has {len(inputs)} input(s):"
                          " give it once per input, in order")
     return [_fixed_spec(t.shape, t.dtype, getattr(t, "name", None) or f"input_{i}", batch_size,
-                        None if input_shapes is None else input_shapes[i])
+                        None if input_shapes is None else input_shapes[i], label=_input_layer_name(t))
             for i, t in enumerate(inputs)]
 
 
-def _fixed_spec(shape: Any, dtype: Any, name: str, batch_size: int, given: Shape | None = None) -> tf.TensorSpec:
+def _fixed_spec(shape: Any, dtype: Any, name: str, batch_size: int, given: Shape | None = None,
+                label: str | None = None) -> tf.TensorSpec:
+    """The input's spec at ``batch_size``; messages call it ``label`` (its InputLayer's name) when known."""
+    spec_name, name = name, label or name
     dims = tuple(shape)
     if not dims:
         raise InputError(f"model input {name!r} is a scalar: it needs a batch dimension")
@@ -156,7 +159,7 @@ def _fixed_spec(shape: Any, dtype: Any, name: str, batch_size: int, given: Shape
             f"model input {name!r} has shape {_show(dims)}: every dimension beyond the batch must be fixed;"
             f" give it with --input-shape, e.g. --input-shape {_example_shape(dims)}"
         )
-    return tf.TensorSpec((batch_size, *per_example), tf.as_dtype(dtype), name=_safe_name(name))
+    return tf.TensorSpec((batch_size, *per_example), tf.as_dtype(dtype), name=_safe_name(spec_name))
 
 
 def _given_shape(dims: Sequence[Any], given: Shape, name: str) -> Shape:

@@ -23,6 +23,7 @@ document 001's 0.75 is the TF1-style keep probability, so the model's
     repeats = 1                          measurements of each configuration (default 1)
     warmup = 5                           optional (default 5)
     trace_steps = 10                     optional, profiled steps (default 10)
+    input_shape = 224,224,3              optional, per-example shape of inputs left undefined (one per input)
     [grid]
     total_layers = 4 6 8 10              any model parameter: a list of values
     conv_size = 3 5 8
@@ -52,7 +53,7 @@ DOCUMENT_001_SECTION = "CONFIGURATION"
 DOCUMENT_001_PARAMETERS = {"tot_layers": "total_layers", "filter_size": "conv_size", "dropout": "dropout"}
 DOCUMENT_001_KEYS = {"training_iterations", "batch_size", "tot_layers", "filter_size", "learning_rate",
                      "dropout", "evaluation_iterations"}
-SWEEP_KEYS = {"model", "batch_size", "steps", "repeats", "warmup", "trace_steps"}
+SWEEP_KEYS = {"model", "batch_size", "steps", "repeats", "warmup", "trace_steps", "input_shape"}
 TRAINING_KEYS = {"epochs", "learning_rate", "batch_size"}
 RESERVED_NAMES = {"batch_size", "repeat", "config_id", "status", "error"}
 _NO_DEFAULT_SECTION = "\0no default section"
@@ -81,6 +82,7 @@ class SweepConfig:
     trace_steps: int = 10
     training: TrainingSettings = field(default_factory=TrainingSettings)
     origins: dict[str, str] = field(default_factory=dict)
+    input_shapes: tuple[tuple[int, ...], ...] | None = None
 
     def origin(self, name: str) -> str:
         """Where grid parameter ``name`` came from: ``FILE [section] key``."""
@@ -92,6 +94,7 @@ class SweepConfig:
             "config_file": str(self.source), "model": str(self.model), "grid": self.grid,
             "batch_sizes": self.batch_sizes, "steps": self.steps, "repeats": self.repeats,
             "warmup": self.warmup, "trace_steps": self.trace_steps,
+            "input_shape": [list(shape) for shape in self.input_shapes] if self.input_shapes else None,
             "training": {"epochs": self.training.epochs, "learning_rate": self.training.learning_rate,
                          "batch_size": self.training.batch_size},
         }
@@ -224,6 +227,7 @@ def _general(source: Path, parser: configparser.ConfigParser, sections: dict[str
         warmup=read("warmup", _non_negative_int, 5),
         trace_steps=read("trace_steps", _non_negative_int, 10),
         training=_training(source, parser, sections["training"]) if "training" in sections else TrainingSettings(),
+        input_shapes=read("input_shape", _input_shapes, None),
     )
     if "model" not in sweep_keys:
         return config
@@ -295,6 +299,14 @@ def _value_list(where: _Where, text: str) -> list[Any]:
     if repeated:
         raise where.error(f"value {repeated[0]!r} is listed twice")
     return values
+
+
+def _input_shapes(where: _Where, text: str) -> tuple[tuple[int, ...], ...]:
+    """``224,224,3`` (one input) or ``64 64,8`` (one shape per input, separated by spaces)."""
+    from tfprofscale.profiling.input_shapes import parse_input_shape
+
+    label = f"{where.file} [{where.section}] {where.key}"
+    return tuple(parse_input_shape(part, label) for part in text.split())
 
 
 def _positive_int_list(where: _Where, text: str) -> list[int]:

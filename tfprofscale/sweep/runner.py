@@ -59,6 +59,7 @@ class RunPlan:
     weights: str | None = None
     data: str | None = None
     training: TrainingSettings | None = None
+    input_shapes: tuple[tuple[int, ...], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,7 @@ def run_configuration(plan: RunPlan, task: ConfigTask) -> dict[str, Any]:
         options = ProfileOptions(
             batch_size=task.batch_size, steps=plan.steps, warmup=plan.warmup, trace_steps=plan.trace_steps,
             logdir=plan.logdir, trace=plan.trace_steps > 0, run_name=task.config_id, weights=weights,
-            data=plan.data, params=dict(task.params),
+            data=plan.data, params=dict(task.params), input_shapes=plan.input_shapes,
         )
         return {"report": run_profile(plan.model, options).to_dict(), "training": training}
     finally:
@@ -239,7 +240,8 @@ def _plan(config: SweepConfig, options: SweepOptions, store: "ResultStore") -> R
     trains = options.data is not None and options.weights is None
     return RunPlan(model=str(config.model), steps=config.steps, warmup=config.warmup,
                    trace_steps=config.trace_steps, logdir=str(store.runs_dir), weights_dir=str(store.weights_dir),
-                   weights=options.weights, data=options.data, training=config.training if trains else None)
+                   weights=options.weights, data=options.data, training=config.training if trains else None,
+                   input_shapes=config.input_shapes)
 
 
 def _settings(config: SweepConfig, options: SweepOptions) -> dict[str, Any]:
