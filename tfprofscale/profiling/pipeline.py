@@ -35,6 +35,7 @@ class ProfileOptions:
     show_predictions: int = 0
     params: dict[str, Any] = field(default_factory=dict)
     progress: bool = False
+    tf_cost_model: bool = True
 
     def validate(self) -> None:
         """InputError for counts that cannot be measured."""
@@ -87,6 +88,11 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
         tensorflow=_tf_version(), device=measured.device, totals=totals(rows, ops, stats, measured),
         layers=rows, ops=ops, trace_dir=measured.trace_dir,
     )
+    if options.tf_cost_model:
+        from tfprofscale.profiling.tf_cost_model import add_tf_estimates
+
+        say("estimating with TensorFlow's cost model (Grappler)")
+        add_tf_estimates(report, traced)
     if data is not None and traced.keras_model is not None:
         _add_accuracy(report, traced.keras_model, data, options, say)
     say("done")
