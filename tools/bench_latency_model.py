@@ -14,7 +14,7 @@ so are the baselines: the affine "fixed cost + time per FLOP" and
 TensorFlow's cost model (Grappler's estimate as it is, and calibrated by an
 affine fit). Goal: >= 90% within +-10% inside the range, MAPE <= 15% outside.
 
-    python tools/bench_latency_model.py [--out DIR] [--train 40] [--held-in 6] [--repeats 3] [--steps 40]
+    python tools/bench_latency_model.py [--out DIR] [--train 40] [--held-in 10] [--repeats 5] [--steps 300]
     python tools/bench_latency_model.py --grappler-cost [--rounds 3]     # MeasureCosts on ResNet50
 
 An existing DIR is resumed: finished configurations are not measured again.
@@ -57,6 +57,8 @@ OUT_OF_RANGE = [  # more layers, larger inputs, larger batches than any training
     {"n_layers": 3, "filters": 32, "kernel_size": 3, "stride": 1, "input_size": 96, "fc_units": 64, "batch_size": 4},
     {"n_layers": 2, "filters": 16, "kernel_size": 3, "stride": 1, "input_size": 48, "fc_units": 64, "batch_size": 16},
     {"n_layers": 3, "filters": 8, "kernel_size": 5, "stride": 2, "input_size": 64, "fc_units": 256, "batch_size": 8},
+    {"n_layers": 4, "filters": 8, "kernel_size": 5, "stride": 1, "input_size": 128, "fc_units": 64, "batch_size": 1},
+    {"n_layers": 2, "filters": 16, "kernel_size": 3, "stride": 2, "input_size": 96, "fc_units": 256, "batch_size": 8},
 ]
 FIXED = {"channels": 3, "n_classes": 10, "padding": "same", "pool_size": 2}
 
@@ -152,12 +154,12 @@ def collect(out: Path, args: argparse.Namespace) -> float:
     return time.perf_counter() - started
 
 
-def evaluate(out: Path) -> None:
+def evaluate(out: Path, statistic: str) -> None:
     """Fit on the training configurations, print the held-out figures next to the baselines and the goal."""
     from tfprofscale.audit.validation import held_out_validation, load_sweep
 
     roles = json.loads((out / "roles.json").read_text())
-    samples = load_sweep(out)
+    samples = load_sweep(out, statistic)
     role_of = {s.config_id: roles[config_key({k: s.config[k] for k in TRAIN_GRID})] for s in samples}
     groups = {role: [s for s in samples if role_of[s.config_id] == role]
               for role in ("train", "held_in", "out_of_range")}
@@ -216,11 +218,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", help="benchmark directory, resumed if it exists (default: a new temporary one)")
     parser.add_argument("--train", type=int, default=40, help="training configurations (default 40)")
-    parser.add_argument("--held-in", type=int, default=6, help="held-out configurations inside the range")
-    parser.add_argument("--steps", type=int, default=40, help="timed steps per configuration (default 40)")
+    parser.add_argument("--held-in", type=int, default=10, help="held-out configurations inside the range")
+    parser.add_argument("--steps", type=int, default=300, help="timed steps per configuration (default 300)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the configuration sample")
-    parser.add_argument("--repeats", type=int, default=3, help="rounds, each in a fresh process (default 3)")
+    parser.add_argument("--repeats", type=int, default=5, help="rounds, each in a fresh process (default 5)")
     parser.add_argument("--threads", type=int, default=1, help="TensorFlow threads (default 1; 0: its choice)")
+    parser.add_argument("--statistic", choices=("median", "p10", "min"), default="min",
+                        help="step time fitted and predicted (default min: the one that reproduces under load)")
     parser.add_argument("--round", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--grappler-cost", action="store_true", help="time MeasureCosts on ResNet50 instead")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of --grappler-cost (default 3)")
@@ -238,7 +242,7 @@ def main() -> None:
           f"configurations x {args.repeats} rounds (fresh processes), {args.steps} timed steps each, "
           f"threads {args.threads or 'default'}; {seconds:.0f} s of collection; dir {out}; load average "
           f"{load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after")
-    evaluate(out)
+    evaluate(out, args.statistic)
 
 
 if __name__ == "__main__":
