@@ -15,7 +15,9 @@ Columns that are (nearly) linearly dependent after the relative scaling
 configuration has, say, one pooling layer per convolution, so any cost can
 be moved from one to the other. The two columns that weigh most in the
 dependency are tied (one shared coefficient) when ``can_tie`` allows it,
-else the second is left out; repeat until the rest is well conditioned.
+else the later of the two in the design is left out (put the columns to
+keep first: a per-step overhead before a per-layer cost that never
+varies); repeat until the rest is well conditioned.
 """
 from __future__ import annotations
 
@@ -116,7 +118,7 @@ def separable_columns(design: np.ndarray, target: np.ndarray, can_tie: Callable[
         weights = _null_direction(_grouped(design, groups) / target[:, None], tolerance)
         if weights is None:
             break
-        first, second = np.argsort(-np.abs(weights))[:2]
+        first, second = sorted(np.argsort(-np.abs(weights))[:2])
         if all(can_tie(a, b) for a in groups[first] for b in groups[second]):
             groups[first] = sorted(groups[first] + groups[second])
         else:

@@ -56,4 +56,4 @@ def latency_features(row: "LayerRow", traits: MachineTraits, peaks: Peaks) -> di
     compute_us = work["blocked_flops"] / peaks.flops_per_s * 1e6
     memory_us = float(layer_bytes_moved(row) or 0) / peaks.bytes_per_s * 1e6
     return {"roofline_us": max(compute_us, memory_us), "bytes_beyond_l2": work["bytes_beyond_l2"],
-            "ops": float(len(row.ops))}
+            "bytes_beyond_l3": work["bytes_beyond_l3"], "ops": float(len(row.ops))}
