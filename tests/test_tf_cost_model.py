@@ -56,6 +56,15 @@ def test_conv_and_matmul_cost_what_grappler_formula_says(traced_cnn):
     assert conv.name in {op.name for op in traced_cnn.graph.get_operations()}
 
 
+def test_large_graphs_skip_the_timeline_and_read_whole_microseconds(traced_cnn, monkeypatch):
+    monkeypatch.setattr(tf_cost_model, "TIMELINE_MAX_NODES", 0)
+    estimate = estimate_costs(traced_cnn.frozen(), ONE_NS_PER_UNIT)
+    conv, matmul = op_of_type(estimate, "Conv2D"), op_of_type(estimate, "MatMul")
+    # the cost graph keeps whole microseconds: 23.616 -> 23, 4.120 -> 4
+    assert (conv.estimated_us, conv.compute_us, conv.memory_us) == (23.0, 18.0, 5.0)
+    assert matmul.estimated_us == 4.0
+
+
 def test_run_time_is_the_schedule_of_the_same_protos_read_independently(traced_cnn):
     from tensorflow.python.grappler import cluster, item
 

@@ -192,20 +192,27 @@ def grappler_cost(rounds: int) -> None:
     traced = tracing.trace(keras.applications.ResNet50(weights=None), 1)
     traced.run()
     device = virtual_cpu(MachinePeaks(flops_per_s=150e9, bytes_per_s=30e9, host="", tensorflow=""))
-    timings: dict[str, list[float]] = {"freeze": [], "metagraph export": [], "Item + MeasureCosts": [],
-                                       "one inference step": []}
+    from tensorflow.python.grappler import cluster, item
+
+    timings: dict[str, list[float]] = {"freeze": [], "metagraph export": [], "Item": [],
+                                       "estimate_costs (Item + MeasureCosts)": [],
+                                       "MeasureCosts, no timeline": [], "one inference step": []}
     for _ in range(rounds):
         timings["freeze"].append(_seconds(lambda: tracing.freeze(traced.function)))
         frozen = tracing.freeze(traced.function)
         timings["metagraph export"].append(_seconds(frozen.metagraph))
-        timings["Item + MeasureCosts"].append(_seconds(lambda: estimate_costs(frozen, device)))
+        timings["Item"].append(_seconds(lambda: item.Item(frozen.metagraph())))
+        timings["estimate_costs (Item + MeasureCosts)"].append(_seconds(lambda: estimate_costs(frozen, device)))
+        grappler_item = item.Item(frozen.metagraph())
+        no_timeline = cluster.Cluster(devices=[device.named_device()], disable_timeline=True)
+        timings["MeasureCosts, no timeline"].append(_seconds(lambda: no_timeline.MeasureCosts(grappler_item)))
         timings["one inference step"].append(_seconds(lambda: traced.run().numpy()))
     estimate = estimate_costs(frozen, device)
     print(f"ResNet50 batch 1, {len(estimate.ops)} ops priced, {rounds} interleaved rounds, median "
           f"(load average {os.getloadavg()[0]:.2f}):")
     step = statistics.median(timings["one inference step"])
     for name, values in timings.items():
-        print(f"  {name:<22} {statistics.median(values):7.3f} s  ({statistics.median(values) / step:6.1f} steps)")
+        print(f"  {name:<38} {statistics.median(values):7.3f} s  ({statistics.median(values) / step:6.1f} steps)")
 
 
 def _seconds(action) -> float:

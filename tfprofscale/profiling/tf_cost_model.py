@@ -20,11 +20,15 @@ chosen so that ``num_cores * frequency`` equals the measured peak FLOP/s
 Made-up properties are far off: 2 cores at 2.5 GHz predict 1.57 s for a
 ~30 ms ResNet50 step.
 
-Where the numbers come from: per-op execution time from the scheduler's
-timeline (``step_stats``, nanoseconds); per-op compute and memory time from
-the returned ``OpPerformance`` protos, which TensorFlow truncates to whole
-microseconds (an op under 1 us shows 0 / 0); the predicted run time is
-``MeasureCosts``' run time. Ops are keyed by their graph name, which
+Where the numbers come from: the predicted run time is ``MeasureCosts``'
+run time; per-op compute and memory time come from the returned
+``OpPerformance`` protos, which TensorFlow truncates to whole microseconds
+(an op under 1 us shows 0 / 0). Per-op execution time: for graphs of up to
+``TIMELINE_MAX_NODES`` nodes from the scheduler's timeline (``step_stats``,
+nanoseconds), which costs a second simulated run; for larger graphs from
+the protos (whole microseconds, an error of under 1 us per op on ops that
+mostly take far longer). On ResNet50 (1,831 nodes) the timeline doubled
+MeasureCosts' time. Ops are keyed by their graph name, which
 freezing keeps, so they join the report's op rows by name and its layers by
 the traced scopes. The estimate is of the graph as written: oneDNN's fusions
 happen later, at run time.
@@ -43,6 +47,7 @@ if TYPE_CHECKING:
     from tfprofscale.profiling.tracing import TracedModel
 
 DEVICE_NAME = "/job:localhost/replica:0/task:0/device:CPU:0"
+TIMELINE_MAX_NODES = 400
 
 
 @dataclass(frozen=True)
@@ -141,23 +146,34 @@ def _measure_costs(metagraph: Any, device: VirtualCpu) -> CostEstimate:
     from tensorflow.python.grappler import item as grappler_item
 
     item = grappler_item.Item(metagraph)
-    cluster = grappler_cluster.Cluster(devices=[device.named_device()], disable_timeline=False)
+    timeline = len(metagraph.graph_def.node) <= TIMELINE_MAX_NODES
+    cluster = grappler_cluster.Cluster(devices=[device.named_device()], disable_timeline=not timeline)
     try:
         op_performances, run_time_s, step_stats = cluster.MeasureCosts(item)
     finally:
         cluster.Shutdown()
-    split = {perf.node: perf for perf in op_performances}
-    ops = [_op_estimate(node, split.get(node.node_name)) for device_stats in step_stats.dev_stats
-           for node in device_stats.node_stats]
+    ops = _timeline_ops(step_stats, op_performances) if timeline else _performance_ops(op_performances)
     return CostEstimate(ops, run_time_s * 1e3, device)
 
 
-def _op_estimate(node: Any, performance: Any | None) -> OpEstimate:
-    """Execution time from the timeline node (ns); compute/memory split from the OpPerformance (ns)."""
-    return OpEstimate(
-        name=node.node_name, type=node.timeline_label, estimated_us=node.op_end_rel_nanos / 1e3,
-        compute_us=performance.compute_time / 1e3 if performance is not None else None,
-        memory_us=performance.memory_time / 1e3 if performance is not None else None)
+def _timeline_ops(step_stats: Any, op_performances: list[Any]) -> list[OpEstimate]:
+    """Execution time from the timeline nodes (ns); compute/memory split from the OpPerformance (ns)."""
+    split = {perf.node: perf for perf in op_performances}
+    return [OpEstimate(name=node.node_name, type=node.timeline_label, estimated_us=node.op_end_rel_nanos / 1e3,
+                       compute_us=_us(split.get(node.node_name), "compute_time"),
+                       memory_us=_us(split.get(node.node_name), "memory_time"))
+            for device_stats in step_stats.dev_stats for node in device_stats.node_stats]
+
+
+def _performance_ops(op_performances: list[Any]) -> list[OpEstimate]:
+    """Everything from the OpPerformance protos (whole microseconds)."""
+    return [OpEstimate(name=perf.node, type=perf.op.op, estimated_us=perf.compute_cost / 1e3,
+                       compute_us=perf.compute_time / 1e3, memory_us=perf.memory_time / 1e3)
+            for perf in op_performances]
+
+
+def _us(performance: Any | None, field_name: str) -> float | None:
+    return getattr(performance, field_name) / 1e3 if performance is not None else None
 
 
 def apply_estimates(report: "Report", estimate: CostEstimate, layer_of: Callable[[str], str | None]) -> None:
