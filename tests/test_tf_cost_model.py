@@ -150,3 +150,19 @@ def test_estimate_costs_raises_one_line(traced_cnn, monkeypatch):
     monkeypatch.setattr(item, "Item", lambda metagraph: (_ for _ in ()).throw(ValueError("no fetch nodes")))
     with pytest.raises(CostModelError, match="^ValueError: no fetch nodes$"):
         estimate_costs(traced_cnn.frozen(), ONE_NS_PER_UNIT)
+
+
+def test_the_command_line_can_skip_the_cost_model(capsys, cnn_file, tmp_path, monkeypatch):
+    import json
+
+    from tests.test_cli_profile import run_cli
+    from tensorflow.python.grappler import cluster
+
+    monkeypatch.setattr(cluster.Cluster, "MeasureCosts", lambda self, item: pytest.fail("Grappler ran"))
+    target = tmp_path / "report.json"
+    status, _, err = run_cli(capsys, "profile", str(cnn_file), "--no-trace", "--no-cost-model", "--steps", "2",
+                             "--quiet", "--json", str(target))
+    assert status == 0, err
+    report = json.loads(target.read_text())
+    assert report["totals"]["tf_estimated_step_ms"] is None and not report["warnings"]
+    assert all(op["tf_estimated_us"] is None for op in report["ops"])

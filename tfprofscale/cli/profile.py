@@ -21,6 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--show-predictions", type=int, default=0, metavar="N",
                         help="with --data, print N test predictions")
     parser.add_argument("--quiet", action="store_true", help="no progress messages")
+    parser.add_argument("--no-cost-model", action="store_true",
+                        help="skip TensorFlow's cost model (Grappler's estimate per op; seconds on large graphs)")
     parser.set_defaults(run=run)
 
 
@@ -48,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, steps=args.steps, warmup=args.warmup, trace_steps=args.trace_steps,
         logdir=args.logdir, trace=not args.no_trace, weights=args.weights, data=args.data,
         show_predictions=args.show_predictions, params=params, progress=not args.quiet,
+        tf_cost_model=not args.no_cost_model,
     )
     report = run_profile(args.model, options)
     from tfprofscale.profiling.table import render
