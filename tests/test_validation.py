@@ -111,3 +111,14 @@ def test_held_out_groups_inside_and_outside_the_range():
     assert outside.model.mape == pytest.approx(0.0, abs=1e-6) and outside.model.share_within == 1.0
     assert "TensorFlow cost model" not in outside.errors  # no estimate: no figure, never a 0
     assert np.isfinite(outside.errors["affine: fixed + per FLOP"].mape)
+
+
+def test_structural_ops_that_ran_are_not_counted_as_the_layers_ops():
+    from tests.test_roofline import conv_row, fused_conv_ops
+    from tfprofscale.audit.validation import computing_layers
+
+    ops = fused_conv_ops(time_us=20.0)  # a ReadVariableOp kernel ran beside the fused conv
+    report = make_report([conv_row(ops=[op.name for op in ops])], ops)
+    (row,) = computing_layers(report)
+    assert row.ops == ["conv/convolution", "conv/BiasAdd", "conv/Relu"]
+    assert len(report.layers[0].ops) == 4  # the report itself is left as it was

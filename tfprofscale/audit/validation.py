@@ -104,9 +104,23 @@ def _sample(path: Path, record: dict[str, Any], statistic: str) -> ConfigSample:
         report = Report.from_dict(record["report"])
     except (KeyError, TypeError, ValueError) as error:
         raise InputError(f"{path}: its report is not a profile report: {type(error).__name__}: {error}") from None
-    return ConfigSample(record["config_id"], record["config"], report.layers,
+    return ConfigSample(record["config_id"], record["config"], computing_layers(report),
                         getattr(report.totals.step_time_ms, statistic), report.totals.graph_flops,
                         tf_estimated_ms=report.totals.tf_estimated_step_ms, statistic=statistic)
+
+
+def computing_layers(report: Any) -> list[Any]:
+    """The report's layer rows with only their computing ops listed, as ``predict`` sees them untraced.
+
+    A traced report also lists the structural ops that ran as kernels
+    (variable reads, reshapes); the latency model's per-op cost counts the
+    computing graph ops only.
+    """
+    from tfprofscale.profiling.tracing import STRUCTURAL_OP_TYPES
+
+    types = {op.name: op.type for op in report.ops}
+    return [replace(row, ops=[name for name in row.ops if types.get(name) not in STRUCTURAL_OP_TYPES])
+            for row in report.layers]
 
 
 @dataclass(frozen=True)
