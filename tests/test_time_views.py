@@ -18,7 +18,7 @@ PEAKS = roofline.MachinePeaks(flops_per_s=1e9, bytes_per_s=1e9, host="test", ten
 
 
 def reports():
-    first = make_report([input_row(), conv_row(time_us=30.0, tf_estimated_us=100.0),
+    first = make_report([input_row(time_us=0.0, tf_estimated_us=0.0), conv_row(time_us=30.0, tf_estimated_us=100.0),
                          pool_row(time_us=5.0, tf_estimated_us=5.05),
                          dense_row(time_us=4.0, tf_estimated_us=None,
                                    geometry={"rows": 2, "in_features": 128, "out_features": 3, "use_bias": True})],
@@ -35,7 +35,8 @@ def test_roofline_time_from_the_formulas():
 
 
 def test_views_per_layer_type_name_the_closest_estimate():
-    conv, pool = layer_type_views(reports(), PEAKS)  # dense has no TensorFlow estimate: left out
+    # dense has no TensorFlow estimate, the input layer no measured time: both left out
+    conv, pool = layer_type_views(reports(), PEAKS)
     assert (conv.name, conv.n, conv.measured_us) == ("Conv2D", 2, 40.0)
     assert conv.roofline_us == pytest.approx(2 * 20.48) and conv.tf_estimated_us == pytest.approx(120.0)
     # roofline 40.96 vs 40 measured: x1.024; TensorFlow 120 vs 40: x3

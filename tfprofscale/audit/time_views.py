@@ -86,7 +86,10 @@ def roofline_time_us(row: "LayerRow", peaks: "MachinePeaks") -> float | None:
 
 
 def layer_type_views(reports: Sequence["Report"], peaks: "MachinePeaks") -> list[TimeViews]:
-    """Per layer type, the layers with all three views summed; largest measured time first."""
+    """Per layer type, the layers with all three views summed; largest measured time first.
+
+    A type whose layers took no measured time (Flatten: a reshape, no kernel) has nothing to compare: left out.
+    """
     sums: dict[str, list[float]] = {}
     for report in reports:
         for row in report.layers:
@@ -98,7 +101,8 @@ def layer_type_views(reports: Sequence["Report"], peaks: "MachinePeaks") -> list
             total[1] += row.time_us
             total[2] += roofline_us
             total[3] += row.tf_estimated_us
-    views = [TimeViews(name, int(n), measured, roofline, tf) for name, (n, measured, roofline, tf) in sums.items()]
+    views = [TimeViews(name, int(n), measured, roofline, tf) for name, (n, measured, roofline, tf) in sums.items()
+             if measured > 0]
     return sorted(views, key=lambda view: -view.measured_us)
 
 
