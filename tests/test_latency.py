@@ -123,8 +123,8 @@ def test_conv_and_pool_per_op_costs_are_tied_and_said_so():
     shared = (3 * 2.0 + 1 * 1.0) / (3 + 1)
     assert model.coefficients_us["Conv2D"]["ops"] == pytest.approx(shared, rel=1e-6)
     assert model.coefficients_us["MaxPooling2D"]["ops"] == pytest.approx(shared, rel=1e-6)
-    assert model.ties == ["Conv2D and MaxPooling2D: one shared ops coefficient (they always occur in the same "
-                          "proportion in the data)"]
+    tie = "Conv2D and MaxPooling2D: one shared ops coefficient (they always occur in the same proportion in the data)"
+    assert model.ties == [tie]
     assert "not separable: Conv2D and MaxPooling2D" in "\n".join(model.lines())
 
 

@@ -50,7 +50,8 @@ def test_repeats_merge_at_their_smallest_statistic(sweep_dir):
     merged = next(s for s in samples if s.config == {"n_conv": 2, "batch_size": 4})
     truth = true_step_ms(cnn(2, 32, 4, 16, 1))
     assert merged.repeats == 2 and merged.config_id == "n_conv=2,batch_size=4,r0"
-    assert merged.measured_ms == pytest.approx(truth) and sorted(merged.repeat_ms) == pytest.approx([truth, 1.5 * truth])
+    assert merged.measured_ms == pytest.approx(truth)
+    assert sorted(merged.repeat_ms) == pytest.approx([truth, 1.5 * truth])
     assert merged.tf_estimated_ms == pytest.approx(TF_FACTOR * truth)
     fastest = next(s for s in load_sweep(sweep_dir, "min") if s.config == merged.config)
     assert fastest.repeat_ms == pytest.approx((truth, truth)) and fastest.statistic == "min"

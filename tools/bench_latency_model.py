@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -201,11 +202,11 @@ def grappler_cost(rounds: int) -> None:
         timings["freeze"].append(_seconds(lambda: tracing.freeze(traced.function)))
         frozen = tracing.freeze(traced.function)
         timings["metagraph export"].append(_seconds(frozen.metagraph))
-        timings["Item"].append(_seconds(lambda: item.Item(frozen.metagraph())))
-        timings["estimate_costs (Item + MeasureCosts)"].append(_seconds(lambda: estimate_costs(frozen, device)))
-        grappler_item = item.Item(frozen.metagraph())
+        timings["Item"].append(_seconds(partial(item.Item, frozen.metagraph())))
+        timings["estimate_costs (Item + MeasureCosts)"].append(_seconds(partial(estimate_costs, frozen, device)))
         no_timeline = cluster.Cluster(devices=[device.named_device()], disable_timeline=True)
-        timings["MeasureCosts, no timeline"].append(_seconds(lambda: no_timeline.MeasureCosts(grappler_item)))
+        timings["MeasureCosts, no timeline"].append(
+            _seconds(partial(no_timeline.MeasureCosts, item.Item(frozen.metagraph()))))
         timings["one inference step"].append(_seconds(lambda: traced.run().numpy()))
     estimate = estimate_costs(frozen, device)
     print(f"ResNet50 batch 1, {len(estimate.ops)} ops priced, {rounds} interleaved rounds, median "

@@ -79,8 +79,8 @@ class LayerTypeFit:
     def lines(self) -> list[str]:
         """Text-report lines: the fit, then its worst-predicted layers."""
         speed = f"{self.achieved_gflops:.1f} GFLOP/s" if self.achieved_gflops is not None else "no positive slope"
-        lines = [f"{self.layer_type}: time = FLOPs / ({speed}) + {self.intercept_us:.1f} us; {self.r2_text}, "
-                 f"n={self.n} (relative errors)"]
+        fit = f"time = FLOPs / ({speed}) + {self.intercept_us:.1f} us; {self.r2_text}, n={self.n} (relative errors)"
+        lines = [f"{self.layer_type}: {fit}"]
         for worst in self.largest_residuals:
             lines.append(f"  {worst['layer']} ({worst['config_id']}): measured {worst['measured_us']:.1f} us, "
                          f"line {worst['predicted_us']:.1f} us ({worst['relative_error']:+.0%})")

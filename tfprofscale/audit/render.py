@@ -293,10 +293,10 @@ def _views_blocks(audit: Audit) -> list[Block]:
     if not rows:
         return ["No layer has all three views: measured times need a trace, TensorFlow's estimate a profile "
                 "made with the cost model (see the profile's warnings if Grappler failed), the roofline a formula."]
-    return ["Per layer type, summed over the layers that have all three: the formulas' FLOPs and bytes at the "
-            "machine peaks (roofline), Grappler's estimate of the layer's graph ops, and the traced kernel times; "
-            "the whole step against the median step time. Factor = max(estimate / measured, measured / estimate).",
-            Table(HEADER, rows)]
+    intro = ("Per layer type, summed over the layers that have all three: the formulas' FLOPs and bytes at the "
+             "machine peaks (roofline), Grappler's estimate of the layer's graph ops, and the traced kernel times; "
+             "the whole step against the median step time. Factor = max(estimate / measured, measured / estimate).")
+    return [intro, Table(HEADER, rows)]
 
 
 def sections(audit: Audit) -> list[tuple[str, list[Block]]]:

@@ -68,9 +68,10 @@ def predictors(train: Sequence[ConfigSample], traits: MachineTraits, peaks: Peak
 
 
 def load_sweep(out_dir: str | Path, statistic: str = "median") -> list[ConfigSample]:
-    """The finished configurations of a sweep directory (reports/*.json), repeats merged at their smallest ``statistic``.
+    """The finished configurations of a sweep directory (reports/*.json), repeats merged.
 
-    ``statistic`` is one of STATISTICS: which step time of a report stands for it.
+    ``statistic`` (one of STATISTICS) is the step time of a report that
+    stands for it; over repeats, the smallest.
     """
     if statistic not in STATISTICS:
         raise InputError(f"statistic {statistic!r}: must be one of {', '.join(STATISTICS)}")
@@ -222,8 +223,8 @@ class ValidationReport:
 
     def lines(self) -> list[str]:
         """Text-report lines: the model fitted on the training configurations, the repeatability, each split."""
-        noise = [self.repeatability.text()] if self.repeatability else ["measurement repeatability: unknown "
-                                                                        "(no configuration measured twice)"]
+        unknown = "measurement repeatability: unknown (no configuration measured twice)"
+        noise = [self.repeatability.text() if self.repeatability else unknown]
         return (self.model.lines() + [f"Held-out validation ({self.n_configs} configurations):"] + noise
                 + [line for split in self.splits for line in split.lines()])
 
