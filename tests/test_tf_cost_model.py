@@ -135,6 +135,9 @@ def test_profile_fills_ops_layers_and_totals(cnn_file, monkeypatch):
     assert layers["conv"].tf_estimated_us > layers["pool"].tf_estimated_us > 0
     assert report.totals.tf_estimated_step_ms * 1e3 >= sum(row.tf_estimated_us or 0 for row in report.layers) - 1
     assert not report.warnings
+    from tfprofscale.profiling.table import render
+
+    assert f"TF estimate:   {report.totals.tf_estimated_step_ms:.3f} ms per step" in render(report)
 
 
 def test_a_grappler_failure_is_a_warning_and_nulls(cnn_file, monkeypatch):
