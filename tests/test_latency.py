@@ -118,6 +118,16 @@ def test_the_fit_extrapolates_to_more_layers_larger_inputs_and_batches():
         assert model.predict_ms(beyond.layers) == pytest.approx(beyond.measured_ms, rel=1e-6)
 
 
+def test_with_two_percent_noise_the_extrapolation_stays_within_the_noise():
+    from dataclasses import replace
+
+    noise = [0.02, -0.02, 0.01, -0.01, 0.02, -0.02, 0.0, 0.01, -0.01, 0.0]  # fixed, so the test is deterministic
+    noisy = [replace(s, measured_ms=s.measured_ms * (1 + e)) for s, e in zip(TRAINING, noise)]
+    model = fit_latency_model(noisy, traits=NO_CACHES, peaks=ONE_GIGA)
+    for beyond in BEYOND:
+        assert abs(model.predict_ms(beyond.layers) / beyond.measured_ms - 1) < 0.02
+
+
 def test_conv_and_pool_per_op_costs_are_tied_and_said_so():
     model = fitted()
     shared = (3 * 2.0 + 1 * 1.0) / (3 + 1)
