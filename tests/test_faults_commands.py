@@ -18,10 +18,11 @@ def build_model():
     inputs = keras.Input((10,), name="x")
     return keras.Model(inputs, keras.layers.Dense(2, name="d")(inputs), name="dense")
 """
-LATENCY_MODEL = {"kind": "tfprofscale latency model", "features": ["layers"],
-                 "coefficients_us": {"Dense": {"layers": 5.0}}, "overhead_us": 100.0,
+LATENCY_MODEL = {"kind": "tfprofscale latency model", "features": ["roofline_us", "bytes_beyond_l2", "ops"],
+                 "coefficients_us": {"Dense": {"ops": 2.5}}, "overhead_us": 100.0,
                  "free_layer_types": ["InputLayer"], "n_configs": 3,
-                 "traits": {"vector_floats": 8, "l2_bytes": None, "l3_bytes": None}}
+                 "traits": {"vector_floats": 8, "l2_bytes": None, "l3_bytes": None},
+                 "peaks": {"flops_per_s": 1e9, "bytes_per_s": 1e9}}
 
 
 def one_line_error(capsys, *argv: str) -> str:
@@ -86,6 +87,7 @@ def test_predict_names_the_missing_latency_model(capsys, dense_file, tmp_path):
     ("coefficients_us", {"Dense": {"layers": "5"}}, "must be an object of layer type -> {feature: number}"),
     ("features", "layers", "must be a list of feature names, got str 'layers'"),
     ("n_configs", 3.5, "must be an integer, got float 3.5"),
+    ("peaks", [1e9, 1e9], "must be an object, got list [1000000000.0, 1000000000.0]"),
 ])
 def test_a_latency_model_with_wrong_value_types(capsys, dense_file, tmp_path, field, value, expected):
     path = tmp_path / "bad.json"
@@ -103,6 +105,14 @@ def test_a_latency_model_with_wrong_trait_types(capsys, dense_file, tmp_path):
                     "integer, got str '8'")
 
 
+def test_a_latency_model_with_a_peak_that_is_not_positive(capsys, dense_file, tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({**LATENCY_MODEL, "peaks": {"flops_per_s": 0, "bytes_per_s": 1e9}}))
+    line = one_line_error(capsys, "predict", str(path), str(dense_file))
+    assert line == (f"tfprofscale predict: error: {path}: latency model field peaks.flops_per_s must be a "
+                    "positive number, got int 0")
+
+
 def test_dev_zero_as_a_latency_model(capsys, dense_file):
     line = one_line_error(capsys, "predict", "/dev/zero", str(dense_file))
     assert line == "tfprofscale predict: error: latency model /dev/zero is not a regular file"
@@ -116,7 +126,7 @@ def test_predict_with_a_huge_batch_makes_no_inputs(capsys, dense_file, latency_f
     status = main(["predict", str(latency_file), str(dense_file), "--batch-size", "1000000000"])
     out = capsys.readouterr().out
     assert status == 0
-    # overhead 100 us + one Dense layer at 5 us per layer = 105 us
+    # overhead 100 us + the Dense layer's two ops (MatMul, BiasAdd) at 2.5 us each = 105 us
     assert "predicted step latency: 0.105 ms (batch 1000000000)" in out
 
 

@@ -1,163 +1,160 @@
-"""Time fits and the latency model, on timing tables whose true coefficients are known."""
+"""The latency model on synthetic CNNs whose step times a known roofline law generates.
+
+Machine: peaks of 1 GFLOP/s and 1 GB/s (roofline time in us = max(blocked
+FLOPs, bytes) / 1000), 16 float lanes, no cache sizes (no bytes beyond L2).
+The law, in us: 40 per step; per Conv2D 1.5 x roofline + 2 per op; per
+MaxPooling2D 3 x roofline + 1 per op; per Dense 1.2 x roofline + 4 per op.
+Every conv is followed by one pool (3 ops and 1 op), so their per-op costs
+cannot be told apart: the fit ties them to one coefficient, (3 x 2 + 1 x 1)
+/ (3 + 1) = 1.75 us per op, which predicts exactly what the law does.
+"""
 from __future__ import annotations
 
 import json
 import math
 
-import numpy as np
 import pandas as pd
 import pytest
 
-from tests.test_cli_profile import assert_one_line_error, run_cli
-from tests.test_roofline import input_row, make_report
-from tfprofscale.errors import InputError
-from tfprofscale.audit.latency import (
-    ConfigSample, LatencyModel, fit_latency_model, layer_type_fits, nonnegative_relative_least_squares,
-)
-from tfprofscale.audit.validation import error_summary, flops_proportional_baseline, load_sweep, validate_sweep
-from tfprofscale.profiling.report import LayerRow
+from tfprofscale.audit.latency import ConfigSample, LatencyModel, fit_latency_model, layer_type_fits
+from tfprofscale.audit.latency_features import Peaks
 from tfprofscale.audit.roofline import MachineTraits
+from tfprofscale.errors import InputError
+from tfprofscale.profiling.report import LayerRow
 
 NO_CACHES = MachineTraits(vector_floats=16, l2_bytes=None, l3_bytes=None)
-
-# The truth the synthetic tables are made from, in us.
-OVERHEAD_US = 50.0
-CONV_US_PER_FLOP, CONV_US_PER_LAYER = 1e-3, 20.0   # 1 GFLOP/s, 20 us fixed
-DENSE_US_PER_FLOP, DENSE_US_PER_LAYER = 4e-3, 5.0   # 0.25 GFLOP/s, 5 us fixed
+ONE_GIGA = Peaks(flops_per_s=1e9, bytes_per_s=1e9)
+OVERHEAD_US = 40.0
+LAW = {"Conv2D": (1.5, 2.0), "MaxPooling2D": (3.0, 1.0), "Dense": (1.2, 4.0)}  # x roofline, us per op
 
 
-def conv(name: str, flops: int, batch: int = 1, positions: int = 1) -> LayerRow:
-    """A conv layer whose output size is proportional to its FLOPs (no geometry: no bytes estimate)."""
-    return LayerRow(name=name, type="Conv2D", output_shape=[batch, positions, 1, 10], params=10,
-                    analytic_flops=flops, analytic_macs=flops // 2, graph_flops=flops,
-                    activation_bytes=batch * positions * 10 * 4,
-                    time_us=CONV_US_PER_FLOP * flops + CONV_US_PER_LAYER, achieved_gflops=None)
+def row(name, layer_type, output_shape, params, flops, in_elements, ops, geometry):
+    """A layer row with what the features read; ``roofline_us`` worked out by hand alongside."""
+    out_elements = math.prod(output_shape)
+    channels = output_shape[-1]
+    blocked = flops * math.ceil(channels / 16) * 16 / channels
+    bytes_moved = 4 * (in_elements + params + out_elements)
+    layer = LayerRow(name=name, type=layer_type, output_shape=output_shape, params=params, analytic_flops=flops,
+                     analytic_macs=None, graph_flops=flops, activation_bytes=4 * out_elements, time_us=None,
+                     achieved_gflops=None, ops=[f"{name}/op{i}" for i in range(ops)], geometry=geometry)
+    layer.roofline_us = max(blocked, bytes_moved) / 1e3  # by hand: 1 FLOP and 1 byte per ns
+    return layer
 
 
-def dense(name: str, flops: int, batch: int = 1) -> LayerRow:
-    return LayerRow(name=name, type="Dense", output_shape=[batch, 10], params=10, analytic_flops=flops,
-                    analytic_macs=flops // 2, graph_flops=flops, activation_bytes=batch * 40,
-                    time_us=DENSE_US_PER_FLOP * flops + DENSE_US_PER_LAYER, achieved_gflops=None)
+def conv(index, batch, side, c_in, c_out, k=3):
+    flops = 2 * batch * side * side * k * k * c_in * c_out + batch * side * side * c_out  # conv + bias
+    return row(f"conv{index}", "Conv2D", [batch, side, side, c_out], k * k * c_in * c_out + c_out, flops,
+               batch * side * side * c_in, 3,
+               {"batch": batch, "in_h": side, "in_w": side, "in_channels": c_in})
 
 
-def true_step_ms(layers: list[LayerRow]) -> float:
-    return (OVERHEAD_US + sum(row.time_us or 0.0 for row in layers)) / 1e3
+def pool(index, batch, side, channels):
+    half = side // 2
+    return row(f"pool{index}", "MaxPooling2D", [batch, half, half, channels], 0, 4 * batch * half * half * channels,
+               batch * side * side * channels, 1, {"batch": batch, "in_h": side, "in_w": side, "channels": channels})
 
 
-def sample(config_id: str, layers: list[LayerRow]) -> ConfigSample:
-    return ConfigSample(config_id, {}, layers, true_step_ms(layers), sum(r.graph_flops or 0 for r in layers))
+def dense(name, batch, n_in, n_out, ops):
+    return row(name, "Dense", [batch, n_out], n_in * n_out + n_out, 2 * batch * n_in * n_out + batch * n_out,
+               batch * n_in, ops, {"rows": batch, "in_features": n_in})
 
 
-# --- per-layer-type lines -------------------------------------------------------------------------------
-
-def test_layer_type_fit_recovers_a_known_line():
-    flops = [1e5, 2e5, 4e5, 8e5]
-    frame = pd.DataFrame({"type": "Conv2D", "name": ["c0", "c1", "c2", "c3"], "graph_flops": flops,
-                          "analytic_flops": flops, "time_us": [30.0, 40.0, 60.0, 100.0]})  # 1e-4 us/FLOP + 20
-    (fit,) = layer_type_fits(frame)
-    assert fit.layer_type == "Conv2D" and fit.n == 4
-    assert fit.slope_us_per_flop == pytest.approx(1e-4) and fit.intercept_us == pytest.approx(20.0)
-    assert fit.achieved_gflops == pytest.approx(10.0)  # 1 FLOP per 0.1 ns
-    assert fit.r2 == pytest.approx(1.0)
+def free(name, layer_type, shape):
+    return LayerRow(name=name, type=layer_type, output_shape=shape, params=0, analytic_flops=0, analytic_macs=0,
+                    graph_flops=0, activation_bytes=0, time_us=None, achieved_gflops=None)
 
 
-def test_layer_type_fit_r2_and_largest_residuals_by_hand():
-    # time = 10 + flops / 1000 + e, e = (+1, -1, -1, +1): e is orthogonal to 1 and to x - mean, so the line stays
-    frame = pd.DataFrame({"type": "MaxPooling2D", "name": ["p0", "p1", "p2", "p3"], "config_id": ["a", "b", "c", "d"],
-                          "graph_flops": [0, 1000, 2000, 3000], "analytic_flops": [0, 1000, 2000, 3000],
-                          "time_us": [11.0, 10.0, 11.0, 14.0]})
-    (fit,) = layer_type_fits(frame)
-    assert fit.slope_us_per_flop == pytest.approx(1e-3) and fit.intercept_us == pytest.approx(10.0)
-    # SS_res = 4; SS_tot around the mean 11.5 = 0.25 + 2.25 + 0.25 + 6.25 = 9
-    assert fit.r2 == pytest.approx(1 - 4 / 9)
-    # line: 10, 11, 12, 13 -> relative errors -1/11, +1/10, +1/11, -1/14; the largest is p1's +10%
-    worst = fit.largest_residuals[0]
-    assert (worst["layer"], worst["config_id"]) == ("p1", "b")
-    assert worst["measured_us"] == 10.0 and worst["predicted_us"] == pytest.approx(11.0)
-    assert worst["relative_error"] == pytest.approx(0.1)
-    assert {row["layer"] for row in fit.largest_residuals} == {"p0", "p1", "p2"}
+def cnn(n_conv, side, batch, filters, n_hidden):
+    """n x (conv + pool), Flatten, n_hidden Dense(32, relu) (3 ops), Dense(10) logits (2 ops)."""
+    layers, channels = [free("image", "InputLayer", [batch, side, side, 3])], 3
+    for index in range(n_conv):
+        layers += [conv(index, batch, side, channels, filters), pool(index, batch, side, filters)]
+        side, channels = side // 2, filters
+    layers.append(free("flatten", "Flatten", [batch, side * side * channels]))
+    width = side * side * channels
+    for index in range(n_hidden):
+        layers.append(dense(f"fc{index}", batch, width, 32, ops=3))
+        width = 32
+    return layers + [dense("logits", batch, width, 10, ops=2)]
 
 
-def test_layer_type_fit_skips_untimed_rows_falls_back_to_formulas_and_unfittable_types():
-    frame = pd.DataFrame({
-        "type": ["Dense", "Dense", "Dense", "Dense", "InputLayer", "InputLayer", "InputLayer"],
-        "name": ["d0", "d1", "d2", "d3", "i0", "i1", "i2"],
-        "graph_flops": [100, None, 300, 400, 0, 0, 0], "analytic_flops": [100, 200, 300, 400, 0, 0, 0],
-        "time_us": [1.0, 2.0, 3.0, None, 0.0, 0.0, 0.0],
-    })
-    (fit,) = layer_type_fits(frame)  # InputLayer: one FLOPs value, no line
-    assert fit.layer_type == "Dense" and fit.n == 3  # d3 untimed; d1 counted by its formula
-    assert fit.slope_us_per_flop == pytest.approx(0.01) and fit.intercept_us == pytest.approx(0.0, abs=1e-9)
-    assert fit.largest_residuals[0]["config_id"] is None
-    assert "Dense: time = FLOPs / (0.1 GFLOP/s)" in fit.lines()[0]
+def true_step_ms(layers):
+    layer_us = sum(LAW[r.type][0] * r.roofline_us + LAW[r.type][1] * len(r.ops) for r in layers if r.type in LAW)
+    return (OVERHEAD_US + layer_us) / 1e3
 
 
-# --- the fitting machinery ------------------------------------------------------------------------------
-
-def test_nonnegative_relative_least_squares_recovers_an_exact_solution():
-    x1, x2 = np.array([1.0, 2.0, 3.0, 5.0]), np.array([4.0, 1.0, 7.0, 2.0])
-    design = np.stack([np.ones(4), x1, x2], axis=1)
-    assert nonnegative_relative_least_squares(design, 5 + 2 * x1 + 3 * x2) == pytest.approx([5, 2, 3])
-
-
-def test_a_negative_coefficient_is_dropped_and_the_rest_refitted():
-    # t = 2 * x1 - x2 exactly; without x2, minimise sum(((c * x1 - t) / t)^2): c = sum(x1/t) / sum((x1/t)^2)
-    design = np.array([[2.0, 2.0], [4.0, 2.0]])
-    target = np.array([2.0, 6.0])  # x1 / t = (1, 2/3): c = (5/3) / (13/9) = 15/13
-    assert nonnegative_relative_least_squares(design, target) == pytest.approx([15 / 13, 0.0])
+def sample(n_conv, side, batch, filters, n_hidden):
+    layers = cnn(n_conv, side, batch, filters, n_hidden)
+    config = {"n_conv": n_conv, "side": side, "batch": batch, "filters": filters, "n_hidden": n_hidden}
+    return ConfigSample(",".join(f"{k}={v}" for k, v in config.items()), config, layers, true_step_ms(layers),
+                        sum(r.graph_flops for r in layers))
 
 
-def test_a_column_seen_in_too_few_rows_is_left_out():
-    design = np.array([[1.0, 0.0], [2.0, 0.0], [3.0, 5.0]])  # column 2 is non-zero in one row only
-    target = np.array([2.0, 4.0, 11.0])                       # = 2 * x1 + 1 * x2 exactly
-    assert nonnegative_relative_least_squares(design, target) == pytest.approx([2.0, 1.0])
-    # without column 2: x1 / t = (1/2, 1/2, 3/11), c = sum(x1/t) / sum((x1/t)^2)
-    by_hand = (1 / 2 + 1 / 2 + 3 / 11) / (1 / 4 + 1 / 4 + 9 / 121)
-    assert nonnegative_relative_least_squares(design, target, min_support=2) == pytest.approx([by_hand, 0.0])
+TRAINING = [sample(n, side, batch, filters, hidden)
+            for n, side, batch, filters, hidden in [
+                (1, 16, 1, 8, 1), (2, 16, 1, 16, 0), (1, 32, 2, 8, 0), (2, 32, 1, 32, 1), (1, 16, 4, 32, 1),
+                (2, 16, 2, 8, 1), (1, 32, 1, 16, 0), (2, 32, 4, 16, 0), (1, 16, 2, 16, 0), (2, 32, 2, 8, 1)]]
+BEYOND = [sample(4, 64, 1, 16, 1), sample(3, 128, 2, 32, 2), sample(2, 32, 16, 8, 1), sample(5, 64, 8, 32, 0)]
 
 
-def test_error_summary_by_hand():
-    # |errors| = 1.5/10, 1/20, 0/40 = 15%, 5%, 0%: MAPE = 20% / 3, two of three within 10%
-    mape, within = error_summary([10, 20, 40], [11.5, 19, 40])
-    assert mape == pytest.approx(0.20 / 3) and within == pytest.approx(2 / 3)
+def fitted() -> LatencyModel:
+    return fit_latency_model(TRAINING, traits=NO_CACHES, peaks=ONE_GIGA)
 
 
-def test_flops_baseline_by_hand():
-    train = [ConfigSample("a", {}, [], 2.0, 1000), ConfigSample("b", {}, [], 4.0, 3000)]
-    # f/t = 500, 750 FLOP/ms: k = (500 + 750) / (500^2 + 750^2) = 1250 / 812500 ms per FLOP
-    predict = flops_proportional_baseline(train)
-    assert predict(ConfigSample("c", {}, [], 1.0, 2000)) == pytest.approx(2000 * 1250 / 812500)
+def test_the_fit_recovers_the_generating_coefficients():
+    model = fitted()
+    assert model.overhead_us == pytest.approx(OVERHEAD_US, rel=1e-6)
+    for layer_type, (per_roofline, _) in LAW.items():
+        assert model.coefficients_us[layer_type]["roofline_us"] == pytest.approx(per_roofline, rel=1e-6)
+    assert model.coefficients_us["Dense"]["ops"] == pytest.approx(4.0, rel=1e-6)
+    assert model.coefficients_us["Conv2D"]["bytes_beyond_l2"] == 0.0  # no cache size: never non-zero
 
 
-def synthetic_samples() -> list[ConfigSample]:
-    return [
-        sample("1c1d", [input_row(), conv("c0", 1000), dense("d0", 100)]),
-        sample("2c1d", [input_row(), conv("c0", 1000), conv("c1", 2000), dense("d0", 100)]),
-        sample("1c2d", [input_row(), conv("c0", 3000), dense("d0", 100), dense("d1", 200)]),
-        sample("3c1d", [input_row(), conv("c0", 500), conv("c1", 500), conv("c2", 500), dense("d0", 300)]),
-        sample("2c2d", [input_row(), conv("c0", 4000), conv("c1", 1000), dense("d0", 50), dense("d1", 50)]),
-        sample("1c1d'", [input_row(), conv("c0", 2500), dense("d0", 1000)]),
-    ]
+def test_the_fit_extrapolates_to_more_layers_larger_inputs_and_batches():
+    model = fitted()
+    largest = max(s.measured_ms for s in TRAINING)
+    assert all(s.measured_ms > largest for s in BEYOND[:2])  # outside the training range
+    for beyond in BEYOND:
+        assert model.predict_ms(beyond.layers) == pytest.approx(beyond.measured_ms, rel=1e-6)
 
 
-def test_latency_model_recovers_known_overhead_and_per_type_costs():
-    model = fit_latency_model(synthetic_samples(), features=("flops", "layers"), traits=NO_CACHES)
-    assert model.overhead_us == pytest.approx(OVERHEAD_US)
-    assert model.coefficients_us["Conv2D"] == pytest.approx({"flops": 1e-3, "layers": 20.0})
-    assert model.coefficients_us["Dense"] == pytest.approx({"flops": 4e-3, "layers": 5.0})
-    assert model.free_layer_types == ["InputLayer"]
-    unseen = [input_row(), conv("c0", 7000), conv("c1", 100), dense("d0", 10), dense("d1", 20), dense("d2", 30)]
-    # 50 + (7 + 20) + (0.1 + 20) + (0.04 + 0.08 + 0.12 + 15) us
-    assert model.predict_ms(unseen) == pytest.approx((50 + 27 + 20.1 + 15.24) / 1e3)
-    assert model.layer_times_us(unseen)[0] == 0.0
+def test_with_two_percent_noise_the_extrapolation_stays_within_the_noise():
+    from dataclasses import replace
+
+    noise = [0.02, -0.02, 0.01, -0.01, 0.02, -0.02, 0.0, 0.01, -0.01, 0.0]  # fixed, so the test is deterministic
+    noisy = [replace(s, measured_ms=s.measured_ms * (1 + e)) for s, e in zip(TRAINING, noise)]
+    model = fit_latency_model(noisy, traits=NO_CACHES, peaks=ONE_GIGA)
+    for beyond in BEYOND:
+        assert abs(model.predict_ms(beyond.layers) / beyond.measured_ms - 1) < 0.02
 
 
-def test_latency_model_refuses_a_layer_type_it_was_not_fitted_on(tmp_path):
-    model = fit_latency_model(synthetic_samples(), features=("flops", "layers"), traits=NO_CACHES)
-    pool = LayerRow(name="pool9", type="MaxPooling2D", output_shape=[1, 2, 2, 1], params=0, analytic_flops=16,
-                    analytic_macs=0, graph_flops=16, activation_bytes=16, time_us=None, achieved_gflops=None)
-    with pytest.raises(InputError, match="pool9.*MaxPooling2D"):
-        model.predict_ms([conv("c0", 10), pool])
+def test_conv_and_pool_per_op_costs_are_tied_and_said_so():
+    model = fitted()
+    shared = (3 * 2.0 + 1 * 1.0) / (3 + 1)
+    assert model.coefficients_us["Conv2D"]["ops"] == pytest.approx(shared, rel=1e-6)
+    assert model.coefficients_us["MaxPooling2D"]["ops"] == pytest.approx(shared, rel=1e-6)
+    tie = "Conv2D and MaxPooling2D: one shared ops coefficient (they always occur in the same proportion in the data)"
+    assert model.ties == [tie]
+    assert "not separable: Conv2D and MaxPooling2D" in "\n".join(model.lines())
+
+
+def test_zero_cost_layers_are_priced_at_zero_seen_or_not():
+    model = fitted()
+    assert model.free_layer_types == ["Flatten", "InputLayer"]
+    unseen = [free("drop", "Dropout", [1, 32]), free("noise", "GaussianNoise", [1, 32]),
+              free("reshape", "Reshape", [1, 4, 8]), free("perm", "Permute", [1, 8, 4])]
+    layers = cnn(1, 16, 1, 8, 1)
+    with_free = layers[:-1] + unseen + layers[-1:]
+    assert model.predict_ms(with_free) == pytest.approx(model.predict_ms(layers))
+    assert model.layer_times_us(unseen) == [0.0, 0.0, 0.0, 0.0]
+
+
+def test_a_working_layer_type_never_fitted_is_refused_by_name(tmp_path):
+    model = fitted()
+    norm = LayerRow(name="bn9", type="BatchNormalization", output_shape=[1, 8], params=32, analytic_flops=32,
+                    analytic_macs=0, graph_flops=32, activation_bytes=32, time_us=None, achieved_gflops=None)
+    with pytest.raises(InputError, match="bn9.*BatchNormalization"):
+        model.predict_ms([norm])
     model.save(tmp_path / "m.json")
     assert LatencyModel.load(tmp_path / "m.json") == model
     (tmp_path / "other.json").write_text('{"a": 1}')
@@ -167,141 +164,96 @@ def test_latency_model_refuses_a_layer_type_it_was_not_fitted_on(tmp_path):
 
 def test_fitting_needs_three_configurations():
     with pytest.raises(InputError, match="at least 3"):
-        fit_latency_model(synthetic_samples()[:2], traits=NO_CACHES)
+        fit_latency_model(TRAINING[:2], traits=NO_CACHES, peaks=ONE_GIGA)
 
 
-# --- validation on a sweep directory --------------------------------------------------------------------
+def test_features_against_a_cache_size():
+    # conv of cnn(1, 16, 1, 8): reads 16*16*3 + 224 params, writes 16*16*8 floats = (768 + 224 + 2048) * 4 bytes
+    layer = conv(0, 1, 16, 3, 8)
+    with_l2 = fit_latency_model(TRAINING, traits=MachineTraits(16, 10_000, None), peaks=ONE_GIGA)
+    from tfprofscale.audit.latency_features import latency_features
 
-N_CONV, BATCHES = (1, 2, 3), (1, 2, 4, 8)
-
-
-def sweep_layers(n_conv: int, batch: int) -> list[LayerRow]:
-    """Every feature is a multiple of FLOPs or of the layer count, so held-out predictions are exact."""
-    convs = [conv(f"conv{i}", 1000 * batch * (i + 1), batch, positions=i + 1) for i in range(n_conv)]
-    return [input_row(output_shape=[batch, 4, 4, 1])] + convs + [dense("fc", 100 * batch, batch)]
-
-
-def write_sweep(folder, configs):
-    (folder / "reports").mkdir(parents=True)
-    results, layer_frames = [], []
-    for n_conv, batch, repeat, slowdown in configs:
-        config_id = f"n_conv={n_conv},batch_size={batch},r{repeat}"
-        layers = sweep_layers(n_conv, batch)
-        report = make_report(layers, [], median_ms=true_step_ms(layers) * slowdown)
-        record = {"config_id": config_id, "config": {"n_conv": n_conv, "batch_size": batch}, "repeat": repeat,
-                  "status": "ok", "error": None, "elapsed_s": 1.0, "report": report.to_dict()}
-        (folder / "reports" / f"{config_id}.json").write_text(json.dumps(record))
-        results.append({"n_conv": n_conv, "batch_size": batch, "repeat": repeat,
-                        "step_time_median_ms": report.totals.step_time_ms.median, "status": "ok", "error": ""})
-        layer_frames.append(report.to_frame().assign(config_id=config_id, n_conv=n_conv, batch_size=batch))
-    failed = {"config_id": "n_conv=9,batch_size=1,r0", "config": {"n_conv": 9, "batch_size": 1}, "repeat": 0,
-              "status": "failed", "error": "InputError: too deep", "elapsed_s": 0.1, "report": None}
-    (folder / "reports" / "n_conv=9,batch_size=1,r0.json").write_text(json.dumps(failed))
-    pd.DataFrame(results).to_csv(folder / "results.csv", index=False)
-    pd.concat(layer_frames).to_csv(folder / "layers.csv", index=False)
-    return folder
+    work = latency_features(layer, with_l2.traits, ONE_GIGA)
+    assert work["bytes_beyond_l2"] == (768 + 224 + 2048) * 4 - 10_000
+    assert work["roofline_us"] == pytest.approx(layer.roofline_us) and work["ops"] == 3
 
 
-@pytest.fixture
-def sweep_dir(tmp_path):
-    configs = [(n, b, 0, 1.0) for n in N_CONV for b in BATCHES]
-    configs.append((2, 4, 1, 1.5))  # a repeat disturbed by another process: 50% slower
-    return write_sweep(tmp_path / "sweep", configs)
+# --- per-layer-type lines ----------------------------------------------------------------------------------
+
+def test_layer_type_fit_recovers_a_known_line():
+    flops = [1e5, 2e5, 4e5, 8e5, 1.6e6]
+    frame = pd.DataFrame({"type": "Conv2D", "name": ["c0", "c1", "c2", "c3", "c4"], "graph_flops": flops,
+                          "analytic_flops": flops, "time_us": [30.0, 40.0, 60.0, 100.0, 180.0]})  # 1e-4 us/FLOP + 20
+    (fit,) = layer_type_fits(frame)
+    assert fit.layer_type == "Conv2D" and fit.n == 5
+    assert fit.slope_us_per_flop == pytest.approx(1e-4) and fit.intercept_us == pytest.approx(20.0)
+    assert fit.achieved_gflops == pytest.approx(10.0)  # 1 FLOP per 0.1 ns
+    assert fit.r2 == pytest.approx(1.0)
 
 
-def test_repeats_merge_into_one_configuration_at_their_smallest_median(sweep_dir):
-    samples = load_sweep(sweep_dir)
-    assert len(samples) == 12  # 3 x 4; the failed one left out, the repeat merged
-    merged = next(s for s in samples if s.config == {"n_conv": 2, "batch_size": 4})
-    assert merged.repeats == 2 and merged.config_id == "n_conv=2,batch_size=4,r0"
-    assert merged.measured_ms == pytest.approx(true_step_ms(sweep_layers(2, 4)))
+def test_layer_type_fit_weighs_relative_errors_and_gives_no_r2_from_few_layers():
+    # times 10, 20, 1000 us at 1, 2, 3 kFLOP: minimise sum(((a x + b - t) / t)^2); the big layer does not rule
+    frame = pd.DataFrame({"type": "MaxPooling2D", "name": ["p0", "p1", "p2"], "config_id": ["a", "b", "c"],
+                          "graph_flops": [1000, 2000, 3000], "analytic_flops": [1000, 2000, 3000],
+                          "time_us": [10.0, 20.0, 1000.0]})
+    (fit,) = layer_type_fits(frame)
+    # weighted normal equations, rows (x/t, 1/t) against 1: x/t = 100, 100, 3; 1/t = 0.1, 0.05, 0.001
+    import numpy as np
+
+    rows = np.array([[100, 0.1], [100, 0.05], [3, 0.001]])
+    a, b = np.linalg.solve(rows.T @ rows, rows.T @ np.ones(3))
+    assert (fit.slope_us_per_flop, fit.intercept_us) == (pytest.approx(a), pytest.approx(b))
+    assert fit.r2 is None and "no R² from 3 points (needs 4)" in fit.lines()[0]
+    assert fit.largest_residuals[0]["layer"] == "p2"  # 3 kFLOP at 1000 us: the line cannot reach it
 
 
-def test_validation_splits_hold_out_every_configuration_once(sweep_dir):
-    report = validate_sweep(sweep_dir)
-    names = [split.name for split in report.splits]
-    assert names == ["configurations (5-fold)", "leave each n_conv out", "leave each batch_size out"]
-    folds, by_n_conv, by_batch = report.splits
-    # 12 configurations: 5 folds of 3, 3, 2, 2, 2 -> at least 9 to train on; n_conv: 12 - 4; batch: 12 - 3
-    assert (folds.n_train, by_n_conv.n_train, by_batch.n_train) == (9, 8, 9)
-    for split in report.splits:
-        assert split.n_test == 12 and split.n_skipped == 0
-        assert sorted(p["config_id"] for p in split.pairs) == sorted(s.config_id for s in load_sweep(sweep_dir))
-        assert split.mape == pytest.approx(0.0, abs=1e-6) and split.share_within_10pct == 1.0
-        assert split.baseline_mape > 0.05  # the truth has a fixed overhead that FLOPs alone cannot give
-
-
-def test_held_out_baseline_is_fitted_without_the_held_out_value(sweep_dir):
-    by_batch = validate_sweep(sweep_dir).splits[2]
-    train = [(sweep_layers(n, b)) for n in N_CONV for b in BATCHES if b != 8]
-    ratios = np.array([sum(r.graph_flops for r in rows) / true_step_ms(rows) for rows in train])
-    k_ms_per_flop = ratios.sum() / (ratios ** 2).sum()
-    pair = next(p for p in by_batch.pairs if p["config_id"] == "n_conv=3,batch_size=8,r0")
-    flops = 8 * 1000 * (1 + 2 + 3) + 8 * 100
-    assert pair["baseline_ms"] == pytest.approx(k_ms_per_flop * flops)
-    assert pair["measured_ms"] == pytest.approx(pair["predicted_ms"])
-
-
-def test_layer_fits_read_the_sweeps_layers_csv(sweep_dir):
-    fits = {fit.layer_type: fit for fit in layer_type_fits(pd.read_csv(sweep_dir / "layers.csv"))}
-    assert set(fits) == {"Conv2D", "Dense"}
-    assert fits["Conv2D"].achieved_gflops == pytest.approx(1.0)
-    assert fits["Conv2D"].intercept_us == pytest.approx(CONV_US_PER_LAYER)
-    assert fits["Dense"].slope_us_per_flop == pytest.approx(DENSE_US_PER_FLOP)
-
-
-@pytest.mark.parametrize("content, message", [
-    ("{not json", "is not a sweep report record"),
-    ('{"config": {}, "status": "ok"}', "no config_id"),
-    ('{"config_id": "a", "config": {}, "status": "ok", "report": {"totals": {}}}', "its report: not a tfprofscale profile JSON \\(no model\\)"),
-])
-def test_a_broken_report_record_is_bad_input_naming_the_file(tmp_path, content, message):
-    (tmp_path / "reports").mkdir()
-    (tmp_path / "reports" / "a.json").write_text(content)
-    with pytest.raises(InputError, match=f"a.json.*{message}"):
-        load_sweep(tmp_path)
-
-
-def test_too_few_configurations_give_no_validation(tmp_path):
-    assert validate_sweep(write_sweep(tmp_path / "small", [(1, b, 0, 1.0) for b in BATCHES])) is None
-
-
-def test_validation_report_is_json_ready_and_readable(sweep_dir):
-    report = validate_sweep(sweep_dir)
-    data = json.loads(json.dumps(report.to_dict()))
-    assert data["n_configs"] == 12 and len(data["splits"][0]["pairs"]) == 12
-    assert set(data["splits"][0]["pairs"][0]) == {"config_id", "measured_ms", "predicted_ms", "baseline_ms"}
-    text = "\n".join(report.lines())
-    assert "per-step overhead" in text and "leave each batch_size out" in text
-
-
-# --- fit / predict on the command line ------------------------------------------------------------------
+# --- fit / predict on the command line --------------------------------------------------------------------
 
 def write_latency_model(path):
-    """A hand-set model: 100 us per step, conv at 1 GFLOP/s, 0.01 us per pooled output, 7 us per Dense."""
-    model = LatencyModel(features=("flops", "output_elements", "layers"),
-                         coefficients_us={"Conv2D": {"flops": 1e-3}, "MaxPooling2D": {"output_elements": 0.01},
-                                          "Dense": {"layers": 7.0}},
+    """A hand-set model: 100 us per step, conv 2 x roofline, 1 us per pool op, 7 us per Dense op."""
+    model = LatencyModel(features=("roofline_us", "bytes_beyond_l2", "ops"),
+                         coefficients_us={"Conv2D": {"roofline_us": 2.0}, "MaxPooling2D": {"ops": 1.0},
+                                          "Dense": {"ops": 7.0}},
                          overhead_us=100.0, free_layer_types=["Flatten", "InputLayer"], n_configs=3,
-                         traits=NO_CACHES)
+                         traits=NO_CACHES, peaks=ONE_GIGA)
     model.save(path)
     return path
 
 
 def test_predict_prints_the_hand_computed_latency(capsys, cnn_file, tmp_path):
+    from tests.test_cli_profile import run_cli
+
     model_json = write_latency_model(tmp_path / "model.json")
     status, out, _ = run_cli(capsys, "predict", str(model_json), str(cnn_file), "--batch-size", "2")
     assert status == 0
-    # conv graph FLOPs at batch 2: 2 * 2*8*8*8 * 3*3*1 + 2*8*8*8 (BiasAdd) = 19456 -> 19.456 us
-    # pool: 2*4*4*8 = 256 outputs -> 2.56 us; Dense: 7 us; overhead 100 us
-    assert "predicted step latency: 0.129 ms (batch 2)" in out  # 129.016 us
-    assert "conv (Conv2D)" in out and "19.5 us" in out
+    # conv: graph FLOPs 2 * 2*8*8*8 * 9 + 2*8*8*8 (BiasAdd) = 19456, 8 channels blocked to 16: 38912 FLOPs;
+    # bytes (200 input + 80 params + 1024 output floats) * 4 = 5216: roofline 38.912 us, x 2 = 77.824 us
+    # pool: 1 op -> 1 us; Dense: 2 ops (MatMul, BiasAdd) -> 14 us; overhead 100 us
+    assert "predicted step latency: 0.193 ms (batch 2)" in out  # 192.824 us
+    assert "conv (Conv2D)" in out and "77.8 us" in out
+
+
+def test_predict_prices_fashion_mnist_dropout_at_zero(capsys, tmp_path):
+    from pathlib import Path
+
+    from tests.test_cli_profile import run_cli
+
+    model_json = write_latency_model(tmp_path / "model.json")
+    fashion = Path(__file__).resolve().parent.parent / "models" / "fashion_mnist.py"
+    status, out, err = run_cli(capsys, "predict", str(model_json), str(fashion))
+    assert status == 0, err
+    dropout_line = next(line for line in out.splitlines() if line.startswith("dropout (Dropout)"))
+    assert dropout_line.split()[-2] == "0.0"
 
 
 def test_fit_then_predict_round_trip_on_a_tiny_real_sweep(capsys, cnn_file, tmp_path, monkeypatch):
+    from tests.test_cli_profile import run_cli
+    from tfprofscale.audit import roofline
     from tfprofscale.profiling import runtime
     from tfprofscale.profiling.pipeline import ProfileOptions, run_profile
 
+    peaks = roofline.MachinePeaks(flops_per_s=1e9, bytes_per_s=1e9, host="h", tensorflow="t")
+    monkeypatch.setattr(roofline, "machine_peaks", lambda *args, **kwargs: peaks)
     folder = tmp_path / "sweep"
     (folder / "reports").mkdir(parents=True)
     for filters, batch in ((4, 1), (8, 2), (16, 1)):
@@ -327,18 +279,25 @@ def test_fit_then_predict_round_trip_on_a_tiny_real_sweep(capsys, cnn_file, tmp_
 
 
 def test_fit_on_a_folder_without_reports(capsys, tmp_path):
+    from tests.test_cli_profile import assert_one_line_error, run_cli
+
     status, _, err = run_cli(capsys, "fit", str(tmp_path), "--out", str(tmp_path / "m.json"))
     assert_one_line_error(status, err, "no finished configuration")
 
 
 def test_predict_with_a_missing_model_file(capsys, cnn_file, tmp_path):
+    from tests.test_cli_profile import assert_one_line_error, run_cli
+
     status, _, err = run_cli(capsys, "predict", str(tmp_path / "nope.json"), str(cnn_file))
     assert_one_line_error(status, err, "nope.json", "does not exist")
 
 
 def test_predict_names_the_layer_the_model_cannot_price(capsys, cnn_file, tmp_path):
+    from tests.test_cli_profile import assert_one_line_error, run_cli
+
     model_json = tmp_path / "conv_only.json"
-    conv_only = LatencyModel(("flops",), {"Conv2D": {"flops": 1e-3}}, 10.0, ["Flatten", "InputLayer"], 3, NO_CACHES)
+    conv_only = LatencyModel(("roofline_us",), {"Conv2D": {"roofline_us": 1.0}}, 10.0, ["Flatten", "InputLayer"], 3,
+                             NO_CACHES, ONE_GIGA)
     conv_only.save(model_json)
     status, _, err = run_cli(capsys, "predict", str(model_json), str(cnn_file))
     assert_one_line_error(status, err, "pool", "MaxPooling2D")

@@ -143,6 +143,8 @@ class TimeAudit:
     roofline: dict[str, list[Any]] = field(default_factory=dict)
     validation: Any = None
     notes: list[str] = field(default_factory=list)
+    views: list[Any] = field(default_factory=list)
+    step_views: Any = None
 
 
 @dataclass
@@ -403,10 +405,13 @@ def audit_profiles(loaded: LoadedProfiles, sweep_dir: Path | None = None, time_a
 
 def analyse_time(loaded: LoadedProfiles, sweep_dir: Path | None) -> TimeAudit:
     """Per-layer-type fits, the roofline of every op, and (for a sweep) held-out validation."""
-    from tfprofscale.audit import latency, roofline, validation
+    from tfprofscale.audit import latency, roofline, time_views, validation
 
     time = TimeAudit(layer_type_fits=list(latency.layer_type_fits(layers_frame(loaded))),
                      peaks=roofline.machine_peaks())
+    reports = [report for _, _, report in loaded.profiles]
+    time.views = time_views.layer_type_views(reports, time.peaks)
+    time.step_views = time_views.step_views(reports, time.peaks)
     if not time.layer_type_fits:
         time.notes.append("no time = a*FLOPs + b fit: no layer type has 3 timed layers with 2 FLOPs counts")
     time.notes.append("roofline bounds use this machine's peaks (measured once, cached), "

@@ -1,30 +1,29 @@
 """Time models: a line per layer type, and a step-latency model fitted on a sweep.
 
 Per layer type (``layer_type_fits``), document 002's model ``time_us =
-slope * FLOPs + intercept_us``: the slope gives the achieved GFLOP/s, the
-intercept the fixed cost per layer.
+slope * FLOPs + intercept_us``, fitted on relative errors (a 2 ms layer
+does not outvote ten 50 us ones): the slope gives the achieved GFLOP/s,
+the intercept the fixed cost per layer.
 
 The latency model (``fit_latency_model``): step time = a fixed per-step
-overhead + for each layer, a linear function of its work whose
-coefficients depend on its type. The work (``roofline.layer_features``): FLOPs with
-the channel dimension rounded up to the vector width (oneDNN computes
-channels in blocks of 16 floats on AVX-512: 8 filters cost what 16 do);
-bytes moved (``roofline.layer_bytes_moved``) and the bytes beyond the L2
-and the L3 cache sizes (a hinge at each: what does not fit streams from
-the next level, more slowly); output elements; output positions (elements
-per channel: N*H*W, or a Dense layer's rows); 1 (a fixed cost per layer).
-Vector width and cache sizes are the fitting machine's, kept in the model.
-The coefficients are fitted to measured step times, not to per-layer trace
-times, so the profiler's own overhead stays out and the time between
-kernels is charged to the layers that cause it; the fit minimises squared
-*relative* errors with coefficients >= 0 (more work never saves time),
-and a feature non-zero in fewer than ``MIN_SUPPORT`` configurations is left
-out (one configuration just past the L3 size cannot price the L3 hinge).
-Layer types with no FLOPs and no parameters (InputLayer, Flatten) cost 0.
+overhead + for each layer, ``sum(coefficient[type][feature] * feature)``
+over the features of ``latency_features`` (roofline time against the
+measured peaks, bytes beyond L2, op count). The coefficients are fitted to
+measured step times, not to per-layer trace times, so the profiler's own
+overhead stays out and the time between kernels is charged to the layers
+that cause it. The fit minimises squared *relative* errors with
+coefficients >= 0 (more work never saves time); a feature non-zero in
+fewer than ``MIN_SUPPORT`` configurations is left out. Coefficients the
+data cannot separate (``fitting.separable_columns``: in the generated CNN
+every convolution is followed by one pooling layer, so their fixed costs
+move freely between them) are tied, one coefficient for the feature of
+both types, and the model says so (``ties``). Zero-cost layers
+(``latency_features.is_free``) are priced at zero whether seen or not.
 
-Measured step time of a configuration: its median step time; with several
-repeats, the smallest of their medians (the repeat least disturbed by other
-processes). Held-out validation is in ``tfprofscale.audit.validation``.
+Measured step time of a configuration: its median step time (or another
+statistic of ``STATISTICS``: on a loaded machine the fastest step is the
+one that reproduces); with several repeats, the smallest of their medians
+(the repeat least disturbed by other processes). Held-out validation is in ``tfprofscale.audit.validation``.
 """
 from __future__ import annotations
 
@@ -35,26 +34,34 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from tfprofscale.audit.fitting import fit_line, nonnegative_relative_least_squares, separable_columns
+from tfprofscale.audit.latency_features import PER_LAYER_FEATURES, Peaks, is_free, latency_features
+from tfprofscale.audit.roofline import MachineTraits, machine_traits
 from tfprofscale.errors import InputError
-from tfprofscale.audit.fitting import fit_line
-from tfprofscale.audit.roofline import MachineTraits, layer_features, machine_traits
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from tfprofscale.profiling.report import LayerRow
 
-LAYER_FEATURES = ("blocked_flops", "bytes_moved", "bytes_beyond_l2", "bytes_beyond_l3",
-                  "output_elements", "output_positions", "layers")
 LARGEST_RESIDUALS = 3
 MIN_FIT_CONFIGS = 3
 MIN_SUPPORT = 3
 MEASURED = "median step time (ms); over repeats, the smallest median"
+STATISTICS = ("median", "p10", "min")
+
+
+def measured_text(statistic: str) -> str:
+    """What a sample's measured time is, for the model file and the reports."""
+    if statistic == "median":
+        return MEASURED
+    return f"{statistic} of the step times (ms); over repeats, the smallest"
+OVERHEAD = ("step", "overhead")
 
 
 @dataclass(frozen=True)
 class LayerTypeFit:
-    """``time_us = slope_us_per_flop * flops + intercept_us`` for one layer type."""
+    """``time_us = slope_us_per_flop * flops + intercept_us`` for one layer type (fitted on relative errors)."""
 
     layer_type: str
     slope_us_per_flop: float
@@ -63,6 +70,7 @@ class LayerTypeFit:
     r2: float | None
     n: int
     largest_residuals: list[dict[str, Any]] = field(default_factory=list)
+    r2_text: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready dict."""
@@ -71,8 +79,8 @@ class LayerTypeFit:
     def lines(self) -> list[str]:
         """Text-report lines: the fit, then its worst-predicted layers."""
         speed = f"{self.achieved_gflops:.1f} GFLOP/s" if self.achieved_gflops is not None else "no positive slope"
-        r2 = f"{self.r2:.3f}" if self.r2 is not None else "unsupported"
-        lines = [f"{self.layer_type}: time = FLOPs / ({speed}) + {self.intercept_us:.1f} us; R² {r2}, n={self.n}"]
+        fit = f"time = FLOPs / ({speed}) + {self.intercept_us:.1f} us; {self.r2_text}, n={self.n} (relative errors)"
+        lines = [f"{self.layer_type}: {fit}"]
         for worst in self.largest_residuals:
             lines.append(f"  {worst['layer']} ({worst['config_id']}): measured {worst['measured_us']:.1f} us, "
                          f"line {worst['predicted_us']:.1f} us ({worst['relative_error']:+.0%})")
@@ -85,11 +93,11 @@ def layer_type_fits(layers: "pd.DataFrame") -> list[LayerTypeFit]:
     ``layers`` has the columns of layers.csv / ``Report.to_frame()``
     (``type``, ``name``, ``graph_flops``, ``analytic_flops``, ``time_us``;
     ``config_id`` optional). FLOPs are the graph's, else the formula's. A
-    type needs 3 timed layers with 2 distinct FLOPs counts to be fitted.
+    type needs 3 layers timed above 0 with 2 distinct FLOPs counts to be fitted.
     """
     frame = layers.copy()
     frame["flops"] = frame["graph_flops"].where(frame["graph_flops"].notna(), frame["analytic_flops"])
-    frame = frame[frame["flops"].notna() & frame["time_us"].notna()]
+    frame = frame[frame["flops"].notna() & frame["time_us"].notna() & (frame["time_us"] > 0)]
     fits = []
     for layer_type, group in sorted(frame.groupby("type"), key=lambda item: str(item[0])):
         if len(group) >= 3 and group["flops"].nunique() >= 2:
@@ -99,17 +107,17 @@ def layer_type_fits(layers: "pd.DataFrame") -> list[LayerTypeFit]:
 
 def _layer_type_fit(layer_type: str, group: "pd.DataFrame") -> LayerTypeFit:
     flops, time_us = group["flops"].to_numpy(float), group["time_us"].to_numpy(float)
-    line = fit_line(flops, time_us)
+    line = fit_line(flops, time_us, relative=True)
     predicted = line.predict(flops)
     config_ids = group["config_id"] if "config_id" in group else [None] * len(group)
     residuals = [
         {"layer": name, "config_id": config_id, "measured_us": float(measured), "predicted_us": float(guess),
          "relative_error": float((guess - measured) / measured)}
-        for name, config_id, measured, guess in zip(group["name"], config_ids, time_us, predicted) if measured > 0
+        for name, config_id, measured, guess in zip(group["name"], config_ids, time_us, predicted)
     ]
     residuals.sort(key=lambda row: -abs(row["relative_error"]))
     return LayerTypeFit(layer_type, line.slope, 1e-3 / line.slope if line.slope > 0 else None,
-                        line.intercept, line.r2, line.n, residuals[:LARGEST_RESIDUALS])
+                        line.intercept, line.r2, line.n, residuals[:LARGEST_RESIDUALS], line.r2_text)
 
 
 @dataclass
@@ -122,14 +130,16 @@ class LatencyModel:
     free_layer_types: list[str]
     n_configs: int
     traits: MachineTraits
+    peaks: Peaks
+    ties: list[str] = field(default_factory=list)
     measured: str = MEASURED
 
     def covers(self, layers: Sequence["LayerRow"]) -> bool:
-        """True when every layer's type was seen in fitting."""
-        return all(row.type in self.coefficients_us or row.type in self.free_layer_types for row in layers)
+        """True when every layer is free or of a type seen in fitting."""
+        return all(is_free(row) or row.type in self.coefficients_us for row in layers)
 
     def layer_times_us(self, layers: Sequence["LayerRow"]) -> list[float]:
-        """Each layer's share of the predicted step time; InputError for a type never fitted."""
+        """Each layer's share of the predicted step time; InputError for a working type never fitted."""
         for row in layers:
             if not self.covers([row]):
                 known = ", ".join(sorted(self.coefficients_us)) or "none"
@@ -138,9 +148,9 @@ class LatencyModel:
         return [self._layer_time_us(row) for row in layers]
 
     def _layer_time_us(self, row: "LayerRow") -> float:
-        if row.type in self.free_layer_types:
+        if is_free(row):
             return 0.0
-        work, weights = layer_features(row, self.traits), self.coefficients_us[row.type]
+        work, weights = latency_features(row, self.traits, self.peaks), self.coefficients_us[row.type]
         return sum(weights.get(name, 0.0) * work[name] for name in self.features)
 
     def predict_ms(self, layers: Sequence["LayerRow"]) -> float:
@@ -156,7 +166,7 @@ class LatencyModel:
         """A model back from ``to_dict``'s output."""
         return cls(tuple(data["features"]), data["coefficients_us"], data["overhead_us"],
                    list(data["free_layer_types"]), data["n_configs"], MachineTraits(**data["traits"]),
-                   data.get("measured", MEASURED))
+                   Peaks(**data["peaks"]), list(data.get("ties", [])), data.get("measured", MEASURED))
 
     def save(self, path: str | Path) -> None:
         """Write the model as JSON (atomically)."""
@@ -179,34 +189,29 @@ class LatencyModel:
         return cls.from_dict(data)
 
     def lines(self) -> list[str]:
-        """Text-report lines: the overhead and each type's non-zero coefficients."""
+        """Text-report lines: the overhead, each type's non-zero coefficients, the ties."""
         lines = [f"Latency model fitted on {self.n_configs} configurations ({self.measured}):",
                  f"  per-step overhead: {self.overhead_us:.1f} us"]
         for layer_type, weights in sorted(self.coefficients_us.items()):
             terms = [_term(name, value) for name, value in weights.items() if value > 0]
             lines.append(f"  {layer_type}: " + (" + ".join(terms) if terms else "0"))
-        if self.free_layer_types:
-            lines.append(f"  no work, no time: {', '.join(self.free_layer_types)}")
+        lines += [f"  not separable: {tie}" for tie in self.ties]
+        lines.append("  zero cost (identity at inference or no work): "
+                     + ", ".join(sorted(set(self.free_layer_types) | {"Dropout", "Flatten", "Reshape", "InputLayer"})))
         return lines
 
 
-_RATE_FEATURES = {"flops": ("FLOPs", "GFLOP/s"), "blocked_flops": ("blocked FLOPs", "GFLOP/s"),
-                  "bytes_moved": ("bytes", "GB/s"), "bytes_beyond_l2": ("bytes beyond L2", "GB/s"),
-                  "bytes_beyond_l3": ("bytes beyond L3", "GB/s")}
-
-
 def _term(feature: str, us_per_unit: float) -> str:
-    if feature in _RATE_FEATURES:
-        name, unit = _RATE_FEATURES[feature]
-        return f"{name} / {1e-3 / us_per_unit:.1f} {unit}"
-    if feature == "layers":
-        return f"{us_per_unit:.1f} us per layer"
-    return f"{us_per_unit * 1e3:.3f} ns per {feature.removesuffix('s').replace('_', ' ')}"
+    if feature == "roofline_us":
+        return f"{us_per_unit:.2f} x roofline time"
+    if feature == "bytes_beyond_l2":
+        return f"bytes beyond L2 / {1e-3 / us_per_unit:.1f} GB/s"
+    return f"{us_per_unit:.2f} us per op"
 
 
 @dataclass(frozen=True)
 class ConfigSample:
-    """One measured configuration: its layers and its step time."""
+    """One measured configuration: its layers and its step time (and, when known, its repeats and TF's estimate)."""
 
     config_id: str
     config: dict[str, Any]
@@ -214,67 +219,78 @@ class ConfigSample:
     measured_ms: float
     graph_flops: int
     repeats: int = 1
+    repeat_ms: tuple[float, ...] = ()
+    tf_estimated_ms: float | None = None
+    statistic: str = "median"
 
 
-def fit_latency_model(samples: Sequence[ConfigSample], features: Sequence[str] = LAYER_FEATURES,
-                      traits: MachineTraits | None = None) -> LatencyModel:
+def fit_latency_model(samples: Sequence[ConfigSample], features: Sequence[str] = PER_LAYER_FEATURES,
+                      traits: MachineTraits | None = None, peaks: Peaks | None = None) -> LatencyModel:
     """Fit overhead and per-type coefficients to the samples' step times (relative least squares, >= 0).
 
-    ``traits`` default to this machine's: the one that measured the samples.
+    ``traits`` and ``peaks`` default to this machine's: the one that measured the samples.
     """
     if len(samples) < MIN_FIT_CONFIGS:
         raise InputError(f"a latency model needs at least {MIN_FIT_CONFIGS} measured configurations, "
                          f"got {len(samples)}")
-    traits = traits or machine_traits()
+    traits, peaks = traits or machine_traits(), peaks or _machine_peaks()
     free, working = _split_layer_types(samples)
-    columns = [(layer_type, name) for layer_type in working for name in features]
-    design = np.array([_design_row(sample.layers, columns, traits) for sample in samples])
+    columns = [OVERHEAD] + [(layer_type, name) for layer_type in working for name in features]
+    design = np.array([_design_row(sample.layers, columns, traits, peaks) for sample in samples])
     measured_us = np.array([sample.measured_ms * 1e3 for sample in samples])
-    coefficients = nonnegative_relative_least_squares(design, measured_us, min(MIN_SUPPORT, len(samples)))
-    weights: dict[str, dict[str, float]] = {layer_type: {} for layer_type in working}
-    for (layer_type, name), value in zip(columns, coefficients[1:]):
-        weights[layer_type][name] = float(value)
-    return LatencyModel(tuple(features), weights, float(coefficients[0]), free, len(samples), traits)
+    separation = separable_columns(design, measured_us, lambda a, b: _same_feature(columns, a, b))
+    grouped = np.stack([design[:, group].sum(axis=1) for group in separation.groups], axis=1)
+    fitted = nonnegative_relative_least_squares(grouped, measured_us, min(MIN_SUPPORT, len(samples)))
+    weights: dict[str, dict[str, float]] = {layer_type: {name: 0.0 for name in features} for layer_type in working}
+    overhead = 0.0
+    for group, value in zip(separation.groups, fitted):
+        for column in group:
+            if columns[column] == OVERHEAD:
+                overhead = float(value)
+            else:
+                weights[columns[column][0]][columns[column][1]] = float(value)
+    return LatencyModel(tuple(features), weights, overhead, free, len(samples), traits, peaks,
+                        _tie_notes(columns, separation), measured_text(samples[0].statistic))
+
+
+def _machine_peaks() -> Peaks:
+    from tfprofscale.audit.roofline import machine_peaks
+
+    measured = machine_peaks()
+    return Peaks(measured.flops_per_s, measured.bytes_per_s)
+
+
+def _same_feature(columns: list[tuple[str, str]], a: int, b: int) -> bool:
+    return OVERHEAD not in (columns[a], columns[b]) and columns[a][1] == columns[b][1]
+
+
+def _tie_notes(columns: list[tuple[str, str]], separation: Any) -> list[str]:
+    notes = []
+    for group in separation.groups:
+        if len(group) > 1:
+            types = " and ".join(columns[j][0] for j in group)
+            notes.append(f"{types}: one shared {columns[group[0]][1]} coefficient (they always occur in the "
+                         "same proportion in the data)")
+    for column in separation.dropped:
+        notes.append(f"{' '.join(columns[column])}: left out, not separable from the rest")
+    return notes
 
 
 def _split_layer_types(samples: Sequence[ConfigSample]) -> tuple[list[str], list[str]]:
-    """(types whose every layer has no parameters and 0 FLOPs, the other types)."""
-    def works(row: "LayerRow") -> bool:
-        return bool(row.params) or (row.graph_flops if row.graph_flops is not None else row.analytic_flops) != 0
-
+    """(types whose every layer is free, the other types)."""
     every = {row.type for sample in samples for row in sample.layers}
-    working = {row.type for sample in samples for row in sample.layers if works(row)}
+    working = {row.type for sample in samples for row in sample.layers if not is_free(row)}
     return sorted(every - working), sorted(working)
 
 
-def _design_row(layers: Sequence["LayerRow"], columns: list[tuple[str, str]],
-                traits: MachineTraits) -> list[float]:
+def _design_row(layers: Sequence["LayerRow"], columns: list[tuple[str, str]], traits: MachineTraits,
+                peaks: Peaks) -> list[float]:
     totals = {column: 0.0 for column in columns}
+    totals[OVERHEAD] = 1.0
     for row in layers:
-        for name, value in layer_features(row, traits).items():
+        if is_free(row):
+            continue
+        for name, value in latency_features(row, traits, peaks).items():
             if (row.type, name) in totals:
                 totals[(row.type, name)] += value
-    return [1.0] + [totals[column] for column in columns]
-
-
-def nonnegative_relative_least_squares(design: np.ndarray, target: np.ndarray,
-                                       min_support: int = 1) -> np.ndarray:
-    """Coefficients >= 0 minimising sum(((design @ c - target) / target) ** 2).
-
-    Least squares on scaled columns, refitted without the columns whose
-    coefficient came out negative until none does (those get 0). A column
-    non-zero in fewer than ``min_support`` rows gets 0: so few rows cannot
-    tell its cost apart from noise.
-    """
-    scale = np.abs(design).max(axis=0)
-    scale[scale == 0] = 1.0
-    scaled = design / scale / target[:, None]
-    active = [j for j in range(design.shape[1]) if np.count_nonzero(design[:, j]) >= min_support]
-    solution = np.zeros(design.shape[1])
-    while active:
-        fitted, *_ = np.linalg.lstsq(scaled[:, active], np.ones(len(target)), rcond=None)
-        if np.all(fitted >= 0):
-            solution[active] = fitted
-            break
-        active = [j for j, value in zip(active, fitted) if value >= 0]
-    return solution / scale
+    return [totals[column] for column in columns]

@@ -41,11 +41,17 @@ FIELDS = {
     "free_layer_types": (_strings, "a list of layer type names"),
     "n_configs": (_integer, "an integer"),
     "traits": (lambda v: isinstance(v, dict), "an object"),
+    "peaks": (lambda v: isinstance(v, dict), "an object"),
 }
 TRAIT_FIELDS = {
     "vector_floats": (_integer, "an integer"),
     "l2_bytes": (_optional_integer, "an integer or null"),
     "l3_bytes": (_optional_integer, "an integer or null"),
+}
+
+PEAK_FIELDS = {
+    "flops_per_s": (lambda v: _number(v) and v > 0, "a positive number"),
+    "bytes_per_s": (lambda v: _number(v) and v > 0, "a positive number"),
 }
 
 
@@ -56,6 +62,7 @@ def check_latency_fields(data: Any, path: str) -> None:
                          "\"tfprofscale latency model\")")
     _check(data, FIELDS, path, "")
     _check(data["traits"], TRAIT_FIELDS, path, "traits.")
+    _check(data["peaks"], PEAK_FIELDS, path, "peaks.")
 
 
 def _check(data: dict[str, Any], fields: dict[str, Any], path: str, prefix: str) -> None:

@@ -201,6 +201,20 @@ def _time_blocks(audit: Audit) -> list[Block]:
     return blocks + time.notes
 
 
+def _views_blocks(audit: Audit) -> list[Block]:
+    from tfprofscale.audit.time_views import HEADER
+
+    time = audit.time
+    rows = [view.cells() for view in time.views] + ([time.step_views.cells()] if time.step_views else [])
+    if not rows:
+        return ["No layer has all three views: measured times need a trace, TensorFlow's estimate a profile "
+                "made with the cost model (see the profile's warnings if Grappler failed), the roofline a formula."]
+    intro = ("Per layer type, summed over the layers that have all three: the formulas' FLOPs and bytes at the "
+             "machine peaks (roofline), Grappler's estimate of the layer's graph ops, and the traced kernel times; "
+             "the whole step against the median step time. Factor = max(estimate / measured, measured / estimate).")
+    return [intro, Table(HEADER, rows)]
+
+
 def sections(audit: Audit) -> list[tuple[str, list[Block]]]:
     """The report's sections in order, each a title and its blocks."""
     found = [("The five largest divergences", _divergence_blocks(audit)),
@@ -209,6 +223,7 @@ def sections(audit: Audit) -> list[tuple[str, list[Block]]]:
              ("Fusion: graph ops and the kernels that ran", _fusion_blocks(audit)),
              ("Coverage: what the per-op times account for", _coverage_blocks(audit)),
              ("Memory: parameters + activations + workspace against the allocator", _memory_blocks(audit)),
+             ("Time: formulas via the roofline, TensorFlow's cost model, measured", _views_blocks(audit)),
              ("Time and prediction", _time_blocks(audit))]
     if audit.failed_configs:
         found.append(("Failed configurations", list(audit.failed_configs)))
@@ -273,6 +288,8 @@ def audit_json(audit: Audit) -> dict[str, Any]:
                  "machine_peaks": time.peaks.to_dict() if time.peaks is not None else None,
                  "roofline": {cid: [op.to_dict() for op in ops] for cid, ops in time.roofline.items()},
                  "validation": time.validation.to_dict() if time.validation is not None else None,
+                 "views": [view.to_dict() for view in time.views],
+                 "step_views": time.step_views.to_dict() if time.step_views is not None else None,
                  "notes": time.notes},
         "failed_configs": audit.failed_configs})
 

@@ -2,7 +2,9 @@
 
 ``fit RESULTS_DIR --out model.json`` fits the latency model on every
 finished configuration of a sweep directory and prints it, with its
-held-out validation when the sweep is large enough. ``predict model.json
+held-out validation (against an affine baseline and TensorFlow's cost
+model, beside the measurement's repeatability) when the sweep is large
+enough. ``predict model.json
 MODEL.py`` traces one configuration (no timing: graph and formulas only)
 and prints the predicted step latency, layer by layer.
 """
@@ -27,6 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                 description="Fit the step-latency model on a sweep's measured configurations.")
     fit.add_argument("results_dir", help="sweep output directory (with reports/*.json)")
     fit.add_argument("--out", default="latency_model.json", help="model file to write (default latency_model.json)")
+    fit.add_argument("--statistic", choices=("median", "p10", "min"), default="median",
+                     help="step time a configuration is fitted to (default median; min on a loaded machine)")
     fit.set_defaults(run=run_fit)
     predict = subparsers.add_parser("predict", help="predict a model's step latency without running it",
                                     description="Predict the step latency of one configuration from a fitted model.")
@@ -48,7 +52,7 @@ def run_fit(args: argparse.Namespace) -> int:
     from tfprofscale.audit.latency import fit_latency_model
     from tfprofscale.audit.validation import MIN_VALIDATION_CONFIGS, load_sweep, validate_samples
 
-    samples = load_sweep(args.results_dir)
+    samples = load_sweep(args.results_dir, args.statistic)
     if not samples:
         raise InputError(f"{args.results_dir} has no finished configuration (reports/*.json with status ok)")
     if len(samples) >= MIN_VALIDATION_CONFIGS:

@@ -28,6 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--ops", type=int, default=0, metavar="N",
                         help="also print the N slowest kernels (xprof's op-stats view, which stays blank offline)")
     parser.add_argument("--quiet", action="store_true", help="no progress messages")
+    parser.add_argument("--no-cost-model", action="store_true",
+                        help="skip TensorFlow's cost model (Grappler's estimate per op; seconds on large graphs)")
     parser.set_defaults(run=run)
 
 
@@ -65,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         logdir=args.logdir, trace=not args.no_trace, weights=args.weights, data=args.data,
         show_predictions=args.show_predictions, params=params, progress=not args.quiet,
         input_shapes=input_shapes,
+        tf_cost_model=not args.no_cost_model,
     )
     report = run_profile(model_file, options)
     from tfprofscale.profiling.table import render

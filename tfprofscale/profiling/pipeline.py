@@ -37,6 +37,7 @@ class ProfileOptions:
     params: dict[str, Any] = field(default_factory=dict)
     progress: bool = False
     input_shapes: tuple[tuple[int, ...], ...] | None = None
+    tf_cost_model: bool = True
 
     def validate(self) -> None:
         """InputError for counts that cannot be measured."""
@@ -104,6 +105,11 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
     )
     if measured.trace_failure:
         report.warnings.append(measured.trace_failure)
+    if options.tf_cost_model:
+        from tfprofscale.profiling.tf_cost_model import add_tf_estimates
+
+        say("estimating with TensorFlow's cost model (Grappler)")
+        add_tf_estimates(report, traced)
     if data is not None and traced.keras_model is not None:
         _add_accuracy(report, traced.keras_model, data, options, say)
     say("done")

@@ -110,6 +110,9 @@ def _totals_lines(report: Report) -> list[str]:
         f"Step time:     median {steps.median:.3f} ms  p10 {steps.p10:.3f}  p90 {steps.p90:.3f}"
         f"  min {steps.min:.3f}  cv {100 * steps.cv:.1f}%  n={steps.n}",
     ]
+    if t.tf_estimated_step_ms is not None:
+        lines.append(f"TF estimate:   {t.tf_estimated_step_ms:.3f} ms per step (TensorFlow's cost model, Grappler, "
+                     "at this machine's measured peaks)")
     if t.unsupported_layers:
         lines.append(f"No formula:    {', '.join(t.unsupported_layers)} (excluded from formula totals)")
     if t.traced_step_time_ms is not None:
