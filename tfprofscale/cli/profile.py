@@ -21,6 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--show-predictions", type=int, default=0, metavar="N",
                         help="with --data, print N test predictions")
     parser.add_argument("--quiet", action="store_true", help="no progress messages")
+    parser.add_argument("--memory-trace", action="store_true",
+                        help="also trace a second, untimed run with the BFC CPU allocator into the logdir "
+                             "(<run>-memory), for TensorBoard's Memory Profile; slower")
     parser.set_defaults(run=run)
 
 
@@ -48,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, steps=args.steps, warmup=args.warmup, trace_steps=args.trace_steps,
         logdir=args.logdir, trace=not args.no_trace, weights=args.weights, data=args.data,
         show_predictions=args.show_predictions, params=params, progress=not args.quiet,
+        memory_trace=args.memory_trace,
     )
     report = run_profile(args.model, options)
     from tfprofscale.profiling.table import render

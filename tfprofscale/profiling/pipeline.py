@@ -35,6 +35,7 @@ class ProfileOptions:
     show_predictions: int = 0
     params: dict[str, Any] = field(default_factory=dict)
     progress: bool = False
+    memory_trace: bool = False
 
     def validate(self) -> None:
         """InputError for counts that cannot be measured."""
@@ -66,7 +67,7 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
     model, model_file, params = _load(model_or_path, options)
     data = _load_data(model_file, params, options, say)
     from tfprofscale.formulas import analytic
-    from tfprofscale.profiling import graph_stats, runtime, tracing
+    from tfprofscale.profiling import graph_stats, memory, runtime, tracing
     from tfprofscale.profiling.attribution import attribute_ops
     from tfprofscale.profiling.report import Report, layer_rows, totals
 
@@ -87,6 +88,12 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
         tensorflow=_tf_version(), device=measured.device, totals=totals(rows, ops, stats, measured),
         layers=rows, ops=ops, trace_dir=measured.trace_dir,
     )
+    say("measuring memory: one traced Session step of the frozen graph")
+    memory.attach_memory(report, memory.measure_memory(traced, measured.device, measured.peak_bytes,
+                                                       measured.resident_bytes))
+    if options.memory_trace:
+        say("memory trace: a second, untimed run with the BFC CPU allocator (child process)")
+        memory.add_memory_trace(report, model_or_path, run_dir, options)
     if data is not None and traced.keras_model is not None:
         _add_accuracy(report, traced.keras_model, data, options, say)
     say("done")
