@@ -13,12 +13,13 @@ workspace), each a named term:
 - element-wise layers (activations, inference BatchNormalization, Add ...)
   write into their input's buffer when they are its last reader (TensorFlow's
   buffer forwarding), else into a new one;
-- oneDNN's workspaces, measured on TensorFlow 2.21 CPU: every convolution
-  allocates a scratchpad of ``ONEDNN_CONV_SCRATCH_BYTES`` while it runs; a
-  single-channel convolution with a kernel larger than 1x1 runs oneDNN's gemm
-  path, which lowers its input (im2col) into a buffer modelled as one image's
-  lowered matrix per intra-op thread; MaxPooling2D writes a 1 B/output
-  element workspace, freed when it finishes.
+- oneDNN's workspaces: a convolution's scratch is what oneDNN allocates for
+  it run alone (``profiling.workspace_probe``, recorded per layer in the
+  report); without a probe, ``ONEDNN_CONV_SCRATCH_BYTES`` (its jit kernels'
+  scratchpad on an AVX2 CPU, TensorFlow 2.21) plus, for a single-channel
+  input with a kernel larger than 1x1 (oneDNN's gemm path), one image's
+  im2col matrix per intra-op thread, a rough bound. MaxPooling2D writes a
+  1 B/output element workspace, freed when it finishes.
 
 The measurement (``report.memory``) carries the same terms measured, so the
 audit explains measured minus estimated term by term.
@@ -179,11 +180,15 @@ def _reused_storage(buffer: Buffer, step: int, owner: dict[str, str], first: dic
     return None
 
 
-def layer_buffers(rows: Sequence[Any], threads: int | None = None) -> list[Buffer]:
+def layer_buffers(rows: Sequence[Any], threads: int | None = None,
+                  probed_scratch: dict[str, int] | None = None) -> list[Buffer]:
     """One Buffer per report row (in execution order), with its kind and oneDNN workspaces.
 
     Without ``inbound`` names in the report the layers are taken as a chain.
+    ``probed_scratch`` ({layer: bytes}, measured on each convolution alone)
+    replaces the modelled convolution scratch and im2col where given.
     """
+    probed_scratch = probed_scratch or {}
     threads = threads or os.cpu_count() or 1
     chain = not any(getattr(row, "inbound", None) for row in rows)
     inbound = [tuple(getattr(row, "inbound", None) or ()) for row in rows]
@@ -193,7 +198,7 @@ def layer_buffers(rows: Sequence[Any], threads: int | None = None) -> list[Buffe
     for row, sources in zip(rows, inbound):
         for source in sources:
             readers.setdefault(source, []).append(row.type)
-    return [Buffer(row.name, row.activation_bytes, sources, workspace(row, threads),
+    return [Buffer(row.name, row.activation_bytes, sources, workspace(row, threads, probed_scratch.get(row.name)),
                    _kind(row, readers.get(row.name, [])))
             for row, sources in zip(rows, inbound)]
 
@@ -208,10 +213,12 @@ def _kind(row: Any, reader_types: list[str]) -> str:
     return "forward" if row.type in FORWARDING_TYPES else "new"
 
 
-def workspace(row: Any, threads: int) -> dict[str, int]:
+def workspace(row: Any, threads: int, probed_scratch: int | None = None) -> dict[str, int]:
     """The named workspaces oneDNN allocates while ``row``'s layer runs, in bytes."""
     found = {}
-    if row.type in CONVOLUTION_TYPES:
+    if row.type in CONVOLUTION_TYPES and probed_scratch is not None:
+        found["convolution scratch"] = probed_scratch
+    elif row.type in CONVOLUTION_TYPES:
         found["convolution scratch"] = ONEDNN_CONV_SCRATCH_BYTES
         found["im2col"] = gemm_im2col_bytes(row.geometry, threads)
     if row.type == "MaxPooling2D":
@@ -229,7 +236,8 @@ def gemm_im2col_bytes(geometry: dict[str, Any], threads: int, dtype_bytes: int =
 
 def estimate_memory(report: Any, threads: int | None = None) -> MemoryEstimate:
     """Parameters + input + peak live activations + workspace at the peak, for a Report's layers."""
-    buffers = layer_buffers(report.layers, threads)
+    probed = getattr(getattr(report, "memory", None), "convolution_scratch", None)
+    buffers = layer_buffers(report.layers, threads, probed)
     peak = peak_live(buffers)
     terms = {
         "parameters": sum(row.params for row in report.layers) * PARAMETER_DTYPE_BYTES,

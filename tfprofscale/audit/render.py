@@ -2,7 +2,7 @@
 
 The report opens with the five largest divergences: every estimate set
 against its measurement (a convention's count of a layer or of the whole
-model against the graph, the memory model against the allocator
+model against the graph, the memory model against the measured
 peak, kernel time against step time, a layer-type time fit against a
 layer's time, an op's roofline bound against its time), ranked by the
 factor max(estimate / measured, measured / estimate), each topic once (at
@@ -18,7 +18,7 @@ from typing import Any, Union
 
 from tfprofscale.audit.analysis import Audit, ProfileAudit, TimeAudit
 from tfprofscale.audit.conventions import TENSORFLOW
-from tfprofscale.audit.memory_model import ALLOCATOR_ROUNDING_BYTES, ALLOCATOR_TRACKING_THRESHOLD_BYTES
+from tfprofscale.audit.memory_model import ALLOCATOR_TRACKING_THRESHOLD_BYTES
 from tfprofscale.profiling.table import binary_bytes, si
 
 #: A layer whose formula-vs-graph gap is under this share of the model's graph FLOPs is not ranked.
@@ -100,7 +100,7 @@ def _runtime_divergences(p: ProfileAudit) -> list[Divergence]:
     found, memory, cover = [], p.memory, p.coverage
     if memory.peak_bytes is not None:
         found.append(Divergence(
-            "memory", "parameters + peak live activations + workspace vs allocator peak", "model", p.config_id,
+            "memory", "parameters + input + peak live activations + workspace vs measured peak", "model", p.config_id,
             memory.estimate.total_bytes, memory.peak_bytes, "B",
             divergence_factor(memory.estimate.total_bytes, memory.peak_bytes),
             _cause_text([(c.cause, c.bytes) for c in memory.causes], "B")))
@@ -158,7 +158,7 @@ def _title(audit: Audit) -> str:
 
 
 #: What the estimate and the measurement of each kind of divergence are called.
-_SIDES = {"flops": ("count", "graph"), "memory": ("estimate", "allocator peak"),
+_SIDES = {"flops": ("count", "graph"), "memory": ("estimate", "measured peak"),
           "coverage": ("kernels", "traced step"), "time": ("line", "measured"), "roofline": ("bound", "measured")}
 
 
@@ -243,23 +243,25 @@ def _coverage_blocks(audit: Audit) -> list[Block]:
 
 def _memory_blocks(audit: Audit) -> list[Block]:
     blocks: list[Block] = [
-        "Estimate = parameters + peak of live activations over the execution order (not their sum) + workspace "
-        "(im2col bound, live only while its layer runs). The allocator's statistics only count allocations >= "
-        f"{ALLOCATOR_TRACKING_THRESHOLD_BYTES:,} B, rounded up to {ALLOCATOR_ROUNDING_BYTES} B: 'tracked' is the "
-        "estimate as the allocator can see it, without and with the workspace bound."]
+        "Estimate = parameters + input + peak of live activations over the execution order (not their sum; "
+        "element-wise layers write into a dying input's buffer) + the workspaces oneDNN allocates while the layer "
+        "at the peak runs (convolution scratch, im2col on the gemm path, max-pool workspace). Measured = weights "
+        "+ input + the in-step transient peak of one traced step's allocation records; the difference is split "
+        "term by term. The allocator figure is process-wide and misses requests under "
+        f"{ALLOCATOR_TRACKING_THRESHOLD_BYTES:,} B: shown for reference only."]
     rows = []
     for p in audit.profiles:
-        m, e = p.memory, p.memory.estimate
+        m, terms = p.memory, p.memory.estimate.terms
         rows.append([p.config_id, *map(binary_bytes, (
-            e.parameter_bytes, e.activation_peak_bytes, e.activation_sum_bytes, e.workspace_max_bytes,
-            e.total_bytes, e.tracked_without_workspace_bytes, e.tracked_total_bytes, m.peak_bytes)),
-            f"x{e.total_bytes / m.peak_bytes:.2f}" if m.peak_bytes else "n/a"])
+            terms["parameters"], terms["input"], terms["activations"], p.memory.estimate.workspace_bytes,
+            p.memory.estimate.total_bytes, m.peak_bytes, m.allocator_peak_bytes)),
+            f"{100 * m.relative_error:+.1f}%" if m.relative_error is not None else "n/a"])
         blocks += [f"{p.config_id}: {c.cause}: {c.bytes:+,} B" for c in m.causes]
         blocks += [f"{p.config_id}: {m.note}"] if m.note else []
     if any(p.memory.estimate.chain_assumed for p in audit.profiles):
         blocks.append("The reports carry no layer inbound names: the layers are taken as a chain.")
-    header = ["configuration", "parameters", "activations peak", "activations sum", "workspace bound",
-              "estimate", "tracked, no workspace", "tracked", "allocator peak", "estimate / peak"]
+    header = ["configuration", "parameters", "input", "activations at peak", "workspace at peak", "estimate",
+              "measured peak", "allocator peak (process-wide)", "(measured - estimate) / measured"]
     return blocks[:1] + [Table(header, rows)] + blocks[1:]
 
 
@@ -291,7 +293,8 @@ def sections(audit: Audit) -> list[tuple[str, list[Block]]]:
              ("FLOPs: formulas against the graph", _flops_blocks(audit)),
              ("Fusion: graph ops and the kernels that ran", _fusion_blocks(audit)),
              ("Coverage: what the per-op times account for", _coverage_blocks(audit)),
-             ("Memory: parameters + activations + workspace against the allocator", _memory_blocks(audit)),
+             ("Memory: parameters + input + live activations + workspace against the measured peak",
+              _memory_blocks(audit)),
              ("Time and prediction", _time_blocks(audit))]
     if audit.failed_configs:
         found.append(("Failed configurations", list(audit.failed_configs)))

@@ -40,8 +40,11 @@ class MemoryMeasurement:
 
 
 def measure_memory(traced: Any, device: str, allocator_peak: int | None = None,
-                   allocator_resident: int | None = None) -> MemoryMeasurement:
+                   allocator_resident: int | None = None, layers: list[Any] | None = None) -> MemoryMeasurement:
     """Measure one step's memory of a TracedModel on ``device`` (``CPU:0`` or ``GPU:0``).
+
+    ``layers`` (report rows with ``type`` and ``geometry``) name the
+    convolutions whose oneDNN scratch is probed alone for the estimate.
 
     A model that cannot be frozen or run in a Session still gets a record:
     its ``missing`` says why in one line, the estimates and allocator figures stay.
@@ -57,6 +60,7 @@ def measure_memory(traced: Any, device: str, allocator_peak: int | None = None,
         return MemoryMeasurement(record)
     measurement = fill_record(record, step_memory(run_metadata), traced.layer_of, device)
     record.tf_estimated_peak_bytes = grappler_peak_bytes(frozen, device)
+    record.convolution_scratch = probed_convolution_scratch(layers or [], device)
     measurement.warnings += zero_bias_warnings(frozen, traced.layer_of)
     return measurement
 
@@ -84,6 +88,18 @@ def fill_record(record: MemoryRecord, step: StepMemory, layer_of: Callable[[str]
         if allocation.bytes > 0 and allocation.space == space and layer is not None:
             layer_bytes[layer] = layer_bytes.get(layer, 0) + allocation.bytes
     return MemoryMeasurement(record, layer_bytes)
+
+
+def probed_convolution_scratch(layers: list[Any], device: str) -> dict[str, int]:
+    """{Conv2D layer: bytes of scratch its convolution allocates when run alone} (see workspace_probe)."""
+    from tfprofscale.profiling.workspace_probe import convolution_scratch_bytes, probe_key
+
+    convolutions = [row for row in layers if row.type == "Conv2D" and probe_key(row.geometry) is not None]
+    try:
+        probed = convolution_scratch_bytes([row.geometry for row in convolutions], device)
+    except InputError:
+        return {}
+    return {row.name: probed[probe_key(row.geometry)] for row in convolutions}
 
 
 def traced_session_step(frozen: FrozenGraph, inputs: tuple[Any, ...], device: str) -> Any:

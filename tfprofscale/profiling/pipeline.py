@@ -90,7 +90,7 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
     )
     say("measuring memory: one traced Session step of the frozen graph")
     memory.attach_memory(report, memory.measure_memory(traced, measured.device, measured.peak_bytes,
-                                                       measured.resident_bytes))
+                                                       measured.resident_bytes, report.layers))
     if options.memory_trace:
         say("memory trace: a second, untimed run with the BFC CPU allocator (child process)")
         memory.add_memory_trace(report, model_or_path, run_dir, options)
