@@ -13,9 +13,9 @@ workspace), each a named term:
 - element-wise layers (activations, inference BatchNormalization, Add ...)
   write into their input's buffer when they are its last reader (TensorFlow's
   buffer forwarding), else into a new one;
-- oneDNN's workspaces: a convolution's scratch is what oneDNN allocates for
-  it run alone (``profiling.workspace_probe``, recorded per layer in the
-  report); without a probe, ``ONEDNN_CONV_SCRATCH_BYTES`` (its jit kernels'
+- oneDNN's workspaces: a convolution's or a matrix product's scratch is what
+  oneDNN allocates for it run alone (``profiling.workspace_probe``, recorded
+  per layer in the report); without a probe, for a convolution ``ONEDNN_CONV_SCRATCH_BYTES`` (its jit kernels'
   scratchpad on an AVX2 CPU, TensorFlow 2.21) plus, for a single-channel
   input with a kernel larger than 1x1 (oneDNN's gemm path), one image's
   im2col matrix per intra-op thread, a rough bound. MaxPooling2D writes a
@@ -43,8 +43,9 @@ FORWARDING_TYPES = frozenset({"Activation", "ReLU", "LeakyReLU", "ELU", "Softmax
                               "Multiply", "Subtract", "Maximum", "Minimum", "Rescaling"})
 CONVOLUTION_TYPES = frozenset({"Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "SeparableConv2D",
                                "Conv2DTranspose"})
-TERMS = ("parameters", "input", "activations", "convolution scratch", "im2col", "max-pool workspace")
-WORKSPACE_TERMS = ("convolution scratch", "im2col", "max-pool workspace")
+TERMS = ("parameters", "input", "activations", "convolution scratch", "im2col", "matmul scratch",
+         "max-pool workspace")
+WORKSPACE_TERMS = ("convolution scratch", "im2col", "matmul scratch", "max-pool workspace")
 
 
 @dataclass(frozen=True)
@@ -216,8 +217,8 @@ def _kind(row: Any, reader_types: list[str]) -> str:
 def workspace(row: Any, threads: int, probed_scratch: int | None = None) -> dict[str, int]:
     """The named workspaces oneDNN allocates while ``row``'s layer runs, in bytes."""
     found = {}
-    if row.type in CONVOLUTION_TYPES and probed_scratch is not None:
-        found["convolution scratch"] = probed_scratch
+    if probed_scratch is not None:
+        found["matmul scratch" if row.type == "Dense" else "convolution scratch"] = probed_scratch
     elif row.type in CONVOLUTION_TYPES:
         found["convolution scratch"] = ONEDNN_CONV_SCRATCH_BYTES
         found["im2col"] = gemm_im2col_bytes(row.geometry, threads)
@@ -236,7 +237,7 @@ def gemm_im2col_bytes(geometry: dict[str, Any], threads: int, dtype_bytes: int =
 
 def estimate_memory(report: Any, threads: int | None = None) -> MemoryEstimate:
     """Parameters + input + peak live activations + workspace at the peak, for a Report's layers."""
-    probed = getattr(getattr(report, "memory", None), "convolution_scratch", None)
+    probed = getattr(getattr(report, "memory", None), "kernel_scratch", None)
     buffers = layer_buffers(report.layers, threads, probed)
     peak = peak_live(buffers)
     terms = {

@@ -44,7 +44,8 @@ def measure_memory(traced: Any, device: str, allocator_peak: int | None = None,
     """Measure one step's memory of a TracedModel on ``device`` (``CPU:0`` or ``GPU:0``).
 
     ``layers`` (report rows with ``type`` and ``geometry``) name the
-    convolutions whose oneDNN scratch is probed alone for the estimate.
+    kernels (convolutions, matrix products) whose oneDNN scratch is probed
+    alone for the estimate.
 
     A model that cannot be frozen or run in a Session still gets a record:
     its ``missing`` says why in one line, the estimates and allocator figures stay.
@@ -60,7 +61,7 @@ def measure_memory(traced: Any, device: str, allocator_peak: int | None = None,
         return MemoryMeasurement(record)
     measurement = fill_record(record, step_memory(run_metadata), traced.layer_of, device)
     record.tf_estimated_peak_bytes = grappler_peak_bytes(frozen, device)
-    record.convolution_scratch = probed_convolution_scratch(layers or [], device)
+    record.kernel_scratch = probed_kernel_scratch(layers or [], device)
     measurement.warnings += zero_bias_warnings(frozen, traced.layer_of)
     return measurement
 
@@ -90,16 +91,17 @@ def fill_record(record: MemoryRecord, step: StepMemory, layer_of: Callable[[str]
     return MemoryMeasurement(record, layer_bytes)
 
 
-def probed_convolution_scratch(layers: list[Any], device: str) -> dict[str, int]:
-    """{Conv2D layer: bytes of scratch its convolution allocates when run alone} (see workspace_probe)."""
-    from tfprofscale.profiling.workspace_probe import convolution_scratch_bytes, probe_key
+def probed_kernel_scratch(layers: list[Any], device: str) -> dict[str, int]:
+    """{layer: bytes of scratch its kernel allocates when run alone} (see workspace_probe)."""
+    from tfprofscale.profiling.workspace_probe import kernel_scratch_bytes, probe_key
 
-    convolutions = [row for row in layers if row.type == "Conv2D" and probe_key(row.geometry) is not None]
+    keys = {row.name: probe_key(row.type, row.geometry) for row in layers}
+    keys = {name: key for name, key in keys.items() if key is not None}
     try:
-        probed = convolution_scratch_bytes([row.geometry for row in convolutions], device)
+        probed = kernel_scratch_bytes(list(keys.values()), device)
     except InputError:
         return {}
-    return {row.name: probed[probe_key(row.geometry)] for row in convolutions}
+    return {name: probed[key] for name, key in keys.items()}
 
 
 def traced_session_step(frozen: FrozenGraph, inputs: tuple[Any, ...], device: str) -> Any:

@@ -83,7 +83,7 @@ class MemoryRecord:
     splits weights + input + transient peak into the terms of the estimate
     (``parameters``, ``input``, ``activations``, ``workspace``).
     ``memory_trace`` is the ``--memory-trace`` run's trace folder, or why it did not run.
-    ``convolution_scratch`` is each Conv2D layer's oneDNN scratch, probed alone (the estimate's workspace).
+    ``kernel_scratch`` is each Conv2D and Dense layer's oneDNN scratch, probed alone (the estimate's workspace).
     """
 
     measured_peak_bytes: int | None = None
@@ -102,4 +102,4 @@ class MemoryRecord:
     measured_terms: dict[str, int] = field(default_factory=dict)
     estimated_peak_layer: str | None = None
     memory_trace: str | None = None
-    convolution_scratch: dict[str, int] = field(default_factory=dict)
+    kernel_scratch: dict[str, int] = field(default_factory=dict)
