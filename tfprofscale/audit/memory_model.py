@@ -8,8 +8,9 @@ workspace), each a named term:
 - a layer's output lives from its step to the step of its last consumer (a
   model output to the end of the step);
 - views (Flatten, Reshape, Dropout at inference) allocate nothing and keep
-  the buffer they view alive; a ZeroPadding2D read only by a convolution is
-  fused into it (oneDNN's PadWithConv2D) and allocates nothing either;
+  the buffer they view alive; a ZeroPadding2D read only by Conv2D layers is
+  fused into them (oneDNN's PadWithConv2D; not into a DepthwiseConv2D) and
+  allocates nothing either;
 - element-wise layers (activations, inference BatchNormalization, Add ...)
   write into their input's buffer when they are its last reader (TensorFlow's
   buffer forwarding), else into a new one;
@@ -209,8 +210,8 @@ def _kind(row: Any, reader_types: list[str]) -> str:
         return "input"
     if row.type in VIEW_TYPES:
         return "view"
-    if row.type == "ZeroPadding2D" and reader_types and all(t in CONVOLUTION_TYPES for t in reader_types):
-        return "view"  # fused into its convolution (oneDNN PadWithConv2D): no buffer of its own
+    if row.type == "ZeroPadding2D" and reader_types and all(t == "Conv2D" for t in reader_types):
+        return "view"  # fused into its Conv2D (oneDNN PadWithConv2D): no buffer of its own
     return "forward" if row.type in FORWARDING_TYPES else "new"
 
 

@@ -26,7 +26,7 @@ from tfprofscale.audit.fitting import LinearFit, fit_line
 TIME_COLUMN = "step_time_median_ms"
 SCALING_METRICS = (  # column, panel title, axis label with unit, tick formatter unit
     (TIME_COLUMN, "Inference time", "median step time (ms)", None),
-    ("peak_bytes", "Peak memory", "allocator peak (bytes)", "B"),
+    ("peak_bytes", "Peak memory", "weights + input + in-step peak (bytes)", "B"),
     ("graph_flops", "FLOPs", "FLOPs per step (TensorFlow graph)", ""),
     ("params", "Parameters", "parameters (count)", ""),
 )
@@ -136,7 +136,7 @@ def _scaling_figure(frame: pd.DataFrame, name: str, swept: list[str], prefix: st
     figure.legend(handles, labels, loc="outside right upper", title=series or "")
     fixed_text = ", ".join(f"{k} = {v}" for k, v in fixed.items())
     figure.suptitle(f"{prefix}cost against {name}" + (f" (fixed: {fixed_text})" if fixed_text else ""))
-    description = (f"Median step time, allocator peak memory, graph FLOPs and parameter count against {name}"
+    description = (f"Median step time, measured peak memory, graph FLOPs and parameter count against {name}"
                    + (f", one line per value of {series}" if series else "")
                    + (f", with {fixed_text}" if fixed_text else "") + " (document 000's figures).")
     return NamedFigure(f"scaling_{name}", figure, description)
