@@ -21,7 +21,11 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ProfileOptions:
-    """How to measure: batch, step counts, where traces go, optional data."""
+    """How to measure: batch, step counts, where traces go, optional data.
+
+    ``memory`` runs the memory stage (turned off only to benchmark it),
+    ``memory_trace`` adds the untimed BFC-allocator trace (see memory_trace.py).
+    """
 
     batch_size: int = 1
     steps: int = 50
@@ -36,6 +40,7 @@ class ProfileOptions:
     params: dict[str, Any] = field(default_factory=dict)
     progress: bool = False
     memory_trace: bool = False
+    memory: bool = True
 
     def validate(self) -> None:
         """InputError for counts that cannot be measured."""
@@ -88,10 +93,11 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
         tensorflow=_tf_version(), device=measured.device, totals=totals(rows, ops, stats, measured),
         layers=rows, ops=ops, trace_dir=measured.trace_dir,
     )
-    say("measuring memory: one traced Session step of the frozen graph")
-    memory.attach_memory(report, memory.measure_memory(traced, measured.device, measured.peak_bytes,
-                                                       measured.resident_bytes, report.layers))
-    if options.memory_trace:
+    if options.memory:
+        say("measuring memory: one traced Session step of the frozen graph")
+        memory.attach_memory(report, memory.measure_memory(traced, measured.device, measured.peak_bytes,
+                                                           measured.resident_bytes, report.layers))
+    if options.memory and options.memory_trace:
         say("memory trace: a second, untimed run with the BFC CPU allocator (child process)")
         memory.add_memory_trace(report, model_or_path, run_dir, options)
     if data is not None and traced.keras_model is not None:
