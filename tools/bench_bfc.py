@@ -19,8 +19,9 @@ from pathlib import Path
 
 
 def step_median_ms(model: str, batch: str, json_path: Path, bfc: bool) -> float:
-    env = {**os.environ, **({"TF_CPU_ALLOCATOR_USE_BFC": "true"} if bfc else {})}
-    env.pop("TF_CPU_ALLOCATOR_USE_BFC", None) if not bfc else None
+    env = {name: value for name, value in os.environ.items() if name != "TF_CPU_ALLOCATOR_USE_BFC"}
+    if bfc:
+        env["TF_CPU_ALLOCATOR_USE_BFC"] = "true"
     subprocess.run([sys.executable, "-m", "tfprofscale", "profile", model, "--quiet", "--no-trace",
                     "--batch-size", batch, "--json", str(json_path)],
                    check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
