@@ -243,13 +243,18 @@ def estimate_memory(report: Any, threads: int | None = None) -> MemoryEstimate:
     peak = peak_live(buffers)
     terms = {
         "parameters": sum(row.params for row in report.layers) * PARAMETER_DTYPE_BYTES,
-        "input": sum(b.bytes for b in buffers if b.kind == "input"),
+        "input": sum(b.bytes for b in buffers if b.kind == "input") or _fed_input_bytes(report),
         "activations": peak.activation_bytes,
         **{name: peak.workspace.get(name, 0) for name in WORKSPACE_TERMS},
     }
     return MemoryEstimate(terms, sum(terms.values()), peak.layer, peak.live,
                           sum(b.bytes for b in buffers if b.kind != "input"),
                           chain_assumed=not any(getattr(row, "inbound", None) for row in report.layers))
+
+
+def _fed_input_bytes(report: Any) -> int:
+    """The fed inputs' bytes the report's memory record states (a plain tf.function has no InputLayer)."""
+    return getattr(getattr(report, "memory", None), "input_bytes", None) or 0
 
 
 def audit_memory(report: Any) -> MemoryAudit:
@@ -273,7 +278,7 @@ def memory_causes(estimate: MemoryEstimate, record: Any) -> list[MemoryCause]:
                            "merges identical constants (untrained initial values)"),
             ("input", "fed input"),
             ("activations", "activations live at the peak"),
-            ("workspace", "kernel workspaces at the peak (convolution scratch, im2col, max-pool workspace)")]
+            ("workspace", "kernel workspaces at the peak (convolution and matmul scratch, im2col, max-pool workspace)")]
     estimated = dict(estimate.terms, workspace=estimate.workspace_bytes)
     causes = [MemoryCause(label, measured[term] - estimated[term]) for term, label in rows if term in measured]
     total = (record.weights_bytes or 0) + (record.input_bytes or 0) + (record.measured_peak_bytes or 0)

@@ -99,7 +99,7 @@ def probed_kernel_scratch(layers: list[Any], device: str) -> dict[str, int]:
     keys = {name: key for name, key in keys.items() if key is not None}
     try:
         probed = kernel_scratch_bytes(list(keys.values()), device)
-    except InputError:
+    except (InputError, ValueError, TypeError):  # a geometry TensorFlow cannot build alone: no probe, no term
         return {}
     return {name: probed[key] for name, key in keys.items()}
 
