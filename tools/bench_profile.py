@@ -79,7 +79,8 @@ def main() -> None:
             overheads.append(json.loads(report.read_text())["totals"]["profiler_overhead"])
     profile_med, floor_med = statistics.median(profile_s), statistics.median(floor_s)
     with_med, without_med = statistics.median(with_s), statistics.median(without_s)
-    print(f"model:                 {args.model}, batch {args.batch_size}  ({args.repeats} interleaved repeats, medians)")
+    print(f"model:                 {args.model}, batch {args.batch_size}"
+          f"  ({args.repeats} interleaved repeats, medians)")
     print(f"load average:          before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f} (1 min)")
     print(f"profile command:       {profile_med:.2f} s   (runs: {runs(profile_s)})")
     print(f"floor (start+import+build+1 step): {floor_med:.2f} s   (runs: {runs(floor_s)})")

@@ -245,7 +245,8 @@ def _memory_blocks(audit: Audit) -> list[Block]:
     blocks: list[Block] = [
         "Estimate = parameters + input + peak of live activations over the execution order (not their sum; "
         "element-wise layers write into a dying input's buffer) + the workspaces oneDNN allocates while the layer "
-        "at the peak runs (convolution scratch, im2col on the gemm path, max-pool workspace). Measured = weights "
+        "at the peak runs (convolution and matmul scratch, probed on each kernel alone; max-pool workspace). "
+        "Measured = weights "
         "+ input + the in-step transient peak of one traced step's allocation records; the difference is split "
         "term by term. The allocator figure is process-wide and misses requests under "
         f"{ALLOCATOR_TRACKING_THRESHOLD_BYTES:,} B: shown for reference only."]
