@@ -274,8 +274,8 @@ def audit_memory(report: Any) -> MemoryAudit:
 def memory_causes(estimate: MemoryEstimate, record: Any) -> list[MemoryCause]:
     """Measured minus estimated, term by term; they add up to (measured total - estimate)."""
     measured = getattr(record, "measured_terms", None) or {}
-    rows = [("parameters", "weights held as constants vs parameters (float32); TensorFlow's graph optimizer "
-                           "merges identical constants (untrained initial values)"),
+    rows = [("parameters", "weights held as constants vs parameters (float32): shape constants, and identical "
+                           "constants (untrained initial values) merged by TensorFlow's graph optimizer"),
             ("input", "fed input"),
             ("activations", "activations live at the peak"),
             ("workspace", "kernel workspaces at the peak (convolution and matmul scratch, im2col, max-pool workspace)")]

@@ -112,6 +112,8 @@ def traced_session_step(frozen: FrozenGraph, inputs: tuple[Any, ...], device: st
     config = tf.compat.v1.ConfigProto(inter_op_parallelism_threads=1, allow_soft_placement=True)
     # The weights are variables in the real function: folding them as constants would change the graph run.
     config.graph_options.rewrite_options.constant_folding = rewriter_config_pb2.RewriterConfig.OFF
+    config.graph_options.optimizer_options.opt_level = tf.compat.v1.OptimizerOptions.L0  # nor the classic folding
+    config.graph_options.optimizer_options.do_function_inlining = True
     feeds = {name: np.asarray(value) for name, value in zip(frozen.input_names, inputs)}
     options = tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
     run_metadata = tf.compat.v1.RunMetadata()

@@ -55,6 +55,17 @@ def _conv2d(g: dict[str, Any]) -> tuple[list[Any], Any]:
     return [source], _bias_and_activation(output, g)
 
 
+@probe_for("DepthwiseConv2D", ("batch", "in_h", "in_w", "in_channels", "depth_multiplier", "kernel_h", "kernel_w",
+                               "stride_h", "stride_w", "dilation_h", "dilation_w", "padding", "use_bias",
+                               "activation"))
+def _depthwise_conv2d(g: dict[str, Any]) -> tuple[list[Any], Any]:
+    source = tf.compat.v1.placeholder(tf.float32, (g["batch"], g["in_h"], g["in_w"], g["in_channels"]))
+    kernel = _filled((g["kernel_h"], g["kernel_w"], g["in_channels"], g["depth_multiplier"]))
+    output = tf.nn.depthwise_conv2d(source, kernel, (1, g["stride_h"], g["stride_w"], 1), g["padding"].upper(),
+                                    dilations=(g["dilation_h"], g["dilation_w"]))
+    return [source], _bias_and_activation(output, g)
+
+
 @probe_for("Dense", ("rows", "in_features", "out_features", "use_bias", "activation"))
 def _dense(g: dict[str, Any]) -> tuple[list[Any], Any]:
     source = tf.compat.v1.placeholder(tf.float32, (g["rows"], g["in_features"]))
@@ -76,7 +87,8 @@ def _bias_and_activation(output: tf.Tensor, g: dict[str, Any]) -> tf.Tensor:
 def probe_key(layer_type: str, geometry: dict[str, Any]) -> tuple[Any, ...] | None:
     """The kernel's identity for probing; None for a layer the probes do not build (grouped, NCHW ...)."""
     probe = PROBES.get(layer_type)
-    if probe is None or any(name not in geometry for name in probe.fields) or geometry.get("groups", 1) != 1 \
+    grouped = layer_type == "Conv2D" and geometry.get("groups", 1) != 1
+    if probe is None or any(name not in geometry for name in probe.fields) or grouped \
             or geometry.get("data_format", "channels_last") != "channels_last":
         return None
     return (layer_type, *(geometry[name] for name in probe.fields))
