@@ -130,3 +130,9 @@ def test_tracked_size_is_what_the_allocator_really_shows(nbytes):
     if peak is None:
         pytest.skip("no CPU allocator statistics here (oneDNN off)")
     assert peak == tracked_size(nbytes)
+
+
+def test_recurrent_layers_are_named_as_not_modelled():
+    rows = [row("tokens", "InputLayer", (1, 20, 16), 1280, inbound=()),
+            row("lstm", "LSTM", (1, 20, 32), 2560, 6272, {}, ("tokens",))]
+    assert estimate_memory(SimpleNamespace(layers=rows)).unmodelled == ("lstm",)

@@ -22,6 +22,9 @@ workspace), each a named term:
   im2col matrix per intra-op thread, a rough bound. MaxPooling2D writes a
   1 B/output element workspace, freed when it finishes.
 
+Not modelled: the tensors inside a recurrent layer's While loop (named in
+``unmodelled``, and in the audit's note).
+
 The measurement (``report.memory``) carries the same terms measured, so the
 audit explains measured minus estimated term by term.
 """
@@ -42,6 +45,8 @@ VIEW_TYPES = frozenset({"Flatten", "Reshape", "Dropout", "SpatialDropout1D", "Sp
                         "GaussianNoise", "GaussianDropout", "AlphaDropout", "ActivityRegularization", "Identity"})
 FORWARDING_TYPES = frozenset({"Activation", "ReLU", "LeakyReLU", "ELU", "Softmax", "BatchNormalization", "Add",
                               "Multiply", "Subtract", "Maximum", "Minimum", "Rescaling"})
+RECURRENT_TYPES = frozenset({"LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "ConvLSTM1D", "ConvLSTM2D",
+                             "ConvLSTM3D"})  # a While loop whose per-step tensors the estimate does not model
 CONVOLUTION_TYPES = frozenset({"Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "SeparableConv2D",
                                "Conv2DTranspose"})
 TERMS = ("parameters", "input", "activations", "convolution scratch", "im2col", "matmul scratch",
@@ -81,6 +86,7 @@ class MemoryEstimate:
     live_at_peak: tuple[str, ...]
     activation_sum_bytes: int
     chain_assumed: bool
+    unmodelled: tuple[str, ...] = ()
 
     @property
     def parameter_bytes(self) -> int:
@@ -249,7 +255,8 @@ def estimate_memory(report: Any, threads: int | None = None) -> MemoryEstimate:
     }
     return MemoryEstimate(terms, sum(terms.values()), peak.layer, peak.live,
                           sum(b.bytes for b in buffers if b.kind != "input"),
-                          chain_assumed=not any(getattr(row, "inbound", None) for row in report.layers))
+                          chain_assumed=not any(getattr(row, "inbound", None) for row in report.layers),
+                          unmodelled=tuple(row.name for row in report.layers if row.type in RECURRENT_TYPES))
 
 
 def _fed_input_bytes(report: Any) -> int:
@@ -267,8 +274,10 @@ def audit_memory(report: Any) -> MemoryAudit:
         why = getattr(record, "missing", None) or "the report has no measured memory (profiled before it was measured)"
         return MemoryAudit(estimate, None, None, None, allocator_peak_bytes=allocator, note=why)
     error = measured - estimate.total_bytes
+    note = (f"not modelled: the per-step tensors of the recurrent layers {', '.join(estimate.unmodelled)} "
+            "(a While loop's gates and state)" if estimate.unmodelled else None)
     return MemoryAudit(estimate, measured, error, error / measured if measured else None,
-                       causes=memory_causes(estimate, record), allocator_peak_bytes=allocator)
+                       causes=memory_causes(estimate, record), allocator_peak_bytes=allocator, note=note)
 
 
 def memory_causes(estimate: MemoryEstimate, record: Any) -> list[MemoryCause]:
