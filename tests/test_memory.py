@@ -1,6 +1,8 @@
 """Measured memory: allocation records of one traced Session step, against sums worked out by hand."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import keras
 import pytest
 from tensorflow.core.protobuf import config_pb2
@@ -186,3 +188,24 @@ def test_gpu_allocator_records_are_parsed_per_memory_space():
     assert record.weights_bytes == 1_152
     assert record.measured_terms["workspace"] == 65_536 and record.measured_terms["activations"] == 8_192
     assert measured.layer_bytes == {"conv": 8_192 + 65_536, "relu": 8_192}    # the host copy is not the GPU's
+
+
+def test_memory_trace_runs_a_bfc_allocator_child_into_its_own_run(cnn_file, tmp_path):
+    import json
+
+    from xprof.convert import raw_to_tool_data
+
+    report = tfprofscale.profile(str(cnn_file), batch_size=1, steps=1, warmup=1, trace_steps=1,
+                                 logdir=str(tmp_path), memory_trace=True)
+    folder = report.memory.memory_trace
+    assert folder.startswith(str(tmp_path / "two_layer_cnn-b1-memory"))
+    files = [str(path) for path in Path(folder).glob("*.xplane.pb")]
+    data, _ = raw_to_tool_data.xspace_to_tool_data(files, "memory_profile", {})
+    allocators = json.loads(data)["memoryProfilePerAllocator"]
+    assert any("bfc" in name for name in allocators)        # every allocation went through the BFC allocator
+
+
+def test_memory_trace_needs_a_model_file(tmp_path):
+    report = tfprofscale.profile(dense_chain(), batch_size=1, steps=1, warmup=1, trace_steps=1, memory_trace=True,
+                                 logdir=str(tmp_path))
+    assert report.memory.memory_trace.startswith("not run: --memory-trace rebuilds the model")

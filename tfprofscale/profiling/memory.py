@@ -5,12 +5,15 @@ runs in a ``tf.compat.v1.Session`` once untraced (kernels and caches built)
 and once with ``FULL_TRACE``; its ``step_stats`` give every allocation
 (``step_memory``). The Session runs ops one at a time
 (``inter_op_parallelism_threads=1``) so that the execution order, and the
-peak, are the same from run to run, and without Grappler's constant folding:
-in the real function the weights are variables, which it cannot fold (with
-it, it would also fold BatchNormalization into the convolutions and drop
-BiasAdds whose frozen bias is all zeros), and it takes seconds on large models. Beside the measurement: TensorFlow's own
-static estimate (Grappler's ``DeterminePeakMemoryUsage`` on the same frozen
-graph) and the process-wide allocator figures the runtime stage read.
+peak, are the same from run to run, and without constant folding (neither
+Grappler's nor the classic optimizer's): in the real function the weights
+are variables, which cannot be folded; folded, the frozen constants would
+be copied, BatchNormalization folded into the convolutions and BiasAdds
+with an all-zero bias dropped, and folding takes seconds on large models.
+Beside the measurement: TensorFlow's own static estimate (Grappler's
+``DeterminePeakMemoryUsage`` on the same frozen graph), the oneDNN scratch
+of each kernel probed alone (``workspace_probe``, for the estimate) and the
+process-wide allocator figures the runtime stage read.
 """
 from __future__ import annotations
 
