@@ -22,6 +22,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import EngFormatter
 
 from tfprofscale.audit.fitting import LinearFit, fit_line
+from tfprofscale.sweep.memory_plot import memory_figure
 
 TIME_COLUMN = "step_time_median_ms"
 SCALING_METRICS = (  # column, panel title, axis label with unit, tick formatter unit
@@ -77,7 +78,9 @@ def sweep_figures(results: list[dict[str, Any]], layers: list[dict[str, Any]], p
         figures.append(_boxplot_figure(frame, swept, prefix))
     correlation = _correlation_figure(frame, swept, prefix)
     fits = layer_time_fits(layers)
-    return figures + ([correlation] if correlation else []) + ([_layer_fit_figure(fits, prefix)] if fits else [])
+    memory = memory_figure(frame, prefix)
+    return (figures + ([correlation] if correlation else []) + ([_layer_fit_figure(fits, prefix)] if fits else [])
+            + ([memory] if memory else []))
 
 
 def save_figures(figures: list[NamedFigure], plots_dir: Path) -> list[SavedFigure]:
