@@ -108,26 +108,33 @@ def probed_kernel_scratch(layers: list[Any], device: str) -> dict[str, int]:
 
 
 def traced_session_step(frozen: FrozenGraph, inputs: tuple[Any, ...], device: str) -> Any:
-    """RunMetadata of one FULL_TRACE Session step of the frozen graph (after one untraced step)."""
-    graph = tf.Graph()
-    with graph.as_default(), tf.device(f"/{device}"):
-        tf.graph_util.import_graph_def(frozen.graph_def, name="")
-    config = tf.compat.v1.ConfigProto(inter_op_parallelism_threads=1, allow_soft_placement=True)
-    # The weights are variables in the real function: folding them as constants would change the graph run.
-    config.graph_options.rewrite_options.constant_folding = rewriter_config_pb2.RewriterConfig.OFF
-    config.graph_options.optimizer_options.opt_level = tf.compat.v1.OptimizerOptions.L0  # nor the classic folding
-    config.graph_options.optimizer_options.do_function_inlining = True
+    """RunMetadata of one FULL_TRACE Session step of the frozen graph (after one untraced step).
+
+    InputError, in one line, when the graph cannot be imported or run.
+    """
     feeds = {name: np.asarray(value) for name, value in zip(frozen.input_names, inputs)}
     options = tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
     run_metadata = tf.compat.v1.RunMetadata()
     try:
-        with tf.compat.v1.Session(graph=graph, config=config) as session:
+        graph = tf.Graph()
+        with graph.as_default(), tf.device(f"/{device}"):
+            tf.graph_util.import_graph_def(frozen.graph_def, name="")
+        with tf.compat.v1.Session(graph=graph, config=session_config()) as session:
             session.run(frozen.output_names, feeds)
             session.run(frozen.output_names, feeds, options=options, run_metadata=run_metadata)
     except (tf.errors.OpError, ValueError, TypeError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise InputError(f"cannot run the frozen graph in a Session: {type(error).__name__}: {first_line}") from None
     return run_metadata
+
+
+def session_config() -> Any:
+    """One op at a time, no constant folding (the weights are variables in the real function)."""
+    config = tf.compat.v1.ConfigProto(inter_op_parallelism_threads=1, allow_soft_placement=True)
+    config.graph_options.rewrite_options.constant_folding = rewriter_config_pb2.RewriterConfig.OFF
+    config.graph_options.optimizer_options.opt_level = tf.compat.v1.OptimizerOptions.L0  # nor the classic folding
+    config.graph_options.optimizer_options.do_function_inlining = True
+    return config
 
 
 def grappler_peak_bytes(frozen: FrozenGraph, device: str) -> int | None:
