@@ -55,7 +55,7 @@ def test_a_chain_of_small_tensors_has_its_liveness_as_measured_peak(chain_report
 
 def test_measured_peak_is_the_running_sum_of_the_allocation_records():
     traced = trace(dense_chain(), 3)
-    run_metadata = traced_session_step(traced.frozen(), traced.inputs, "CPU:0")
+    run_metadata = traced_session_step(traced.frozen(), traced.inputs)
     records = [(record.alloc_micros, record.alloc_bytes)
                for device in run_metadata.step_stats.dev_stats for node in device.node_stats
                for memory in node.memory for record in memory.allocation_records]
@@ -97,7 +97,7 @@ def conv_pool() -> keras.Model:
 def test_onednn_convolution_scratch_and_max_pool_workspace():
     report = quick_profile(conv_pool(), 2)
     traced = trace(conv_pool(), 2)
-    allocations = step_memory(traced_session_step(traced.frozen(), traced.inputs, "CPU:0")).allocations
+    allocations = step_memory(traced_session_step(traced.frozen(), traced.inputs)).allocations
     pool_workspace = [a.bytes for a in allocations if a.bytes > 0 and a.is_workspace and "MaxPool" in a.op_type]
     conv_scratch = [a.bytes for a in allocations if a.bytes > 0 and a.is_workspace and "Conv2D" in a.op_type]
     assert pool_workspace == [2 * 8 * 8 * 16]                # 1 B per output element: batch 2, 8x8x16

@@ -58,13 +58,13 @@ def measure_memory(traced: Any, device: str, allocator_peak: int | None = None,
                           allocator_resident_bytes=allocator_resident if allocator_peak else None)
     try:
         frozen = traced.frozen()
-        run_metadata = traced_session_step(frozen, traced.inputs, device)
+        run_metadata = traced_session_step(frozen, traced.inputs)
     except InputError as error:
         record.missing = str(error)
         return MemoryMeasurement(record)
     measurement = fill_record(record, step_memory(run_metadata), traced.layer_of, device)
     record.tf_estimated_peak_bytes = grappler_peak_bytes(frozen, device)
-    record.kernel_scratch = probed_kernel_scratch(layers or [], device)
+    record.kernel_scratch = probed_kernel_scratch(layers or [])
     measurement.warnings += zero_bias_warnings(frozen, traced.layer_of)
     return measurement
 
@@ -94,32 +94,30 @@ def fill_record(record: MemoryRecord, step: StepMemory, layer_of: Callable[[str]
     return MemoryMeasurement(record, layer_bytes)
 
 
-def probed_kernel_scratch(layers: list[Any], device: str) -> dict[str, int]:
+def probed_kernel_scratch(layers: list[Any]) -> dict[str, int]:
     """{layer: bytes of scratch its kernel allocates when run alone} (see workspace_probe)."""
     from tfprofscale.profiling.workspace_probe import kernel_scratch_bytes, probe_key
 
     keys = {row.name: probe_key(row.type, row.geometry) for row in layers}
     keys = {name: key for name, key in keys.items() if key is not None}
     try:
-        probed = kernel_scratch_bytes(list(keys.values()), device)
+        probed = kernel_scratch_bytes(list(keys.values()))
     except (InputError, ValueError, TypeError):  # a geometry TensorFlow cannot build alone: no probe, no term
         return {}
     return {name: probed[key] for name, key in keys.items()}
 
 
-def traced_session_step(frozen: FrozenGraph, inputs: tuple[Any, ...], device: str) -> Any:
+def traced_session_step(frozen: FrozenGraph, inputs: tuple[Any, ...]) -> Any:
     """RunMetadata of one FULL_TRACE Session step of the frozen graph (after one untraced step).
 
+    Ops are placed by the Session's default (on the GPU when there is one).
     InputError, in one line, when the graph cannot be imported or run.
     """
     feeds = {name: np.asarray(value) for name, value in zip(frozen.input_names, inputs)}
     options = tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
     run_metadata = tf.compat.v1.RunMetadata()
     try:
-        graph = tf.Graph()
-        with graph.as_default(), tf.device(f"/{device}"):
-            tf.graph_util.import_graph_def(frozen.graph_def, name="")
-        with tf.compat.v1.Session(graph=graph, config=session_config()) as session:
+        with tf.compat.v1.Session(graph=frozen.graph(), config=session_config()) as session:
             session.run(frozen.output_names, feeds)
             session.run(frozen.output_names, feeds, options=options, run_metadata=run_metadata)
     except (tf.errors.OpError, ValueError, TypeError) as error:

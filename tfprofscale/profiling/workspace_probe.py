@@ -94,7 +94,7 @@ def probe_key(layer_type: str, geometry: dict[str, Any]) -> tuple[Any, ...] | No
     return (layer_type, *(geometry[name] for name in probe.fields))
 
 
-def kernel_scratch_bytes(keys: list[tuple[Any, ...]], device: str = "CPU:0") -> dict[tuple[Any, ...], int]:
+def kernel_scratch_bytes(keys: list[tuple[Any, ...]]) -> dict[tuple[Any, ...], int]:
     """{probe key: bytes of temporaries its kernel allocates}, every distinct key built once."""
     from tfprofscale.profiling.memory import traced_session_step
     from tfprofscale.profiling.step_memory import step_memory
@@ -113,7 +113,7 @@ def kernel_scratch_bytes(keys: list[tuple[Any, ...]], device: str = "CPU:0") -> 
     frozen = FrozenGraph(graph.as_graph_def(), [t.name for t in inputs], outputs)
     zeros = tuple(np.zeros(t.shape, np.float32) for t in inputs)
     scratch = {f"probe{index}": 0 for index in range(len(distinct))}
-    for allocation in step_memory(traced_session_step(frozen, zeros, device)).allocations:
+    for allocation in step_memory(traced_session_step(frozen, zeros)).allocations:
         scope = allocation.op.split("/")[0]
         if scope in scratch and allocation.bytes > 0 and allocation.is_workspace:
             scratch[scope] += allocation.bytes
