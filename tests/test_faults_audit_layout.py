@@ -38,8 +38,8 @@ def test_memory_bars_keep_every_label_inside_the_figure(tmp_path):
 
     from tfprofscale.audit.plots import _memory_bars
 
-    estimate = SimpleNamespace(parameter_bytes=2**20, activation_peak_bytes=2**21, total_bytes=2**22,
-                               tracked_without_workspace_bytes=2**21, tracked_total_bytes=2**22)
+    estimate = SimpleNamespace(terms={"parameters": 2**20, "input": 2**10, "activations": 2**21},
+                               workspace_bytes=2**19, total_bytes=2**22)
     profiles = [SimpleNamespace(config_id=f"total_layers={n},conv_size=8,filters=64,units=128,dropout=0.5,"
                                           f"kernel_initializer=glorot_uniform,batch_size=64,r0",
                                 memory=SimpleNamespace(estimate=estimate, peak_bytes=2**22)) for n in (4, 6, 8)]

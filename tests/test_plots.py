@@ -130,3 +130,17 @@ def test_saved_files_are_pngs_of_the_figures(tmp_path, figures):
 def test_no_successful_configuration_no_figures():
     rows = [{"a": 1, "batch_size": 1, "status": "failed", "step_time_median_ms": None}]
     assert sweep_figures(rows, [], ["a", "batch_size"]) == []
+
+
+def test_memory_figure_sets_estimates_against_the_measured_peak():
+    rows = [dict(row, estimated_peak_bytes=row["peak_bytes"] * 1.02, tf_estimated_peak_bytes=row["peak_bytes"] * 2)
+            if row["status"] == "ok" else row for row in result_rows()]
+    rows[0]["tf_estimated_peak_bytes"] = None                       # Grappler failed there: no point, no 0
+    named = {n.name: n for n in sweep_figures(rows, [], PARAMETERS)}["memory_estimate_vs_measured"]
+    ax = named.figure.axes[0]
+    formula, grappler = (collection.get_offsets() for collection in ax.collections)
+    measured = [row["peak_bytes"] for row in rows if row["status"] == "ok"]
+    assert list(formula[:, 0]) == measured and list(formula[:, 1]) == pytest.approx([1.02 * m for m in measured])
+    assert list(grappler[:, 0]) == measured[1:] and list(grappler[:, 1]) == [2 * m for m in measured[1:]]
+    assert ax.get_xscale() == "log"                                 # 1,000 B .. 600,000 B span decades
+    assert ax.get_xlabel().startswith("measured peak") and ax.get_legend() is not None

@@ -31,7 +31,9 @@ from tfprofscale.sweep.report import results_row
 
 REPO = Path(__file__).resolve().parent.parent
 CONTRACT_COLUMNS = ("filters,batch_size,repeat,Layers,BatchSize,ConvSize,TotalTime,MeanTime,params,analytic_flops,"
-                    "analytic_macs,graph_flops,activation_bytes,analytic_memory_bytes,peak_bytes,step_time_median_ms,"
+                    "analytic_macs,graph_flops,activation_bytes,analytic_memory_bytes,peak_bytes,measured_peak_bytes,"
+                    "weights_bytes,input_bytes,estimated_peak_bytes,tf_estimated_peak_bytes,allocator_peak_bytes,"
+                    "step_time_median_ms,"
                     "step_time_p10_ms,step_time_p90_ms,step_time_cv,accuracy,status,error").split(",")
 GRID_2X2 = """\
 [sweep]
@@ -104,6 +106,8 @@ def test_sweep_writes_one_row_per_configuration_with_hand_computed_costs(swept):
         assert int(row["graph_flops"]) == batch * (1376 * f + 3)
         assert int(row["BatchSize"]) == batch and row["Layers"] == "" and row["ConvSize"] == ""
         assert float(row["step_time_p10_ms"]) <= float(row["step_time_median_ms"]) <= float(row["step_time_p90_ms"])
+        assert int(row["measured_peak_bytes"]) > 0
+        assert int(row["peak_bytes"]) == sum(int(row[c]) for c in ("weights_bytes", "input_bytes", "measured_peak_bytes"))
 
 
 def test_sweep_writes_layers_reports_and_traces(swept):
@@ -161,7 +165,7 @@ def test_sweep_writes_plots_and_an_index(swept):
     _, out, _ = swept
     plots = sorted(p.name for p in (out / "plots").glob("*.png"))
     assert plots == ["boxplots.png", "correlation.png", "layer_time_vs_flops.png",
-                     "scaling_batch_size.png", "scaling_filters.png"]
+                     "memory_estimate_vs_measured.png", "scaling_batch_size.png", "scaling_filters.png"]
     report = (out / "report.md").read_text()
     for name in plots:
         assert f"(plots/{name})" in report
@@ -401,5 +405,5 @@ def test_report_headlines_from_hand_made_records(tmp_path):
     assert "a 1 -> 2: median step time 3.5 ms -> 7 ms (x2;" in text
     # per example: batch 1 -> median(2, 4) = 3 ms; batch 4 -> median(5/4, 10/4) = 1.875 ms; 3 / 1.875 = 1.6
     assert "per example: 3 ms at batch 1, 1.88 ms at batch 4 (batching makes each example x1.6 cheaper" in text
-    assert "allocator peak 2.05 kB to 8.19 kB" in text  # 2048 and 8192 bytes
+    assert "measured peak memory 2.05 kB to 8.19 kB" in text  # 2048 and 8192 bytes
     assert "- failed: `a=3,batch_size=1,r0`: InputError: a=3 cannot be built" in text

@@ -4,7 +4,7 @@ For each profile (one JSON, or every finished configuration of a sweep):
 FLOPs per layer under every counting convention against TensorFlow's graph
 count, each gap split into named causes; the fusions the runtime made; how
 much of the step the kernels cover; document 002's memory model against the
-allocator. The time side (per-layer-type fits, roofline, held-out
+measured peak. The time side (per-layer-type fits, roofline, held-out
 validation) comes from ``tfprofscale.audit.latency``, ``tfprofscale.audit.validation`` and ``tfprofscale.audit.roofline``
 and is composed here. ``tfprofscale.audit_report`` ranks the divergences
 and writes the report.

@@ -101,7 +101,7 @@ def _runtime_divergences(p: ProfileAudit) -> list[Divergence]:
     found, memory, cover = [], p.memory, p.coverage
     if memory.peak_bytes is not None:
         found.append(Divergence(
-            "memory", "parameters + peak live activations + workspace vs allocator peak", "model", p.config_id,
+            "memory", "parameters + input + peak live activations + workspace vs measured peak", "model", p.config_id,
             memory.estimate.total_bytes, memory.peak_bytes, "B",
             divergence_factor(memory.estimate.total_bytes, memory.peak_bytes),
             _cause_text([(c.cause, c.bytes) for c in memory.causes], "B")))

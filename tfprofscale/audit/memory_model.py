@@ -1,89 +1,107 @@
-"""Document 002's memory model against the allocator's peak.
+"""The memory an inference step needs, estimated from the layers and held against the measurement.
 
-The memory an inference step needs is three parts (document 002):
-parameters, intermediate data and workspace. Intermediate data is the peak
-of the activations *live at the same time* over the execution order, not
-their sum: a layer's output lives from the step that writes it to the step
-of its last consumer (a model output to the end), and a view (Flatten,
-Reshape, Dropout: 0 bytes) keeps the buffer it views alive. For a chain that
-is the largest input + output pair. The workspace is document 003's
-"memory for convolutions": the im2col matrix of convolution lowering,
-(N * Hout * Wout) x (Kh * Kw * Cin), an upper bound, live only while its
-layer runs.
+Estimate = parameters + the fed input + the peak, over the execution order,
+of the activations live at the same time + the workspace the running layer's
+kernels allocate (document 002's parameters, intermediate data and
+workspace), each a named term:
 
-What the allocator shows (measured on TensorFlow 2.21, CPU, oneDNN on): the
-peak of ``tf.config.experimental.get_memory_info('CPU:0')`` only includes
-allocations of at least ``ALLOCATOR_TRACKING_THRESHOLD_BYTES`` (262,144 B:
-262,140 B never shows, 262,144 B shows as 262,144) and rounds each one up to
-``ALLOCATOR_ROUNDING_BYTES`` (262,148 B shows as 262,400). Smaller tensors
-go to oneDNN's small-allocation path, which the statistics do not count.
-Larger ones come from a pooling (BFC) allocator that may serve a request
-with a whole free chunk of up to twice its size: a batch-16 Conv2D whose
-only output is 3,211,264 B raised the peak by 4,194,304 B. With oneDNN off
-the CPU allocator keeps no statistics at all. The model is therefore also
-evaluated as the allocator would see it ("tracked"), and what it leaves
-over is named, not hidden.
+- a layer's output lives from its step to the step of its last consumer (a
+  model output to the end of the step);
+- views (Flatten, Reshape, Dropout at inference) allocate nothing and keep
+  the buffer they view alive; a ZeroPadding2D read only by Conv2D layers is
+  fused into them (oneDNN's PadWithConv2D; not into a DepthwiseConv2D) and
+  allocates nothing either;
+- element-wise layers (activations, inference BatchNormalization, Add ...)
+  write into their input's buffer when they are its last reader (TensorFlow's
+  buffer forwarding), else into a new one;
+- oneDNN's workspaces: a convolution's or a matrix product's scratch is what
+  oneDNN allocates for it run alone (``profiling.workspace_probe``, recorded
+  per layer in the report); without a probe, for a convolution ``ONEDNN_CONV_SCRATCH_BYTES`` (its jit kernels'
+  scratchpad on an AVX2 CPU, TensorFlow 2.21) plus, for a single-channel
+  input with a kernel larger than 1x1 (oneDNN's gemm path), one image's
+  im2col matrix per intra-op thread, a rough bound. MaxPooling2D writes a
+  1 B/output element workspace, freed when it finishes.
+
+Not modelled: the tensors inside a recurrent layer's While loop (named in
+``unmodelled``, and in the audit's note).
+
+The measurement (``report.memory``) carries the same terms measured, so the
+audit explains measured minus estimated term by term.
 """
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
+PARAMETER_DTYPE_BYTES = 4  # Keras keeps variables in float32, also under mixed precision
+ONEDNN_CONV_SCRATCH_BYTES = 12_336
+MAXPOOL_WORKSPACE_BYTES_PER_ELEMENT = 1
 ALLOCATOR_TRACKING_THRESHOLD_BYTES = 262_144
 ALLOCATOR_ROUNDING_BYTES = 256
-PARAMETER_DTYPE_BYTES = 4  # Keras keeps variables in float32, also under mixed precision
+
+VIEW_TYPES = frozenset({"Flatten", "Reshape", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
+                        "GaussianNoise", "GaussianDropout", "AlphaDropout", "ActivityRegularization", "Identity"})
+FORWARDING_TYPES = frozenset({"Activation", "ReLU", "LeakyReLU", "ELU", "Softmax", "BatchNormalization", "Add",
+                              "Multiply", "Subtract", "Maximum", "Minimum", "Rescaling"})
+RECURRENT_TYPES = frozenset({"LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "ConvLSTM1D", "ConvLSTM2D",
+                             "ConvLSTM3D"})  # a While loop whose per-step tensors the estimate does not model
+CONVOLUTION_TYPES = frozenset({"Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "SeparableConv2D",
+                               "Conv2DTranspose"})
+TERMS = ("parameters", "input", "activations", "convolution scratch", "im2col", "matmul scratch",
+         "max-pool workspace")
+WORKSPACE_TERMS = ("convolution scratch", "im2col", "matmul scratch", "max-pool workspace")
 
 
 @dataclass(frozen=True)
 class Buffer:
-    """One layer's output, the layers it reads, and the workspace it needs while it runs."""
+    """One layer's output (0 bytes for a view), the layers it reads, and its workspace while it runs."""
 
     name: str
     bytes: int
     inbound: tuple[str, ...] = ()
-    workspace_bytes: int = 0
+    workspace: dict[str, int] = field(default_factory=dict)
+    kind: str = "new"  # "new", "view", "forward" (may write into its input) or "input" (fed, resident)
 
 
 @dataclass(frozen=True)
 class LivePeak:
-    """The largest live set over the execution order: its bytes, the layer running, what is live."""
+    """The largest transient set over the execution order: its bytes, split into terms; the layer running."""
 
     bytes: int
     layer: str | None
     live: tuple[str, ...]
+    activation_bytes: int
+    workspace: dict[str, int]
 
 
 @dataclass(frozen=True)
 class MemoryEstimate:
-    """Parameters + peak of live activations + workspace, in full and as the allocator sees it.
+    """The estimate in named terms (``TERMS``), their total, where the peak is and what is live at it."""
 
-    ``total_bytes`` = parameters + the largest (live activations + running
-    layer's workspace); ``tracked_*`` are the same sums counting only what
-    the allocator's statistics show (``tracked_size``), with and without the
-    workspace bound; ``tracked_resident_bytes`` is what should be resident
-    before a step (parameters and the input), as the allocator sees it.
-    """
-
-    parameter_bytes: int
-    parameter_tensor_bytes: tuple[int, ...]
-    activation_peak_bytes: int
-    activation_sum_bytes: int
-    workspace_max_bytes: int
+    terms: dict[str, int]
     total_bytes: int
     peak_layer: str | None
     live_at_peak: tuple[str, ...]
-    input_bytes: int
-    tracked_total_bytes: int
-    tracked_unrounded_bytes: int
-    tracked_without_workspace_bytes: int
-    tracked_resident_bytes: int
+    activation_sum_bytes: int
     chain_assumed: bool
+    unmodelled: tuple[str, ...] = ()
+
+    @property
+    def parameter_bytes(self) -> int:
+        """Bytes of the parameters (float32)."""
+        return self.terms["parameters"]
+
+    @property
+    def workspace_bytes(self) -> int:
+        """Workspace of the layer running at the peak."""
+        return sum(self.terms[t] for t in WORKSPACE_TERMS)
 
 
 @dataclass(frozen=True)
 class MemoryCause:
-    """One named part of (allocator peak - estimate), in bytes."""
+    """One named part of (measured - estimate), in bytes."""
 
     cause: str
     bytes: int
@@ -91,189 +109,189 @@ class MemoryCause:
 
 @dataclass
 class MemoryAudit:
-    """The estimate against the allocator peak.
+    """The estimate against the measured peak (weights + input + in-step transient peak).
 
-    ``error_bytes`` = peak - estimate, ``relative_error`` = error / peak;
-    ``causes`` add up to ``error_bytes``.
+    ``error_bytes`` = measured - estimate, ``relative_error`` = error / measured;
+    ``causes`` (term by term) add up to ``error_bytes``.
     """
 
     estimate: MemoryEstimate
     peak_bytes: int | None
-    resident_bytes: int | None
     error_bytes: int | None
     relative_error: float | None
     causes: list[MemoryCause] = field(default_factory=list)
+    allocator_peak_bytes: int | None = None
     note: str | None = None
 
 
 def tracked_size(nbytes: int) -> int:
-    """What the allocator's statistics show for one allocation of ``nbytes``."""
+    """What the process-wide CPU allocator's statistics show for one allocation (oneDNN on, no BFC)."""
     if nbytes < ALLOCATOR_TRACKING_THRESHOLD_BYTES:
         return 0
     return math.ceil(nbytes / ALLOCATOR_ROUNDING_BYTES) * ALLOCATOR_ROUNDING_BYTES
 
 
-def peak_live(buffers: Sequence[Buffer], size: Callable[[int], int] = lambda n: n) -> LivePeak:
-    """Largest (live outputs + running layer's workspace) over the execution order.
-
-    ``size`` maps bytes to what is counted (e.g. ``tracked_size``).
-    """
-    first, last = _lifetimes(buffers)
-    best = LivePeak(0, None, ())
+def peak_live(buffers: Sequence[Buffer]) -> LivePeak:
+    """Largest (live outputs + running layer's workspace) over the execution order, fed inputs excluded."""
+    owner, first, last = storages(buffers)
+    sizes = {name: buffers[first[name]].bytes for name in first}
+    best = LivePeak(-1, None, (), 0, {})
     for step, running in enumerate(buffers):
-        live = tuple(name for name in first if first[name] <= step <= last[name])
-        total = sum(size(buffers[first[name]].bytes) for name in live) + size(running.workspace_bytes)
-        if total > best.bytes or best.layer is None:
-            best = LivePeak(total, running.name, live)
-    return best
+        live = tuple(name for name in first if first[name] <= step <= last[name] and sizes[name])
+        activations = sum(sizes[name] for name in live)
+        total = activations + sum(running.workspace.values())
+        if total > best.bytes:
+            best = LivePeak(total, running.name, live, activations, dict(running.workspace))
+    return best if best.layer is not None else LivePeak(0, None, (), 0, {})
 
 
-def _lifetimes(buffers: Sequence[Buffer]) -> tuple[dict[str, int], dict[str, int]]:
-    """First and last step of each storage (a view's output shares the storage of its input)."""
-    index = {buffer.name: step for step, buffer in enumerate(buffers)}
+def storages(buffers: Sequence[Buffer]) -> tuple[dict[str, str], dict[str, int], dict[str, int]]:
+    """Which storage each layer's output is in, and each transient storage's first and last step."""
+    consumers = _consumers(buffers)
+    end = len(buffers) - 1
     owner: dict[str, str] = {}
-    for buffer in buffers:
-        viewed = buffer.inbound[0] if buffer.bytes == 0 and buffer.inbound else None
-        owner[buffer.name] = owner[viewed] if viewed in owner else buffer.name
-    first = {name: index[name] for name in set(owner.values())}
-    last = dict(first)
-    consumed = set()
+    first: dict[str, int] = {}
+    last: dict[str, int] = {}
+    for step, buffer in enumerate(buffers):
+        reused = _reused_storage(buffer, step, owner, first, consumers, buffers)
+        if buffer.kind == "input" or buffer.kind == "view" and reused is None:
+            owner[buffer.name] = buffer.name  # resident (fed) or a view of it: not transient
+            continue
+        owner[buffer.name] = reused or buffer.name
+        if reused is None:
+            first[buffer.name] = last[buffer.name] = step
+        last[owner[buffer.name]] = max(last[owner[buffer.name]], max(consumers.get(buffer.name, [end])))
+    return owner, first, last
+
+
+def _consumers(buffers: Sequence[Buffer]) -> dict[str, list[int]]:
+    found: dict[str, list[int]] = {}
     for step, buffer in enumerate(buffers):
         for source in buffer.inbound:
-            if source in owner:
-                last[owner[source]] = max(last[owner[source]], step)
-                consumed.add(source)
-    for buffer in buffers:
-        if buffer.name not in consumed:
-            last[owner[buffer.name]] = len(buffers) - 1
-    return first, last
+            found.setdefault(source, []).append(step)
+    return found
 
 
-def im2col_workspace_bytes(layer_type: str, geometry: dict[str, Any], dtype_bytes: int) -> int:
-    """Bytes of the lowered input matrix (N*Hout*Wout) x (Kh*Kw*Cin) of a convolution; 0 otherwise.
+def _reused_storage(buffer: Buffer, step: int, owner: dict[str, str], first: dict[str, int],
+                    consumers: dict[str, list[int]], buffers: Sequence[Buffer]) -> str | None:
+    """The input storage this layer writes into: always for a view, for a forwarding layer if it dies here."""
+    sources = [source for source in buffer.inbound if owner.get(source) in first]
+    if buffer.kind == "view" and sources:
+        return owner[sources[0]]
+    if buffer.kind != "forward":
+        return None
+    for source in sources:
+        storage = owner[source]
+        readers = [s for name, o in owner.items() if o == storage for s in consumers.get(name, [len(buffers)])]
+        if max(readers) <= step and buffers[first[storage]].bytes == buffer.bytes:
+            return storage
+    return None
 
-    A 1x1 convolution with stride 1 is already a matrix product: no lowering.
+
+def layer_buffers(rows: Sequence[Any], threads: int | None = None,
+                  probed_scratch: dict[str, int] | None = None) -> list[Buffer]:
+    """One Buffer per report row (in execution order), with its kind and oneDNN workspaces.
+
+    Without ``inbound`` names in the report the layers are taken as a chain.
+    ``probed_scratch`` ({layer: bytes}, measured on each convolution alone)
+    replaces the modelled convolution scratch and im2col where given.
     """
-    if layer_type not in ("Conv2D", "DepthwiseConv2D") or "kernel_h" not in geometry:
-        return 0
+    probed_scratch = probed_scratch or {}
+    threads = threads or os.cpu_count() or 1
+    chain = not any(getattr(row, "inbound", None) for row in rows)
+    inbound = [tuple(getattr(row, "inbound", None) or ()) for row in rows]
+    if chain:
+        inbound = [(rows[i - 1].name,) if i and row.type != "InputLayer" else () for i, row in enumerate(rows)]
+    readers: dict[str, list[str]] = {}
+    for row, sources in zip(rows, inbound):
+        for source in sources:
+            readers.setdefault(source, []).append(row.type)
+    return [Buffer(row.name, row.activation_bytes, sources, workspace(row, threads, probed_scratch.get(row.name)),
+                   _kind(row, readers.get(row.name, [])))
+            for row, sources in zip(rows, inbound)]
+
+
+def _kind(row: Any, reader_types: list[str]) -> str:
+    if row.type == "InputLayer":
+        return "input"
+    if row.type in VIEW_TYPES:
+        return "view"
+    if row.type == "ZeroPadding2D" and reader_types and all(t == "Conv2D" for t in reader_types):
+        return "view"  # fused into its Conv2D (oneDNN PadWithConv2D): no buffer of its own
+    return "forward" if row.type in FORWARDING_TYPES else "new"
+
+
+def workspace(row: Any, threads: int, probed_scratch: int | None = None) -> dict[str, int]:
+    """The named workspaces oneDNN allocates while ``row``'s layer runs, in bytes."""
+    found = {}
+    if probed_scratch is not None:
+        found["matmul scratch" if row.type == "Dense" else "convolution scratch"] = probed_scratch
+    elif row.type in CONVOLUTION_TYPES:
+        found["convolution scratch"] = ONEDNN_CONV_SCRATCH_BYTES
+        found["im2col"] = gemm_im2col_bytes(row.geometry, threads)
+    if row.type == "MaxPooling2D":
+        found["max-pool workspace"] = math.prod(row.output_shape) * MAXPOOL_WORKSPACE_BYTES_PER_ELEMENT
+    return {name: size for name, size in found.items() if size}
+
+
+def gemm_im2col_bytes(geometry: dict[str, Any], threads: int, dtype_bytes: int = 4) -> int:
+    """One image's lowered input (Hout*Wout) x (Kh*Kw*Cin) per thread, for oneDNN's gemm path (Cin = 1, k > 1)."""
     g = geometry
-    if g["kernel_h"] * g["kernel_w"] == 1 and g["stride_h"] == g["stride_w"] == 1:
+    if g.get("in_channels") != 1 or g.get("kernel_h", 1) * g.get("kernel_w", 1) == 1:
         return 0
-    rows = g["batch"] * g["out_h"] * g["out_w"]
-    return rows * g["kernel_h"] * g["kernel_w"] * g["in_channels"] * dtype_bytes
+    return threads * g["out_h"] * g["out_w"] * g["kernel_h"] * g["kernel_w"] * dtype_bytes
 
 
-def parameter_tensors(layer_type: str, geometry: dict[str, Any], params: int) -> list[int]:
-    """Element counts of a layer's variables (kernel, bias ...), as separate allocations."""
-    g = geometry
-    if layer_type == "Conv2D" and "kernel_h" in g:
-        kernel = g["kernel_h"] * g["kernel_w"] * (g["in_channels"] // g["groups"]) * g["out_channels"]
-        return _with_bias(kernel, g["out_channels"], g["use_bias"])
-    if layer_type == "DepthwiseConv2D" and "kernel_h" in g:
-        return _with_bias(g["kernel_h"] * g["kernel_w"] * g["out_channels"], g["out_channels"], g["use_bias"])
-    if layer_type == "Dense" and "in_features" in g:
-        return _with_bias(g["in_features"] * g["out_features"], g["out_features"], g["use_bias"])
-    if layer_type == "BatchNormalization" and g.get("channels"):
-        return [g["channels"]] * (params // g["channels"])
-    return [params] if params else []
+def estimate_memory(report: Any, threads: int | None = None) -> MemoryEstimate:
+    """Parameters + input + peak live activations + workspace at the peak, for a Report's layers."""
+    probed = getattr(getattr(report, "memory", None), "kernel_scratch", None)
+    buffers = layer_buffers(report.layers, threads, probed)
+    peak = peak_live(buffers)
+    terms = {
+        "parameters": sum(row.params for row in report.layers) * PARAMETER_DTYPE_BYTES,
+        "input": sum(b.bytes for b in buffers if b.kind == "input") or _fed_input_bytes(report),
+        "activations": peak.activation_bytes,
+        **{name: peak.workspace.get(name, 0) for name in WORKSPACE_TERMS},
+    }
+    return MemoryEstimate(terms, sum(terms.values()), peak.layer, peak.live,
+                          sum(b.bytes for b in buffers if b.kind != "input"),
+                          chain_assumed=not any(getattr(row, "inbound", None) for row in report.layers),
+                          unmodelled=tuple(row.name for row in report.layers if row.type in RECURRENT_TYPES))
 
 
-def _with_bias(kernel: int, bias: int, use_bias: bool) -> list[int]:
-    return [kernel, bias] if use_bias else [kernel]
-
-
-def estimate_memory(report: Any) -> MemoryEstimate:
-    """The three-part estimate of one profile Report (its layers in execution order).
-
-    Uses each layer's ``inbound`` names when the report carries them, else
-    assumes a chain (each layer reads the one before).
-    """
-    dtype_bytes = _activation_dtype_bytes(report.layers)
-    chain_assumed = not any(getattr(row, "inbound", None) for row in report.layers)
-    buffers = [_buffer(row, report.layers[i - 1].name if i else None, dtype_bytes)
-               for i, row in enumerate(report.layers)]
-    tensors = tuple(n * PARAMETER_DTYPE_BYTES for row in report.layers
-                    for n in parameter_tensors(row.type, row.geometry, row.params))
-    without_workspace = [Buffer(b.name, b.bytes, b.inbound) for b in buffers]
-    full, tracked = peak_live(buffers), peak_live(buffers, tracked_size)
-    unrounded = peak_live(buffers, lambda n: n if n >= ALLOCATOR_TRACKING_THRESHOLD_BYTES else 0)
-    input_bytes = sum(b.bytes for b, row in zip(buffers, report.layers) if row.type == "InputLayer")
-    tracked_parameters = sum(tracked_size(n) for n in tensors)
-    return MemoryEstimate(
-        parameter_bytes=sum(tensors), parameter_tensor_bytes=tensors,
-        activation_peak_bytes=peak_live(without_workspace).bytes,
-        activation_sum_bytes=sum(b.bytes for b in buffers),
-        workspace_max_bytes=max((b.workspace_bytes for b in buffers), default=0),
-        total_bytes=sum(tensors) + full.bytes, peak_layer=full.layer, live_at_peak=full.live,
-        input_bytes=input_bytes,
-        tracked_total_bytes=tracked_parameters + tracked.bytes,
-        tracked_unrounded_bytes=sum(n for n in tensors if n >= ALLOCATOR_TRACKING_THRESHOLD_BYTES) + unrounded.bytes,
-        tracked_without_workspace_bytes=tracked_parameters + peak_live(without_workspace, tracked_size).bytes,
-        tracked_resident_bytes=tracked_parameters + tracked_size(input_bytes),
-        chain_assumed=chain_assumed,
-    )
-
-
-def _buffer(row: Any, previous: str | None, dtype_bytes: int) -> Buffer:
-    inbound = tuple(getattr(row, "inbound", None) or ())
-    if not inbound and previous is not None and row.type != "InputLayer":
-        inbound = (previous,)
-    return Buffer(row.name, row.activation_bytes, inbound,
-                  im2col_workspace_bytes(row.type, row.geometry, dtype_bytes))
-
-
-def _activation_dtype_bytes(rows: Sequence[Any]) -> int:
-    for row in rows:
-        elements = math.prod(row.output_shape) if row.output_shape else 0
-        if row.activation_bytes and elements:
-            return row.activation_bytes // elements
-    return 4
+def _fed_input_bytes(report: Any) -> int:
+    """The fed inputs' bytes the report's memory record states (a plain tf.function has no InputLayer)."""
+    return getattr(getattr(report, "memory", None), "input_bytes", None) or 0
 
 
 def audit_memory(report: Any) -> MemoryAudit:
-    """The estimate against the report's allocator peak, the error split into named causes."""
+    """The estimate against the measured peak, the difference split term by term."""
     estimate = estimate_memory(report)
-    peak, resident = report.totals.peak_bytes, report.totals.resident_bytes
-    if peak is None:
-        return MemoryAudit(estimate, None, resident, None, None, note=(
-            "no allocator statistics: on CPU TensorFlow keeps them only with oneDNN on "
-            "(TF_ENABLE_ONEDNN_OPTS=1); nothing to compare with"))
-    error = peak - estimate.total_bytes
-    return MemoryAudit(estimate, peak, resident, error, error / peak if peak else None,
-                       causes=[c for c in memory_causes(estimate, peak, resident) if c.bytes])
+    record = getattr(report, "memory", None)
+    allocator = getattr(record, "allocator_peak_bytes", None)
+    measured = report.totals.peak_bytes if record is not None else None
+    if measured is None:
+        why = getattr(record, "missing", None) or "the report has no measured memory (profiled before it was measured)"
+        return MemoryAudit(estimate, None, None, None, allocator_peak_bytes=allocator, note=why)
+    error = measured - estimate.total_bytes
+    note = (f"not modelled: the per-step tensors of the recurrent layers {', '.join(estimate.unmodelled)} "
+            "(a While loop's gates and state)" if estimate.unmodelled else None)
+    return MemoryAudit(estimate, measured, error, error / measured if measured else None,
+                       causes=memory_causes(estimate, record), allocator_peak_bytes=allocator, note=note)
 
 
-def memory_causes(estimate: MemoryEstimate, peak_bytes: int, resident_bytes: int | None) -> list[MemoryCause]:
-    """Named parts that add up exactly to ``peak_bytes - estimate.total_bytes``."""
-    threshold = estimate.tracked_unrounded_bytes - estimate.total_bytes
-    rounding = estimate.tracked_total_bytes - estimate.tracked_unrounded_bytes
-    workspace_floor = estimate.tracked_without_workspace_bytes
-    reached = min(max(peak_bytes, workspace_floor), estimate.tracked_total_bytes)
-    workspace = reached - estimate.tracked_total_bytes
-    rest = peak_bytes - reached
-    causes = [
-        MemoryCause(f"tensors under the allocator's {ALLOCATOR_TRACKING_THRESHOLD_BYTES:,} B tracking "
-                    "threshold are not in its statistics", threshold),
-        MemoryCause(f"allocations rounded up to {ALLOCATOR_ROUNDING_BYTES} B", rounding),
-        MemoryCause("im2col workspace bound not seen by the allocator (oneDNN convolutions build no im2col "
-                    "matrix; a peak above the no-workspace estimate may be scratchpad or pooling)", workspace),
-    ]
-    return causes + _rest_causes(rest, estimate, resident_bytes)
-
-
-def _rest_causes(rest: int, estimate: MemoryEstimate, resident_bytes: int | None) -> list[MemoryCause]:
-    """What neither the threshold nor the workspace explains, split at the start of the step."""
-    transient = rest
-    causes = []
-    if resident_bytes is not None:
-        held = resident_bytes - estimate.tracked_resident_bytes
-        label = ("buffers TensorFlow holds before the step beyond the parameters and the input" if held > 0
-                 else "parameters or input not resident in the allocator before the step")
-        causes.append(MemoryCause(label, held))
-        transient -= held
-    label = ("not in the model, during the step: allocator pooling (a request served by a whole free "
-             "chunk of up to twice its size) or tensors kept for fused kernels and oneDNN scratchpads"
-             if transient > 0 else
-             "fewer bytes live than modelled: outputs written into their dead input's buffer "
-             "(buffer forwarding) or freed earlier")
-    return causes + [MemoryCause(label, transient)]
+def memory_causes(estimate: MemoryEstimate, record: Any) -> list[MemoryCause]:
+    """Measured minus estimated, term by term; they add up to (measured total - estimate)."""
+    measured = getattr(record, "measured_terms", None) or {}
+    rows = [("parameters", "weights held as constants vs parameters (float32): shape constants, and identical "
+                           "constants (untrained initial values) merged by TensorFlow's graph optimizer"),
+            ("input", "fed input"),
+            ("activations", "activations live at the peak"),
+            ("workspace", "kernel workspaces at the peak (convolution and matmul scratch, im2col, max-pool workspace)")]
+    estimated = dict(estimate.terms, workspace=estimate.workspace_bytes)
+    causes = [MemoryCause(label, measured[term] - estimated[term]) for term, label in rows if term in measured]
+    total = (record.weights_bytes or 0) + (record.input_bytes or 0) + (record.measured_peak_bytes or 0)
+    rest = total - estimate.total_bytes - sum(c.bytes for c in causes)
+    if rest:
+        causes.append(MemoryCause("not split into terms (the measurement carries no per-term figures)", rest))
+    return [c for c in causes if c.bytes]

@@ -4,7 +4,7 @@
   series per counting convention, on log axes with the line y = x;
 - predicted against measured step time on held-out configurations (from
   the latency validation), with the +-10% band and the FLOPs-only baseline;
-- the memory estimate against the allocator peak, per configuration.
+- the memory estimate against the measured peak, per configuration.
 """
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ def plot_time(audit: Audit, path: str | Path) -> bool:
 
 
 def plot_memory(audit: Audit, path: str | Path) -> bool:
-    """Estimate (and what the allocator can see of it) against the allocator peak; False without peaks."""
+    """Estimate (by term) against the measured peak; False when nothing was measured."""
     measured = [p for p in audit.profiles if p.memory.peak_bytes is not None]
     if not measured:
         return False
@@ -108,37 +108,29 @@ def _memory_bars(axis: Any, profiles: list[Any]) -> None:
     positions = range(len(profiles))
     mib = 2 ** 20
     estimates = [p.memory.estimate for p in profiles]
-    parameters = [e.parameter_bytes / mib for e in estimates]
-    activations = [e.activation_peak_bytes / mib for e in estimates]
-    workspace = [(e.total_bytes - e.parameter_bytes - e.activation_peak_bytes) / mib for e in estimates]
-    left = [x - 0.3 for x in positions]
-    axis.bar(left, parameters, 0.2, label="parameters")
-    axis.bar(left, activations, 0.2, bottom=parameters, label="peak live activations")
-    axis.bar(left, workspace, 0.2, bottom=[a + b for a, b in zip(parameters, activations)],
-             label="workspace at the peak (im2col bound)")
-    axis.bar([x - 0.1 for x in positions], [e.tracked_without_workspace_bytes / mib for e in estimates], 0.2,
-             label="as tracked, no workspace")
-    axis.bar([x + 0.1 for x in positions], [e.tracked_total_bytes / mib for e in estimates], 0.2,
-             label="as tracked")
-    axis.bar([x + 0.3 for x in positions], [p.memory.peak_bytes / mib for p in profiles], 0.2,
-             label="allocator peak")
+    bottom = [0.0] * len(profiles)
+    for label, values in (("parameters", [e.terms["parameters"] for e in estimates]),
+                          ("input", [e.terms["input"] for e in estimates]),
+                          ("live activations at the peak", [e.terms["activations"] for e in estimates]),
+                          ("workspace at the peak", [e.workspace_bytes for e in estimates])):
+        heights = [v / mib for v in values]
+        axis.bar([x - 0.15 for x in positions], heights, 0.3, bottom=bottom, label=f"estimate: {label}")
+        bottom = [b + h for b, h in zip(bottom, heights)]
+    axis.bar([x + 0.15 for x in positions], [p.memory.peak_bytes / mib for p in profiles], 0.3,
+             label="measured peak (weights + input + in-step)")
     axis.set_xticks(list(positions), [tick_label(p.config_id) for p in profiles], fontsize=7)
     axis.set_xlim(-0.6, len(profiles) - 0.4)
-    axis.set(ylabel="MiB", title="Memory: estimate against the allocator peak")
+    axis.set(ylabel="MiB", title="Memory: estimate against the measured peak")
     axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
 def _memory_scatter(axis: Any, profiles: list[Any]) -> None:
     peaks = [p.memory.peak_bytes for p in profiles]
-    axis.scatter(peaks, [p.memory.estimate.total_bytes for p in profiles], s=18, label="estimate")
-    axis.scatter(peaks, [p.memory.estimate.tracked_total_bytes for p in profiles], s=18, marker="x",
-                 label="as tracked (>= 256 KiB, rounded)")
-    axis.scatter(peaks, [p.memory.estimate.tracked_without_workspace_bytes for p in profiles], s=18, marker="+",
-                 label="as tracked, without the workspace bound")
-    values = [v for v in peaks + [p.memory.estimate.total_bytes for p in profiles] if v > 0]
-    _identity_line(axis, min(values), max(values))
-    axis.set(xscale="log", yscale="log", xlabel="allocator peak (bytes)", ylabel="estimate (bytes)",
-             title="Memory: estimate against the allocator peak")
+    estimates = [p.memory.estimate.total_bytes for p in profiles]
+    axis.scatter(peaks, estimates, s=18, label="estimate")
+    _identity_line(axis, min(peaks + estimates), max(peaks + estimates))
+    axis.set(xscale="log", yscale="log", xlabel="measured peak (bytes)", ylabel="estimate (bytes)",
+             title="Memory: estimate against the measured peak")
     axis.legend(fontsize=8)
 
 
@@ -171,8 +163,8 @@ FIGURES = (
                                     "per layer (y = x is an exact match)."),
     ("audit_time.png", plot_time, "Predicted against measured step time on held-out configurations, "
                                   "with the ±10% band and the time-proportional-to-FLOPs baseline."),
-    ("audit_memory.png", plot_memory, "Memory estimate (parameters + peak live activations + workspace) "
-                                      "against the allocator peak."),
+    ("audit_memory.png", plot_memory, "Memory estimate (parameters + input + peak live activations + "
+                                      "workspace) against the measured peak."),
 )
 
 

@@ -16,7 +16,7 @@ from tfprofscale.audit.analysis import Audit
 from tfprofscale.audit.conventions import get_convention
 from tfprofscale.audit.divergences import Divergence, largest_divergences
 from tfprofscale.audit.layout import UNSUPPORTED, short_cell, wrap
-from tfprofscale.audit.memory_model import ALLOCATOR_ROUNDING_BYTES, ALLOCATOR_TRACKING_THRESHOLD_BYTES
+from tfprofscale.audit.memory_model import ALLOCATOR_TRACKING_THRESHOLD_BYTES
 from tfprofscale.profiling.table import binary_bytes, si
 
 
@@ -53,7 +53,7 @@ def _title(audit: Audit) -> str:
 
 
 #: What the estimate and the measurement of each kind of divergence are called.
-_SIDES = {"flops": ("count", "graph"), "memory": ("estimate", "allocator peak"),
+_SIDES = {"flops": ("count", "graph"), "memory": ("estimate", "measured peak"),
           "coverage": ("kernels", "traced step"), "time": ("line", "measured"), "roofline": ("bound", "measured")}
 
 
@@ -157,25 +157,32 @@ def _coverage_blocks(audit: Audit) -> list[Block]:
                    "kernels in no layer us", "profiler overhead"], rows)]
 
 
+def _bytes(value: int | None) -> str:
+    return UNSUPPORTED if value is None else binary_bytes(value)
+
+
 def _memory_blocks(audit: Audit) -> list[Block]:
     blocks: list[Block] = [
-        "Estimate = parameters + peak of live activations over the execution order (not their sum) + workspace "
-        "(im2col bound, live only while its layer runs). The allocator's statistics only count allocations >= "
-        f"{ALLOCATOR_TRACKING_THRESHOLD_BYTES:,} B, rounded up to {ALLOCATOR_ROUNDING_BYTES} B: 'tracked' is the "
-        "estimate as the allocator can see it, without and with the workspace bound."]
+        "Estimate = parameters + input + peak of live activations over the execution order (not their sum; "
+        "element-wise layers write into a dying input's buffer) + the workspaces oneDNN allocates while the layer "
+        "at the peak runs (convolution and matmul scratch, probed on each kernel alone; max-pool workspace). "
+        "Measured = weights "
+        "+ input + the in-step transient peak of one traced step's allocation records; the difference is split "
+        "term by term. The allocator figure is process-wide and misses requests under "
+        f"{ALLOCATOR_TRACKING_THRESHOLD_BYTES:,} B: shown for reference only."]
     rows = []
     for p in audit.profiles:
-        m, e = p.memory, p.memory.estimate
-        rows.append([p.config_id, *map(binary_bytes, (
-            e.parameter_bytes, e.activation_peak_bytes, e.activation_sum_bytes, e.workspace_max_bytes,
-            e.total_bytes, e.tracked_without_workspace_bytes, e.tracked_total_bytes, m.peak_bytes)),
-            f"x{e.total_bytes / m.peak_bytes:.2f}" if m.peak_bytes else UNSUPPORTED])
+        m, terms = p.memory, p.memory.estimate.terms
+        rows.append([p.config_id, *map(_bytes, (
+            terms["parameters"], terms["input"], terms["activations"], p.memory.estimate.workspace_bytes,
+            p.memory.estimate.total_bytes, m.peak_bytes, m.allocator_peak_bytes)),
+            f"{100 * m.relative_error:+.1f}%" if m.relative_error is not None else UNSUPPORTED])
         blocks += [f"{p.config_id}: {c.cause}: {c.bytes:+,} B" for c in m.causes]
         blocks += [f"{p.config_id}: {m.note}"] if m.note else []
     if any(p.memory.estimate.chain_assumed for p in audit.profiles):
         blocks.append("The reports carry no layer inbound names: the layers are taken as a chain.")
-    header = ["configuration", "parameters", "activations peak", "activations sum", "workspace bound",
-              "estimate", "tracked, no workspace", "tracked", "allocator peak", "estimate / peak"]
+    header = ["configuration", "parameters", "input", "activations at peak", "workspace at peak", "estimate",
+              "measured peak", "allocator peak (process-wide)", "(measured - estimate) / measured"]
     return blocks[:1] + [Table(header, rows)] + blocks[1:]
 
 
@@ -222,7 +229,8 @@ def sections(audit: Audit) -> list[tuple[str, list[Block]]]:
              ("FLOPs: formulas against the graph", _flops_blocks(audit)),
              ("Fusion: graph ops and the kernels that ran", _fusion_blocks(audit)),
              ("Coverage: what the per-op times account for", _coverage_blocks(audit)),
-             ("Memory: parameters + activations + workspace against the allocator", _memory_blocks(audit)),
+             ("Memory: parameters + input + live activations + workspace against the measured peak",
+              _memory_blocks(audit)),
              ("Time: formulas via the roofline, TensorFlow's cost model, measured", _views_blocks(audit)),
              ("Time and prediction", _time_blocks(audit))]
     if audit.failed_configs:

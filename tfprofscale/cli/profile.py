@@ -30,6 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress messages")
     parser.add_argument("--no-cost-model", action="store_true",
                         help="skip TensorFlow's cost model (Grappler's estimate per op; seconds on large graphs)")
+    parser.add_argument("--memory-trace", action="store_true",
+                        help="also trace a second, untimed run with the BFC CPU allocator into the logdir "
+                             "(<run>-memory), for TensorBoard's Memory Profile; slower")
     parser.set_defaults(run=run)
 
 
@@ -68,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         show_predictions=args.show_predictions, params=params, progress=not args.quiet,
         input_shapes=input_shapes,
         tf_cost_model=not args.no_cost_model,
+        memory_trace=args.memory_trace,
     )
     report = run_profile(model_file, options)
     from tfprofscale.profiling.table import render

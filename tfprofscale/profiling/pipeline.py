@@ -22,7 +22,11 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ProfileOptions:
-    """How to measure: batch, step counts, where traces go, optional data."""
+    """How to measure: batch, step counts, where traces go, optional data.
+
+    ``memory`` runs the memory stage (turned off only to benchmark it),
+    ``memory_trace`` adds the untimed BFC-allocator trace (see memory_trace.py).
+    """
 
     batch_size: int = 1
     steps: int = 50
@@ -38,6 +42,8 @@ class ProfileOptions:
     progress: bool = False
     input_shapes: tuple[tuple[int, ...], ...] | None = None
     tf_cost_model: bool = True
+    memory_trace: bool = False
+    memory: bool = True
 
     def validate(self) -> None:
         """InputError for counts that cannot be measured."""
@@ -73,7 +79,7 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
     model, model_file, params = _load(model_or_path, options)
     data = _load_data(model_file, params, options, say)
     from tfprofscale.formulas import analytic
-    from tfprofscale.profiling import graph_stats, runtime, tracing
+    from tfprofscale.profiling import graph_stats, memory, runtime, tracing
     from tfprofscale.profiling.attribution import attribute_ops
     from tfprofscale.profiling.report import Report, layer_rows, totals
 
@@ -110,6 +116,13 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
 
         say("estimating with TensorFlow's cost model (Grappler)")
         add_tf_estimates(report, traced)
+    if options.memory:
+        say("measuring memory: one traced Session step of the frozen graph")
+        memory.attach_memory(report, memory.measure_memory(traced, measured.device, measured.peak_bytes,
+                                                           measured.resident_bytes, report.layers))
+    if options.memory and options.memory_trace:
+        say("memory trace: a second, untimed run with the BFC CPU allocator (child process)")
+        memory.add_memory_trace(report, model_or_path, run_dir, options)
     if data is not None and traced.keras_model is not None:
         _add_accuracy(report, traced.keras_model, data, options, say)
     say("done")

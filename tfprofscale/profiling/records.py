@@ -83,6 +83,12 @@ class MemoryRecord:
     ``input_bytes`` are resident around it. ``allocator_*`` are the
     process-wide allocator's figures, None where it keeps no statistics.
     ``missing`` says in one line why the measured figures are absent.
+    ``space_peaks`` is the measured transient peak per memory space
+    (``host``, and ``device`` for a GPU's allocator). ``measured_terms``
+    splits weights + input + transient peak into the terms of the estimate
+    (``parameters``, ``input``, ``activations``, ``workspace``).
+    ``memory_trace`` is the ``--memory-trace`` run's trace folder, or why it did not run.
+    ``kernel_scratch`` is each Conv2D and Dense layer's oneDNN scratch, probed alone (the estimate's workspace).
     """
 
     measured_peak_bytes: int | None = None
@@ -97,3 +103,8 @@ class MemoryRecord:
     live_at_peak: list[LiveTensor] = field(default_factory=list)
     estimate_terms: dict[str, int] = field(default_factory=dict)
     missing: str | None = None
+    space_peaks: dict[str, int] = field(default_factory=dict)
+    measured_terms: dict[str, int] = field(default_factory=dict)
+    estimated_peak_layer: str | None = None
+    memory_trace: str | None = None
+    kernel_scratch: dict[str, int] = field(default_factory=dict)

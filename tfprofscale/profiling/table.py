@@ -8,7 +8,7 @@ from tfprofscale.profiling.report import LayerRow, Report
 COLUMNS = (
     ("Layer (type)", 30, "<"), ("Output shape", 18, "<"), ("Params", 10, ">"),
     ("FLOPs formula", 14, ">"), ("FLOPs graph", 12, ">"), ("Activations", 12, ">"),
-    ("Time us/step", 13, ">"), ("GFLOP/s", 8, ">"), ("Share", 7, ">"),
+    ("Time us/step", 13, ">"), ("GFLOP/s", 8, ">"), ("Share", 7, ">"), ("Memory", 11, ">"),
 )
 
 
@@ -43,6 +43,7 @@ def _cells(row: LayerRow) -> tuple[str, ...]:
         "n/a" if row.time_us is None else f"{row.time_us:,.1f}",
         "" if row.achieved_gflops is None else f"{row.achieved_gflops:.2f}",
         "" if row.time_share is None else f"{100 * row.time_share:.1f}%",
+        "" if row.measured_bytes is None else binary_bytes(row.measured_bytes),
     )
 
 
@@ -105,8 +106,7 @@ def _totals_lines(report: Report) -> list[str]:
         f"FLOPs:         formulas {si(t.analytic_flops)}  graph {si(t.graph_flops)}   (multiply-add = 2)",
         *_coverage_lines(t),
         f"MACs:          formulas {si(t.analytic_macs)}",
-        f"Memory:        allocator peak {binary_bytes(t.peak_bytes)} (resident before the step "
-        f"{binary_bytes(t.resident_bytes)})  formula params+activations {binary_bytes(t.analytic_memory_bytes)}",
+        *_memory_lines(report),
         f"Step time:     median {steps.median:.3f} ms  p10 {steps.p10:.3f}  p90 {steps.p90:.3f}"
         f"  min {steps.min:.3f}  cv {100 * steps.cv:.1f}%  n={steps.n}",
     ]
@@ -144,6 +144,28 @@ def _coverage_lines(t: Any) -> list[str]:
     if t.uncounted_op_types:
         named = ", ".join(f"{op_type} x{count}" for op_type, count in sorted(t.uncounted_op_types.items()))
         lines.append(f"Not counted:   {named} (no FLOPs statistics: not in the graph figure)")
+    return lines
+
+
+def _memory_lines(report: Report) -> list[str]:
+    """Measured peak, where it happens, and the estimates beside it (see tfprofscale.profiling.memory)."""
+    m, t = report.memory, report.totals
+    if m is None:
+        return [f"Memory:        allocator peak {binary_bytes(t.peak_bytes)} (process-wide)"]
+    if m.measured_peak_bytes is None:
+        lines = [f"Memory:        not measured: {m.missing}"]
+    else:
+        where = f"{m.peak_layer or 'no layer'} (op {m.peak_op})" if m.peak_op else "n/a"
+        lines = [f"Memory:        peak {binary_bytes(t.peak_bytes)} = weights {binary_bytes(m.weights_bytes)}"
+                 f" + input {binary_bytes(m.input_bytes)} + in-step {binary_bytes(m.measured_peak_bytes)},"
+                 f" at {where}"]
+    lines.append(f"               estimates: formula {binary_bytes(m.estimated_peak_bytes)}"
+                 f" (peak at {m.estimated_peak_layer or 'n/a'})"
+                 f"  TensorFlow (Grappler, static) {binary_bytes(m.tf_estimated_peak_bytes)}")
+    lines.append(f"               allocator (process-wide): peak {binary_bytes(m.allocator_peak_bytes)},"
+                 f" resident before the step {binary_bytes(m.allocator_resident_bytes)}")
+    if m.memory_trace:
+        lines.append(f"Memory trace:  {m.memory_trace}  (BFC CPU allocator, untimed: TensorBoard's Memory Profile)")
     return lines
 
 

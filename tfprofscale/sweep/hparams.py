@@ -18,7 +18,7 @@ METRICS = {  # results.csv column -> what the dashboard shows as its description
     "step_time_median_ms": "median inference step time (ms)",
     "step_time_p90_ms": "90th percentile step time (ms)",
     "step_time_cv": "coefficient of variation of the step times",
-    "peak_bytes": "allocator peak memory during one step (bytes)",
+    "peak_bytes": "measured peak memory of one step: weights + input + in-step transient peak (bytes)",
     "graph_flops": "FLOPs per step counted on the graph by tfprof",
     "analytic_flops": "FLOPs per step from the layer formulas",
     "params": "parameter count",

@@ -23,11 +23,12 @@ from matplotlib.ticker import EngFormatter
 
 from tfprofscale.audit.fitting import LinearFit, fit_line
 from tfprofscale.output import atomic_path
+from tfprofscale.sweep.memory_plot import memory_figure
 
 TIME_COLUMN = "step_time_median_ms"
 SCALING_METRICS = (  # column, panel title, axis label with unit, tick formatter unit
     (TIME_COLUMN, "Inference time", "median step time (ms)", None),
-    ("peak_bytes", "Peak memory", "allocator peak (bytes)", "B"),
+    ("peak_bytes", "Peak memory", "weights + input + in-step peak (bytes)", "B"),
     ("graph_flops", "FLOPs", "FLOPs per step (TensorFlow graph)", ""),
     ("params", "Parameters", "parameters (count)", ""),
 )
@@ -78,7 +79,9 @@ def sweep_figures(results: list[dict[str, Any]], layers: list[dict[str, Any]], p
         figures.append(_boxplot_figure(frame, swept, prefix))
     correlation = _correlation_figure(frame, swept, prefix)
     fits = layer_time_fits(layers)
-    return figures + ([correlation] if correlation else []) + ([_layer_fit_figure(fits, prefix)] if fits else [])
+    memory = memory_figure(frame, prefix)
+    return (figures + ([correlation] if correlation else []) + ([_layer_fit_figure(fits, prefix)] if fits else [])
+            + ([memory] if memory else []))
 
 
 def save_figures(figures: list[NamedFigure], plots_dir: Path) -> list[SavedFigure]:
@@ -138,7 +141,7 @@ def _scaling_figure(frame: pd.DataFrame, name: str, swept: list[str], prefix: st
     figure.legend(handles, labels, loc="outside right upper", title=series or "")
     fixed_text = ", ".join(f"{k} = {v}" for k, v in fixed.items())
     figure.suptitle(f"{prefix}cost against {name}" + (f" (fixed: {fixed_text})" if fixed_text else ""))
-    description = (f"Median step time, allocator peak memory, graph FLOPs and parameter count against {name}"
+    description = (f"Median step time, measured peak memory, graph FLOPs and parameter count against {name}"
                    + (f", one line per value of {series}" if series else "")
                    + (f", with {fixed_text}" if fixed_text else "") + " (document 000's figures).")
     return NamedFigure(f"scaling_{name}", figure, description)

@@ -23,7 +23,9 @@ DOCUMENT_001_COLUMNS = ["Layers", "BatchSize", "ConvSize", "TotalTime", "MeanTim
 TOTALS_COLUMNS = ["params", "analytic_flops", "analytic_macs", "graph_flops", "activation_bytes",
                   "analytic_memory_bytes", "peak_bytes"]
 STEP_COLUMNS = ["step_time_median_ms", "step_time_p10_ms", "step_time_p90_ms", "step_time_cv"]
-RESULT_COLUMNS = ["batch_size", "repeat", *DOCUMENT_001_COLUMNS, *TOTALS_COLUMNS, *STEP_COLUMNS,
+MEMORY_COLUMNS = ["measured_peak_bytes", "weights_bytes", "input_bytes", "estimated_peak_bytes",
+                  "tf_estimated_peak_bytes", "allocator_peak_bytes"]  # from the report's memory record
+RESULT_COLUMNS = ["batch_size", "repeat", *DOCUMENT_001_COLUMNS, *TOTALS_COLUMNS, *MEMORY_COLUMNS, *STEP_COLUMNS,
                   "accuracy", "status", "error"]
 LAYER_FIELDS = ["name", "type", "output_shape", "params", "analytic_flops", "analytic_macs", "graph_flops",
                 "activation_bytes", "time_us", "achieved_gflops", "time_share", "receptive_field", "supported",
@@ -48,6 +50,8 @@ def results_row(record: dict[str, Any], grid_names: list[str]) -> dict[str, Any]
                TotalTime=None if mean_ms is None else mean_ms * steps["n"] / 1e3,
                MeanTime=None if mean_ms is None else mean_ms / 1e3)
     row.update({column: totals.get(column) for column in TOTALS_COLUMNS})
+    memory = (report or {}).get("memory") or {}
+    row.update({column: memory.get(column) for column in MEMORY_COLUMNS})
     row.update(step_time_median_ms=steps.get("median"), step_time_p10_ms=steps.get("p10"),
                step_time_p90_ms=steps.get("p90"), step_time_cv=steps.get("cv"), accuracy=totals.get("accuracy"),
                status=record["status"], error=record.get("error"))
@@ -200,7 +204,7 @@ def _correlations(ok: pd.DataFrame, swept: list[str]) -> str:
 
 def _ranges(ok: pd.DataFrame) -> str:
     parts = []
-    for column, label, unit in (("peak_bytes", "allocator peak", "B"), ("graph_flops", "graph FLOPs per step", ""),
+    for column, label, unit in (("peak_bytes", "measured peak memory", "B"), ("graph_flops", "graph FLOPs per step", ""),
                                 ("params", "parameters", "")):
         values = pd.to_numeric(ok[column], errors="coerce").dropna()
         if not values.empty:
