@@ -164,7 +164,7 @@ def test_sweep_writes_plots_and_an_index(swept):
     _, out, _ = swept
     plots = sorted(p.name for p in (out / "plots").glob("*.png"))
     assert plots == ["boxplots.png", "correlation.png", "layer_time_vs_flops.png",
-                     "scaling_batch_size.png", "scaling_filters.png"]
+                     "memory_estimate_vs_measured.png", "scaling_batch_size.png", "scaling_filters.png"]
     report = (out / "report.md").read_text()
     for name in plots:
         assert f"(plots/{name})" in report
