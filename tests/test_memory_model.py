@@ -4,7 +4,6 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-import tensorflow as tf
 
 from tfprofscale.audit.memory_model import (
     ONEDNN_CONV_SCRATCH_BYTES, Buffer, estimate_memory, layer_buffers, memory_causes, peak_live, tracked_size,

@@ -134,7 +134,7 @@ def test_profile_fills_ops_layers_and_totals(cnn_file, monkeypatch):
     assert layers["conv"].tf_estimated_us >= sum(op.tf_estimated_us for op in conv_ops)
     assert layers["conv"].tf_estimated_us > layers["pool"].tf_estimated_us > 0
     assert report.totals.tf_estimated_step_ms * 1e3 >= sum(row.tf_estimated_us or 0 for row in report.layers) - 1
-    assert not report.warnings
+    assert not [w for w in report.warnings if "cost model" in w or "Grappler" in w]  # the estimate ran
     from tfprofscale.profiling.table import render
 
     assert f"TF estimate:   {report.totals.tf_estimated_step_ms:.3f} ms per step" in render(report)
@@ -175,5 +175,6 @@ def test_the_command_line_can_skip_the_cost_model(capsys, cnn_file, tmp_path, mo
                              "--quiet", "--json", str(target))
     assert status == 0, err
     report = json.loads(target.read_text())
-    assert report["totals"]["tf_estimated_step_ms"] is None and not report["warnings"]
+    assert report["totals"]["tf_estimated_step_ms"] is None
+    assert not [w for w in report["warnings"] if "cost model" in w or "Grappler" in w]  # skipped, not failed
     assert all(op["tf_estimated_us"] is None for op in report["ops"])
