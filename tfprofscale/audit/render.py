@@ -19,6 +19,7 @@ from typing import Any, Union
 from tfprofscale.audit.analysis import Audit, ProfileAudit, TimeAudit
 from tfprofscale.audit.conventions import TENSORFLOW
 from tfprofscale.audit.memory_model import ALLOCATOR_ROUNDING_BYTES, ALLOCATOR_TRACKING_THRESHOLD_BYTES
+from tfprofscale.profiling.measurement_checks import FASTER_THAN_PEAK
 from tfprofscale.profiling.table import binary_bytes, si
 
 #: A layer whose formula-vs-graph gap is under this share of the model's graph FLOPs is not ranked.
@@ -133,7 +134,8 @@ def _roofline_cause(op: Any) -> str:
     if op.bound == "memory":
         return ("faster than the memory roof allows for its estimated bytes: the bytes moved are over-estimated, "
                 "or its data stayed in caches faster than the measured copy bandwidth")
-    return "faster than the peak FLOP/s allows for its counted FLOPs: a counting error (work counted that did not run)"
+    return (f"{op.measured_us:.1f} us measured, {op.roofline_time_us:.1f} us at the measured peak FLOP/s for its "
+            f"counted FLOPs: {FASTER_THAN_PEAK}")
 
 
 # -- sections ------------------------------------------------------------------------------------

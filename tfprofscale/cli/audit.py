@@ -24,6 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", metavar="FILE", help="write every number of the audit as JSON")
     parser.add_argument("--out", metavar="DIR",
                         help="folder for audit.md and plots/ (default: beside the JSON / the sweep directory)")
+    parser.add_argument("--remeasure", action="store_true",
+                        help="measure the machine's peaks again instead of using the cached ones")
     parser.set_defaults(run=run)
 
 
@@ -45,6 +47,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json and not Path(args.json).parent.is_dir():
         raise InputError(f"cannot write --json {args.json}: folder {Path(args.json).parent} does not exist")
     folder = report_folder(path, args.out)
+    if args.remeasure and path.exists():
+        from tfprofscale.audit.roofline import machine_peaks
+
+        machine_peaks(refresh=True)
     audit = audit_path(path)
     markdown = folder / "audit.md"
     try:

@@ -21,7 +21,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--show-predictions", type=int, default=0, metavar="N",
                         help="with --data, print N test predictions")
     parser.add_argument("--quiet", action="store_true", help="no progress messages")
+    add_timing_options(parser)
     parser.set_defaults(run=run)
+
+
+def add_timing_options(parser: argparse.ArgumentParser) -> None:
+    """How long and how precisely to time, and on how many threads."""
+    parser.add_argument("--threads", metavar="N|INTRA,INTER",
+                        help="TensorFlow threads, set before any op runs: N = N intra-op threads and 1 inter-op, "
+                             "or INTRA,INTER (default: TensorFlow's choice)")
+    parser.add_argument("--min-time", type=float, default=0.02, metavar="S",
+                        help="minimum seconds per timed round; steps per round are calibrated to it (default 0.02)")
+    parser.add_argument("--target-ci", type=float, default=2.0, metavar="PCT",
+                        help="stop timing when the median's 95%% interval is this %% of it wide (default 2)")
+    parser.add_argument("--max-time", type=float, default=3.0, metavar="S",
+                        help="time budget in seconds for timing, once --steps steps are done (default 3)")
 
 
 def add_measure_options(parser: argparse.ArgumentParser) -> None:
@@ -37,6 +51,13 @@ def add_measure_options(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Profile, print the table, write the requested files."""
+    from tfprofscale.profiling.timing import apply_threads, parse_threads
+
+    threads = parse_threads(args.threads)
+    from tfprofscale.quiet import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    apply_threads(threads)
     from tfprofscale.profiling import loading
     from tfprofscale.profiling.pipeline import ProfileOptions, run_profile
 
@@ -48,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, steps=args.steps, warmup=args.warmup, trace_steps=args.trace_steps,
         logdir=args.logdir, trace=not args.no_trace, weights=args.weights, data=args.data,
         show_predictions=args.show_predictions, params=params, progress=not args.quiet,
+        threads=args.threads, min_time=args.min_time, target_ci=args.target_ci / 100, max_time=args.max_time,
     )
     report = run_profile(args.model, options)
     from tfprofscale.profiling.table import render

@@ -17,6 +17,7 @@ from tfprofscale.errors import InputError
 
 if TYPE_CHECKING:
     from tfprofscale.profiling.report import Report
+    from tfprofscale.profiling.timing import StopRule
 
 
 @dataclass(frozen=True)
@@ -35,9 +36,24 @@ class ProfileOptions:
     show_predictions: int = 0
     params: dict[str, Any] = field(default_factory=dict)
     progress: bool = False
+    threads: str | int | None = None
+    min_time: float = 0.02
+    target_ci: float = 0.02
+    max_time: float = 3.0
+
+    def stop_rule(self) -> "StopRule":
+        """When to stop timing: at least ``steps`` steps, rounds of ``min_time`` s, CI target or ``max_time`` s."""
+        from tfprofscale.profiling.timing import StopRule
+
+        return StopRule(min_steps=self.steps, min_round_s=self.min_time, target_ci=self.target_ci,
+                        max_time_s=self.max_time)
 
     def validate(self) -> None:
         """InputError for counts that cannot be measured."""
+        from tfprofscale.profiling.timing import parse_threads
+
+        parse_threads(self.threads)
+        self.stop_rule().validate()
         for name in ("batch_size", "steps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -60,6 +76,9 @@ def profile(model_or_path: Any, batch_size: int = 1, **options: Any) -> "Report"
 def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
     """Profile with explicit options (the CLI and the sweep workers call this)."""
     options.validate()
+    from tfprofscale.profiling.timing import apply_threads, parse_threads
+
+    threads_warning = apply_threads(parse_threads(options.threads))
     say = _Progress(options.progress)
     run_dir = _run_dir(options, _model_name(model_or_path)) if options.trace else None
     say("loading the model")
@@ -68,6 +87,8 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
     from tfprofscale.formulas import analytic
     from tfprofscale.profiling import graph_stats, runtime, tracing
     from tfprofscale.profiling.attribution import attribute_ops
+    from tfprofscale.profiling.measurement_checks import measurement_warnings
+    from tfprofscale.profiling.shares import apply_step_medians
     from tfprofscale.profiling.report import Report, layer_rows, totals
 
     say(f"tracing at batch {options.batch_size}")
@@ -76,17 +97,22 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
     say("counting graph FLOPs with tfprof")
     stats = graph_stats.graph_stats(traced.graph)
     costs = analytic.analyze_layers(traced.layers)
-    say(f"timing {options.warmup} warm-up + {options.steps} steps"
+    say(f"timing {options.warmup} warm-up + at least {options.steps} steps (until the median is within "
+        f"{100 * options.target_ci:g}% or {options.max_time:g} s)"
         + (f", tracing {options.trace_steps} more" if run_dir else ""))
     measured = runtime.measure(traced.run, steps=options.steps, warmup=options.warmup,
-                               trace_steps=options.trace_steps, run_dir=run_dir)
+                               trace_steps=options.trace_steps, run_dir=run_dir, rule=options.stop_rule())
     ops = attribute_ops(stats, measured.kernels if measured.traced_step_times else None, traced.layer_of)
     rows = layer_rows(traced.layers, costs, ops, stats, traced=measured.traced_step_times is not None)
+    if measured.traced_step_times is not None:
+        apply_step_medians(rows, measured.kernels, measured.trace_summary)
     report = Report(
         model=_model_name(model_or_path), params=params, batch_size=options.batch_size,
         tensorflow=_tf_version(), device=measured.device, totals=totals(rows, ops, stats, measured),
         layers=rows, ops=ops, trace_dir=measured.trace_dir,
     )
+    report.warnings += [threads_warning] if threads_warning else []
+    report.warnings += measurement_warnings(report.totals, rows, _cached_peak_flops())
     if data is not None and traced.keras_model is not None:
         _add_accuracy(report, traced.keras_model, data, options, say)
     say("done")
@@ -147,6 +173,14 @@ def _run_dir(options: ProfileOptions, model_name: str) -> Path:
     logdir = check_logdir(options.logdir)
     name = options.run_name or f"{model_name}-b{options.batch_size}"
     return logdir / re.sub(r"[^A-Za-z0-9_.=,-]+", "_", name)
+
+
+def _cached_peak_flops() -> float | None:
+    """The machine's FLOP/s peak if a still-valid measurement is cached (never measured here: it takes seconds)."""
+    from tfprofscale.audit.roofline import fresh_cached_peaks
+
+    peaks = fresh_cached_peaks()
+    return peaks.flops_per_s if peaks is not None else None
 
 
 def _tf_version() -> str:
