@@ -186,3 +186,23 @@ def test_a_plain_tf_function_is_grouped_by_name_scope(write_model, tmp_path):
     assert groups["projection"].analytic_flops is None and not groups["projection"].supported
     assert groups["projection"].params == 4 * 3 and groups["activation"].params == 0
     assert groups["projection"].time_us is not None
+
+
+def test_per_step_kernel_times_add_up_to_xprofs_own_op_stats(report):
+    """Independent route: xprof's framework_op_stats totals each op's self time over the whole trace."""
+    from xprof.convert import raw_to_tool_data
+
+    from tfprofscale.profiling.runtime import kernel_times
+
+    files = sorted(str(path) for path in Path(report.trace_dir).glob("*.xplane.pb"))
+    data, _ = raw_to_tool_data.xspace_to_tool_data(files, "framework_op_stats", {})
+    table = json.loads(data)[0]
+    columns = [column["id"] for column in table["cols"]]
+    cells = [dict(zip(columns, (c.get("v") for c in row["c"]))) for row in table["rows"]]
+    totals_us = {cell["operation"]: float(cell["total_self_time"]) for cell in cells
+                 if cell["type"] != "IDLE" and cell["host_or_device"] == "Host"}
+    kernels, summary = kernel_times(report.trace_dir)
+    assert summary.steps == 3 and kernels
+    for kernel in kernels:
+        assert len(kernel.per_step_us) == 3
+        assert sum(kernel.per_step_us) == pytest.approx(totals_us[kernel.name], rel=1e-3, abs=0.01)

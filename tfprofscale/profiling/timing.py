@@ -106,7 +106,7 @@ def calibrate(run: Callable[[int], None], min_round_s: float,
         if elapsed >= min_round_s or steps >= max_steps:
             return steps
         factor = min(10.0, 1.4 * min_round_s / elapsed) if elapsed > 0 else 10.0
-        steps = min(max_steps, max(steps + 1, int(steps * factor)))
+        steps = min(max_steps, max(steps + 1, round(steps * factor)))
 
 
 def time_rounds(run: Callable[[int], None], rule: StopRule,
