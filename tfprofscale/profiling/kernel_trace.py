@@ -25,9 +25,11 @@ from __future__ import annotations
 import glob
 import json
 import os
+import sys
 from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -96,10 +98,25 @@ def read_trace_events(trace_dir: str) -> list[dict[str, Any]]:
     files = sorted(glob.glob(os.path.join(trace_dir, "*.xplane.pb")))
     if not files:
         return []
-    data, _ = raw_to_tool_data.xspace_to_tool_data(files, "trace_viewer", {})
+    with _native_stderr_dropped():
+        data, _ = raw_to_tool_data.xspace_to_tool_data(files, "trace_viewer", {})
     if isinstance(data, bytes):
         data = data.decode()
     return list(json.loads(data).get("traceEvents", [])) if data else []
+
+
+@contextmanager
+def _native_stderr_dropped() -> Iterator[None]:
+    """Drop what native code writes to stderr meanwhile (xprof logs a harmless error line for trace_viewer)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def step_windows(events: Iterable[dict[str, Any]]) -> list[StepWindow]:
