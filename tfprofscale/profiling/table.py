@@ -102,7 +102,8 @@ def _conditions_lines(steps: "StepTimes") -> list[str]:
     load = ("" if steps.load_start is None or steps.load_end is None
             else f"; load average {steps.load_start:.2f} -> {steps.load_end:.2f}")
     return [f"Timing:        {steps.rounds} rounds x {steps.steps_per_round} steps{interval}, stopped by "
-            f"{steps.stopped_by}; threads intra-op {threads.get('intra_op') or 'default'}, inter-op "
+            f"{steps.stopped_by}",
+            f"Conditions:    threads intra-op {threads.get('intra_op') or 'default'}, inter-op "
             f"{threads.get('inter_op') or 'default'} ({threads.get('cpus')} CPUs){load}"]
 
 
