@@ -133,6 +133,8 @@ def test_a_kernel_well_faster_than_its_memory_bound_is_flagged():
     assert bound.bound == "memory" and bound.roofline_time_us == pytest.approx(5.12)
     assert bound.flagged and bound.measured_us == 2.0  # 2.56x faster than allowed
     assert any("FLAGGED" in line and "2.6x" in line for line in bound.lines())
+    flagged = bound.lines()[1]
+    assert "2.0 us measured, 5.1 us at the peak" in flagged and roofline.FASTER_THAN_PEAK in flagged
     assert json.loads(json.dumps(bound.to_dict()))["flagged"] is True
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import glob
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -140,7 +140,7 @@ def measure(step: Callable[[], Any], *, steps: int, warmup: int, trace_steps: in
             run_dir: Path | None, device: str | None = None, rule: StopRule | None = None) -> RuntimeResult:
     """Time ``step`` in rounds (at least ``steps`` steps); with ``run_dir`` also trace it and read kernel times."""
     device = device or default_device()
-    rule = StopRule(min_steps=steps) if rule is None else rule
+    rule = replace(rule or StopRule(), min_steps=steps)
     with tf.device(device):
         for _ in range(warmup):
             _block(step())
