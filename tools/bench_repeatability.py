@@ -31,7 +31,7 @@ CONFIGURATIONS = [  # generated_cnn parameters and batch size: small to medium s
     ({"n_layers": 2, "filters": 16, "input_size": 64}, 1),
     ({"n_layers": 3, "filters": 32, "input_size": 96}, 1),
     ({"n_layers": 2, "filters": 32, "input_size": 128}, 4),
-    ({"n_layers": 4, "filters": 16, "input_size": 160}, 2),
+    ({"n_layers": 3, "filters": 16, "input_size": 160}, 2),
 ]
 MODES = {
     "calibrated": [],
