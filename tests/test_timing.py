@@ -132,6 +132,14 @@ def test_profile_threads_bad_values_exit_2(bad, capsys, tmp_path):
     assert "--threads" in err and err.count("\n") == 1
 
 
+@pytest.mark.parametrize("option, value", [("--target-ci", "0"), ("--max-time", "-1"), ("--min-time", "nan")])
+def test_profile_bad_timing_options_exit_2(option, value, capsys, cnn_file):
+    status = main(["profile", str(cnn_file), option, value])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert option.lstrip("-").split("-")[0] in err and err.count("\n") == 1
+
+
 def test_stop_rule_rejects_a_non_positive_budget():
-    with pytest.raises(InputError, match="max-time"):
+    with pytest.raises(InputError, match="--max-time"):
         StopRule(max_time_s=0).validate()

@@ -51,13 +51,7 @@ def add_measure_options(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Profile, print the table, write the requested files."""
-    from tfprofscale.profiling.timing import apply_threads, parse_threads
-
-    threads = parse_threads(args.threads)
-    from tfprofscale.quiet import import_tensorflow_quietly
-
-    import_tensorflow_quietly()
-    apply_threads(threads)
+    _apply_threads_first(args)
     from tfprofscale.profiling import loading
     from tfprofscale.profiling.pipeline import ProfileOptions, run_profile
 
@@ -82,6 +76,22 @@ def run(args: argparse.Namespace) -> int:
     if args.csv:
         report.write_csv(args.csv)
     return 0
+
+
+def _apply_threads_first(args: argparse.Namespace) -> None:
+    """Check the timing options; with --threads, set TensorFlow's pools before the model file can run an op."""
+    from tfprofscale.profiling.timing import StopRule, apply_threads, parse_threads
+
+    if not args.target_ci > 0:
+        raise InputError(f"--target-ci must be a percentage > 0, got {args.target_ci}")
+    StopRule(min_round_s=args.min_time, target_ci=args.target_ci / 100, max_time_s=args.max_time).validate()
+    threads = parse_threads(args.threads)
+    if threads is None:
+        return
+    from tfprofscale.quiet import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    apply_threads(threads)
 
 
 def _check_writable(target: str | None) -> None:

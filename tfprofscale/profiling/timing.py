@@ -41,12 +41,13 @@ class StopRule:
     confidence: float = CONFIDENCE
 
     def validate(self) -> None:
-        """InputError for a rule that cannot be followed."""
-        for name in ("min_round_s", "target_ci", "max_time_s"):
+        """InputError for a rule that cannot be followed, naming the option that sets it."""
+        for name, option in (("min_round_s", "--min-time (seconds)"), ("target_ci", "--target-ci (a fraction here)"),
+                             ("max_time_s", "--max-time (seconds)")):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 \
                     or not math.isfinite(value):
-                raise InputError(f"{name.replace('_', '-')} must be a number > 0, got {value!r}")
+                raise InputError(f"{option} must be a finite number > 0, got {value!r}")
 
 
 @dataclass(frozen=True)
