@@ -25,11 +25,11 @@ def rounds_of(seconds: list[float], **extra) -> StepTimes:
 
 
 def test_a_known_cv_over_the_limit_warns():
-    # Rounds of 1 ms and 3 ms alternating: mean 2 ms, population std 1 ms, CV = 50% > 10%.
+    # Steps of 1 ms and 3 ms alternating: mean 2 ms, population std 1 ms, CV = 50% > 10%.
     step = rounds_of([0.001, 0.003] * 4)
     assert step.cv == pytest.approx(0.5)
     line = high_cv(totals(step))
-    assert "CV 50%" in line and "8 rounds of 10 steps" in line
+    assert "CV 50%" in line and "80 steps in 8 rounds" in line
 
 
 def test_a_cv_under_the_limit_is_quiet():

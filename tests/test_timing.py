@@ -11,7 +11,7 @@ from tfprofscale.profiling.timing import StopRule, calibrate, median_ci, parse_t
 
 
 class FakeMachine:
-    """A clock and a step runner: ``run(k)`` advances the clock by the next k step durations."""
+    """A clock and a step runner: ``run(k)`` returns the next k step durations and advances the clock by them."""
 
     def __init__(self, durations):
         self.durations = iter(durations)
@@ -21,9 +21,11 @@ class FakeMachine:
     def clock(self) -> float:
         return self.now
 
-    def run(self, steps: int) -> None:
+    def run(self, steps: int) -> list[float]:
         self.calls.append(steps)
-        self.now += sum(next(self.durations) for _ in range(steps))
+        taken = [next(self.durations) for _ in range(steps)]
+        self.now += sum(taken)
+        return taken
 
 
 def constant(seconds: float):
@@ -51,7 +53,7 @@ def test_calibration_grows_the_round_until_it_lasts_the_minimum_time():
     # 1 ms steps, 20 ms rounds wanted. 1 step: 1 ms -> x min(10, 1.4 * 20 / 1) = x10 -> 10 steps: 10 ms
     # -> x min(10, 1.4 * 20 / 10 = 2.8) -> 28 steps: 28 ms >= 20 ms.
     machine = FakeMachine(constant(0.001))
-    assert calibrate(machine.run, 0.020, machine.clock) == 28
+    assert calibrate(machine.run, 0.020) == 28
     assert machine.calls == [1, 10, 28]
 
 
@@ -62,16 +64,35 @@ def test_steady_steps_stop_on_precision_after_the_minimum_rounds():
     rounds = time_rounds(machine.run, rule, machine.clock)
     # calibration: 1 step (2 ms) -> x7 -> 7 steps (14 ms >= 10 ms)
     assert rounds.steps_per_round == 7
-    assert len(rounds.seconds_per_step) == 6 and rounds.stopped_by == "precision"
+    assert len(rounds.round_medians) == 6 and rounds.stopped_by == "precision"
     assert rounds.ci_low == pytest.approx(0.002) and rounds.ci_high == pytest.approx(0.002)
     assert rounds.steps == 42
+
+
+def test_a_preempted_step_does_not_move_its_round():
+    # Calibration for 3.5 ms rounds: 1 step (1 ms) -> x round(1.4 * 3.5 / 1 = 4.9) -> 5 steps (5 ms >= 3.5 ms).
+    # Then in every round one of the 5 steps is preempted and takes 50 ms. Each round's median is still
+    # 1 ms (its mean would be (4 * 1 + 50) / 5 = 10.8 ms).
+    def preempted_once_per_round():
+        for _ in range(1 + 5):          # calibration: 1 step, then 5 steps
+            yield 0.001
+        while True:
+            for duration in (0.001, 0.001, 0.050, 0.001, 0.001):
+                yield duration
+
+    machine = FakeMachine(preempted_once_per_round())
+    rule = StopRule(min_steps=1, min_round_s=0.0035, target_ci=0.02, max_time_s=60.0)
+    rounds = time_rounds(machine.run, rule, machine.clock)
+    assert rounds.steps_per_round == 5 and rounds.stopped_by == "precision"
+    assert rounds.round_medians == [pytest.approx(0.001)] * 6
+    assert sorted(rounds.step_seconds)[-6:] == [pytest.approx(0.050)] * 6   # every step is kept for p90, CV
 
 
 def test_min_steps_sets_the_least_number_of_rounds():
     machine = FakeMachine(constant(0.002))
     rule = StopRule(min_steps=100, min_round_s=0.010, target_ci=0.02, max_time_s=60.0)
     rounds = time_rounds(machine.run, rule, machine.clock)
-    assert len(rounds.seconds_per_step) == math.ceil(100 / 7)   # 15 rounds of 7 steps
+    assert len(rounds.round_medians) == math.ceil(100 / 7)   # 15 rounds of 7 steps
     assert rounds.steps >= 100
 
 
@@ -106,7 +127,7 @@ def test_a_wide_start_narrows_until_the_target():
     rule = StopRule(min_steps=1, min_round_s=0.005, target_ci=0.02, max_time_s=60.0, min_rounds=6)
     rounds = time_rounds(machine.run, rule, machine.clock)
     assert rounds.stopped_by == "precision" and rounds.ci_high == pytest.approx(0.001)
-    values = rounds.seconds_per_step
+    values = rounds.round_medians
     # The upper end x(n-k+1) is a 1 ms value once n - k + 1 <= n - 5, i.e. k >= 6. k = 6 first at n = 20:
     # P(Bin(19, 1/2) <= 5) = 16664 / 2**19 = 0.032 > 0.025, P(Bin(20, 1/2) <= 5) = 21700 / 2**20 = 0.0207.
     assert sum(math.comb(19, i) for i in range(6)) == 16664 and sum(math.comb(20, i) for i in range(6)) == 21700

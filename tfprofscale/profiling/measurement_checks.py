@@ -33,11 +33,11 @@ def _listed(line: str | None) -> list[str]:
 
 
 def high_cv(totals: "Totals") -> str | None:
-    """Step times that vary more than ``CV_LIMIT`` between rounds."""
+    """Step times whose coefficient of variation is over ``CV_LIMIT``."""
     steps = totals.step_time_ms
     if steps.cv <= CV_LIMIT:
         return None
-    over = f"{steps.rounds} rounds of {steps.steps_per_round} steps" if steps.rounds else f"{steps.n} steps"
+    over = f"{steps.n} steps in {steps.rounds} rounds" if steps.rounds else f"{steps.n} steps"
     return (f"noisy timing: step times vary with CV {100 * steps.cv:.0f}% over {over} (limit {100 * CV_LIMIT:.0f}%): "
             "the machine was busy or the steps differ; compare medians with care")
 

@@ -30,11 +30,13 @@ from tfprofscale.profiling.timing import Rounds, StopRule, current_threads, load
 class StepTimes:
     """Statistics of per-step wall times, in milliseconds.
 
-    From timed rounds (``from_rounds``): each value is one round's mean step
-    time, ``n`` counts the steps, ``rounds`` the values; ``ci_low``/``ci_high``
-    bound the median at ``ci_confidence``; ``stopped_by`` says why timing
-    ended (``precision`` or ``time budget``); ``threads`` and ``load_start``/
-    ``load_end`` (1-minute load average) describe the conditions.
+    From timed rounds (``from_rounds``): ``median`` is the median of the
+    rounds' median step times and ``ci_low``/``ci_high`` bound it at
+    ``ci_confidence``; ``p10``, ``p90``, ``min``, ``cv`` and ``mean`` describe
+    all ``n`` timed steps; ``rounds`` of ``steps_per_round`` steps were run;
+    ``stopped_by`` says why timing ended (``precision`` or ``time budget``);
+    ``threads`` and ``load_start``/``load_end`` (1-minute load average)
+    describe the conditions.
     """
 
     median: float
@@ -64,11 +66,12 @@ class StepTimes:
 
     @classmethod
     def from_rounds(cls, rounds: Rounds, rule: StopRule, **conditions: Any) -> "StepTimes":
-        """Statistics of timed rounds (values in seconds per step), with the conditions they ran in."""
-        base = cls.from_seconds(rounds.seconds_per_step)
+        """Statistics of timed rounds (times in seconds), with the conditions they ran in."""
+        steps = cls.from_seconds(rounds.step_seconds)
         return cls(
-            median=base.median, p10=base.p10, p90=base.p90, min=base.min, cv=base.cv, n=rounds.steps,
-            mean=base.mean, rounds=len(rounds.seconds_per_step), steps_per_round=rounds.steps_per_round,
+            median=float(np.median(rounds.round_medians)) * 1e3, p10=steps.p10, p90=steps.p90, min=steps.min,
+            cv=steps.cv, n=rounds.steps, mean=steps.mean, rounds=len(rounds.round_medians),
+            steps_per_round=rounds.steps_per_round,
             ci_low=None if rounds.ci_low is None else rounds.ci_low * 1e3,
             ci_high=None if rounds.ci_high is None else rounds.ci_high * 1e3,
             ci_confidence=rule.confidence, target_ci=rule.target_ci, stopped_by=rounds.stopped_by, **conditions,
@@ -157,14 +160,7 @@ def measure(step: Callable[[], Any], *, steps: int, warmup: int, trace_steps: in
 def time_steps(step: Callable[[], Any], rule: StopRule) -> StepTimes:
     """Step-time statistics from calibrated rounds, with threads and load at start and end."""
     load_start = load_average()
-
-    def run(count: int) -> None:
-        result = None
-        for _ in range(count):
-            result = step()
-        _block(result)
-
-    rounds = time_rounds(run, rule)
+    rounds = time_rounds(lambda count: [_timed(step) for _ in range(count)], rule)
     return StepTimes.from_rounds(rounds, rule, threads=current_threads().to_dict(),
                                  load_start=load_start, load_end=load_average())
 

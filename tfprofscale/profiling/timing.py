@@ -1,14 +1,15 @@
 """Reproducible step times, the way pyperf and Google Benchmark measure.
 
-A *round* runs ``steps_per_round`` inference steps back to back and records
-their mean; ``steps_per_round`` is calibrated first so that a round lasts at
-least ``min_round_s`` (the clock's resolution and the per-call jitter then
-weigh little). Rounds repeat until the median's confidence interval is
-narrower than ``target_ci`` (relative width: (high - low) / median), or the
-time budget ``max_time_s`` ends, but never before ``min_steps`` steps and
-``min_rounds`` rounds. The interval is the distribution-free order-statistic
-interval of the median (two order statistics chosen from the binomial
-distribution), so no normality is assumed.
+A *round* runs ``steps_per_round`` inference steps back to back, timing
+each, and keeps the median of its steps as the round's value (a step that
+the scheduler preempted does not move it, as it would the round's mean);
+``steps_per_round`` is calibrated first so that a round lasts at least
+``min_round_s``. Rounds repeat until the confidence interval of the median
+of the round values is narrower than ``target_ci`` (relative width:
+(high - low) / median), or the time budget ``max_time_s`` ends, but never
+before ``min_steps`` steps and ``min_rounds`` rounds. The interval is the
+distribution-free order-statistic interval of the median (two order
+statistics chosen from the binomial distribution): no normality is assumed.
 
 The thread pools (TensorFlow's intra- and inter-op parallelism) and the
 load average at start and end are recorded with the times: a median means
@@ -52,9 +53,10 @@ class StopRule:
 
 @dataclass(frozen=True)
 class Rounds:
-    """The outcome of a timed measurement: one mean step time (seconds) per round."""
+    """The outcome of a timed measurement: each round's median step time and every step's time (seconds)."""
 
-    seconds_per_step: list[float]
+    round_medians: list[float]
+    step_seconds: list[float]
     steps_per_round: int
     ci_low: float | None
     ci_high: float | None
@@ -64,7 +66,7 @@ class Rounds:
     @property
     def steps(self) -> int:
         """Timed steps in all rounds (calibration not included)."""
-        return self.steps_per_round * len(self.seconds_per_step)
+        return len(self.step_seconds)
 
 
 def median_ci(values: list[float] | np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float] | None:
@@ -92,44 +94,46 @@ def relative_width(interval: tuple[float, float] | None, median: float) -> float
     return (interval[1] - interval[0]) / median
 
 
-def calibrate(run: Callable[[int], None], min_round_s: float,
-              clock: Callable[[], float] = time.perf_counter, max_steps: int = 1 << 20) -> int:
-    """Steps per round such that a round of ``run(steps)`` lasts at least ``min_round_s``.
+def calibrate(run_round: Callable[[int], list[float]], min_round_s: float, max_steps: int = 1 << 20) -> int:
+    """Steps per round such that ``run_round(steps)`` (which returns each step's seconds) lasts ``min_round_s``.
 
     Grows the count Google Benchmark's way: by the ratio of the wanted to the
     measured duration (times 1.4), at most tenfold per try.
     """
     steps = 1
     while True:
-        start = clock()
-        run(steps)
-        elapsed = clock() - start
+        elapsed = sum(run_round(steps))
         if elapsed >= min_round_s or steps >= max_steps:
             return steps
         factor = min(10.0, 1.4 * min_round_s / elapsed) if elapsed > 0 else 10.0
         steps = min(max_steps, max(steps + 1, round(steps * factor)))
 
 
-def time_rounds(run: Callable[[int], None], rule: StopRule,
+def time_rounds(run_round: Callable[[int], list[float]], rule: StopRule,
                 clock: Callable[[], float] = time.perf_counter) -> Rounds:
-    """Calibrate, then time rounds of ``run(steps_per_round)`` until ``rule`` says stop."""
+    """Calibrate, then time rounds of ``run_round(steps_per_round)`` until ``rule`` says stop.
+
+    ``run_round(k)`` runs k steps and returns each one's duration in seconds;
+    ``clock`` only measures the time budget.
+    """
     started = clock()
-    per_round = calibrate(run, rule.min_round_s, clock)
+    per_round = calibrate(run_round, rule.min_round_s)
     needed = max(rule.min_rounds, math.ceil(rule.min_steps / per_round))
-    values: list[float] = []
+    medians: list[float] = []
+    steps: list[float] = []
     while True:
-        start = clock()
-        run(per_round)
-        values.append((clock() - start) / per_round)
-        if len(values) < needed:
+        durations = run_round(per_round)
+        steps += durations
+        medians.append(float(np.median(durations)))
+        if len(medians) < needed:
             continue
-        interval = median_ci(values, rule.confidence)
-        width = relative_width(interval, float(np.median(values)))
+        interval = median_ci(medians, rule.confidence)
+        width = relative_width(interval, float(np.median(medians)))
         stopped_by = ("precision" if width is not None and width <= rule.target_ci
                       else "time budget" if clock() - started >= rule.max_time_s else None)
         if stopped_by:
             low, high = interval if interval is not None else (None, None)
-            return Rounds(values, per_round, low, high, stopped_by, clock() - started)
+            return Rounds(medians, steps, per_round, low, high, stopped_by, clock() - started)
 
 
 @dataclass(frozen=True)
