@@ -100,19 +100,20 @@ def row(name: str, ops: list[str], flops: int | None = None) -> LayerRow:
 def test_layer_time_is_the_median_of_per_step_sums_not_of_a_mean():
     # Three steps. conv's two kernels: a = 10, 10, 100 (one slow step), b = 5, 6, 7.
     # Per-step sums 15, 16, 107: median 16 (the mean, 46, would be ruled by the slow step).
-    # pool: 20, 20, 20. All kernels per step: 35, 36, 127: median 36. Shares: 16/36 and 20/36.
+    # pool: 30, 20, 20: median 20. Shares against the same statistic: 16 / (16 + 20 + 4 unattributed) = 0.4,
+    # 20 / 40 = 0.5. All kernels per step: 45, 36, 127: median 45, which is not 16 + 20 (+ a kernel in
+    # no layer that takes 4 us in every step): 40.
     kernels = [KernelTime("a", "Conv2D", 10.0, 1.0, (10.0, 10.0, 100.0)),
                KernelTime("b", "BiasAdd", 6.0, 1.0, (5.0, 6.0, 7.0)),
-               KernelTime("p", "MaxPool", 20.0, 1.0, (20.0, 20.0, 20.0))]
-    steps = [kernel_trace.StepKernels(100.0, 35.0, {"a": 10, "b": 5, "p": 20}),
+               KernelTime("p", "MaxPool", 20.0, 1.0, (30.0, 20.0, 20.0))]
+    steps = [kernel_trace.StepKernels(100.0, 45.0, {"a": 10, "b": 5, "p": 30}),
              kernel_trace.StepKernels(100.0, 36.0, {"a": 10, "b": 6, "p": 20}),
              kernel_trace.StepKernels(200.0, 127.0, {"a": 100, "b": 7, "p": 20})]
-    summary = summarize(steps)
-    assert summary.kernel_us == 36
+    assert summarize(steps).kernel_us == 45
     conv, pool = row("conv", ["a", "b"], flops=32_000), row("pool", ["p"])
-    apply_step_medians([conv, pool], kernels, summary)
+    apply_step_medians([conv, pool], kernels, unattributed_us=4.0)
     assert conv.time_us == 16 and pool.time_us == 20
-    assert conv.time_share == pytest.approx(16 / 36) and pool.time_share == pytest.approx(20 / 36)
+    assert conv.time_share == pytest.approx(0.4) and pool.time_share == pytest.approx(0.5)
     assert conv.achieved_gflops == pytest.approx(32_000 / (16 * 1e3))   # FLOPs / (us * 1e3) = GFLOP/s
 
 

@@ -71,9 +71,11 @@ def test_activation_bytes_are_output_elements_times_four(report):
 def test_runtime_times_layers_and_attributes_the_fused_kernel(report):
     conv = layer(report, "conv")
     assert conv.time_us is not None and conv.time_us > 0
-    # Shares are per-step medians over the median per-step kernel total (the same statistic on both sides).
+    # Shares: per-step medians over their sum (the same statistic on both sides), kernels in no layer included.
+    total = sum(row.time_us for row in report.layers) + report.totals.unattributed_time_us
     for row in report.layers:
-        assert row.time_share == pytest.approx(row.time_us / report.totals.kernel_time_us)
+        assert row.time_share == pytest.approx(row.time_us / total)
+    assert sum(row.time_share for row in report.layers) <= 1 + 1e-9
     assert 0 < report.totals.kernel_coverage <= 1
     assert report.totals.busy_time_us <= report.totals.kernel_time_us * (1 + 1e-9)
     relu = next(op for op in report.ops if op.name.endswith("conv_1/Relu") or op.name.endswith("conv/Relu"))

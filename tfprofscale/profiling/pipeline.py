@@ -88,7 +88,7 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
     from tfprofscale.profiling import graph_stats, runtime, tracing
     from tfprofscale.profiling.attribution import attribute_ops
     from tfprofscale.profiling.measurement_checks import measurement_warnings
-    from tfprofscale.profiling.shares import apply_step_medians
+    from tfprofscale.profiling.shares import apply_step_medians, unattributed_time_us
     from tfprofscale.profiling.report import Report, layer_rows, totals
 
     say(f"tracing at batch {options.batch_size}")
@@ -105,7 +105,7 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
     ops = attribute_ops(stats, measured.kernels if measured.traced_step_times else None, traced.layer_of)
     rows = layer_rows(traced.layers, costs, ops, stats, traced=measured.traced_step_times is not None)
     if measured.traced_step_times is not None:
-        apply_step_medians(rows, measured.kernels, measured.trace_summary)
+        apply_step_medians(rows, measured.kernels, unattributed_time_us(ops, measured.kernels))
     report = Report(
         model=_model_name(model_or_path), params=params, batch_size=options.batch_size,
         tensorflow=_tf_version(), device=measured.device, totals=totals(rows, ops, stats, measured),

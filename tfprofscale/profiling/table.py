@@ -115,7 +115,7 @@ def _profiler_lines(t: "Totals") -> list[str]:
         coverage = "" if t.kernel_coverage is None else f" ({100 * t.kernel_coverage:.0f}% of the traced step)"
         concurrency = "" if t.concurrency is None else f"; concurrency x{t.concurrency:.2f}"
         lines.append(f"Kernels:       busy {t.busy_time_us:,.1f} us/step{coverage}; self times sum to "
-                     f"{t.kernel_time_us:,.1f} us/step{concurrency} (per-step medians)")
+                     f"{t.kernel_time_us:,.1f} us/step{concurrency} (medians over the traced steps)")
     lines.append(f"               {SHARE_DEFINITION}")
     return lines
 
