@@ -119,7 +119,8 @@ def test_conv_bias_relu_is_fused_into_one_kernel(audited):
 def test_coverage_splits_the_traced_step(audited, report):
     cover = audited.coverage
     assert cover.kernel_time_us == report.totals.kernel_time_us
-    assert cover.kernel_time_us + cover.outside_kernels_us == pytest.approx(cover.traced_step_time_us)
+    assert cover.busy_time_us == report.totals.busy_time_us
+    assert cover.busy_time_us + cover.outside_kernels_us == pytest.approx(cover.traced_step_time_us)
     assert 0 < cover.share < 1
 
 

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -36,6 +37,24 @@ def test_profile_prints_the_table_and_writes_json_and_csv(capsys, cnn_file, tmp_
     assert data["totals"]["params"] == (3 * 3 * 8 + 8) + (128 * 3 + 3)
     assert (tmp_path / "r.csv").read_text().splitlines()[0].startswith("name,type,output_shape")
     assert list((tmp_path / "runs").glob("two_layer_cnn-b1/plugins/profile/*/*.xplane.pb"))
+    assert f"(tensorboard --logdir {tmp_path / 'runs'}, Profile tab)" in out
+    assert "Share: the layer's time over the sum of all layers' times" in out
+    assert data["totals"]["kernel_coverage"] <= 1 and data["totals"]["busy_time_us"] > 0
+
+
+def test_threads_are_set_before_any_op_runs_and_recorded(cnn_file, tmp_path):
+    """In a fresh process (this one's TensorFlow is already running): --threads 1,1 reaches TensorFlow."""
+
+    result = subprocess.run(
+        [sys.executable, "-m", "tfprofscale", "profile", str(cnn_file), "--quiet", "--threads", "1,1", "--steps", "3",
+         "--warmup", "1", "--no-trace", "--max-time", "0.5", "--json", str(tmp_path / "r.json")],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}, timeout=300)
+    assert result.returncode == 0, result.stderr
+    steps = json.loads((tmp_path / "r.json").read_text())["totals"]["step_time_ms"]
+    assert (steps["threads"]["intra_op"], steps["threads"]["inter_op"]) == (1, 1)
+    assert steps["load_start"] is not None and steps["load_end"] is not None
+    assert "threads intra-op 1, inter-op 1" in result.stdout
+    assert "could not be applied" not in result.stdout
 
 
 def test_missing_model_file(capsys, tmp_path):

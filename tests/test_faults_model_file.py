@@ -202,7 +202,7 @@ def test_a_full_disk_during_the_trace_keeps_the_measurement(capsys, cnn_file, tm
     assert status == 0
     assert "conv (Conv2D)" in out
     report = json.loads((tmp_path / "r.json").read_text())
-    assert report["totals"]["step_time_ms"]["n"] == 2 and report["trace_dir"] is None
+    assert report["totals"]["step_time_ms"]["n"] >= 2 and report["trace_dir"] is None
     trace_warnings = [w for w in report["warnings"] if w.startswith("the profiler trace in ")]
     assert len(trace_warnings) == 1 and "No space left on device" in trace_warnings[0]
-    assert f"warning: {trace_warnings[0]}" in err.splitlines()
+    assert f"Warning:       {trace_warnings[0]}" in out.splitlines()  # in the printed footer

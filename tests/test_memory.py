@@ -134,7 +134,7 @@ def test_a_model_that_cannot_be_frozen_still_profiles():
     memory = report.memory
     assert memory.missing.startswith("cannot freeze the traced function") and "\n" not in memory.missing
     assert memory.measured_peak_bytes is None and report.totals.peak_bytes is None
-    assert report.totals.step_time_ms.n == 1 and len(report.layers) == 3
+    assert report.totals.step_time_ms.n >= 1 and len(report.layers) == 3
     assert memory.estimated_peak_bytes > 0
     assert "not measured: cannot freeze" in render(report)
     assert report.to_dict()["memory"]["missing"] == memory.missing

@@ -144,3 +144,22 @@ def test_memory_figure_sets_estimates_against_the_measured_peak():
     assert list(grappler[:, 0]) == measured[1:] and list(grappler[:, 1]) == [2 * m for m in measured[1:]]
     assert ax.get_xscale() == "log"                                 # 1,000 B .. 600,000 B span decades
     assert ax.get_xlabel().startswith("measured peak") and ax.get_legend() is not None
+
+
+def test_time_is_plotted_at_the_median_with_p10_p90_bars_and_boxes_use_the_median():
+    # One series, two values of a: medians 2 and 4 ms, p10/p90 1.5/3 and 3/6 ms; means (never plotted) 9 and 9.
+    rows = [{"a": a, "batch_size": 1, "status": "ok", "accuracy": None, "step_time_median_ms": median,
+             "step_time_p10_ms": p10, "step_time_p90_ms": p90, "MeanTime": 9e-3, "peak_bytes": 1, "graph_flops": 1,
+             "params": 1, "activation_bytes": 1}
+            for a, median, p10, p90 in [(1, 2.0, 1.5, 3.0), (2, 4.0, 3.0, 6.0)]]
+    named = {f.name: f for f in sweep_figures(rows, [], ["a", "batch_size"], "toy")}
+    time_axes = named["scaling_a"].figure.axes[0]
+    (errorbars,) = time_axes.containers
+    data_line, caps, _ = errorbars
+    assert list(data_line.get_ydata()) == [2.0, 4.0]
+    # caps: the lower ends (p10) then the upper ends (p90)
+    assert sorted(y for cap in caps for y in cap.get_ydata()) == [1.5, 3.0, 3.0, 6.0]
+    box_axes = named["boxplots"].figure.axes[0]
+    points = [list(collection.get_offsets()[:, 1]) for collection in box_axes.collections]
+    assert sorted(y for group in points for y in group) == [2.0, 4.0]
+    assert "median step time" in box_axes.get_ylabel()

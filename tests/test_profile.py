@@ -71,7 +71,13 @@ def test_activation_bytes_are_output_elements_times_four(report):
 def test_runtime_times_layers_and_attributes_the_fused_kernel(report):
     conv = layer(report, "conv")
     assert conv.time_us is not None and conv.time_us > 0
-    assert abs(sum(row.time_share or 0 for row in report.layers) - 1.0) < 1e-9
+    # Shares: per-step medians over their sum (the same statistic on both sides), kernels in no layer included.
+    total = sum(row.time_us for row in report.layers) + report.totals.unattributed_time_us
+    for row in report.layers:
+        assert row.time_share == pytest.approx(row.time_us / total)
+    assert sum(row.time_share for row in report.layers) <= 1 + 1e-9
+    assert 0 < report.totals.kernel_coverage <= 1
+    assert report.totals.busy_time_us <= report.totals.kernel_time_us * (1 + 1e-9)
     relu = next(op for op in report.ops if op.name.endswith("conv_1/Relu") or op.name.endswith("conv/Relu"))
     assert relu.layer == "conv" and relu.time_us > 0
     # Conv2D + BiasAdd + Relu run as one kernel: oneDNN on, _MklNativeFusedConv2D; off, TensorFlow's
@@ -86,7 +92,10 @@ def test_runtime_times_layers_and_attributes_the_fused_kernel(report):
 
 def test_step_time_statistics_and_trace_dir(report):
     steps = report.totals.step_time_ms
-    assert steps.n == 5 and steps.min <= steps.p10 <= steps.median <= steps.p90
+    assert steps.n >= 5 and steps.min <= steps.p10 <= steps.median <= steps.p90
+    assert steps.n == steps.rounds * steps.steps_per_round and steps.rounds >= 6
+    assert steps.ci_low <= steps.median <= steps.ci_high
+    assert steps.stopped_by in ("precision", "time budget")
     assert report.totals.traced_step_time_ms.n == 3
     assert report.totals.profiler_overhead == pytest.approx(
         report.totals.traced_step_time_ms.median / steps.median)
@@ -185,3 +194,23 @@ def test_a_plain_tf_function_is_grouped_by_name_scope(write_model, tmp_path):
     assert groups["projection"].analytic_flops is None and not groups["projection"].supported
     assert groups["projection"].params == 4 * 3 and groups["activation"].params == 0
     assert groups["projection"].time_us is not None
+
+
+def test_per_step_kernel_times_add_up_to_xprofs_own_op_stats(report):
+    """Independent route: xprof's framework_op_stats totals each op's self time over the whole trace."""
+    from xprof.convert import raw_to_tool_data
+
+    from tfprofscale.profiling.runtime import kernel_times
+
+    files = sorted(str(path) for path in Path(report.trace_dir).glob("*.xplane.pb"))
+    data, _ = raw_to_tool_data.xspace_to_tool_data(files, "framework_op_stats", {})
+    table = json.loads(data)[0]
+    columns = [column["id"] for column in table["cols"]]
+    cells = [dict(zip(columns, (c.get("v") for c in row["c"]))) for row in table["rows"]]
+    totals_us = {cell["operation"]: float(cell["total_self_time"]) for cell in cells
+                 if cell["type"] != "IDLE" and cell["host_or_device"] == "Host"}
+    kernels, summary = kernel_times(report.trace_dir)
+    assert summary.steps == 3 and kernels
+    for kernel in kernels:
+        assert len(kernel.per_step_us) == 3
+        assert sum(kernel.per_step_us) == pytest.approx(totals_us[kernel.name], rel=1e-3, abs=0.01)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -15,7 +16,9 @@ from tfprofscale.audit import roofline
 from tfprofscale.profiling.attribution import OpRow
 from tfprofscale.profiling.report import LayerRow, Report, Totals
 from tfprofscale.audit.roofline import MachinePeaks, MachineTraits, layer_bytes_moved, layer_features, roofline_ops
+from tfprofscale.errors import InputError
 from tfprofscale.profiling.runtime import StepTimes
+from tfprofscale.profiling.timing import current_threads
 
 BATCH = 2
 CONV_FLOPS = 2 * (BATCH * 8 * 8 * 8) * (3 * 3 * 1)   # Conv2D: 2 * outputs * Kh*Kw*Cin = 18432
@@ -130,6 +133,8 @@ def test_a_kernel_well_faster_than_its_memory_bound_is_flagged():
     assert bound.bound == "memory" and bound.roofline_time_us == pytest.approx(5.12)
     assert bound.flagged and bound.measured_us == 2.0  # 2.56x faster than allowed
     assert any("FLAGGED" in line and "2.6x" in line for line in bound.lines())
+    flagged = bound.lines()[1]
+    assert "2.0 us measured, 5.1 us at the peak" in flagged and roofline.FASTER_THAN_PEAK in flagged
     assert json.loads(json.dumps(bound.to_dict()))["flagged"] is True
 
 
@@ -175,10 +180,19 @@ def cache_home(tmp_path, monkeypatch):
     return tmp_path / "tfprofscale" / "machine.json"
 
 
-def injected(flops_per_s: float):
+def injected(flops_per_s: float, age: timedelta = timedelta(0), load: float = 0.0):
+    """Peaks as measure_peaks would record them here and now (``age`` ago, under ``load``)."""
     import tensorflow as tf
 
-    return MachinePeaks(flops_per_s, 2e9, socket.gethostname(), tf.__version__, method=roofline.PEAK_METHOD)
+    measured_at = (datetime.now(timezone.utc) - age).isoformat(timespec="seconds")
+    return MachinePeaks(flops_per_s, 2e9, socket.gethostname(), tf.__version__, method=roofline.PEAK_METHOD,
+                        measured_at=measured_at, threads=current_threads().to_dict(), load_start=load,
+                        load_end=load)
+
+
+def write_cache(path, peaks: MachinePeaks, **changes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(peaks.to_dict() | changes))
 
 
 def test_peaks_are_measured_once_then_read_from_the_cache(cache_home, monkeypatch):
@@ -193,16 +207,68 @@ def test_peaks_are_measured_once_then_read_from_the_cache(cache_home, monkeypatc
 
 
 def test_a_cache_from_another_tensorflow_is_measured_again(cache_home, monkeypatch):
-    cache_home.parent.mkdir(parents=True)
-    stale = injected(1e9).to_dict() | {"tensorflow": "1.0.0"}
-    cache_home.write_text(json.dumps(stale))
+    write_cache(cache_home, injected(1e9), tensorflow="1.0.0")
     monkeypatch.setattr(roofline, "measure_peaks", lambda: injected(3e9))
     assert roofline.machine_peaks().flops_per_s == 3e9
 
 
+@pytest.mark.parametrize("changes, reason", [
+    ({"host": "another-host"}, "another host"),
+    ({"threads": {"intra_op": 7, "inter_op": 3, "cpus": 64}}, "other thread settings"),
+    ({"measured_at": ""}, "no measurement date"),
+])
+def test_a_cache_from_other_conditions_is_measured_again(cache_home, monkeypatch, changes, reason):
+    write_cache(cache_home, injected(1e9), **changes)
+    monkeypatch.setattr(roofline, "measure_peaks", lambda: injected(6e9))
+    cached = MachinePeaks(**json.loads(cache_home.read_text()))
+    assert reason in roofline.stale_reason(cached, roofline._conditions())
+    assert roofline.fresh_cached_peaks() is None
+    assert roofline.machine_peaks().flops_per_s == 6e9
+
+
+def test_a_cache_older_than_a_day_is_measured_again(cache_home, monkeypatch):
+    write_cache(cache_home, injected(1e9, age=timedelta(days=1, minutes=1)))
+    monkeypatch.setattr(roofline, "measure_peaks", lambda: injected(8e9))
+    assert roofline.machine_peaks().flops_per_s == 8e9
+    assert json.loads(cache_home.read_text())["flops_per_s"] == 8e9
+
+
+def test_a_cache_younger_than_a_day_is_kept(cache_home, monkeypatch):
+    write_cache(cache_home, injected(1e9, age=timedelta(hours=23)))
+    monkeypatch.setattr(roofline, "measure_peaks", lambda: pytest.fail("measured although the cache is fresh"))
+    assert roofline.machine_peaks().flops_per_s == 1e9
+    assert roofline.fresh_cached_peaks().flops_per_s == 1e9
+
+
+def test_a_cache_measured_under_load_is_measured_again(cache_home, monkeypatch):
+    cpus = current_threads().cpus
+    busy = roofline.HIGH_LOAD_PER_CPU * cpus + 0.5       # just over the limit for this machine's CPUs
+    write_cache(cache_home, injected(1e9, load=busy))
+    monkeypatch.setattr(roofline, "measure_peaks", lambda: injected(9e9))
+    assert "under load" in roofline.stale_reason(MachinePeaks(**json.loads(cache_home.read_text())),
+                                                  roofline._conditions())
+    assert roofline.machine_peaks().flops_per_s == 9e9
+
+
+def test_audit_remeasure_measures_again_although_the_cache_is_fresh(cache_home, monkeypatch, tmp_path):
+    from tfprofscale.cli import main
+
+    write_cache(cache_home, injected(1e9))
+    monkeypatch.setattr(roofline, "measure_peaks", lambda: injected(2e9))
+    seen = []
+
+    def audit_path(path):
+        seen.append(roofline.machine_peaks().flops_per_s)
+        raise InputError("stop after the peaks")
+
+    monkeypatch.setattr("tfprofscale.audit.analysis.audit_path", audit_path)
+    assert main(["audit", str(tmp_path), "--remeasure"]) == 2
+    assert seen == [2e9]
+    assert json.loads(cache_home.read_text())["flops_per_s"] == 2e9
+
+
 def test_a_cache_measured_another_way_is_measured_again(cache_home, monkeypatch):
-    cache_home.parent.mkdir(parents=True)
-    cache_home.write_text(json.dumps(injected(1e9).to_dict() | {"method": "x + 1 copy, best of 5"}))
+    write_cache(cache_home, injected(1e9), method="x + 1 copy, best of 5")
     monkeypatch.setattr(roofline, "measure_peaks", lambda: injected(4e9))
     assert roofline.machine_peaks().flops_per_s == 4e9
     assert json.loads(cache_home.read_text())["flops_per_s"] == 4e9

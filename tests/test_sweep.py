@@ -34,7 +34,7 @@ CONTRACT_COLUMNS = ("filters,batch_size,repeat,Layers,BatchSize,ConvSize,TotalTi
                     "analytic_macs,graph_flops,activation_bytes,analytic_memory_bytes,peak_bytes,measured_peak_bytes,"
                     "weights_bytes,input_bytes,estimated_peak_bytes,tf_estimated_peak_bytes,allocator_peak_bytes,"
                     "step_time_median_ms,"
-                    "step_time_p10_ms,step_time_p90_ms,step_time_cv,accuracy,status,error").split(",")
+                    "step_time_p10_ms,step_time_p90_ms,step_time_cv,accuracy,status,error,warnings").split(",")
 GRID_2X2 = """\
 [sweep]
 model = {model}
@@ -407,3 +407,24 @@ def test_report_headlines_from_hand_made_records(tmp_path):
     assert "per example: 3 ms at batch 1, 1.88 ms at batch 4 (batching makes each example x1.6 cheaper" in text
     assert "measured peak memory 2.05 kB to 8.19 kB" in text  # 2048 and 8192 bytes
     assert "- failed: `a=3,batch_size=1,r0`: InputError: a=3 cannot be built" in text
+    assert "Noisy or doubtful" not in text  # no configuration warned
+
+
+def test_warnings_reach_results_csv_and_report_md(tmp_path):
+    from tfprofscale.sweep.config import parse_sweep_file
+    from tfprofscale.sweep.report import report_markdown
+
+    ini = tmp_path / "s.ini"
+    ini.write_text("[sweep]\nmodel = m.py\nbatch_size = 1\n[grid]\na = 1 2\n")
+    warned = ["noisy timing: step times vary with CV 40%", "busy machine: load average 3.00 at the start"]
+    records = []
+    for a, warnings in [(1, []), (2, warned)]:
+        report = {"params": {"a": a}, "device": "CPU:0", "tensorflow": "2.21.0", "layers": [], "warnings": warnings,
+                  "totals": {"step_time_ms": {"median": float(a), "n": 50}, "params": 1, "graph_flops": 1}}
+        records.append({"config_id": f"a={a},r0", "config": {"a": a, "batch_size": 1}, "repeat": 0,
+                        "status": "ok", "error": None, "report": report})
+    assert results_row(records[0], ["a"])["warnings"] == ""
+    assert results_row(records[1], ["a"])["warnings"] == " | ".join(warned)
+    text = report_markdown(parse_sweep_file(ini), records, ["a"], [])
+    assert "1 of 2 configurations warned" in text
+    assert f"- `a=2,r0`: {' | '.join(warned)}" in text and "`a=1,r0`:" not in text

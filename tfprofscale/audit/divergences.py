@@ -16,6 +16,7 @@ from typing import Any
 
 from tfprofscale.audit.analysis import Audit, ProfileAudit, TimeAudit
 from tfprofscale.audit.conventions import TENSORFLOW
+from tfprofscale.profiling.measurement_checks import FASTER_THAN_PEAK
 
 #: A layer whose formula-vs-graph gap is under this share of the model's graph FLOPs is not ranked.
 NEGLIGIBLE_LAYER_SHARE = 0.01
@@ -134,4 +135,5 @@ def _roofline_cause(op: Any) -> str:
     if op.bound == "memory":
         return ("faster than the memory roof allows for its estimated bytes: the bytes moved are over-estimated, "
                 "or its data stayed in caches faster than the measured copy bandwidth")
-    return "faster than the peak FLOP/s allows for its counted FLOPs: a counting error (work counted that did not run)"
+    return (f"{op.measured_us:.1f} us measured, {op.roofline_time_us:.1f} us at the measured peak FLOP/s for its "
+            f"counted FLOPs: {FASTER_THAN_PEAK}")

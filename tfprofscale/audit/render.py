@@ -151,8 +151,10 @@ def _coverage_blocks(audit: Audit) -> list[Block]:
             for p in audit.profiles if (c := p.coverage) is not None]
     if not rows:
         return ["No profiler trace in these profiles: coverage needs per-op kernel times."]
-    return ["Share of the traced step the per-op kernel times account for; the rest is outside any op kernel: "
-            "framework overhead (function dispatch, executor scheduling) and idle gaps, not separated by the trace.",
+    return ["Share of the traced step during which some op kernel ran (the union of kernel intervals: kernels "
+            "running at the same time count once; 'kernels us' sums their self times, so it can exceed the step); "
+            "the rest is outside any op kernel: framework overhead (function dispatch, executor scheduling) and "
+            "idle gaps, not separated by the trace.",
             Table(["configuration", "step us", "traced step us", "kernels us", "coverage", "outside kernels us",
                    "kernels in no layer us", "profiler overhead"], rows)]
 

@@ -26,8 +26,14 @@ applies.
 
 Machine peaks: the best of a few runs of a large float32 matmul (FLOP/s)
 and of a sum over a float32 array 4x the last-level cache (bytes read per
-second) with TensorFlow, cached per host and TensorFlow version in
-``${XDG_CACHE_HOME:-~/.cache}/tfprofscale/machine.json``. A copy ``y = x
+second) with TensorFlow, cached in
+``${XDG_CACHE_HOME:-~/.cache}/tfprofscale/machine.json`` with the host,
+TensorFlow version, thread settings and load average they were measured
+under. A cached value is measured again (``stale_reason``) when it is older
+than ``MAX_AGE`` (a day), when the host, TensorFlow, the thread settings or
+the method changed, or when the load average was high while it was measured
+(a busy machine gives low peaks, which then make honest kernels look
+impossibly fast); ``audit --remeasure`` forces it. A copy ``y = x
 + 1`` is not used: TensorFlow reaches ~9 GB/s with it on the machine this
 was written on (a fresh output is allocated and faulted in each time), less
 than real kernels stream (a Dense layer read 67 MB of weights at 22 GB/s),
@@ -44,9 +50,11 @@ import os
 import socket
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
+
+from tfprofscale.profiling.measurement_checks import FASTER_THAN_PEAK, HIGH_LOAD_PER_CPU
 
 if TYPE_CHECKING:
     from tfprofscale.profiling.attribution import OpRow
@@ -57,6 +65,7 @@ STREAM_ELEMENTS = 32 * 1024 * 1024  # 128 MB of float32: 4x a 32 MB L3
 PEAK_REPEATS = 10
 PEAK_METHOD = "best of 10: float32 matmul 2048x2048 (FLOP/s), sum over 128 MB of float32 (bytes/s)"
 FLAG_MARGIN = 1.5
+MAX_AGE = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,9 @@ class MachinePeaks:
     cache_bytes: int | None = None
     method: str = ""
     measured_at: str = ""
+    threads: dict[str, Any] | None = None
+    load_start: float | None = None
+    load_end: float | None = None
 
     @property
     def ridge_flops_per_byte(self) -> float:
@@ -82,8 +94,9 @@ class MachinePeaks:
 
     def lines(self) -> list[str]:
         """Text-report lines."""
-        return [f"Machine peaks ({self.host}, TensorFlow {self.tensorflow}): "
-                f"{self.flops_per_s / 1e9:.1f} GFLOP/s (float32 matmul), "
+        load = "" if self.load_start is None or self.load_end is None else f", load {self.load_start:.2f} -> {self.load_end:.2f}"
+        return [f"Machine peaks ({self.host}, TensorFlow {self.tensorflow}, measured {self.measured_at or '?'}"
+                f"{load}): {self.flops_per_s / 1e9:.1f} GFLOP/s (float32 matmul), "
                 f"{self.bytes_per_s / 1e9:.1f} GB/s (streaming read); ridge at "
                 f"{self.ridge_flops_per_byte:.1f} FLOP/byte"]
 
@@ -122,8 +135,9 @@ class OpBound:
                  f"bound {self.roofline_time_us:.1f} us ({self.bound}), measured {self.measured_us:.1f} us"
                  + (f", {self.share_of_bound:.0%} of the roofline" if self.share_of_bound is not None else "")]
         if self.flagged:
-            lines.append(f"  FLAGGED: {self.name} ran {self.share_of_bound:.1f}x faster than the machine allows for "
-                         "the work counted: its FLOPs or bytes are over-counted")
+            lines.append(f"  FLAGGED: {self.name} ran {self.share_of_bound:.1f}x faster than the machine's measured "
+                         f"peak allows ({self.measured_us:.1f} us measured, {self.roofline_time_us:.1f} us at the "
+                         f"peak): {FASTER_THAN_PEAK}")
         return lines
 
 
@@ -164,23 +178,57 @@ def cache_path() -> Path:
 
 
 def machine_peaks(refresh: bool = False) -> MachinePeaks:
-    """This machine's peaks: from the cache when it matches host, TensorFlow and method, else measured and cached."""
+    """This machine's peaks: from the cache unless ``stale_reason`` says otherwise, else measured and cached."""
+    if not refresh:
+        cached = _read_cache(cache_path())
+        if cached is not None and stale_reason(cached, _conditions()) is None:
+            return cached
+    peaks = measure_peaks()
+    _write_cache(cache_path(), peaks)
+    return peaks
+
+
+def fresh_cached_peaks() -> MachinePeaks | None:
+    """The cached peaks if still valid, else None (never measures)."""
+    cached = _read_cache(cache_path())
+    return cached if cached is not None and stale_reason(cached, _conditions()) is None else None
+
+
+def stale_reason(cached: MachinePeaks, now: dict[str, Any]) -> str | None:
+    """Why cached peaks no longer hold under the conditions ``now`` (see ``_conditions``); None if they do."""
+    for key, label in (("host", "another host"), ("tensorflow", "another TensorFlow"),
+                       ("method", "another method"), ("threads", "other thread settings")):
+        if getattr(cached, key) != now[key]:
+            return f"measured on {label} ({getattr(cached, key)!r}, now {now[key]!r})"
+    try:
+        measured_at = datetime.fromisoformat(cached.measured_at)
+    except (TypeError, ValueError):
+        return "no measurement date"
+    if now["time"] - measured_at > MAX_AGE:
+        return f"measured {cached.measured_at}, more than {MAX_AGE.days} day ago"
+    loads = [load for load in (cached.load_start, cached.load_end) if load is not None]
+    cpus = (cached.threads or {}).get("cpus") or os.cpu_count() or 1
+    if loads and max(loads) > HIGH_LOAD_PER_CPU * cpus:
+        return f"measured under load (load average {max(loads):.2f} on {cpus} CPUs)"
+    return None
+
+
+def _conditions() -> dict[str, Any]:
     import tensorflow as tf
 
-    path = cache_path()
-    cached = None if refresh else _read_cache(path)
-    if cached is not None and (cached.host, cached.tensorflow, cached.method) == (
-            socket.gethostname(), tf.__version__, PEAK_METHOD):
-        return cached
-    peaks = measure_peaks()
-    _write_cache(path, peaks)
-    return peaks
+    from tfprofscale.profiling.timing import current_threads
+
+    return {"host": socket.gethostname(), "tensorflow": tf.__version__, "method": PEAK_METHOD,
+            "threads": current_threads().to_dict(), "time": datetime.now(timezone.utc)}
 
 
 def measure_peaks(repeats: int = PEAK_REPEATS) -> MachinePeaks:
     """Measure FLOP/s (float32 matmul) and bytes/s (a large sum) with TensorFlow, best of ``repeats``."""
     import tensorflow as tf
 
+    from tfprofscale.profiling.timing import current_threads, load_average
+
+    load_start = load_average()
     a = tf.random.normal((MATMUL_SIDE, MATMUL_SIDE))
     b = tf.random.normal((MATMUL_SIDE, MATMUL_SIDE))
     x = tf.random.normal((STREAM_ELEMENTS,))
@@ -191,6 +239,7 @@ def measure_peaks(repeats: int = PEAK_REPEATS) -> MachinePeaks:
         bytes_per_s=4 * STREAM_ELEMENTS / stream_s,
         host=socket.gethostname(), tensorflow=tf.__version__, cache_bytes=machine_traits().l3_bytes,
         method=PEAK_METHOD, measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        threads=current_threads().to_dict(), load_start=load_start, load_end=load_average(),
     )
 
 

@@ -26,6 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", metavar="FILE", help="write every number of the audit as JSON")
     parser.add_argument("--out", metavar="DIR",
                         help="folder for audit.md and plots/ (default: beside the JSON / the sweep directory)")
+    parser.add_argument("--remeasure", action="store_true",
+                        help="measure the machine's peaks again instead of using the cached ones")
     parser.set_defaults(run=run)
 
 
@@ -50,6 +52,10 @@ def run(args: argparse.Namespace) -> int:
     from tfprofscale.audit.plots import write_figures
     from tfprofscale.audit.render import render_markdown, render_text, write_json
 
+    if args.remeasure:
+        from tfprofscale.audit.roofline import machine_peaks
+
+        machine_peaks(refresh=True)
     audit = audit_path(path)
     markdown = folder / "audit.md"
     try:

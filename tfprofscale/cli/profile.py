@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from tfprofscale.errors import InputError
 from tfprofscale.inputs import check_input_file
@@ -33,7 +32,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--memory-trace", action="store_true",
                         help="also trace a second, untimed run with the BFC CPU allocator into the logdir "
                              "(<run>-memory), for TensorBoard's Memory Profile; slower")
+    add_timing_options(parser)
     parser.set_defaults(run=run)
+
+
+def add_timing_options(parser: argparse.ArgumentParser) -> None:
+    """How long and how precisely to time, and on how many threads."""
+    parser.add_argument("--threads", metavar="N|INTRA,INTER",
+                        help="TensorFlow threads, set before any op runs: N = N intra-op threads and 1 inter-op, "
+                             "or INTRA,INTER (default: TensorFlow's choice)")
+    parser.add_argument("--min-time", type=float, default=0.02, metavar="S",
+                        help="minimum seconds per timed round; steps per round are calibrated to it (default 0.02)")
+    parser.add_argument("--target-ci", type=float, default=2.0, metavar="PCT",
+                        help="stop timing when the median's 95%% interval is this %% of it wide (default 2)")
+    parser.add_argument("--max-time", type=float, default=3.0, metavar="S",
+                        help="time budget in seconds for timing, once --steps steps are done (default 3)")
 
 
 def add_measure_options(parser: argparse.ArgumentParser) -> None:
@@ -58,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         check_output_folder(args.logdir, "--logdir")
     if args.weights is not None:
         check_input_file(args.weights, "--weights")
+    _apply_threads_first(args)
     from tfprofscale.profiling import loading
     from tfprofscale.profiling.input_shapes import parse_input_shapes
     from tfprofscale.profiling.pipeline import ProfileOptions, run_profile
@@ -72,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         input_shapes=input_shapes,
         tf_cost_model=not args.no_cost_model,
         memory_trace=args.memory_trace,
+        threads=args.threads, min_time=args.min_time, target_ci=args.target_ci / 100, max_time=args.max_time,
     )
     report = run_profile(model_file, options)
     from tfprofscale.profiling.table import render
@@ -84,10 +99,25 @@ def run(args: argparse.Namespace) -> int:
         print(render_ops(report, args.ops))
     for line in report.predictions:
         print(line)
-    for warning in report.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
     if args.json:
         report.write_json(args.json)
     if args.csv:
         report.write_csv(args.csv)
     return 0
+
+
+def _apply_threads_first(args: argparse.Namespace) -> None:
+    """Check the timing options; with --threads, set TensorFlow's pools before the model file can run an op."""
+    from tfprofscale.profiling.timing import StopRule, apply_threads, parse_threads
+
+    if not args.target_ci > 0:
+        raise InputError(f"--target-ci must be a percentage > 0, got {args.target_ci}")
+    StopRule(min_round_s=args.min_time, target_ci=args.target_ci / 100, max_time_s=args.max_time).validate()
+    threads = parse_threads(args.threads)
+    if threads is None:
+        return
+    from tfprofscale.quiet import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    apply_threads(threads)
+

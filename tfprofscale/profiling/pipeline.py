@@ -18,6 +18,7 @@ from tfprofscale.errors import InputError
 
 if TYPE_CHECKING:
     from tfprofscale.profiling.report import Report
+    from tfprofscale.profiling.timing import StopRule
 
 
 @dataclass(frozen=True)
@@ -44,9 +45,24 @@ class ProfileOptions:
     tf_cost_model: bool = True
     memory_trace: bool = False
     memory: bool = True
+    threads: str | int | None = None
+    min_time: float = 0.02
+    target_ci: float = 0.02
+    max_time: float = 3.0
+
+    def stop_rule(self) -> "StopRule":
+        """When to stop timing: at least ``steps`` steps, rounds of ``min_time`` s, CI target or ``max_time`` s."""
+        from tfprofscale.profiling.timing import StopRule
+
+        return StopRule(min_steps=self.steps, min_round_s=self.min_time, target_ci=self.target_ci,
+                        max_time_s=self.max_time)
 
     def validate(self) -> None:
         """InputError for counts that cannot be measured."""
+        from tfprofscale.profiling.timing import parse_threads
+
+        parse_threads(self.threads)
+        self.stop_rule().validate()
         for name in ("batch_size", "steps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -73,6 +89,9 @@ def profile(model_or_path: Any, batch_size: int = 1, **options: Any) -> "Report"
 def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
     """Profile with explicit options (the CLI and the sweep workers call this)."""
     options.validate()
+    from tfprofscale.profiling.timing import apply_threads, parse_threads
+
+    threads_warning = apply_threads(parse_threads(options.threads))
     say = _Progress(options.progress)
     run_dir = _run_dir(options, _model_name(model_or_path)) if options.trace else None
     say("loading the model")
@@ -81,6 +100,8 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
     from tfprofscale.formulas import analytic
     from tfprofscale.profiling import graph_stats, memory, runtime, tracing
     from tfprofscale.profiling.attribution import attribute_ops
+    from tfprofscale.profiling.measurement_checks import measurement_warnings
+    from tfprofscale.profiling.shares import apply_step_medians, unattributed_time_us
     from tfprofscale.profiling.report import Report, layer_rows, totals
 
     from tfprofscale.profiling.run_checks import check_step_fits, model_run_errors
@@ -94,16 +115,19 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
     stats = graph_stats.graph_stats(traced.graph)
     costs = analytic.analyze_layers(traced.layers)
     check_step_fits(traced, costs)
-    say(f"timing {options.warmup} warm-up + {options.steps} steps"
+    say(f"timing {options.warmup} warm-up + at least {options.steps} steps (until the median is within "
+        f"{100 * options.target_ci:g}% or {options.max_time:g} s)"
         + (f", tracing {options.trace_steps} more" if run_dir else ""))
     with model_run_errors():
         measured = runtime.measure(traced.run, steps=options.steps, warmup=options.warmup,
-                                   trace_steps=options.trace_steps, run_dir=run_dir)
+                                   trace_steps=options.trace_steps, run_dir=run_dir, rule=options.stop_rule())
     kernels = _with_nested_kernels(stats, measured, options) if measured.traced_step_times else None
     if kernels is not None:
         stats = graph_stats.with_executions(stats, {k.name: k.occurrences for k in kernels})
     ops = attribute_ops(stats, kernels, traced.layer_of)
     rows = layer_rows(traced.layers, costs, ops, stats, traced=measured.traced_step_times is not None)
+    if kernels is not None:
+        apply_step_medians(rows, kernels, unattributed_time_us(ops, kernels))
     report = Report(
         model=_model_name(model_or_path), params=params, batch_size=options.batch_size,
         tensorflow=_tf_version(), device=measured.device, totals=totals(rows, ops, stats, measured),
@@ -123,6 +147,8 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
     if options.memory and options.memory_trace:
         say("memory trace: a second, untimed run with the BFC CPU allocator (child process)")
         memory.add_memory_trace(report, model_or_path, run_dir, options)
+    report.warnings += [threads_warning] if threads_warning else []
+    report.warnings += measurement_warnings(report.totals, rows, _cached_peak_flops())
     if data is not None and traced.keras_model is not None:
         _add_accuracy(report, traced.keras_model, data, options, say)
     say("done")
@@ -197,6 +223,14 @@ def _run_dir(options: ProfileOptions, model_name: str) -> Path:
     logdir = check_logdir(options.logdir)
     name = options.run_name or f"{model_name}-b{options.batch_size}"
     return logdir / re.sub(r"[^A-Za-z0-9_.=,-]+", "_", name)
+
+
+def _cached_peak_flops() -> float | None:
+    """The machine's FLOP/s peak if a still-valid measurement is cached (never measured here: it takes seconds)."""
+    from tfprofscale.audit.roofline import fresh_cached_peaks
+
+    peaks = fresh_cached_peaks()
+    return peaks.flops_per_s if peaks is not None else None
 
 
 def _tf_version() -> str:

@@ -17,6 +17,7 @@ from tfprofscale.profiling.attribution import OpRow
 from tfprofscale.profiling.graph_stats import GraphStats
 from tfprofscale.profiling.records import LayerCost, LayerInfo, LiveTensor, MemoryRecord
 from tfprofscale.profiling.runtime import RuntimeResult, StepTimes
+from tfprofscale.profiling.shares import unattributed_time_us
 from tfprofscale.profiling.tracing import STRUCTURAL_OP_TYPES
 
 
@@ -75,6 +76,8 @@ class Totals:
     tfprof_flops: int | None = None
     graph_flops_by_source: dict[str, int] = field(default_factory=dict)
     uncounted_op_types: dict[str, int] = field(default_factory=dict)
+    busy_time_us: float | None = None
+    concurrency: float | None = None
 
 
 @dataclass
@@ -127,9 +130,9 @@ class Report:
     def from_dict(cls, data: dict[str, Any]) -> "Report":
         """A Report back from its JSON dict."""
         totals = dict(data["totals"])
-        totals["step_time_ms"] = StepTimes(**totals["step_time_ms"])
+        totals["step_time_ms"] = StepTimes(**_known(StepTimes, totals["step_time_ms"]))
         if totals.get("traced_step_time_ms"):
-            totals["traced_step_time_ms"] = StepTimes(**totals["traced_step_time_ms"])
+            totals["traced_step_time_ms"] = StepTimes(**_known(StepTimes, totals["traced_step_time_ms"]))
         return cls(
             model=data["model"], params=data["params"], batch_size=data["batch_size"],
             tensorflow=data["tensorflow"], device=data["device"],
@@ -225,8 +228,8 @@ def totals(rows: list[LayerRow], ops: list[OpRow], stats: GraphStats, runtime: R
     params = sum(row.params for row in rows)
     activation_bytes = sum(row.activation_bytes for row in rows)
     traced = runtime.traced_step_times is not None
-    kernel_us = sum(op.time_us or 0.0 for op in ops) if traced else None
     covered = sum(row.graph_flops or 0 for row in supported)
+    summary = runtime.trace_summary if traced else None
     return Totals(
         params=params,
         analytic_flops=sum(row.analytic_flops for row in supported) if supported else None,
@@ -238,7 +241,10 @@ def totals(rows: list[LayerRow], ops: list[OpRow], stats: GraphStats, runtime: R
         analytic_memory_bytes=params * dtype_bytes + activation_bytes,
         peak_bytes=runtime.peak_bytes, resident_bytes=runtime.resident_bytes,
         step_time_ms=runtime.step_times, traced_step_time_ms=runtime.traced_step_times,
-        profiler_overhead=runtime.profiler_overhead, kernel_time_us=kernel_us,
-        unattributed_time_us=sum(op.time_us or 0.0 for op in ops if op.layer is None) if traced else None,
+        profiler_overhead=runtime.profiler_overhead, kernel_time_us=summary.kernel_us if summary else None,
+        unattributed_time_us=unattributed_time_us(ops, runtime.kernels) if traced else None,
         unsupported_layers=[row.name for row in rows if not row.supported],
+        kernel_coverage=summary.coverage if summary else None,
+        busy_time_us=summary.busy_us if summary else None,
+        concurrency=summary.concurrency if summary else None,
     )

@@ -1,18 +1,20 @@
 """Runtime: step times, a profiler trace, per-kernel device times, allocator peak.
 
-Order of a measurement: warm-up steps; ``steps`` timed steps without the
-profiler (step-time statistics); one step with the allocator's peak reset
-(peak memory); then ``trace_steps`` steps under ``tf.profiler.experimental``
-with step markers, written to a TensorBoard logdir and read back through the
-xprof converters (``framework_op_stats``) for per-kernel self times.
+Order of a measurement: warm-up steps; calibrated, repeated rounds of timed
+steps without the profiler until the median is precise enough or the time
+budget ends (``timing.time_rounds``, at least ``steps`` steps); one step with
+the allocator's peak reset (peak memory); then ``trace_steps`` steps under
+``tf.profiler.experimental`` with step markers, written to a TensorBoard
+logdir and read back through xprof's ``trace_viewer`` converter for per-step
+kernel self times, busy time and concurrency (``kernel_trace``). The thread
+settings and the load average at start and end are recorded with the times.
 """
 from __future__ import annotations
 
 import glob
-import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,11 +22,22 @@ import numpy as np
 import tensorflow as tf
 
 from tfprofscale.errors import InputError
+from tfprofscale.profiling import kernel_trace
+from tfprofscale.profiling.timing import Rounds, StopRule, current_threads, load_average, time_rounds
 
 
 @dataclass(frozen=True)
 class StepTimes:
-    """Statistics of per-step wall times, in milliseconds."""
+    """Statistics of per-step wall times, in milliseconds.
+
+    From timed rounds (``from_rounds``): ``median`` is the median of the
+    rounds' median step times and ``ci_low``/``ci_high`` bound it at
+    ``ci_confidence``; ``p10``, ``p90``, ``min``, ``cv`` and ``mean`` describe
+    all ``n`` timed steps; ``rounds`` of ``steps_per_round`` steps were run;
+    ``stopped_by`` says why timing ended (``precision`` or ``time budget``);
+    ``threads`` and ``load_start``/``load_end`` (1-minute load average)
+    describe the conditions.
+    """
 
     median: float
     p10: float
@@ -33,6 +46,36 @@ class StepTimes:
     cv: float
     n: int
     mean: float | None = None
+    rounds: int | None = None
+    steps_per_round: int | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    ci_confidence: float | None = None
+    target_ci: float | None = None
+    stopped_by: str | None = None
+    threads: dict[str, Any] | None = None
+    load_start: float | None = None
+    load_end: float | None = None
+
+    @property
+    def ci_width(self) -> float | None:
+        """Relative width of the median's confidence interval, (high - low) / median."""
+        if self.ci_low is None or self.ci_high is None or self.median <= 0:
+            return None
+        return (self.ci_high - self.ci_low) / self.median
+
+    @classmethod
+    def from_rounds(cls, rounds: Rounds, rule: StopRule, **conditions: Any) -> "StepTimes":
+        """Statistics of timed rounds (times in seconds), with the conditions they ran in."""
+        steps = cls.from_seconds(rounds.step_seconds)
+        return cls(
+            median=float(np.median(rounds.round_medians)) * 1e3, p10=steps.p10, p90=steps.p90, min=steps.min,
+            cv=steps.cv, n=rounds.steps, mean=steps.mean, rounds=len(rounds.round_medians),
+            steps_per_round=rounds.steps_per_round,
+            ci_low=None if rounds.ci_low is None else rounds.ci_low * 1e3,
+            ci_high=None if rounds.ci_high is None else rounds.ci_high * 1e3,
+            ci_confidence=rule.confidence, target_ci=rule.target_ci, stopped_by=rounds.stopped_by, **conditions,
+        )
 
     @classmethod
     def from_seconds(cls, seconds: list[float]) -> "StepTimes":
@@ -48,12 +91,13 @@ class StepTimes:
 
 @dataclass(frozen=True)
 class KernelTime:
-    """One kernel the runtime executed, averaged per step."""
+    """One kernel the runtime executed: median self time per step, runs per step, and each step's time."""
 
     name: str
     kernel_type: str
     time_us: float
     occurrences: float
+    per_step_us: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -68,6 +112,7 @@ class RuntimeResult:
     kernels: list[KernelTime]
     trace_dir: str | None
     trace_failure: str | None = None
+    trace_summary: kernel_trace.TraceSummary | None = None
 
     @property
     def profiler_overhead(self) -> float | None:
@@ -96,28 +141,37 @@ def check_logdir(logdir: str | os.PathLike) -> Path:
 
 
 def measure(step: Callable[[], Any], *, steps: int, warmup: int, trace_steps: int,
-            run_dir: Path | None, device: str | None = None) -> RuntimeResult:
-    """Time ``step``; with ``run_dir`` also trace it and read per-kernel times."""
+            run_dir: Path | None, device: str | None = None, rule: StopRule | None = None) -> RuntimeResult:
+    """Time ``step`` in rounds (at least ``steps`` steps); with ``run_dir`` also trace it and read kernel times."""
     device = device or default_device()
+    rule = replace(rule or StopRule(), min_steps=steps)
     with tf.device(device):
         for _ in range(warmup):
             _block(step())
-        times = StepTimes.from_seconds([_timed(step) for _ in range(steps)])
+        times = time_steps(step, rule)
         peak, resident = _peak_memory(step, device)
-        traced, kernels, trace_dir, failure = None, [], None, None
+        traced, kernels, trace_dir, summary, failure = None, [], None, None, None
         if run_dir is not None and trace_steps > 0:
             try:
                 traced_seconds, trace_dir = _trace(step, trace_steps, run_dir)
-                kernels = kernel_times(trace_dir, trace_steps, on_device=device.startswith("GPU"))
+                kernels, summary = kernel_times(trace_dir, on_device=device.startswith("GPU"))
                 traced = StepTimes.from_seconds(traced_seconds)
             except tf.errors.InvalidArgumentError:
                 raise  # the model itself failed under the profiler: not the trace's fault
             except Exception as error:  # a full disk, a broken trace: keep what was measured without it
-                trace_dir, kernels = None, []
+                trace_dir, kernels, summary = None, [], None
                 failure = (f"the profiler trace in {run_dir} was lost ({type(error).__name__}: "
                            f"{getattr(error, 'strerror', None) or error}); step times and memory are kept, "
                            "per-op times are unknown")
-    return RuntimeResult(device, times, traced, peak, resident, kernels, trace_dir, failure)
+    return RuntimeResult(device, times, traced, peak, resident, kernels, trace_dir, failure, summary)
+
+
+def time_steps(step: Callable[[], Any], rule: StopRule) -> StepTimes:
+    """Step-time statistics from calibrated rounds, with threads and load at start and end."""
+    load_start = load_average()
+    rounds = time_rounds(lambda count: [_timed(step) for _ in range(count)], rule)
+    return StepTimes.from_rounds(rounds, rule, threads=current_threads().to_dict(),
+                                 load_start=load_start, load_end=load_average())
 
 
 def _block(result: Any) -> None:
@@ -160,25 +214,10 @@ def _trace(step: Callable[[], Any], trace_steps: int, run_dir: Path) -> tuple[li
     return seconds, (new[-1] if new else str(run_dir))
 
 
-def kernel_times(trace_dir: str, trace_steps: int, on_device: bool = False) -> list[KernelTime]:
-    """Per-kernel self time per step, from the trace via xprof's converters."""
-    from xprof.convert import raw_to_tool_data
-
-    files = sorted(glob.glob(os.path.join(trace_dir, "*.xplane.pb")))
-    if not files:
-        return []
-    data, _ = raw_to_tool_data.xspace_to_tool_data(files, "framework_op_stats", {})
-    table = json.loads(data)[0]
-    columns = [column["id"] for column in table["cols"]]
-    wanted_place = "Device" if on_device else "Host"
-    kernels = []
-    for row in table["rows"]:
-        cell = dict(zip(columns, (c.get("v") for c in row["c"])))
-        if cell["type"] == "IDLE" or cell["host_or_device"] != wanted_place:
-            continue
-        kernels.append(KernelTime(
-            name=cell["operation"], kernel_type=cell["type"],
-            time_us=float(cell["total_self_time"]) / trace_steps,
-            occurrences=float(cell["occurrences"]) / trace_steps,
-        ))
-    return kernels
+def kernel_times(trace_dir: str, on_device: bool = False
+                 ) -> tuple[list[KernelTime], kernel_trace.TraceSummary | None]:
+    """Per-kernel median self time per step and the trace's busy time, via xprof's trace viewer data."""
+    steps = kernel_trace.per_step(kernel_trace.read_trace_events(trace_dir), on_device)
+    kernels = [KernelTime(name, kernel_type, float(np.median(times)), runs, tuple(times))
+               for name, (kernel_type, times, runs) in kernel_trace.kernel_series(steps).items()]
+    return kernels, kernel_trace.summarize(steps)

@@ -1,9 +1,15 @@
 """The printed form of a Report: Keras' ``model.summary()`` with cost columns."""
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from tfprofscale.profiling.report import LayerRow, Report
+from tfprofscale.profiling.shares import SHARE_DEFINITION
+
+if TYPE_CHECKING:
+    from tfprofscale.profiling.report import Totals
+    from tfprofscale.profiling.runtime import StepTimes
 
 COLUMNS = (
     ("Layer (type)", 30, "<"), ("Output shape", 18, "<"), ("Params", 10, ">"),
@@ -109,6 +115,7 @@ def _totals_lines(report: Report) -> list[str]:
         *_memory_lines(report),
         f"Step time:     median {steps.median:.3f} ms  p10 {steps.p10:.3f}  p90 {steps.p90:.3f}"
         f"  min {steps.min:.3f}  cv {100 * steps.cv:.1f}%  n={steps.n}",
+        *_conditions_lines(steps),
     ]
     if t.tf_estimated_step_ms is not None:
         lines.append(f"TF estimate:   {t.tf_estimated_step_ms:.3f} ms per step (TensorFlow's cost model, Grappler, "
@@ -116,16 +123,13 @@ def _totals_lines(report: Report) -> list[str]:
     if t.unsupported_layers:
         lines.append(f"No formula:    {', '.join(t.unsupported_layers)} (excluded from formula totals)")
     if t.traced_step_time_ms is not None:
-        lines.append(
-            f"Profiler:      traced step median {t.traced_step_time_ms.median:.3f} ms, overhead x{t.profiler_overhead:.2f};"
-            f" kernels account for {t.kernel_time_us:,.1f} us/step"
-            + (f" ({100 * t.kernel_time_us / (1e3 * t.traced_step_time_ms.median):.0f}% of the traced step)"
-               if t.traced_step_time_ms.median else "")
-        )
+        lines += _profiler_lines(t)
     if t.accuracy is not None:
         lines.append(f"Accuracy:      {100 * t.accuracy:.2f}% on the test split")
     if report.trace_dir:
-        lines.append(f"Trace:         {report.trace_dir}  (tensorboard --logdir <logdir>, Profile tab)")
+        lines.append(f"Trace:         {report.trace_dir}  (tensorboard --logdir {_logdir_of(report.trace_dir)}, "
+                     "Profile tab)")
+    lines += [f"Warning:       {warning}" for warning in report.warnings]
     return lines
 
 
@@ -167,6 +171,43 @@ def _memory_lines(report: Report) -> list[str]:
     if m.memory_trace:
         lines.append(f"Memory trace:  {m.memory_trace}  (BFC CPU allocator, untimed: TensorBoard's Memory Profile)")
     return lines
+
+
+def _conditions_lines(steps: "StepTimes") -> list[str]:
+    """How the step time was measured: rounds, the median's interval, threads, load."""
+    if not steps.rounds:
+        return []
+    width = steps.ci_width
+    interval = ("" if width is None else f"; median {100 * (steps.ci_confidence or 0):.0f}% interval "
+                f"{steps.ci_low:.3f}-{steps.ci_high:.3f} ms ({100 * width:.1f}% wide)")
+    threads = steps.threads or {}
+    load = ("" if steps.load_start is None or steps.load_end is None
+            else f"; load average {steps.load_start:.2f} -> {steps.load_end:.2f}")
+    return [f"Timing:        {steps.rounds} rounds x {steps.steps_per_round} steps{interval}, stopped by "
+            f"{steps.stopped_by}",
+            f"Conditions:    threads intra-op {threads.get('intra_op') or 'default'}, inter-op "
+            f"{threads.get('inter_op') or 'default'} ({threads.get('cpus')} CPUs){load}"]
+
+
+def _profiler_lines(t: "Totals") -> list[str]:
+    """The traced steps: overhead, kernel time, busy time, coverage, concurrency, and what Share means."""
+    overhead = "n/a" if t.profiler_overhead is None else f"x{t.profiler_overhead:.2f}"
+    lines = [f"Profiler:      traced step median {t.traced_step_time_ms.median:.3f} ms, overhead {overhead}"]
+    if t.kernel_time_us is not None and t.busy_time_us is not None:
+        coverage = "" if t.kernel_coverage is None else f" ({100 * t.kernel_coverage:.0f}% of the traced step)"
+        concurrency = "" if t.concurrency is None else f"; concurrency x{t.concurrency:.2f}"
+        lines.append(f"Kernels:       busy {t.busy_time_us:,.1f} us/step{coverage}; self times sum to "
+                     f"{t.kernel_time_us:,.1f} us/step{concurrency} (medians over the traced steps)")
+    lines.append(f"               {SHARE_DEFINITION}")
+    return lines
+
+
+def _logdir_of(trace_dir: str) -> str:
+    """The TensorBoard logdir of a run's trace folder (``<logdir>/<run>/plugins/profile/<stamp>``)."""
+    parts = Path(trace_dir).parts
+    if "plugins" in parts:
+        return str(Path(*parts[:parts.index("plugins")]).parent) or "."
+    return trace_dir
 
 
 def _ratio(analytic: int | None, graph: int | None) -> str:

@@ -135,27 +135,42 @@ def _scaling_figure(frame: pd.DataFrame, name: str, swept: list[str], prefix: st
     for ax, (column, title, label, unit) in zip(axes, SCALING_METRICS):
         for series_value, group in (subset.groupby(series, sort=False) if series else [(None, subset)]):
             line = group.groupby(name, sort=False)[column].median()
-            _plot_line(ax, line, order, str(series_value) if series else "measured")
+            bars = _p10_p90(group, name) if column == TIME_COLUMN else None
+            _plot_line(ax, line, order, str(series_value) if series else "measured", bars)
         _axis(ax, title, _parameter_label(name), label, unit, frame[name])
     handles, labels = axes[0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="outside right upper", title=series or "")
     fixed_text = ", ".join(f"{k} = {v}" for k, v in fixed.items())
     figure.suptitle(f"{prefix}cost against {name}" + (f" (fixed: {fixed_text})" if fixed_text else ""))
-    description = (f"Median step time, measured peak memory, graph FLOPs and parameter count against {name}"
+    description = (f"Median step time (bars: p10 to p90 of the timed rounds), measured peak memory, graph FLOPs "
+                   f"and parameter count against {name}"
                    + (f", one line per value of {series}" if series else "")
                    + (f", with {fixed_text}" if fixed_text else "") + " (document 000's figures).")
     return NamedFigure(f"scaling_{name}", figure, description)
 
 
-def _plot_line(ax: Any, line: pd.Series, order: list[Any], label: str) -> None:
-    """``line`` (y by parameter value) at numeric x, or at the values' places in ``order``."""
+def _p10_p90(group: pd.DataFrame, name: str) -> pd.DataFrame | None:
+    """Per value of ``name``: the median of the configurations' p10 and p90 step times (None if not recorded)."""
+    columns = ["step_time_p10_ms", "step_time_p90_ms"]
+    if not all(column in group for column in columns) or group[columns].isna().any().any():
+        return None
+    return group.groupby(name, sort=False)[columns].median()
+
+
+def _plot_line(ax: Any, line: pd.Series, order: list[Any], label: str, bars: pd.DataFrame | None = None) -> None:
+    """``line`` (y by parameter value) at numeric x, or at the values' places in ``order``; ``bars``: low/high."""
     if _numeric(order):
         line = line.sort_index()
         positions = np.asarray(line.index, dtype=float)
     else:
         line = line.reindex([value for value in order if value in line.index])
         positions = np.asarray([order.index(value) for value in line.index], dtype=float)
-    ax.plot(positions, line.to_numpy(dtype=float), marker="o", label=label)
+    y = line.to_numpy(dtype=float)
+    if bars is None:
+        ax.plot(positions, y, marker="o", label=label)
+        return
+    low, high = (bars.reindex(line.index)[column].to_numpy(dtype=float) for column in bars.columns)
+    ax.errorbar(positions, y, yerr=np.clip([y - low, high - y], 0, None), marker="o", capsize=3, label=label)
 
 
 def _numeric(values: Any) -> bool:
@@ -199,10 +214,8 @@ def _boxplot_figure(frame: pd.DataFrame, swept: list[str], prefix: str) -> Named
     figure = Figure(figsize=(5.5 * columns, 4.5 * rows + 0.6), layout="constrained")
     axes = np.atleast_1d(figure.subplots(rows, columns)).ravel()
     generator = np.random.default_rng(0)
-    mean_ms = frame["MeanTime"].astype(float) * 1e3 if "MeanTime" in frame else None
-    use_mean = mean_ms is not None and mean_ms.notna().all()
-    times = mean_ms if use_mean else frame[TIME_COLUMN].astype(float)
-    statistic = "mean" if use_mean else "median"
+    times = frame[TIME_COLUMN].astype(float)
+    statistic = "median"
     for ax, name in zip(axes, swept):
         values = list(dict.fromkeys(frame[name]))
         groups = [times[frame[name] == value].to_numpy() for value in values]
@@ -226,8 +239,9 @@ def _boxplot_figure(frame: pd.DataFrame, swept: list[str], prefix: str) -> Named
     figure.legend(handles=legend, loc="outside lower center", ncols=3)
     figure.suptitle(f"{prefix}{statistic} step time for each value of each parameter")
     description = (f"The {statistic} step time (ms) of every configuration grouped by each parameter's value "
-                   "(document 001's MeanTime boxplots): the box is the spread over the other parameters, "
-                   "the points are the configurations.")
+                   "(document 001's boxplots, with each configuration's median step time instead of its mean, "
+                   "which one slow step can move): the box is the spread over the other parameters, its line "
+                   "their median, the points are the configurations.")
     return NamedFigure("boxplots", figure, description)
 
 

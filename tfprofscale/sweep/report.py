@@ -26,7 +26,7 @@ STEP_COLUMNS = ["step_time_median_ms", "step_time_p10_ms", "step_time_p90_ms", "
 MEMORY_COLUMNS = ["measured_peak_bytes", "weights_bytes", "input_bytes", "estimated_peak_bytes",
                   "tf_estimated_peak_bytes", "allocator_peak_bytes"]  # from the report's memory record
 RESULT_COLUMNS = ["batch_size", "repeat", *DOCUMENT_001_COLUMNS, *TOTALS_COLUMNS, *MEMORY_COLUMNS, *STEP_COLUMNS,
-                  "accuracy", "status", "error"]
+                  "accuracy", "status", "error", "warnings"]
 LAYER_FIELDS = ["name", "type", "output_shape", "params", "analytic_flops", "analytic_macs", "graph_flops",
                 "activation_bytes", "time_us", "achieved_gflops", "time_share", "receptive_field", "supported",
                 "geometry", "analytic_terms"]
@@ -54,7 +54,8 @@ def results_row(record: dict[str, Any], grid_names: list[str]) -> dict[str, Any]
     row.update({column: memory.get(column) for column in MEMORY_COLUMNS})
     row.update(step_time_median_ms=steps.get("median"), step_time_p10_ms=steps.get("p10"),
                step_time_p90_ms=steps.get("p90"), step_time_cv=steps.get("cv"), accuracy=totals.get("accuracy"),
-               status=record["status"], error=record.get("error"))
+               status=record["status"], error=record.get("error"),
+               warnings=" | ".join(report.get("warnings") or []) if report else None)
     return row
 
 
@@ -124,6 +125,7 @@ def report_markdown(config: SweepConfig, records: list[dict[str, Any]], grid_nam
              "## Headline numbers", ""]
     lines += [f"- {finding}" for finding in _findings(ok, grid_names + ["batch_size"], layers)]
     lines += [f"- failed: `{r['config_id']}`: {r['error']}" for r in records if r["status"] != "ok"]
+    lines += _warning_lines(records)
     lines += ["", "## Figures", ""]
     for figure in figures:
         lines += [f"### {figure.title}", "", figure.description, "",
@@ -136,14 +138,25 @@ def report_markdown(config: SweepConfig, records: list[dict[str, Any]], grid_nam
     return "\n".join(lines)
 
 
+def _warning_lines(records: list[dict[str, Any]]) -> list[str]:
+    """Report.md's list of the configurations whose measurement warned (noisy, busy machine, imprecise ...)."""
+    warned = [(record["config_id"], record["report"]["warnings"]) for record in records
+              if record.get("report") and record["report"].get("warnings")]
+    if not warned:
+        return []
+    lines = ["", "## Noisy or doubtful measurements", "",
+             f"{len(warned)} of {len(records)} configurations warned (the `warnings` column of results.csv):", ""]
+    return lines + [f"- `{config_id}`: {' | '.join(warnings)}" for config_id, warnings in warned]
+
+
 def _overview(config: SweepConfig, records: list[dict[str, Any]], ok: int) -> str:
     grid = "; ".join(f"{name} = {' '.join(map(str, values))}" for name, values in config.grid.items())
     first = next((r["report"] for r in records if r.get("report")), None)
     where = f" on {first['device']} with TensorFlow {first['tensorflow']}" if first else ""
     return (f"{len(records)} configurations from `{config.source}`: {grid or 'no grid'}; "
             f"batch sizes {' '.join(map(str, config.batch_sizes))}; {config.repeats} repeat(s). "
-            f"{ok} profiled, {len(records) - ok} failed. Each step time is the median of {config.steps} "
-            f"timed inference steps after {config.warmup} warm-up steps{where}.")
+            f"{ok} profiled, {len(records) - ok} failed. Each step time is the median over calibrated rounds of "
+            f"at least {config.steps} timed inference steps after {config.warmup} warm-up steps{where}.")
 
 
 def _findings(ok: pd.DataFrame, parameters: list[str], layers: list[dict[str, Any]]) -> list[str]:

@@ -1,0 +1,87 @@
+"""Warnings about how far a profile's times can be trusted.
+
+Each check is one small function of the report's totals and rows that
+returns a warning line or None; ``measurement_warnings`` runs them all.
+"""
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from tfprofscale.profiling.report import LayerRow, Totals
+
+CV_LIMIT = 0.10
+HIGH_LOAD_PER_CPU = 0.75
+OVERHEAD_RANGE = (1.0, 1.5)
+FASTER_THAN_PEAK = "peak underestimated or work counted that did not run"
+
+
+def measurement_warnings(totals: "Totals", rows: list["LayerRow"], peak_flops_per_s: float | None = None,
+                         cpus: int | None = None) -> list[str]:
+    """Every warning that applies, in a fixed order (noise, load, profiler, precision, roofline)."""
+    checks: list[Callable[[], list[str]]] = [
+        lambda: _listed(high_cv(totals)), lambda: _listed(high_load(totals, cpus or os.cpu_count() or 1)),
+        lambda: _listed(odd_overhead(totals)), lambda: _listed(imprecise_median(totals)),
+        lambda: faster_than_peak(rows, peak_flops_per_s),
+    ]
+    return [line for check in checks for line in check()]
+
+
+def _listed(line: str | None) -> list[str]:
+    return [] if line is None else [line]
+
+
+def high_cv(totals: "Totals") -> str | None:
+    """Step times whose coefficient of variation is over ``CV_LIMIT``."""
+    steps = totals.step_time_ms
+    if steps.cv <= CV_LIMIT:
+        return None
+    over = f"{steps.n} steps in {steps.rounds} rounds" if steps.rounds else f"{steps.n} steps"
+    return (f"noisy timing: step times vary with CV {100 * steps.cv:.0f}% over {over} (limit {100 * CV_LIMIT:.0f}%): "
+            "the machine was busy or the steps differ; compare medians with care")
+
+
+def high_load(totals: "Totals", cpus: int) -> str | None:
+    """A 1-minute load average above ``HIGH_LOAD_PER_CPU`` per CPU at the start or the end of timing."""
+    steps = totals.step_time_ms
+    loads = {"start": steps.load_start, "end": steps.load_end}
+    high = {when: load for when, load in loads.items() if load is not None and load > HIGH_LOAD_PER_CPU * cpus}
+    if not high:
+        return None
+    shown = ", ".join(f"{load:.2f} at the {when}" for when, load in high.items())
+    return (f"busy machine: load average {shown} of timing on {cpus} CPUs (limit {HIGH_LOAD_PER_CPU * cpus:.2f}): "
+            "other processes competed for the CPUs, times are slower and noisier than on a quiet machine")
+
+
+def odd_overhead(totals: "Totals") -> str | None:
+    """Traced over untraced median step time outside ``OVERHEAD_RANGE``."""
+    overhead = totals.profiler_overhead
+    low, high = OVERHEAD_RANGE
+    if overhead is None or low <= overhead <= high:
+        return None
+    why = ("traced steps ran faster than untimed ones: the two phases met different conditions (noise)"
+           if overhead < low else "the profiler slowed the steps: kernel times are inflated")
+    return f"profiler overhead x{overhead:.2f} outside [{low}, {high}]: {why}"
+
+
+def imprecise_median(totals: "Totals") -> str | None:
+    """Timing ended by the time budget before the median's interval reached its target width."""
+    steps = totals.step_time_ms
+    width = steps.ci_width
+    if steps.stopped_by != "time budget" or steps.target_ci is None or (width is not None and width <= steps.target_ci):
+        return None
+    shown = "unknown" if width is None else f"{100 * width:.1f}%"
+    return (f"too few steps for the requested precision: the median's {100 * (steps.ci_confidence or 0):.0f}% "
+            f"interval is {shown} of it wide after {steps.n} steps, target {100 * steps.target_ci:.1f}% "
+            "(raise --max-time, or accept the wider interval)")
+
+
+def faster_than_peak(rows: list["LayerRow"], peak_flops_per_s: float | None) -> list[str]:
+    """Layers whose achieved FLOP/s beat the machine's measured peak."""
+    if not peak_flops_per_s:
+        return []
+    peak_gflops = peak_flops_per_s / 1e9
+    return [f"{row.name} ran at {row.achieved_gflops:.1f} GFLOP/s, above the machine's measured peak "
+            f"{peak_gflops:.1f} GFLOP/s: {FASTER_THAN_PEAK}"
+            for row in rows if row.achieved_gflops is not None and row.achieved_gflops > peak_gflops]
