@@ -13,6 +13,7 @@ import csv
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -32,7 +33,7 @@ from tfprofscale.sweep.report import results_row
 REPO = Path(__file__).resolve().parent.parent
 CONTRACT_COLUMNS = ("filters,batch_size,repeat,Layers,BatchSize,ConvSize,TotalTime,MeanTime,params,analytic_flops,"
                     "analytic_macs,graph_flops,activation_bytes,analytic_memory_bytes,peak_bytes,step_time_median_ms,"
-                    "step_time_p10_ms,step_time_p90_ms,step_time_cv,accuracy,status,error").split(",")
+                    "step_time_p10_ms,step_time_p90_ms,step_time_cv,accuracy,status,error,host,machine").split(",")
 GRID_2X2 = """\
 [sweep]
 model = {model}
@@ -104,6 +105,8 @@ def test_sweep_writes_one_row_per_configuration_with_hand_computed_costs(swept):
         assert int(row["graph_flops"]) == batch * (1376 * f + 3)
         assert int(row["BatchSize"]) == batch and row["Layers"] == "" and row["ConvSize"] == ""
         assert float(row["step_time_p10_ms"]) <= float(row["step_time_median_ms"]) <= float(row["step_time_p90_ms"])
+        assert row["host"] == socket.gethostname()
+    assert len({row["machine"] for row in rows}) == 1 and len(rows[0]["machine"]) == 10  # one local machine
 
 
 def test_sweep_writes_layers_reports_and_traces(swept):

@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from tfprofscale.errors import InputError
+from tfprofscale.sweep.grid import DEFAULT_MAX_CONFIGS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,25 +26,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--workers", type=int, default=1, metavar="N",
                         help="worker processes (default 1: parallel workers share the CPU cores, "
                              "so their step times would disturb each other)")
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="run the failed and timed-out configurations again; keep every good result")
+    parser.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                        help="run on this dask.distributed cluster instead of local workers "
+                             "(start its workers with `dask worker HOST:PORT --nthreads 1`)")
+    parser.add_argument("--timeout", type=float, metavar="SECONDS",
+                        help="stop a configuration that runs longer, record it as timed out and go on "
+                             "(overrides [sweep] timeout; default: no limit)")
+    parser.add_argument("--max-configs", type=int, default=DEFAULT_MAX_CONFIGS, metavar="N",
+                        help=f"refuse a sweep of more configurations (default {DEFAULT_MAX_CONFIGS:,})")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Check everything, run the sweep, say where the outputs are; status 1 if nothing succeeded."""
     from tfprofscale.sweep.runner import SweepOptions, run_sweep
-    from tfprofscale.sweep.config import load_sweep_config
+    from tfprofscale.sweep.config import check_scheduler_address, load_sweep_config
 
     if args.workers < 1:
         raise InputError(f"--workers {args.workers}: must be at least 1")
+    if args.timeout is not None and not args.timeout > 0:
+        raise InputError(f"--timeout {args.timeout:g}: must be a number of seconds > 0")
+    if args.max_configs < 1:
+        raise InputError(f"--max-configs {args.max_configs}: must be at least 1")
+    if args.scheduler is not None:
+        check_scheduler_address(args.scheduler, lambda problem: InputError(f"--scheduler: {problem}"))
     config = load_sweep_config(args.config, args.model)
     data = _check_data(args.data, config.model)
     if args.weights is not None and not Path(args.weights).is_file():
         raise InputError(f"--weights {args.weights} does not exist")
     out_dir = Path(args.out) if args.out else Path("results") / Path(args.config).stem
     options = SweepOptions(out_dir=out_dir, resume=not args.no_resume, workers=args.workers, data=data,
-                           weights=args.weights)
+                           weights=args.weights, retry_failed=args.retry_failed,
+                           timeout_s=args.timeout if args.timeout is not None else config.timeout_s,
+                           scheduler=args.scheduler or config.scheduler, max_configs=args.max_configs)
     summary = run_sweep(config, options)
-    print(f"{summary.total} configurations: {summary.ok} ok, {len(summary.failed)} failed"
+    timed_out = f", {len(summary.timed_out)} of them timed out" if summary.timed_out else ""
+    print(f"{summary.total} configurations: {summary.ok} ok, {len(summary.failed)} failed{timed_out}"
           + (f" ({summary.resumed} done by an earlier run)" if summary.resumed else ""))
     print(f"tables:  {out_dir / 'results.csv'} (per configuration), {out_dir / 'layers.csv'} (per layer)")
     print(f"reports: {out_dir / 'reports'}/<config_id>.json")

@@ -24,7 +24,7 @@ TOTALS_COLUMNS = ["params", "analytic_flops", "analytic_macs", "graph_flops", "a
                   "analytic_memory_bytes", "peak_bytes"]
 STEP_COLUMNS = ["step_time_median_ms", "step_time_p10_ms", "step_time_p90_ms", "step_time_cv"]
 RESULT_COLUMNS = ["batch_size", "repeat", *DOCUMENT_001_COLUMNS, *TOTALS_COLUMNS, *STEP_COLUMNS,
-                  "accuracy", "status", "error"]
+                  "accuracy", "status", "error", "host", "machine"]
 LAYER_FIELDS = ["name", "type", "output_shape", "params", "analytic_flops", "analytic_macs", "graph_flops",
                 "activation_bytes", "time_us", "achieved_gflops", "time_share", "receptive_field", "supported",
                 "geometry", "analytic_terms"]
@@ -51,7 +51,13 @@ def results_row(record: dict[str, Any], grid_names: list[str]) -> dict[str, Any]
     row.update(step_time_median_ms=steps.get("median"), step_time_p10_ms=steps.get("p10"),
                step_time_p90_ms=steps.get("p90"), step_time_cv=steps.get("cv"), accuracy=totals.get("accuracy"),
                status=record["status"], error=record.get("error"))
+    row.update(host=record.get("host"), machine=machine_fingerprint(record))
     return row
+
+
+def machine_fingerprint(record: dict[str, Any]) -> str | None:
+    """The fingerprint of the machine that measured a record (None: unknown, e.g. its worker died)."""
+    return (record.get("machine") or {}).get("fingerprint")
 
 
 def layer_rows(record: dict[str, Any], grid_names: list[str]) -> list[dict[str, Any]]:
