@@ -87,6 +87,7 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
         tensorflow=_tf_version(), device=measured.device, totals=totals(rows, ops, stats, measured),
         layers=rows, ops=ops, trace_dir=measured.trace_dir,
     )
+    report.warnings.extend(measured.warnings)
     if data is not None and traced.keras_model is not None:
         _add_accuracy(report, traced.keras_model, data, options, say)
     say("done")

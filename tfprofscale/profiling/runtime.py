@@ -67,6 +67,7 @@ class RuntimeResult:
     resident_bytes: int | None
     kernels: list[KernelTime]
     trace_dir: str | None
+    warnings: tuple[str, ...] = ()
 
     @property
     def profiler_overhead(self) -> float | None:
@@ -103,12 +104,23 @@ def measure(step: Callable[[], Any], *, steps: int, warmup: int, trace_steps: in
             _block(step())
         times = StepTimes.from_seconds([_timed(step) for _ in range(steps)])
         peak, resident = _peak_memory(step, device)
-        traced, kernels, trace_dir = None, [], None
+        traced, kernels, trace_dir, warnings = None, [], None, ()
         if run_dir is not None and trace_steps > 0:
-            traced_seconds, trace_dir = _trace(step, trace_steps, run_dir)
-            traced = StepTimes.from_seconds(traced_seconds)
-            kernels = kernel_times(trace_dir, trace_steps, on_device=device.startswith("GPU"))
-    return RuntimeResult(device, times, traced, peak, resident, kernels, trace_dir)
+            try:
+                traced_seconds, trace_dir = _trace(step, trace_steps, run_dir)
+                traced = StepTimes.from_seconds(traced_seconds)
+                kernels = kernel_times(trace_dir, trace_steps, on_device=device.startswith("GPU"))
+            except (OSError, tf.errors.OpError) as error:  # full disk, unwritable folder: keep what was measured
+                traced, kernels, trace_dir = None, [], None
+                warnings = (_trace_lost(run_dir, error),)
+    return RuntimeResult(device, times, traced, peak, resident, kernels, trace_dir, warnings)
+
+
+def _trace_lost(run_dir: Path, error: Exception) -> str:
+    """The warning of a trace that could not be written or read back."""
+    message = " ".join(str(getattr(error, "message", None) or error).split())
+    return (f"trace export to {run_dir} failed ({type(error).__name__}: {message}): "
+            f"step times and FLOPs kept, no per-kernel times, trace_dir is null")
 
 
 def _block(result: Any) -> None:

@@ -80,7 +80,9 @@ def make_executor(options: SweepOptions) -> Executor:
     if options.scheduler:
         from tfprofscale.sweep.dask_executor import DaskExecutor
 
-        return DaskExecutor(options.scheduler, initializer=prepare_worker, timeout_s=options.timeout_s)
+        executor = DaskExecutor(options.scheduler, initializer=prepare_worker, timeout_s=options.timeout_s)
+        executor.connect()
+        return executor
     return LocalProcessPool(options.workers, initializer=prepare_worker, timeout_s=options.timeout_s)
 
 
@@ -88,6 +90,7 @@ def run_sweep(config: SweepConfig, options: SweepOptions, executor: Executor | N
     """Profile every configuration not done yet, then write tables, plots, HParams and report.md."""
     total = check_grid_size(config, options.max_configs)
     out_dir = _make_out_dir(Path(options.out_dir))
+    executor = executor or make_executor(options)
     with SweepLock(out_dir):
         store = ResultStore(out_dir)
         if not options.resume:
@@ -96,7 +99,6 @@ def run_sweep(config: SweepConfig, options: SweepOptions, executor: Executor | N
         order, done, todo = _split_done(config, store, options.retry_failed)
         store.forget([task.config_id for task in todo])
         plan = _plan(config, options, store)
-        executor = executor or make_executor(options)
         ran = _run(executor, partial(run_configuration, plan), todo, done, order, config, options, out_dir)
         ordered = [done[key] for key in order]
         write_tables(out_dir, ordered, list(config.grid))
