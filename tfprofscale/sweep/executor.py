@@ -162,7 +162,7 @@ class LocalProcessPool:
             if worker.connection in ready or worker.process.sentinel in ready:
                 message = worker.receive()
                 if message == _STARTED:
-                    busy[worker] = (task, None)
+                    busy[worker] = (task, time.perf_counter())
                     continue
                 elapsed = 0.0 if started is None else time.perf_counter() - started
                 finished.append((worker, worker.outcome(task, message, elapsed, self.host)))
