@@ -31,15 +31,20 @@ def flops_proportional_baseline(train: Sequence[ConfigSample]) -> Callable[[Conf
     return lambda sample: k_ms_per_flop * sample.graph_flops
 
 
-def load_sweep(out_dir: str | Path) -> list[ConfigSample]:
-    """The finished configurations of a sweep directory (reports/*.json), repeats merged."""
+def load_sweep(out_dir: str | Path, machine: str | None = None) -> list[ConfigSample]:
+    """The finished configurations of a sweep directory (reports/*.json), repeats on one machine merged.
+
+    ``machine``: only those measured on the machine of this fingerprint (None: all).
+    """
+    from tfprofscale.audit.machine_models import machine_key
+
     if not Path(out_dir).is_dir():
         raise InputError(f"sweep directory {out_dir} does not exist")
     runs: dict[str, list[ConfigSample]] = {}
     for path in sorted((Path(out_dir) / "reports").glob("*.json")):
         record = _read_record(path)
-        if record["status"] == "ok" and record.get("report"):
-            key = json.dumps(record["config"], sort_keys=True, default=str)
+        if record["status"] == "ok" and record.get("report") and machine in (None, machine_key(record)):
+            key = json.dumps([record["config"], machine_key(record)], sort_keys=True, default=str)
             runs.setdefault(key, []).append(_sample(path, record))
     return [replace(min(group, key=lambda s: s.measured_ms), repeats=len(group)) for group in runs.values()]
 

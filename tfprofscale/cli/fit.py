@@ -1,7 +1,8 @@
 """``tfprofscale fit`` and ``tfprofscale predict``: a latency model from a sweep, and its predictions.
 
 ``fit RESULTS_DIR --out model.json`` fits the latency model on every
-finished configuration of a sweep directory and prints it, with its
+finished configuration of a sweep directory, one model per machine that
+measured them (tfprofscale.audit.machine_models), and prints it, with its
 held-out validation when the sweep is large enough. ``predict model.json
 MODEL.py`` traces one configuration (no timing: graph and formulas only)
 and prints the predicted step latency, layer by layer.
@@ -33,6 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                          help="model parameter (repeatable)")
     predict.add_argument("--batch-size", type=int, default=1, help="inference batch size (default 1)")
+    predict.add_argument("--machine", metavar="FINGERPRINT",
+                         help="use the model fitted on this machine (default: this machine's; see `fit`'s output)")
     predict.set_defaults(run=run_predict)
 
 
@@ -40,35 +43,42 @@ def run_fit(args: argparse.Namespace) -> int:
     """Fit, save and print the model, and its validation when there are enough configurations."""
     import_tensorflow_quietly()
     from tfprofscale.audit.latency import fit_latency_model
+    from tfprofscale.audit.machine_models import UNKNOWN, FittedMachine, save_models, sweep_machines
     from tfprofscale.audit.validation import MIN_VALIDATION_CONFIGS, load_sweep, validate_samples
 
     folder = Path(args.out).parent
     if not folder.is_dir():
         raise InputError(f"cannot write --out {args.out}: folder {folder} does not exist")
-    samples = load_sweep(args.results_dir)
-    if not samples:
-        raise InputError(f"{args.results_dir} has no finished configuration (reports/*.json with status ok)")
-    if len(samples) >= MIN_VALIDATION_CONFIGS:
-        validation = validate_samples(samples)
-        model, lines = validation.model, validation.lines()
-    else:
-        model = fit_latency_model(samples)
-        lines = model.lines() + [f"(no held-out validation: it needs {MIN_VALIDATION_CONFIGS} configurations, "
-                                 f"the sweep has {len(samples)})"]
-    model.save(args.out)
-    print("\n".join(lines))
-    print(f"wrote {args.out}")
+    machines = sweep_machines(args.results_dir) if Path(args.results_dir).is_dir() else {}
+    fitted = []
+    for fingerprint, description in (machines or {None: ""}).items():
+        samples = load_sweep(args.results_dir, fingerprint if len(machines) > 1 else None)
+        if not samples:
+            raise InputError(f"{args.results_dir} has no finished configuration (reports/*.json with status ok)")
+        if len(samples) >= MIN_VALIDATION_CONFIGS:
+            validation = validate_samples(samples)
+            model, lines = validation.model, validation.lines()
+        else:
+            model = fit_latency_model(samples)
+            lines = model.lines() + [f"(no held-out validation: it needs {MIN_VALIDATION_CONFIGS} configurations, "
+                                     f"the sweep has {len(samples)})"]
+        print(f"machine {fingerprint}: {description}" if fingerprint else "machine not recorded")
+        print("\n".join(lines))
+        fitted.append(FittedMachine(fingerprint or UNKNOWN, description, model))
+    save_models(args.out, fitted)
+    print(f"wrote {args.out}: one latency model per machine ({len(fitted)} machine{'s' * (len(fitted) > 1)})")
     return 0
 
 
 def run_predict(args: argparse.Namespace) -> int:
     """Trace the configuration, predict its step latency, print it per layer."""
     import_tensorflow_quietly()
-    from tfprofscale.audit.latency import LatencyModel
+    from tfprofscale.audit.machine_models import load_for_machine
+    from tfprofscale.sweep.machine import this_machine
 
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be an integer >= 1, got {args.batch_size}")
-    model = LatencyModel.load(args.latency_model)
+    model = load_for_machine(args.latency_model, args.machine, this_machine()).model
     layers = untimed_layer_rows(args.model, args.param, args.batch_size)
     layer_us = model.layer_times_us(layers)
     width = max(len(f"{row.name} ({row.type})") for row in layers)
