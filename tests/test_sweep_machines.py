@@ -76,3 +76,49 @@ def test_a_single_machine_model_file_is_the_latency_model_with_its_machine(capsy
     assert status == 0 and "one latency model per machine (1 machine)" in out
     assert json.loads(out_file.read_text())["machine"] == {"fingerprint": "aaaaaaaaaa", "description": "CPU A, 2 cores"}
     assert LatencyModel.load(out_file).n_configs == 6
+
+
+def hand_made_records(machines_by_batch: dict[int, str]) -> list[dict]:
+    """Median step time = a * (1 + batch) ms for a in 1 2, batch in 1 4 (as in test_sweep's headline test)."""
+    records = []
+    for a, batch in [(1, 1), (1, 4), (2, 1), (2, 4)]:
+        fingerprint = machines_by_batch[batch]
+        totals = {"step_time_ms": {"median": a * (1 + batch), "n": 50}, "params": 10 * a, "graph_flops": 1000 * batch,
+                  "peak_bytes": 2048 * batch}
+        report = {"params": {"a": a}, "device": "CPU:0", "tensorflow": "2.21.0", "totals": totals, "layers": []}
+        records.append({"config_id": f"a={a},batch_size={batch},r0", "config": {"a": a, "batch_size": batch},
+                        "repeat": 0, "status": "ok", "error": None, "report": report, "host": f"host-{fingerprint[0]}",
+                        "machine": {"fingerprint": fingerprint, "description": MACHINES[fingerprint]}})
+    return records
+
+
+def test_report_gives_headlines_per_machine_when_there_are_several(tmp_path):
+    from tfprofscale.sweep.config import parse_sweep_file
+    from tfprofscale.sweep.report import report_markdown, write_summaries
+
+    ini = tmp_path / "s.ini"
+    ini.write_text("[sweep]\nmodel = m.py\nbatch_size = 1 4\n[grid]\na = 1 2\n")
+    config = parse_sweep_file(ini)
+    records = hand_made_records({1: "aaaaaaaaaa", 4: "bbbbbbbbbb"})
+    text = report_markdown(config, records, ["a"], [])
+    assert "### On machine aaaaaaaaaa (CPU A, 2 cores, host host-a; 2 configurations)" in text
+    assert "### On machine bbbbbbbbbb (CPU B, 64 cores, host host-b; 2 configurations)" in text
+    # machine A ran batch 1 only: 1*(1+1) = 2 ms and 2*(1+1) = 4 ms; machine B batch 4: 5 ms and 10 ms
+    part_a, part_b = text.split("### On machine bbbbbbbbbb")
+    assert "median step time from 2 ms (a=1) to 4 ms (a=2), a factor of 2" in part_a
+    assert "median step time from 5 ms (a=1) to 10 ms (a=2), a factor of 2" in part_b
+    paths = write_summaries(tmp_path, config, records, ["a"])
+    names = sorted(path.name for path in paths)
+    assert "aaaaaaaaaa_scaling_a.png" in names and "bbbbbbbbbb_scaling_a.png" in names
+    assert not [name for name in names if not name.startswith(("aaaaaaaaaa_", "bbbbbbbbbb_"))]
+
+
+def test_one_machine_is_named_once_in_the_headlines(tmp_path):
+    from tfprofscale.sweep.config import parse_sweep_file
+    from tfprofscale.sweep.report import report_markdown
+
+    ini = tmp_path / "s.ini"
+    ini.write_text("[sweep]\nmodel = m.py\nbatch_size = 1 4\n[grid]\na = 1 2\n")
+    text = report_markdown(parse_sweep_file(ini), hand_made_records({1: "aaaaaaaaaa", 4: "aaaaaaaaaa"}), ["a"], [])
+    assert "- measured on aaaaaaaaaa (CPU A, 2 cores, host host-a; 4 configurations)" in text
+    assert "### On machine" not in text

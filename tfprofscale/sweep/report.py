@@ -89,13 +89,13 @@ def write_tables(out_dir: Path, records: list[dict[str, Any]], grid_names: list[
 def write_summaries(out_dir: Path, config: SweepConfig, records: list[dict[str, Any]],
                     grid_names: list[str]) -> list[Path]:
     """plots/*.png, the HParams summary in runs/ and report.md, from all records; the plot files."""
-    from tfprofscale.sweep import hparams, plots
+    from tfprofscale.sweep import by_machine, hparams, plots
 
     results = [results_row(record, grid_names) for record in records]
     layers = [row for record in records for row in layer_rows(record, grid_names)]
     parameters = grid_names + ["batch_size"]
     shutil.rmtree(out_dir / "plots", ignore_errors=True)
-    figures = plots.sweep_figures(results, layers, parameters, Path(str(config.model)).stem)
+    figures = by_machine.figures(results, layers, parameters, Path(str(config.model)).stem, records)
     saved = plots.save_figures(figures, out_dir / "plots")
     hparams.write_hparams(out_dir / "runs", results, parameters, [record["config_id"] for record in records])
     atomic_write_text(out_dir / "report.md", report_markdown(config, records, grid_names, saved))
@@ -124,12 +124,14 @@ def atomic_write_text(path: Path, text: str) -> None:
 def report_markdown(config: SweepConfig, records: list[dict[str, Any]], grid_names: list[str],
                     figures: list[Any]) -> str:
     """report.md: what was swept, the headline numbers, and every figure with one sentence."""
+    from tfprofscale.sweep import by_machine
+
     results = pd.DataFrame([results_row(record, grid_names) for record in records])
     layers = [row for record in records for row in layer_rows(record, grid_names)]
     ok = results[results["status"] == "ok"] if not results.empty else results
     lines = [f"# Sweep of {Path(str(config.model)).name}", "", _overview(config, records, len(ok)), "",
              "## Headline numbers", ""]
-    lines += [f"- {finding}" for finding in _findings(ok, grid_names + ["batch_size"], layers)]
+    lines += by_machine.headline_lines(ok, grid_names + ["batch_size"], layers, records, _findings)
     lines += [f"- failed: `{r['config_id']}`: {r['error']}" for r in records if r["status"] != "ok"]
     lines += ["", "## Figures", ""]
     for figure in figures:
