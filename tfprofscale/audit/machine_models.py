@@ -68,8 +68,6 @@ def load_for_machine(path: str | Path, fingerprint: str | None, here: Any) -> Fi
 
     InputError, in one line, when the file has no model for that machine.
     """
-    from tfprofscale.audit.latency import LatencyModel
-
     models = _read(path)
     if fingerprint is not None:
         if fingerprint not in models:

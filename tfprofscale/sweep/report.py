@@ -1,8 +1,10 @@
 """A sweep's tables (results.csv, layers.csv) and summaries (plots, HParams, report.md), from its records.
 
 A record is the content of ``reports/<config_id>.json``: ``config_id``,
-``config`` (grid values and ``batch_size``), ``repeat``, ``status``,
-``error``, ``elapsed_s`` and ``report`` (the profile JSON, None if failed).
+``config`` (grid values and ``batch_size``), ``repeat``, ``status`` (ok,
+failed or timed_out), ``error``, ``timeout_s``, ``elapsed_s``, ``host``,
+``machine`` (fingerprint, description and its parts; None if unknown) and
+``report`` (the profile JSON, None if failed).
 """
 from __future__ import annotations
 

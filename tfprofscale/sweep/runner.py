@@ -96,50 +96,61 @@ def run_sweep(config: SweepConfig, options: SweepOptions, executor: Executor | N
         if not options.resume:
             store.clear()
         store.start(_settings(config, options), total)
-        order, done, todo = _split_done(config, store, options.retry_failed)
-        store.forget([task.config_id for task in todo])
-        plan = _plan(config, options, store)
-        ran = _run(executor, partial(run_configuration, plan), todo, done, order, config, options, out_dir)
-        ordered = [done[key] for key in order]
+        sweep = _SweepState.of(config, store, options)
+        store.forget([task.config_id for task in sweep.todo])
+        function = partial(run_configuration, _plan(config, options, store))
+        with _ProgressBar(total, total - len(sweep.todo), sweep.done, options.progress) as bar:
+            with closing(executor.map_unordered(function, sweep.todo)) as outcomes:
+                for record in filter(None, map(sweep.record, outcomes)):
+                    bar.advance(record)
+        ordered = [sweep.done[key] for key in sweep.order]
         write_tables(out_dir, ordered, list(config.grid))
         plots = write_summaries(out_dir, config, ordered, list(config.grid))
         store.finish()
     failed = {r["config_id"]: r["error"] for r in ordered if r["status"] != OK}
     timed_out = [r["config_id"] for r in ordered if r["status"] == TIMED_OUT]
-    return SweepSummary(out_dir, total, total - len(todo), failed, plots, timed_out, ran)
+    return SweepSummary(out_dir, total, total - len(sweep.todo), failed, plots, timed_out, len(sweep.recorded))
 
 
-def _split_done(config: SweepConfig, store: ResultStore,
-                retry_failed: bool) -> tuple[list[str], dict[str, dict[str, Any]], list[ConfigTask]]:
-    """The configuration ids in grid order, the records kept, and the configurations to run."""
-    order, done, todo = [], {}, []
-    for task in iter_grid(config):
-        order.append(task.config_id)
-        record = store.record(task.config_id)
-        if record is not None and (record.get("status") == OK or not retry_failed):
-            done[task.config_id] = record
-        else:
-            todo.append(task)
-    return order, done, todo
+@dataclass
+class _SweepState:
+    """Where a sweep stands: the ids in grid order, the records so far, what is left to run."""
 
+    store: ResultStore
+    grid_names: list[str]
+    timeout_s: float | None
+    order: list[str] = field(default_factory=list)
+    done: dict[str, dict[str, Any]] = field(default_factory=dict)
+    todo: list[ConfigTask] = field(default_factory=list)
+    recorded: set[str] = field(default_factory=set)
 
-def _run(executor: Executor, function: Any, todo: list[ConfigTask], done: dict[str, dict[str, Any]],
-         order: list[str], config: SweepConfig, options: SweepOptions, out_dir: Path) -> int:
-    """Run ``todo``, storing each outcome once as it comes; how many were recorded."""
-    store = ResultStore(out_dir)
-    recorded: set[str] = set()
-    with _ProgressBar(len(order), len(order) - len(todo), done, options.progress) as bar:
-        with closing(executor.map_unordered(function, todo)) as outcomes:
-            for outcome in outcomes:
-                record = outcome_record(outcome, options.timeout_s)
-                if record["config_id"] in recorded:
-                    continue  # reported twice (a configuration re-run after its worker was lost): keep the first
-                recorded.add(record["config_id"])
-                store.save_record(record)
-                done[record["config_id"]] = record
-                write_tables(out_dir, [done[key] for key in order if key in done], list(config.grid))
-                bar.advance(record)
-    return len(recorded)
+    @classmethod
+    def of(cls, config: SweepConfig, store: ResultStore, options: SweepOptions) -> "_SweepState":
+        """The stored records kept (good ones, and failed ones unless retrying) and the configurations to run."""
+        progress = cls(store, list(config.grid), options.timeout_s)
+        for task in iter_grid(config):
+            progress.order.append(task.config_id)
+            record = store.record(task.config_id)
+            if record is not None and (record.get("status") == OK or not options.retry_failed):
+                progress.done[task.config_id] = record
+            else:
+                progress.todo.append(task)
+        return progress
+
+    def record(self, outcome: Outcome) -> dict[str, Any] | None:
+        """Store an outcome and refresh the tables; None if its configuration was already recorded in this run.
+
+        An executor may report a configuration twice (one re-run after its
+        worker was lost): the first report is kept.
+        """
+        record = outcome_record(outcome, self.timeout_s)
+        if record["config_id"] in self.recorded:
+            return None
+        self.recorded.add(record["config_id"])
+        self.store.save_record(record)
+        self.done[record["config_id"]] = record
+        write_tables(self.store.out_dir, [self.done[key] for key in self.order if key in self.done], self.grid_names)
+        return record
 
 
 def outcome_record(outcome: Outcome, timeout_s: float | None = None) -> dict[str, Any]:
@@ -158,8 +169,9 @@ def outcome_record(outcome: Outcome, timeout_s: float | None = None) -> dict[str
 
 def _plan(config: SweepConfig, options: SweepOptions, store: "ResultStore") -> RunPlan:
     trains = options.data is not None and options.weights is None
-    return RunPlan(model=str(config.model), steps=config.steps, warmup=config.warmup,
-                   trace_steps=config.trace_steps, logdir=str(store.runs_dir), weights_dir=str(store.weights_dir),
+    return RunPlan(model=str(Path(config.model).resolve()), steps=config.steps, warmup=config.warmup,
+                   trace_steps=config.trace_steps, logdir=str(store.runs_dir.resolve()),
+                   weights_dir=str(store.weights_dir.resolve()),
                    weights=options.weights, data=options.data, training=config.training if trains else None)
 
 
