@@ -126,3 +126,24 @@ def test_an_unreachable_scheduler_is_one_line(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert status == 2 and len(err.strip().splitlines()) == 1
     assert f"--scheduler tcp://127.0.0.1:{port}: no Dask scheduler answers there" in err
+
+
+def test_a_start_on_a_worker_that_left_is_forgotten_not_timed_out():
+    """Task a started 20 s ago on a live worker; b 20 s ago on a worker since lost; c 1 s ago. Limit 10 s."""
+    import time
+
+    from tfprofscale.sweep.dask_executor import _ClusterRun
+
+    class FakeClient:
+        def subscribe_topic(self, topic, handler):
+            pass
+
+        def nthreads(self):
+            return {"tcp://127.0.0.1:1": 1}
+
+    run = _ClusterRun(FakeClient(), timeout_s=10)
+    now = time.monotonic()
+    run.started.update({"a": (now - 20, "tcp://127.0.0.1:1"), "b": (now - 20, "tcp://127.0.0.1:2"),
+                        "c": (now - 1, "tcp://127.0.0.1:1")})
+    assert run._out_of_time({"a": None, "b": None, "c": None}) == ["a"]
+    assert set(run.started) == {"a", "c"}  # b's clock restarts when the scheduler runs it again

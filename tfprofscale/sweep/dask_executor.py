@@ -168,11 +168,23 @@ class _ClusterRun:
             return self.started.get(key, (None, None))
 
     def _out_of_time(self, futures: dict[str, Any]) -> list[str]:
+        """The tasks running past the limit on a live worker.
+
+        A start on a worker that has since left the cluster is forgotten: the
+        scheduler runs that task again elsewhere, and its clock restarts then.
+        """
         if self.timeout_s is None:
             return []
         now = time.monotonic()
         with self.lock:
-            return [key for key in futures if key in self.started and now - self.started[key][0] > self.timeout_s]
+            late = [key for key in futures if key in self.started and now - self.started[key][0] > self.timeout_s]
+        if not late:
+            return []
+        workers = set(self.client.nthreads())
+        with self.lock:
+            for key in [key for key in late if self.started[key][1] not in workers]:
+                del self.started[key]
+        return [key for key in late if key in self.started]
 
     def _time_out(self, future: Any, task: Task) -> Outcome[Task]:
         """Cancel a task that ran too long and restart its worker (the only way to stop its thread)."""
