@@ -220,6 +220,8 @@ def test_timeout_and_scheduler_keys_are_checked(tmp_path, capsys):
     assert "[sweep] scheduler: 'localhost' is not a scheduler address like tcp://HOST:8786" in capsys.readouterr().err
     assert main(["sweep", str(ini), "--timeout", "0"]) == 2
     assert "--timeout 0: must be a number of seconds > 0" in capsys.readouterr().err
+    assert main(["sweep", str(ini), "--scheduler", "tcp://127.0.0.1:8786", "--workers", "2"]) == 2
+    assert "--workers 2 with --scheduler: the cluster's workers run the configurations" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- no orphans

@@ -42,16 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Check everything, run the sweep, say where the outputs are; status 1 if nothing succeeded."""
     from tfprofscale.sweep.runner import SweepOptions, run_sweep
-    from tfprofscale.sweep.config import check_scheduler_address, load_sweep_config
+    from tfprofscale.sweep.config import load_sweep_config
 
-    if args.workers < 1:
-        raise InputError(f"--workers {args.workers}: must be at least 1")
-    if args.timeout is not None and not args.timeout > 0:
-        raise InputError(f"--timeout {args.timeout:g}: must be a number of seconds > 0")
-    if args.max_configs < 1:
-        raise InputError(f"--max-configs {args.max_configs}: must be at least 1")
-    if args.scheduler is not None:
-        check_scheduler_address(args.scheduler, lambda problem: InputError(f"--scheduler: {problem}"))
+    _check_arguments(args)
     config = load_sweep_config(args.config, args.model)
     data = _check_data(args.data, config.model)
     if args.weights is not None and not Path(args.weights).is_file():
@@ -70,6 +63,23 @@ def run(args: argparse.Namespace) -> int:
     print(f"plots:   {out_dir / 'plots'}/ ({len(summary.plots)} figures), index {out_dir / 'report.md'}")
     print(f"traces and HParams: tensorboard --logdir {out_dir / 'runs'}")
     return 0 if summary.ok else 1
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """InputError for a worker count, time limit, limit or scheduler address that cannot work."""
+    from tfprofscale.sweep.config import check_scheduler_address
+
+    if args.workers < 1:
+        raise InputError(f"--workers {args.workers}: must be at least 1")
+    if args.timeout is not None and not args.timeout > 0:
+        raise InputError(f"--timeout {args.timeout:g}: must be a number of seconds > 0")
+    if args.max_configs < 1:
+        raise InputError(f"--max-configs {args.max_configs}: must be at least 1")
+    if args.scheduler is not None:
+        check_scheduler_address(args.scheduler, lambda problem: InputError(f"--scheduler: {problem}"))
+        if args.workers != 1:
+            raise InputError(f"--workers {args.workers} with --scheduler: the cluster's workers run the "
+                             f"configurations (start as many `dask worker` processes as you want)")
 
 
 def _check_data(data: str | None, model: Path) -> str | None:
