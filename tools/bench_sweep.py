@@ -9,9 +9,10 @@ Each round runs, interleaved, as fresh subprocesses:
 1. ``sweep`` with one local worker, then the same 12 configurations as 12
    ``profile`` commands: ratio = sweep wall time / the 12 profiles' total;
 2. ``sweep --workers 2`` (the local pool), then ``sweep --scheduler`` on a
-   fresh local Dask cluster of 2 single-threaded worker processes (started
-   before the clock starts; its workers import TensorFlow during the sweep,
-   as the pool's do): overhead per configuration = (Dask - pool) / 12.
+   fresh local Dask cluster of 2 single-threaded worker processes (its
+   workers import TensorFlow during the sweep, as the pool's do): overhead
+   per configuration = (Dask - pool) / 12, without and with the cluster's
+   start (which a long-lived cluster pays once, the pool at every sweep).
 
 It prints every round with the load average, then the medians of the
 per-round figures. The machine is shared: compare figures of one run only.
@@ -74,14 +75,16 @@ def profiles_s(folder: Path) -> float:
     return total
 
 
-def dask_sweep_s(config: Path, out: Path) -> float:
-    """A sweep on a fresh local cluster of 2 single-threaded worker processes (cluster start not timed)."""
+def dask_sweep_s(config: Path, out: Path) -> tuple[float, float]:
+    """Seconds to start a local cluster of 2 single-threaded worker processes, and of a sweep on it."""
     from distributed import LocalCluster
 
     os.environ["PYTHONPATH"] = str(REPO)  # the cluster's worker processes import tfprofscale from here
+    started = time.perf_counter()
     with LocalCluster(processes=True, n_workers=2, threads_per_worker=1, host="127.0.0.1",
                       dashboard_address=None) as cluster:
-        return sweep_s(config, out, "--scheduler", cluster.scheduler_address)
+        start_s = time.perf_counter() - started
+        return start_s, sweep_s(config, out, "--scheduler", cluster.scheduler_address)
 
 
 def load() -> str:
@@ -94,7 +97,7 @@ def main() -> int:
     parser.add_argument("--skip-dask", action="store_true", help="only the sweep against separate profiles")
     parser.add_argument("--keep", metavar="DIR", help="keep the outputs here instead of a temporary folder")
     args = parser.parse_args()
-    ratios, overheads = [], []
+    ratios, overheads, with_start = [], [], []
     with tempfile.TemporaryDirectory(prefix="bench_sweep_") as scratch:
         folder = Path(args.keep) if args.keep else Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
@@ -110,15 +113,19 @@ def main() -> int:
             if args.skip_dask:
                 continue
             pool = sweep_s(config, folder / "pool", "--workers", "2")
-            cluster = dask_sweep_s(config, folder / "dask")
+            start, cluster = dask_sweep_s(config, folder / "dask")
             overheads.append((cluster - pool) / CONFIGURATIONS)
-            print(f"round {number}: local pool (2 workers) {pool:6.1f} s, Dask (2 workers) {cluster:6.1f} s, "
-                  f"Dask overhead {overheads[-1]:+.2f} s per configuration   ({load()})", flush=True)
+            with_start.append((start + cluster - pool) / CONFIGURATIONS)
+            print(f"round {number}: local pool (2 workers) {pool:6.1f} s, Dask (2 workers) {cluster:6.1f} s "
+                  f"+ {start:.1f} s to start the cluster; Dask overhead {overheads[-1]:+.2f} s per configuration, "
+                  f"{with_start[-1]:+.2f} s counting the cluster's start   ({load()})", flush=True)
     print(f"median ratio sweep / 12 separate profiles: {statistics.median(ratios):.3f} "
           f"(rounds: {', '.join(f'{r:.3f}' for r in ratios)})")
     if overheads:
         print(f"median Dask overhead against the local pool: {statistics.median(overheads):+.2f} s per configuration "
               f"(rounds: {', '.join(f'{o:+.2f}' for o in overheads)})")
+        print(f"  counting the cluster's start: {statistics.median(with_start):+.2f} s per configuration "
+              f"(rounds: {', '.join(f'{o:+.2f}' for o in with_start)})")
     print(f"at end: {load()}")
     return 0
 
