@@ -13,6 +13,7 @@ import csv
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -34,7 +35,7 @@ CONTRACT_COLUMNS = ("filters,batch_size,repeat,Layers,BatchSize,ConvSize,TotalTi
                     "analytic_macs,graph_flops,activation_bytes,analytic_memory_bytes,peak_bytes,measured_peak_bytes,"
                     "weights_bytes,input_bytes,estimated_peak_bytes,tf_estimated_peak_bytes,allocator_peak_bytes,"
                     "step_time_median_ms,"
-                    "step_time_p10_ms,step_time_p90_ms,step_time_cv,accuracy,status,error,warnings").split(",")
+                    "step_time_p10_ms,step_time_p90_ms,step_time_cv,accuracy,status,error,warnings,host,machine").split(",")
 GRID_2X2 = """\
 [sweep]
 model = {model}
@@ -108,6 +109,8 @@ def test_sweep_writes_one_row_per_configuration_with_hand_computed_costs(swept):
         assert float(row["step_time_p10_ms"]) <= float(row["step_time_median_ms"]) <= float(row["step_time_p90_ms"])
         assert int(row["measured_peak_bytes"]) > 0
         assert int(row["peak_bytes"]) == sum(int(row[c]) for c in ("weights_bytes", "input_bytes", "measured_peak_bytes"))
+        assert row["host"] == socket.gethostname()
+    assert len({row["machine"] for row in rows}) == 1 and len(rows[0]["machine"]) == 10  # one local machine
 
 
 def test_sweep_writes_layers_reports_and_traces(swept):

@@ -1,23 +1,26 @@
-"""Benchmark: a 12-configuration sweep against 12 separate ``profile`` commands.
+"""Benchmark: a 12-configuration sweep against 12 separate ``profile`` commands, and Dask against the local pool.
 
-    python tools/bench_sweep.py [--profile-runs 3] [--workers 1] [--keep DIR]
+    python tools/bench_sweep.py [--rounds 3] [--skip-dask] [--keep DIR]
 
-Runs ``python -m tfprofscale sweep`` on a 12-configuration grid of
-models/fashion_mnist.py (total_layers 4 6 8 x conv_size 3 5 x batch 1 16),
-and ``python -m tfprofscale profile`` on one of its configurations with the
-same measurement settings, each as a fresh subprocess, and prints
+The grid: models/fashion_mnist.py, total_layers 4 6 8 x conv_size 3 5 x
+batch 1 16 (12 configurations, 20 timed steps, 5 warm-up, 5 traced).
+Each round runs, interleaved, as fresh subprocesses:
 
-    ratio = sweep wall time / (12 x one profile's wall time)
+1. ``sweep`` with one local worker, then the same 12 configurations as 12
+   ``profile`` commands: ratio = sweep wall time / the 12 profiles' total;
+2. ``sweep --workers 2`` (the local pool), then ``sweep --scheduler`` on a
+   fresh local Dask cluster of 2 single-threaded worker processes (its
+   workers import TensorFlow during the sweep, as the pool's do): overhead
+   per configuration = (Dask - pool) / 12, without and with the cluster's
+   start (which a long-lived cluster pays once, the pool at every sweep).
 
-The sweep's workers import TensorFlow once and profile many configurations,
-where each ``profile`` command pays Python and TensorFlow start-up again;
-the goal is a ratio <= 0.4. The sweep's time includes its plots, HParams
-summary and report. The single profile is timed ``--profile-runs`` times
-and the median is used.
+It prints every round with the load average, then the medians of the
+per-round figures. The machine is shared: compare figures of one run only.
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 import subprocess
@@ -29,20 +32,21 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 MODEL = REPO / "models" / "fashion_mnist.py"
 STEPS, WARMUP, TRACE_STEPS = 20, 5, 5
+LAYERS, CONV_SIZES, BATCHES = (4, 6, 8), (3, 5), (1, 16)
 GRID = f"""\
 [sweep]
 model = {MODEL}
-batch_size = 1 16
+batch_size = {' '.join(map(str, BATCHES))}
 steps = {STEPS}
 warmup = {WARMUP}
 trace_steps = {TRACE_STEPS}
 
 [grid]
-total_layers = 4 6 8
-conv_size = 3 5
+total_layers = {' '.join(map(str, LAYERS))}
+conv_size = {' '.join(map(str, CONV_SIZES))}
 """
-CONFIGURATIONS = 3 * 2 * 2
-PROFILED = {"total_layers": 6, "conv_size": 5, "batch_size": 16}
+CONFIGURATIONS = len(LAYERS) * len(CONV_SIZES) * len(BATCHES)
+PYTHON = [sys.executable, "-m", "tfprofscale"]
 
 
 def timed(command: list[str]) -> float:
@@ -56,36 +60,73 @@ def timed(command: list[str]) -> float:
     return elapsed
 
 
+def sweep_s(config: Path, out: Path, *extra: str) -> float:
+    return timed(PYTHON + ["sweep", str(config), "--out", str(out), "--no-resume", *extra])
+
+
+def profiles_s(folder: Path) -> float:
+    """The 12 configurations as 12 ``profile`` commands, total wall seconds."""
+    total = 0.0
+    for layers, conv_size, batch in itertools.product(LAYERS, CONV_SIZES, BATCHES):
+        total += timed(PYTHON + ["profile", str(MODEL), "--batch-size", str(batch),
+                                 "--param", f"total_layers={layers}", "--param", f"conv_size={conv_size}",
+                                 "--steps", str(STEPS), "--warmup", str(WARMUP), "--trace-steps", str(TRACE_STEPS),
+                                 "--logdir", str(folder / "profile_runs"), "--quiet"])
+    return total
+
+
+def dask_sweep_s(config: Path, out: Path) -> tuple[float, float]:
+    """Seconds to start a local cluster of 2 single-threaded worker processes, and of a sweep on it."""
+    from distributed import LocalCluster
+
+    os.environ["PYTHONPATH"] = str(REPO)  # the cluster's worker processes import tfprofscale from here
+    started = time.perf_counter()
+    with LocalCluster(processes=True, n_workers=2, threads_per_worker=1, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        start_s = time.perf_counter() - started
+        return start_s, sweep_s(config, out, "--scheduler", cluster.scheduler_address)
+
+
+def load() -> str:
+    return "load average " + " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile-runs", type=int, default=3, help="times the single profile is run (median)")
-    parser.add_argument("--workers", type=int, default=1, help="sweep workers (default 1)")
-    parser.add_argument("--keep", metavar="DIR", help="keep the sweep output here instead of a temporary folder")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    parser.add_argument("--skip-dask", action="store_true", help="only the sweep against separate profiles")
+    parser.add_argument("--keep", metavar="DIR", help="keep the outputs here instead of a temporary folder")
     args = parser.parse_args()
+    ratios, overheads, with_start = [], [], []
     with tempfile.TemporaryDirectory(prefix="bench_sweep_") as scratch:
         folder = Path(args.keep) if args.keep else Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
         config = folder / "bench.ini"
         config.write_text(GRID)
-        python = [sys.executable, "-m", "tfprofscale"]
-        sweep_s = timed(python + ["sweep", str(config), "--out", str(folder / "sweep"), "--no-resume",
-                                  "--workers", str(args.workers)])
-        profile_command = python + ["profile", str(MODEL), "--batch-size", str(PROFILED["batch_size"]),
-                                    "--param", f"total_layers={PROFILED['total_layers']}",
-                                    "--param", f"conv_size={PROFILED['conv_size']}",
-                                    "--steps", str(STEPS), "--warmup", str(WARMUP),
-                                    "--trace-steps", str(TRACE_STEPS), "--logdir", str(folder / "profile_runs"),
-                                    "--quiet"]
-        profile_runs_s = [timed(profile_command) for _ in range(args.profile_runs)]
-    profile_s = statistics.median(profile_runs_s)
-    ratio = sweep_s / (CONFIGURATIONS * profile_s)
-    shown = ", ".join(f"{seconds:.1f}" for seconds in profile_runs_s)
-    print(f"sweep of {CONFIGURATIONS} configurations ({args.workers} worker(s)):  {sweep_s:7.1f} s "
-          f"({sweep_s / CONFIGURATIONS:.2f} s per configuration, plots and report included)")
-    print(f"one profile command ({', '.join(f'{k}={v}' for k, v in PROFILED.items())}): "
-          f"{profile_s:7.1f} s (median of {shown})")
-    print(f"{CONFIGURATIONS} x one profile:{CONFIGURATIONS * profile_s:27.1f} s")
-    print(f"ratio sweep / ({CONFIGURATIONS} x profile): {ratio:.3f}   (goal <= 0.4)")
+        print(f"{CONFIGURATIONS} configurations, {args.rounds} rounds; at start: {load()}", flush=True)
+        for number in range(1, args.rounds + 1):
+            one_worker = sweep_s(config, folder / "sweep")
+            separate = profiles_s(folder)
+            ratios.append(one_worker / separate)
+            print(f"round {number}: sweep {one_worker:6.1f} s, 12 profiles {separate:6.1f} s, "
+                  f"ratio {ratios[-1]:.3f}   ({load()})", flush=True)
+            if args.skip_dask:
+                continue
+            pool = sweep_s(config, folder / "pool", "--workers", "2")
+            start, cluster = dask_sweep_s(config, folder / "dask")
+            overheads.append((cluster - pool) / CONFIGURATIONS)
+            with_start.append((start + cluster - pool) / CONFIGURATIONS)
+            print(f"round {number}: local pool (2 workers) {pool:6.1f} s, Dask (2 workers) {cluster:6.1f} s "
+                  f"+ {start:.1f} s to start the cluster; Dask overhead {overheads[-1]:+.2f} s per configuration, "
+                  f"{with_start[-1]:+.2f} s counting the cluster's start   ({load()})", flush=True)
+    print(f"median ratio sweep / 12 separate profiles: {statistics.median(ratios):.3f} "
+          f"(rounds: {', '.join(f'{r:.3f}' for r in ratios)})")
+    if overheads:
+        print(f"median Dask overhead against the local pool: {statistics.median(overheads):+.2f} s per configuration "
+              f"(rounds: {', '.join(f'{o:+.2f}' for o in overheads)})")
+        print(f"  counting the cluster's start: {statistics.median(with_start):+.2f} s per configuration "
+              f"(rounds: {', '.join(f'{o:+.2f}' for o in with_start)})")
+    print(f"at end: {load()}")
     return 0
 
 

@@ -67,14 +67,17 @@ def predictors(train: Sequence[ConfigSample], traits: MachineTraits, peaks: Peak
     }
 
 
-def load_sweep(out_dir: str | Path, statistic: str = "median",
-               skip_unreadable: bool = False) -> list[ConfigSample]:
-    """The finished configurations of a sweep directory (reports/*.json), repeats merged.
+def load_sweep(out_dir: str | Path, statistic: str = "median", skip_unreadable: bool = False,
+               machine: str | None = None) -> list[ConfigSample]:
+    """The finished configurations of a sweep directory (reports/*.json), repeats on one machine merged.
 
     ``statistic`` (one of STATISTICS) is the step time of a report that
     stands for it; over repeats, the smallest. An unreadable record is an
-    InputError, or left out with ``skip_unreadable``.
+    InputError, or left out with ``skip_unreadable``. ``machine``: only those
+    measured on the machine of this fingerprint (None: all).
     """
+    from tfprofscale.audit.machine_models import machine_key
+
     if statistic not in STATISTICS:
         raise InputError(f"statistic {statistic!r}: must be one of {', '.join(STATISTICS)}")
     if not Path(out_dir).is_dir():
@@ -83,8 +86,8 @@ def load_sweep(out_dir: str | Path, statistic: str = "median",
     for path in sorted((Path(out_dir) / "reports").glob("*.json")):
         try:
             record = _read_record(path)
-            if record["status"] == "ok" and record.get("report"):
-                key = json.dumps(record["config"], sort_keys=True, default=str)
+            if record["status"] == "ok" and record.get("report") and machine in (None, machine_key(record)):
+                key = json.dumps([record["config"], machine_key(record)], sort_keys=True, default=str)
                 runs.setdefault(key, []).append(_sample(path, record, statistic))
         except InputError:
             if not skip_unreadable:

@@ -1,7 +1,8 @@
 """``tfprofscale fit`` and ``tfprofscale predict``: a latency model from a sweep, and its predictions.
 
 ``fit RESULTS_DIR --out model.json`` fits the latency model on every
-finished configuration of a sweep directory and prints it, with its
+finished configuration of a sweep directory, one model per machine that
+measured them (tfprofscale.audit.machine_models), and prints it, with its
 held-out validation (against an affine baseline and TensorFlow's cost
 model, beside the measurement's repeatability) when the sweep is large
 enough. ``predict model.json
@@ -41,6 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument("--batch-size", type=int, default=1, help="inference batch size (default 1)")
     predict.add_argument("--input-shape", action="append", default=[], metavar="D1,D2,...",
                          help="per-example input shape for inputs the model leaves undefined (once per input)")
+    predict.add_argument("--machine", metavar="FINGERPRINT",
+                         help="use the model fitted on this machine (default: this machine's; see `fit`'s output)")
     predict.set_defaults(run=run_predict)
 
 
@@ -50,21 +53,28 @@ def run_fit(args: argparse.Namespace) -> int:
     check_output_path(args.out, "--out")
     import_tensorflow_quietly()
     from tfprofscale.audit.latency import fit_latency_model
+    from tfprofscale.audit.machine_models import UNKNOWN, FittedMachine, save_models, sweep_machines
     from tfprofscale.audit.validation import MIN_VALIDATION_CONFIGS, load_sweep, validate_samples
 
-    samples = load_sweep(args.results_dir, args.statistic)
-    if not samples:
-        raise InputError(f"{args.results_dir} has no finished configuration (reports/*.json with status ok)")
-    if len(samples) >= MIN_VALIDATION_CONFIGS:
-        validation = validate_samples(samples)
-        model, lines = validation.model, validation.lines()
-    else:
-        model = fit_latency_model(samples)
-        lines = model.lines() + [f"(no held-out validation: it needs {MIN_VALIDATION_CONFIGS} configurations, "
-                                 f"the sweep has {len(samples)})"]
-    model.save(args.out)
-    print("\n".join(lines))
-    print(f"wrote {args.out}")
+    machines = sweep_machines(args.results_dir) if Path(args.results_dir).is_dir() else {}
+    fitted = []
+    for fingerprint, description in (machines or {None: ""}).items():
+        samples = load_sweep(args.results_dir, args.statistic,
+                             machine=fingerprint if len(machines) > 1 else None)
+        if not samples:
+            raise InputError(f"{args.results_dir} has no finished configuration (reports/*.json with status ok)")
+        if len(samples) >= MIN_VALIDATION_CONFIGS:
+            validation = validate_samples(samples)
+            model, lines = validation.model, validation.lines()
+        else:
+            model = fit_latency_model(samples)
+            lines = model.lines() + [f"(no held-out validation: it needs {MIN_VALIDATION_CONFIGS} configurations, "
+                                     f"the sweep has {len(samples)})"]
+        print(f"machine {fingerprint}: {description}" if fingerprint else "machine not recorded")
+        print("\n".join(lines))
+        fitted.append(FittedMachine(fingerprint or UNKNOWN, description, model))
+    save_models(args.out, fitted)
+    print(f"wrote {args.out}: one latency model per machine ({len(fitted)} machine{'s' * (len(fitted) > 1)})")
     return 0
 
 
@@ -78,9 +88,10 @@ def run_predict(args: argparse.Namespace) -> int:
     check_input_file(args.latency_model, "latency model")
     check_input_file(args.model, "model file")
     import_tensorflow_quietly()
-    from tfprofscale.audit.latency import LatencyModel
+    from tfprofscale.audit.machine_models import load_for_machine
+    from tfprofscale.sweep.machine import this_machine
 
-    model = LatencyModel.load(args.latency_model)
+    model = load_for_machine(args.latency_model, args.machine, this_machine()).model
     layers = untimed_layer_rows(args.model, args.param, args.batch_size, input_shapes)
     layer_us = model.layer_times_us(layers)
     width = max(len(f"{row.name} ({row.type})") for row in layers)

@@ -7,6 +7,7 @@ from pathlib import Path
 from tfprofscale.errors import InputError
 from tfprofscale.inputs import check_input_file
 from tfprofscale.output import check_output_folder
+from tfprofscale.sweep.grid import DEFAULT_MAX_CONFIGS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,6 +28,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--workers", type=int, default=1, metavar="N",
                         help="worker processes (default 1: parallel workers share the CPU cores, "
                              "so their step times would disturb each other)")
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="run the failed and timed-out configurations again; keep every good result")
+    parser.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                        help="run on this dask.distributed cluster instead of local workers "
+                             "(start its workers with `dask worker HOST:PORT --nthreads 1`)")
+    parser.add_argument("--timeout", type=float, metavar="SECONDS",
+                        help="stop a configuration that runs longer, record it as timed out and go on "
+                             "(overrides [sweep] timeout; default: no limit)")
+    parser.add_argument("--max-configs", type=int, default=DEFAULT_MAX_CONFIGS, metavar="N",
+                        help=f"refuse a sweep of more configurations (default {DEFAULT_MAX_CONFIGS:,})")
     parser.set_defaults(run=run)
 
 
@@ -35,8 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from tfprofscale.sweep.runner import SweepOptions, run_sweep
     from tfprofscale.sweep.config import load_sweep_config
 
-    if args.workers < 1:
-        raise InputError(f"--workers {args.workers}: must be at least 1")
+    _check_arguments(args)
     out_dir = Path(args.out) if args.out else Path("results") / Path(args.config).stem
     check_output_folder(out_dir, "--out")
     if args.weights is not None:
@@ -44,15 +54,35 @@ def run(args: argparse.Namespace) -> int:
     config = load_sweep_config(args.config, args.model)
     data = _check_data(args.data, config.model)
     options = SweepOptions(out_dir=out_dir, resume=not args.no_resume, workers=args.workers, data=data,
-                           weights=args.weights)
+                           weights=args.weights, retry_failed=args.retry_failed,
+                           timeout_s=args.timeout if args.timeout is not None else config.timeout_s,
+                           scheduler=args.scheduler or config.scheduler, max_configs=args.max_configs)
     summary = run_sweep(config, options)
-    print(f"{summary.total} configurations: {summary.ok} ok, {len(summary.failed)} failed"
+    timed_out = f", {len(summary.timed_out)} of them timed out" if summary.timed_out else ""
+    print(f"{summary.total} configurations: {summary.ok} ok, {len(summary.failed)} failed{timed_out}"
           + (f" ({summary.resumed} done by an earlier run)" if summary.resumed else ""))
     print(f"tables:  {out_dir / 'results.csv'} (per configuration), {out_dir / 'layers.csv'} (per layer)")
     print(f"reports: {out_dir / 'reports'}/<config_id>.json")
     print(f"plots:   {out_dir / 'plots'}/ ({len(summary.plots)} figures), index {out_dir / 'report.md'}")
     print(f"traces and HParams: tensorboard --logdir {out_dir / 'runs'}")
     return 0 if summary.ok else 1
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """InputError for a worker count, time limit, limit or scheduler address that cannot work."""
+    from tfprofscale.sweep.config import check_scheduler_address
+
+    if args.workers < 1:
+        raise InputError(f"--workers {args.workers}: must be at least 1")
+    if args.timeout is not None and not args.timeout > 0:
+        raise InputError(f"--timeout {args.timeout:g}: must be a number of seconds > 0")
+    if args.max_configs < 1:
+        raise InputError(f"--max-configs {args.max_configs}: must be at least 1")
+    if args.scheduler is not None:
+        check_scheduler_address(args.scheduler, lambda problem: InputError(f"--scheduler: {problem}"))
+        if args.workers != 1:
+            raise InputError(f"--workers {args.workers} with --scheduler: the cluster's workers run the "
+                             f"configurations (start as many `dask worker` processes as you want)")
 
 
 def _check_data(data: str | None, model: Path) -> str | None:

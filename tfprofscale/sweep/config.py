@@ -24,6 +24,8 @@ document 001's 0.75 is the TF1-style keep probability, so the model's
     warmup = 5                           optional (default 5)
     trace_steps = 10                     optional, profiled steps (default 10)
     input_shape = 224,224,3              optional, per-example shape of inputs left undefined (one per input)
+    timeout = 600                        optional, seconds one configuration may run (default: no limit)
+    scheduler = tcp://HOST:8786          optional, a dask.distributed scheduler to run on (default: local)
     [grid]
     total_layers = 4 6 8 10              any model parameter: a list of values
     conv_size = 3 5 8
@@ -53,7 +55,8 @@ DOCUMENT_001_SECTION = "CONFIGURATION"
 DOCUMENT_001_PARAMETERS = {"tot_layers": "total_layers", "filter_size": "conv_size", "dropout": "dropout"}
 DOCUMENT_001_KEYS = {"training_iterations", "batch_size", "tot_layers", "filter_size", "learning_rate",
                      "dropout", "evaluation_iterations"}
-SWEEP_KEYS = {"model", "batch_size", "steps", "repeats", "warmup", "trace_steps", "input_shape"}
+SWEEP_KEYS = {"model", "batch_size", "steps", "repeats", "warmup", "trace_steps", "input_shape", "timeout",
+              "scheduler"}
 TRAINING_KEYS = {"epochs", "learning_rate", "batch_size"}
 RESERVED_NAMES = {"batch_size", "repeat", "config_id", "status", "error"}
 _NO_DEFAULT_SECTION = "\0no default section"
@@ -83,6 +86,8 @@ class SweepConfig:
     training: TrainingSettings = field(default_factory=TrainingSettings)
     origins: dict[str, str] = field(default_factory=dict)
     input_shapes: tuple[tuple[int, ...], ...] | None = None
+    timeout_s: float | None = None
+    scheduler: str | None = None
 
     def origin(self, name: str) -> str:
         """Where grid parameter ``name`` came from: ``FILE [section] key``."""
@@ -228,6 +233,8 @@ def _general(source: Path, parser: configparser.ConfigParser, sections: dict[str
         trace_steps=read("trace_steps", _non_negative_int, 10),
         training=_training(source, parser, sections["training"]) if "training" in sections else TrainingSettings(),
         input_shapes=read("input_shape", _input_shapes, None),
+        timeout_s=read("timeout", _positive_float, None),
+        scheduler=read("scheduler", _scheduler_address, None),
     )
     if "model" not in sweep_keys:
         return config
@@ -354,6 +361,19 @@ def _keep_probability_as_rate(where: _Where, text: str) -> list[float]:
     if isinstance(keep, bool) or not isinstance(keep, (int, float)) or not 0 < keep <= 1:
         raise where.error(f"value {keep!r} must be a keep probability in (0, 1] (the dropout rate is 1 - it)")
     return [round(1.0 - float(keep), 12)]
+
+
+def _scheduler_address(where: _Where, text: str) -> str:
+    return check_scheduler_address(text.strip(), lambda problem: where.error(problem))
+
+
+def check_scheduler_address(address: str, error: Callable[[str], InputError]) -> str:
+    """``address`` if it looks like a Dask scheduler address (``tcp://HOST:PORT``), else ``error(problem)``."""
+    scheme, separator, rest = address.partition("://")
+    host, colon, port = rest.rpartition(":")
+    if not separator or scheme not in ("tcp", "tls", "ws", "wss", "ucx") or not host or not port.isdigit():
+        raise error(f"{address!r} is not a scheduler address like tcp://HOST:8786")
+    return address
 
 
 def _one_path(where: _Where, text: str) -> Path:

@@ -1,8 +1,10 @@
 """A sweep's tables (results.csv, layers.csv) and summaries (plots, HParams, report.md), from its records.
 
 A record is the content of ``reports/<config_id>.json``: ``config_id``,
-``config`` (grid values and ``batch_size``), ``repeat``, ``status``,
-``error``, ``elapsed_s`` and ``report`` (the profile JSON, None if failed).
+``config`` (grid values and ``batch_size``), ``repeat``, ``status`` (ok,
+failed or timed_out), ``error``, ``timeout_s``, ``elapsed_s``, ``host``,
+``machine`` (fingerprint, description and its parts; None if unknown) and
+``report`` (the profile JSON, None if failed).
 """
 from __future__ import annotations
 
@@ -26,7 +28,8 @@ STEP_COLUMNS = ["step_time_median_ms", "step_time_p10_ms", "step_time_p90_ms", "
 MEMORY_COLUMNS = ["measured_peak_bytes", "weights_bytes", "input_bytes", "estimated_peak_bytes",
                   "tf_estimated_peak_bytes", "allocator_peak_bytes"]  # from the report's memory record
 RESULT_COLUMNS = ["batch_size", "repeat", *DOCUMENT_001_COLUMNS, *TOTALS_COLUMNS, *MEMORY_COLUMNS, *STEP_COLUMNS,
-                  "accuracy", "status", "error", "warnings"]
+                  "accuracy", "status", "error", "warnings",
+                  "host", "machine"]
 LAYER_FIELDS = ["name", "type", "output_shape", "params", "analytic_flops", "analytic_macs", "graph_flops",
                 "activation_bytes", "time_us", "achieved_gflops", "time_share", "receptive_field", "supported",
                 "geometry", "analytic_terms"]
@@ -56,7 +59,13 @@ def results_row(record: dict[str, Any], grid_names: list[str]) -> dict[str, Any]
                step_time_p90_ms=steps.get("p90"), step_time_cv=steps.get("cv"), accuracy=totals.get("accuracy"),
                status=record["status"], error=record.get("error"),
                warnings=" | ".join(report.get("warnings") or []) if report else None)
+    row.update(host=record.get("host"), machine=machine_fingerprint(record))
     return row
+
+
+def machine_fingerprint(record: dict[str, Any]) -> str | None:
+    """The fingerprint of the machine that measured a record (None: unknown, e.g. its worker died)."""
+    return (record.get("machine") or {}).get("fingerprint")
 
 
 def layer_rows(record: dict[str, Any], grid_names: list[str]) -> list[dict[str, Any]]:
@@ -88,13 +97,13 @@ def write_tables(out_dir: Path, records: list[dict[str, Any]], grid_names: list[
 def write_summaries(out_dir: Path, config: SweepConfig, records: list[dict[str, Any]],
                     grid_names: list[str]) -> list[Path]:
     """plots/*.png, the HParams summary in runs/ and report.md, from all records; the plot files."""
-    from tfprofscale.sweep import hparams, plots
+    from tfprofscale.sweep import by_machine, hparams, plots
 
     results = [results_row(record, grid_names) for record in records]
     layers = [row for record in records for row in layer_rows(record, grid_names)]
     parameters = grid_names + ["batch_size"]
     shutil.rmtree(out_dir / "plots", ignore_errors=True)
-    figures = plots.sweep_figures(results, layers, parameters, Path(str(config.model)).stem)
+    figures = by_machine.figures(results, layers, parameters, Path(str(config.model)).stem, records)
     saved = plots.save_figures(figures, out_dir / "plots")
     hparams.write_hparams(out_dir / "runs", results, parameters, [record["config_id"] for record in records])
     atomic_write_text(out_dir / "report.md", report_markdown(config, records, grid_names, saved))
@@ -118,12 +127,14 @@ def atomic_write_text(path: Path, text: str) -> None:
 def report_markdown(config: SweepConfig, records: list[dict[str, Any]], grid_names: list[str],
                     figures: list[Any]) -> str:
     """report.md: what was swept, the headline numbers, and every figure with one sentence."""
+    from tfprofscale.sweep import by_machine
+
     results = pd.DataFrame([results_row(record, grid_names) for record in records])
     layers = [row for record in records for row in layer_rows(record, grid_names)]
     ok = results[results["status"] == "ok"] if not results.empty else results
     lines = [f"# Sweep of {Path(str(config.model)).name}", "", _overview(config, records, len(ok)), "",
              "## Headline numbers", ""]
-    lines += [f"- {finding}" for finding in _findings(ok, grid_names + ["batch_size"], layers)]
+    lines += by_machine.headline_lines(ok, grid_names + ["batch_size"], layers, records, _findings)
     lines += [f"- failed: `{r['config_id']}`: {r['error']}" for r in records if r["status"] != "ok"]
     lines += _warning_lines(records)
     lines += ["", "## Figures", ""]
