@@ -22,6 +22,7 @@ def operations():
         ops.matmul(x, m), ops.softmax(x), ops.relu(x), ops.gelu(x), ops.gelu(x, approximate=False),
         ops.einsum("bij,bjk->bik", x, m), ops.transpose(x, (0, 2, 1)), ops.concatenate([x, x], axis=1),
         ops.reshape(x, (-1, 512)), ops.expand_dims(v, 1), ops.sqrt(x), ops.exp(x),
+        ops.not_equal(x, v), ops.greater(x, 0.5),
     ]
     return costed(keras.Model([x, v, m], outputs), batch=2)
 
@@ -37,6 +38,7 @@ def _cost(operations, name):
     ("add", X),                          # (2, 16, 32) + (2, 1, 32) broadcast: one add per output element
     ("subtract", X), ("divide", X), ("maximum", X), ("minimum", X),
     ("multiply", X),                     # a Python scalar is not an input: still one multiply per element
+    ("not_equal", X), ("greater", X),       # one comparison per (broadcast) output element
     ("power", X), ("negative", X), ("square", X), ("log", X), ("reciprocal", X), ("sqrt", X), ("exp", X),
     ("mean", (X - 2 * 32) + 2 * 32),     # folds 16 rows into 1 per (batch, column): in - out adds, out divides
     ("sum", X - 2 * 16),                 # 32 columns into 1 per (batch, row)
@@ -66,11 +68,13 @@ def test_views_allocate_nothing_and_copies_do(operations):
 
 
 #: Operations whose TensorFlow op tfprof counts the same way (AddV2, Sub, Mul, RealDiv, Maximum, Minimum, Pow,
-#: Neg, Square, Log, Reciprocal: one per element; Mean: one per input element; Sum: in - out; Softmax: 5 per
-#: element; BatchMatMulV2: 2*m*n*k). Not here: Sqrt, Exp, Relu, Max (no statistics in tfprof: 0), gelu (its
-#: composite graph counts Pow 1 and Tanh/Erfc 0, the conventions differ), Einsum (no tfprof statistics: numpy below).
+#: Neg, Square, Log, Reciprocal, NotEqual, Greater: one per element; Mean: one per input element; Sum: in - out;
+#: Softmax: 5 per element; BatchMatMulV2: 2*m*n*k). Not here: Sqrt, Exp, Relu, Max (no statistics in tfprof: 0),
+#: gelu (its composite graph counts Pow 1 and Tanh/Erfc 0: the conventions differ), Einsum (no tfprof statistics:
+#: numpy below).
 SAME_IN_TFPROF = ["add", "subtract", "multiply", "divide", "maximum", "minimum", "power", "negative", "square",
-                  "log", "reciprocal", "mean", "sum", "softmax", "matmul", "transpose", "concatenate", "reshape"]
+                  "log", "reciprocal", "not_equal", "greater", "mean", "sum", "softmax", "matmul", "transpose",
+                  "concatenate", "reshape"]
 
 
 @pytest.mark.parametrize("name", SAME_IN_TFPROF)

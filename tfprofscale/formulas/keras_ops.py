@@ -22,11 +22,15 @@ from tfprofscale.formulas.registry import Formula, NoFormula, formula_for
 from tfprofscale.profiling.op_statistics import einsum_flops_of
 from tfprofscale.profiling.records import LayerInfo
 
-#: Element-wise operations of two operands: one operation per output element, named by this term.
+#: Element-wise operations of two operands (arithmetic, comparisons, logic): one operation per output
+#: element, named by this term.
 BINARY_TERMS = {"Add": "adds", "Subtract": "subtracts", "Multiply": "multiplies", "Divide": "divides",
                 "TrueDivide": "divides", "DivideNoNan": "divides", "FloorDivide": "divides", "Mod": "divides",
                 "Maximum": "comparisons_max", "Minimum": "comparisons_min", "Power": "powers",
-                "Hypot": "hypots", "Arctan2": "arctans"}
+                "Hypot": "hypots", "Arctan2": "arctans",
+                "Equal": "compares", "NotEqual": "compares", "Greater": "compares", "GreaterEqual": "compares",
+                "Less": "compares", "LessEqual": "compares", "LogicalAnd": "logicals", "LogicalOr": "logicals",
+                "LogicalXor": "logicals"}
 
 #: Element-wise operations of one operand, and their operations per element (as TensorFlow counts Rsqrt: 2;
 #: clip is a maximum and a minimum).
@@ -34,7 +38,7 @@ UNARY_FLOPS_PER_ELEMENT = {
     "Negative": 1, "Absolute": 1, "Abs": 1, "Fabs": 1, "Square": 1, "Sqrt": 1, "Cbrt": 1, "Rsqrt": 2,
     "Reciprocal": 1, "Exp": 1, "Exp2": 1, "Expm1": 1, "Log": 1, "Log1p": 1, "Log2": 1, "Log10": 1,
     "Sign": 1, "Floor": 1, "Ceil": 1, "Round": 1, "Trunc": 1, "Sin": 1, "Cos": 1, "Tan": 1,
-    "Sinh": 1, "Cosh": 1, "Erf": 1, "Erfc": 1, "Clip": 2}
+    "Sinh": 1, "Cosh": 1, "Erf": 1, "Erfc": 1, "LogicalNot": 1, "Clip": 2}
 
 #: Reductions: one operation per input element that is folded into another (``in - out``);
 #: Mean then divides each output once.
