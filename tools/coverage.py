@@ -14,8 +14,8 @@ batch 1 with ``tfprofscale.profile`` (untimed unless ``--trace``). Per model it 
   graph (tfprof per op, each Einsum counted with numpy on arrays of ones, each While body times the
   constant its condition compares against, PartitionedCall bodies entered, the dead RNN cell step
   Keras traces outside each loop skipped);
-- graph / hand where tfprof is blind: the graph FLOPs of the LSTM, GRU, MultiHeadAttention,
-  SeparableConv2D and grouped Conv2D rows against a hand count of the ops TensorFlow runs for them
+- graph / hand where tfprof is blind: the graph FLOPs of the LSTM, GRU, Bidirectional (of those),
+  MultiHeadAttention, SeparableConv2D and grouped Conv2D rows against a hand count of the ops TensorFlow runs for them
   (matmuls, bias adds, the element-wise gate arithmetic, Softmax at 5; activations that tfprof
   counts 0, as Relu, are left out of both), and for the nested MobileNetV2 the same backbone
   profiled flat;
@@ -273,6 +273,10 @@ def channels_in(shapes: tuple) -> int:
 def blind_hand_count(layer: Any, input_shapes: tuple, output_shape: tuple, batch: int) -> int | None:
     """The hand count of a layer tfprof alone cannot see, or None for any other layer."""
     kind = type(layer).__name__
+    if kind == "Bidirectional":
+        parts = [blind_hand_count(inner, input_shapes, output_shape, batch)
+                 for inner in (layer.forward_layer, layer.backward_layer)]
+        return None if None in parts else sum(parts)
     if kind in ("LSTM", "GRU") and layer.activation.__name__ == "tanh" and not layer.return_state:
         return {"LSTM": _lstm, "GRU": _gru}[kind](layer, input_shapes, batch)
     if kind == "MultiHeadAttention" and len(input_shapes[0]) == 3 and not layer._dropout:
