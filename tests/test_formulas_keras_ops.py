@@ -22,7 +22,7 @@ def operations():
         ops.matmul(x, m), ops.softmax(x), ops.relu(x), ops.gelu(x), ops.gelu(x, approximate=False),
         ops.einsum("bij,bjk->bik", x, m), ops.transpose(x, (0, 2, 1)), ops.concatenate([x, x], axis=1),
         ops.reshape(x, (-1, 512)), ops.expand_dims(v, 1), ops.sqrt(x), ops.exp(x),
-        ops.not_equal(x, v), ops.greater(x, 0.5),
+        ops.not_equal(x, v), ops.greater(x, 0.5), ops.tensordot(x, m[0], axes=1), ops.outer(v[0, 0], v[0, 0]),
     ]
     return costed(keras.Model([x, v, m], outputs), batch=2)
 
@@ -45,6 +45,8 @@ def _cost(operations, name):
     ("max", X - 2 * 32),
     ("matmul", 2 * (2 * 16 * 8) * 32),   # (2, 16, 32) @ (2, 32, 8): 256 outputs, 32 multiply-adds each
     ("einsum", 2 * 2 * 16 * 32 * 8),     # the same product written as an einsum
+    ("tensordot", 2 * (2 * 16 * 8) * 32),  # (2, 16, 32) . (32, 8) over one axis: c = sqrt(1024 * 256 / 256) = 32
+    ("outer", 32 * 32),                  # (32,) outer (32,): one product per output element, nothing summed
     ("softmax", 5 * X), ("relu", 1 * X),
     ("gelu", 9 * X),                     # keras.ops.gelu is the tanh approximation by default
     ("gelu_1", 5 * X),                   # approximate=False: the erf form
@@ -69,12 +71,12 @@ def test_views_allocate_nothing_and_copies_do(operations):
 
 #: Operations whose TensorFlow op tfprof counts the same way (AddV2, Sub, Mul, RealDiv, Maximum, Minimum, Pow,
 #: Neg, Square, Log, Reciprocal, NotEqual, Greater: one per element; Mean: one per input element; Sum: in - out;
-#: Softmax: 5 per element; BatchMatMulV2: 2*m*n*k). Not here: Sqrt, Exp, Relu, Max (no statistics in tfprof: 0),
-#: gelu (its composite graph counts Pow 1 and Tanh/Erfc 0: the conventions differ), Einsum (no tfprof statistics:
-#: numpy below).
+#: Softmax: 5 per element; BatchMatMulV2 and tensordot's MatMul: 2*m*n*k; outer's Mul: one per element).
+#: Not here: Sqrt, Exp, Relu, Max (no statistics in tfprof: 0), gelu (its composite graph counts Pow 1 and
+#: Tanh/Erfc 0: the conventions differ), Einsum (no tfprof statistics: numpy below).
 SAME_IN_TFPROF = ["add", "subtract", "multiply", "divide", "maximum", "minimum", "power", "negative", "square",
                   "log", "reciprocal", "not_equal", "greater", "mean", "sum", "softmax", "matmul", "transpose",
-                  "concatenate", "reshape"]
+                  "concatenate", "reshape", "tensordot", "outer"]
 
 
 @pytest.mark.parametrize("name", SAME_IN_TFPROF)

@@ -30,7 +30,7 @@ BINARY_TERMS = {"Add": "adds", "Subtract": "subtracts", "Multiply": "multiplies"
                 "Hypot": "hypots", "Arctan2": "arctans",
                 "Equal": "compares", "NotEqual": "compares", "Greater": "compares", "GreaterEqual": "compares",
                 "Less": "compares", "LessEqual": "compares", "LogicalAnd": "logicals", "LogicalOr": "logicals",
-                "LogicalXor": "logicals"}
+                "LogicalXor": "logicals", "Where": "selects"}
 
 #: Element-wise operations of one operand, and their operations per element (as TensorFlow counts Rsqrt: 2;
 #: clip is a maximum and a minimum).
@@ -105,6 +105,25 @@ def _matmul(info: LayerInfo) -> Formula:
     multiply_adds = elements * contracted
     return Formula(terms={"multiply_adds": 2 * multiply_adds}, macs=multiply_adds, params=0,
                    geometry={"contracted": contracted, "elements": elements})
+
+
+@formula_for(*_op_types("Tensordot", "Dot", "Inner", "Outer", "Vdot"))
+def _tensor_product(info: LayerInfo) -> Formula:
+    """Products of operands that share no batch axis. With ``c`` the contracted length, the operands hold
+    ``free_a * c`` and ``c * free_b`` elements and the output ``free_a * free_b``, so
+    ``c = sqrt(a * b / out)`` from the shapes alone; multiply-adds = out * c (outer: c = 1, products only)."""
+    if len(info.input_shapes) != 2:
+        raise NoFormula(f"{info.type} {info.name!r}: {len(info.input_shapes)} recorded operands, not 2")
+    first, second = (_elements(shape) for shape in info.input_shapes)
+    outputs = _elements(info.output_shape)
+    contracted = math.isqrt(first * second // outputs)
+    if contracted * contracted * outputs != first * second:
+        raise NoFormula(f"{info.type} {info.name!r}: shapes {info.input_shapes} -> {info.output_shape} "
+                        "are not a product without shared axes")
+    if contracted == 1:
+        return Formula(terms={"products": outputs}, macs=0, params=0, geometry={"contracted": 1, "elements": outputs})
+    return Formula(terms={"multiply_adds": 2 * outputs * contracted}, macs=outputs * contracted, params=0,
+                   geometry={"contracted": contracted, "elements": outputs})
 
 
 @formula_for(*_op_types("Einsum"))
