@@ -13,7 +13,11 @@ ops = keras.ops
 
 @pytest.fixture(scope="module")
 def operations():
-    """Operations on a (16, 32) sequence, a (1, 32) row broadcast against it, and a (32, 8) matrix; batch 2."""
+    """Operations on a (16, 32) sequence, a (1, 32) row broadcast against it, and a (32, 8) matrix; batch 2.
+
+    Rows are named after the operations (``add``, ``not_equal``...): a fresh session restarts Keras' naming.
+    """
+    keras.backend.clear_session()
     x, v, m = keras.Input((16, 32), name="x"), keras.Input((1, 32), name="v"), keras.Input((32, 8), name="m")
     outputs = [
         ops.add(x, v), ops.subtract(x, v), ops.multiply(x, 2.0), ops.divide(x, v), ops.maximum(x, v),

@@ -17,6 +17,7 @@ import math
 import re
 from typing import Any
 
+from tfprofscale.formulas.activation_layers import activation_formula
 from tfprofscale.formulas.activations import ACTIVATION_FLOPS_PER_ELEMENT
 from tfprofscale.formulas.registry import Formula, NoFormula, formula_for
 from tfprofscale.profiling.op_statistics import einsum_flops_of
@@ -164,11 +165,7 @@ def _activation(info: LayerInfo) -> Formula:
     name = activation_name(_class_name(info), _operation(info))
     if name is None:
         raise NoFormula(f"{info.type} {info.name!r}: no per-element count")
-    per_element, formula = ACTIVATION_FLOPS_PER_ELEMENT[name]
-    elements = _elements(info.output_shape)
-    return Formula(terms={"activations": per_element * elements}, macs=0, params=0,
-                   geometry={"activation": name, "activation_flops_per_element": per_element,
-                             "formula": formula, "elements": elements})
+    return activation_formula(info, name)
 
 
 @formula_for(*_op_types(*VIEWS))
