@@ -54,10 +54,15 @@ def _scope_recording(layer, scopes):
     return call
 
 
+def tfprof_op_flops(graph: tf.Graph) -> dict[str, int]:
+    """tfprof's float_ops per op name of the top-level graph."""
+    options = ProfileOptionBuilder(ProfileOptionBuilder.float_operation()).with_empty_output().build()
+    return dict(_walk(model_analyzer.profile(graph, options=options)))
+
+
 def tfprof_flops(graph: tf.Graph, scope: str) -> int:
     """tfprof's float_ops summed over the floating-point ops under ``scope/`` (not int32 shape arithmetic)."""
-    options = ProfileOptionBuilder(ProfileOptionBuilder.float_operation()).with_empty_output().build()
-    counts = dict(_walk(model_analyzer.profile(graph, options=options)))
+    counts = tfprof_op_flops(graph)
     prefix = scope + "/" if scope else ""
     return sum(counts.get(op.name, 0) for op in graph.get_operations()
                if op.name.startswith(prefix) and _is_floating(op))

@@ -13,21 +13,12 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow.python.profiler import model_analyzer
-from tensorflow.python.profiler.option_builder import ProfileOptionBuilder
 
+from tests.graph_counting import tfprof_op_flops
+from tests.graph_counting import trace as trace_scopes
+from tests.layer_harness import info_of
 from tfprofscale.formulas.analytic import analyze_layers, layer_cost, supported_layer_types
 from tfprofscale.profiling.records import LayerInfo
-
-
-def info_of(layer: keras.layers.Layer, batch: int, inbound: tuple[str, ...] = ()) -> LayerInfo:
-    """A LayerInfo for a layer of a built functional model, batch fixed."""
-    inputs = [] if isinstance(layer, keras.layers.InputLayer) else keras.tree.flatten(layer.input)
-    return LayerInfo(
-        name=layer.name, type=type(layer).__name__,
-        input_shapes=tuple((batch, *t.shape[1:]) for t in inputs),
-        output_shape=(batch, *layer.output.shape[1:]),
-        inbound=inbound, layer=layer)
 
 
 def chain_infos(model: keras.Model, batch: int) -> list[LayerInfo]:
@@ -108,34 +99,10 @@ def test_hand_worked_cnn_receptive_field(two_layer_cnn_costs):
 
 def graph_flops_per_layer(model: keras.Model, input_shape: tuple[int, ...]) -> dict[str, int]:
     """tfprof's float_ops summed over the ops under each layer's recorded name scope."""
-    scopes: dict[str, str] = {}
-    for layer in model.layers:
-        layer.call = _scope_recording(layer, scopes)
-    try:
-        function = tf.function(lambda x: model(x, training=False))
-        graph = function.get_concrete_function(tf.TensorSpec(input_shape, tf.float32)).graph
-    finally:
-        for layer in model.layers:
-            del layer.call
-    options = ProfileOptionBuilder(ProfileOptionBuilder.float_operation()).with_empty_output().build()
-    op_flops = dict(_walk(model_analyzer.profile(graph, options=options)))
+    traced = trace_scopes(model, [tf.TensorSpec(input_shape, tf.float32)])
+    op_flops = tfprof_op_flops(traced.graph)
     return {name: sum(flops for op, flops in op_flops.items() if op.startswith(scope + "/"))
-            for name, scope in scopes.items()}
-
-
-def _scope_recording(layer, scopes):
-    original = layer.call
-
-    def call(*args, **kwargs):
-        scopes.setdefault(layer.name, tf.get_current_name_scope())
-        return original(*args, **kwargs)
-    return call
-
-
-def _walk(node):
-    yield node.name, node.float_ops
-    for child in node.children:
-        yield from _walk(child)
+            for name, scope in traced.scopes.items()}
 
 
 #: Layers whose activation TensorFlow's profiler counts too (Softmax, 5 per element).

@@ -9,28 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_faults import DENSE, one_line_error
 from tfprofscale.cli import main
 
-DENSE = """import keras
-
-
-def build_model():
-    inputs = keras.Input((10,), name="x")
-    return keras.Model(inputs, keras.layers.Dense(2, name="d")(inputs), name="dense")
-"""
 LATENCY_MODEL = {"kind": "tfprofscale latency model", "features": ["roofline_us", "bytes_beyond_l2", "ops"],
                  "coefficients_us": {"Dense": {"ops": 2.5}}, "overhead_us": 100.0,
                  "free_layer_types": ["InputLayer"], "n_configs": 3,
                  "traits": {"vector_floats": 8, "l2_bytes": None, "l3_bytes": None},
                  "peaks": {"flops_per_s": 1e9, "bytes_per_s": 1e9}}
-
-
-def one_line_error(capsys, *argv: str) -> str:
-    status = main(list(argv))
-    err = capsys.readouterr().err
-    assert status == 2, err
-    assert len(err.splitlines()) == 1, err
-    return err.strip()
 
 
 @pytest.fixture

@@ -7,17 +7,10 @@ import os
 
 import pytest
 
+from tests.cli_faults import DENSE_TEMPLATE, one_line_error
 from tfprofscale.cli import main
 from tfprofscale.errors import InputError
 
-DENSE = """import keras
-{extra}
-
-
-def build_model():
-    inputs = keras.Input((10,), name="x")
-    return keras.Model(inputs, keras.layers.Dense(2, name="d")(inputs), name="dense")
-"""
 FAST = ("--steps", "1", "--warmup", "0", "--no-trace", "--quiet")
 
 
@@ -28,22 +21,13 @@ def dense_file(folder, source, name):
     return path
 
 
-def one_line_error(capsys, *argv: str) -> str:
-    """Run the CLI; assert exit status 2 and exactly one line on stderr; return that line."""
-    status = main(list(argv))
-    err = capsys.readouterr().err
-    assert status == 2, err
-    assert len(err.splitlines()) == 1, err
-    return err.strip()
-
-
 @pytest.mark.parametrize("extra, doing, status", [
     ("import sys\nsys.exit(0)", "importing it", "0"),
     ("raise SystemExit(3)", "importing it", "3"),
     ("import os\nos._exit(0)", "importing it", "0 (os._exit)"),
 ])
 def test_an_exit_at_import_is_an_error(capsys, tmp_path, extra, doing, status):
-    path = dense_file(tmp_path, DENSE.format(extra=extra), "exits.py")
+    path = dense_file(tmp_path, DENSE_TEMPLATE.format(extra=extra), "exits.py")
     line = one_line_error(capsys, "profile", str(path), *FAST)
     assert line == f"tfprofscale profile: error: model file exits.py exited with status {status} while {doing}"
 
@@ -62,7 +46,7 @@ def test_an_exit_in_build_model_is_an_error(capsys, write_model):
 
 
 def test_os_exit_in_example_inputs_is_an_error(capsys, tmp_path):
-    path = dense_file(tmp_path, DENSE.format(extra="import os") + "\n\ndef example_inputs(batch_size):\n    os._exit(0)\n",
+    path = dense_file(tmp_path, DENSE_TEMPLATE.format(extra="import os") + "\n\ndef example_inputs(batch_size):\n    os._exit(0)\n",
                        "inputs_exit.py")
     line = one_line_error(capsys, "profile", str(path), *FAST)
     assert line.endswith("model file inputs_exit.py exited with status 0 (os._exit) while calling example_inputs")
@@ -72,7 +56,7 @@ def test_os_exit_in_example_inputs_is_an_error(capsys, tmp_path):
 def test_an_exit_in_load_data_is_an_error(tmp_path):
     from tfprofscale.profiling.loading import load_model_file
 
-    path = dense_file(tmp_path, DENSE.format(extra="import sys") + "\n\ndef load_data(path):\n    sys.exit('no data')\n",
+    path = dense_file(tmp_path, DENSE_TEMPLATE.format(extra="import sys") + "\n\ndef load_data(path):\n    sys.exit('no data')\n",
                        "data_exit.py")
     with pytest.raises(InputError) as caught:
         load_model_file(path).load_data("somewhere")
@@ -100,14 +84,14 @@ def test_nul_bytes_say_not_a_text_file(capsys, tmp_path):
 
 
 def test_example_inputs_that_raises(capsys, tmp_path):
-    path = dense_file(tmp_path, DENSE.format(extra="") + "\n\ndef example_inputs(batch_size):\n    raise ValueError('boom')\n",
+    path = dense_file(tmp_path, DENSE_TEMPLATE.format(extra="") + "\n\ndef example_inputs(batch_size):\n    raise ValueError('boom')\n",
                        "raises.py")
     line = one_line_error(capsys, "profile", str(path), "--batch-size", "4", *FAST)
     assert line == "tfprofscale profile: error: model file raises.py: example_inputs(4) failed: ValueError: boom"
 
 
 def test_example_inputs_of_the_wrong_shape(capsys, tmp_path):
-    path = dense_file(tmp_path, DENSE.format(extra="import numpy as np") +
+    path = dense_file(tmp_path, DENSE_TEMPLATE.format(extra="import numpy as np") +
                        "\n\ndef example_inputs(batch_size):\n    return np.zeros((batch_size, 9), 'float32')\n",
                        "shape.py")
     line = one_line_error(capsys, "profile", str(path), "--batch-size", "4", *FAST)
@@ -116,7 +100,7 @@ def test_example_inputs_of_the_wrong_shape(capsys, tmp_path):
 
 
 def test_example_inputs_of_the_wrong_count(capsys, tmp_path):
-    path = dense_file(tmp_path, DENSE.format(extra="import numpy as np") +
+    path = dense_file(tmp_path, DENSE_TEMPLATE.format(extra="import numpy as np") +
                        "\n\ndef example_inputs(batch_size):\n    x = np.zeros((batch_size, 10))\n    return [x, x]\n",
                        "count.py")
     line = one_line_error(capsys, "profile", str(path), *FAST)
@@ -147,7 +131,7 @@ def test_a_batch_that_cannot_fit_is_refused_before_allocating(capsys, tmp_path, 
     from tfprofscale.profiling import input_budget
 
     monkeypatch.setattr(input_budget, "available_memory_bytes", lambda: 2**30)
-    path = dense_file(tmp_path, DENSE.format(extra=""), "big.py")
+    path = dense_file(tmp_path, DENSE_TEMPLATE.format(extra=""), "big.py")
     line = one_line_error(capsys, "profile", str(path), "--batch-size", "1000000000", *FAST)
     # 10^9 examples x 10 float32 elements: 4 bytes in the tensor + 8 in numpy's float64 draw = 1.2e11 B
     assert 1_000_000_000 * 10 * (4 + 8) / 2**30 == pytest.approx(111.76, abs=0.01)
@@ -157,14 +141,14 @@ def test_a_batch_that_cannot_fit_is_refused_before_allocating(capsys, tmp_path, 
 
 def test_a_model_file_is_imported_once_per_profile(capsys, write_model, tmp_path):
     counter = tmp_path / "imports.txt"
-    path = dense_file(tmp_path, DENSE.format(extra=f"open({str(counter)!r}, 'a').write('x')"), "counted.py")
+    path = dense_file(tmp_path, DENSE_TEMPLATE.format(extra=f"open({str(counter)!r}, 'a').write('x')"), "counted.py")
     assert main(["profile", str(path), *FAST]) == 0
     assert counter.read_text() == "x"
 
 
 def test_output_paths_are_checked_before_the_model_is_imported(capsys, write_model, tmp_path):
     counter = tmp_path / "imports.txt"
-    path = dense_file(tmp_path, DENSE.format(extra=f"open({str(counter)!r}, 'a').write('x')"), "counted.py")
+    path = dense_file(tmp_path, DENSE_TEMPLATE.format(extra=f"open({str(counter)!r}, 'a').write('x')"), "counted.py")
     (tmp_path / "afile").write_text("")
     line = one_line_error(capsys, "profile", str(path), "--json", str(tmp_path / "afile" / "x.json"), *FAST)
     assert line == (f"tfprofscale profile: error: --json {tmp_path}/afile/x.json: {tmp_path}/afile is a regular "

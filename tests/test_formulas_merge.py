@@ -67,3 +67,21 @@ def test_cosine_similarity_normalizes_both_inputs(merged):
     rows = 2 * 3                                                   # (3, 4) inputs normalized along the 4
     per_row_input = 24 + (24 - rows) + 2 * rows + rows + 24
     assert merged.costs["cosine_rows"].terms["normalize"] == 2 * per_row_input
+
+
+def test_inception_resnet_scaled_residual_by_hand_and_tfprof():
+    from keras.src.applications.inception_resnet_v2 import CustomScaleLayer
+
+    x, r = keras.Input((3, 4)), keras.Input((3, 4))
+    scaled = costed(keras.Model([x, r], CustomScaleLayer(0.17, name="scaled")([x, r])), batch=2)
+    assert scaled.costs["scaled"].flops == 2 * (2 * 3 * 4)      # x + r * 0.17: a Mul and an AddV2 per element
+    assert scaled.costs["scaled"].flops == scaled.graph_flops["scaled"]
+
+
+def test_a_user_class_named_custom_scale_layer_has_no_formula():
+    class CustomScaleLayer(keras.layers.Layer):
+        def call(self, inputs):
+            return inputs[0] * inputs[1] * inputs[0]
+
+    x, r = keras.Input((3, 4)), keras.Input((3, 4))
+    assert not costed(keras.Model([x, r], CustomScaleLayer(name="mine")([x, r])), batch=2).costs["mine"].supported

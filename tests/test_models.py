@@ -65,28 +65,23 @@ def test_generated_cnn_defaults_are_document_000_example():
     assert model.count_params() == 44896 + (4 * 32 + 512) + (512 * 2 + 2)
 
 
-def test_generated_cnn_valid_padding_stride_one():
-    model = model_module("generated_cnn").build_model(
-        n_layers=2, filters=8, kernel_size=5, stride=1, input_size=28, channels=1,
-        n_classes=10, fc_units=16, padding="valid", pool_size=2)
+@pytest.mark.parametrize("config, expected", [
     # 28 -5x5 valid-> 24 -pool 2-> 12 -5x5 valid-> 8 -pool 2-> 4; flatten 4*4*8 = 128
-    assert layer_table(model) == [
-        ("conv0", (24, 24, 8), 5 * 5 * 1 * 8 + 8), ("pool0", (12, 12, 8), 0),
-        ("conv1", (8, 8, 8), 5 * 5 * 8 * 8 + 8), ("pool1", (4, 4, 8), 0),
-        ("flatten", (128,), 0), ("fc", (16,), 128 * 16 + 16), ("logits", (10,), 16 * 10 + 10),
-    ]
-    assert model.count_params() == 208 + 1608 + 2064 + 170
-
-
-def test_generated_cnn_pool_three_stride_three():
-    model = model_module("generated_cnn").build_model(
-        n_layers=1, filters=4, kernel_size=3, stride=3, input_size=32, channels=2,
-        n_classes=3, fc_units=5, padding="same", pool_size=3)
+    (dict(n_layers=2, filters=8, kernel_size=5, stride=1, input_size=28, channels=1, n_classes=10, fc_units=16,
+          padding="valid", pool_size=2),
+     [("conv0", (24, 24, 8), 5 * 5 * 1 * 8 + 8), ("pool0", (12, 12, 8), 0),
+      ("conv1", (8, 8, 8), 5 * 5 * 8 * 8 + 8), ("pool1", (4, 4, 8), 0),
+      ("flatten", (128,), 0), ("fc", (16,), 128 * 16 + 16), ("logits", (10,), 16 * 10 + 10)]),
     # 32 -stride 3 'same'-> ceil(32/3) = 11 -pool 3-> 3; flatten 3*3*4 = 36
-    assert layer_table(model) == [
-        ("conv0", (11, 11, 4), 3 * 3 * 2 * 4 + 4), ("pool0", (3, 3, 4), 0),
-        ("flatten", (36,), 0), ("fc", (5,), 36 * 5 + 5), ("logits", (3,), 5 * 3 + 3),
-    ]
+    (dict(n_layers=1, filters=4, kernel_size=3, stride=3, input_size=32, channels=2, n_classes=3, fc_units=5,
+          padding="same", pool_size=3),
+     [("conv0", (11, 11, 4), 3 * 3 * 2 * 4 + 4), ("pool0", (3, 3, 4), 0),
+      ("flatten", (36,), 0), ("fc", (5,), 36 * 5 + 5), ("logits", (3,), 5 * 3 + 3)]),
+], ids=["valid_padding_stride_one", "pool_three_stride_three"])
+def test_generated_cnn_layers(config, expected):
+    model = model_module("generated_cnn").build_model(**config)
+    assert layer_table(model) == expected
+    assert model.count_params() == sum(params for _, _, params in expected)
 
 
 def _keras_pool_sides(n_layers, kernel_size, stride, input_size, padding, pool_size):

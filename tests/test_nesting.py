@@ -223,7 +223,8 @@ def test_a_keras_operation_that_is_not_a_layer_gets_a_row_with_its_graph_flops()
     hidden = keras.layers.Dense(4, name="dense")(inputs)
     report = untimed_report(keras.Model(inputs, hidden + inputs, name="residual_sum"))
     [add] = [row for row in report.layers if row.type == "ops.Add"]
-    assert add.graph_flops == BATCH * 4 and not add.supported    # one AddV2 over (2, 4)
+    assert add.graph_flops == BATCH * 4                           # one AddV2 over (2, 4)
+    assert add.analytic_flops == BATCH * 4                        # the ops.Add formula, not the Add layer's
     assert report.totals.graph_flops == (2 * BATCH * 4 * 4 + BATCH * 4) + BATCH * 4
     assert all(op.layer is not None for op in report.ops if op.graph_flops)
 

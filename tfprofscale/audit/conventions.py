@@ -190,21 +190,21 @@ def document_004_with_fma(layer_type: str, geometry: Geometry, terms: Terms) -> 
             definition="conv: 2(k*k) + NumChannels + NumFilters + W_out + H_out (a sum where a product is "
                        "meant, per image); fc: NumInputs * NumNeurons")
 def document_000_published(layer_type: str, geometry: Geometry, terms: Terms) -> int | None:
-    g = geometry
-    if layer_type == "Conv2D":
-        return 2 * g["kernel_h"] * g["kernel_w"] + g["in_channels"] + g["out_channels"] + g["out_w"] + g["out_h"]
-    if layer_type == "Dense":
-        return g["in_features"] * g["out_features"]
-    return None
+    return _document_000(layer_type, geometry, output_map=lambda width, height: width + height)
 
 
 @convention("doc000_example", source="document 000's example table (40053 = 2*9 + 3 + 32 + 200*200)",
             definition="conv: 2(k*k) + NumChannels + NumFilters + W_out * H_out, per image; "
                        "fc: NumInputs * NumNeurons")
 def document_000_example(layer_type: str, geometry: Geometry, terms: Terms) -> int | None:
-    g = geometry
+    return _document_000(layer_type, geometry, output_map=lambda width, height: width * height)
+
+
+def _document_000(layer_type: str, g: Geometry, output_map: Callable[[int, int], int]) -> int | None:
+    """Document 000's conv and fc counts; its printings differ only in how the output map enters."""
     if layer_type == "Conv2D":
-        return 2 * g["kernel_h"] * g["kernel_w"] + g["in_channels"] + g["out_channels"] + g["out_w"] * g["out_h"]
+        return (2 * g["kernel_h"] * g["kernel_w"] + g["in_channels"] + g["out_channels"]
+                + output_map(g["out_w"], g["out_h"]))
     if layer_type == "Dense":
         return g["in_features"] * g["out_features"]
     return None

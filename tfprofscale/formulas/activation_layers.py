@@ -24,7 +24,8 @@ def _output_elements(info: LayerInfo, name: str) -> int:
     return math.prod(info.output_shape)
 
 
-def _table(info: LayerInfo, name: str) -> Formula:
+def activation_formula(info: LayerInfo, name: str) -> Formula:
+    """The activation ``name``'s table entry applied to every output element."""
     return _elementwise(info, name, *ACTIVATION_FLOPS_PER_ELEMENT[name])
 
 
@@ -33,7 +34,7 @@ _FIXED_ACTIVATION_LAYERS = {"LeakyReLU": "leaky_relu", "Softmax": "softmax", "EL
 
 @formula_for(*_FIXED_ACTIVATION_LAYERS)
 def _fixed_activation_layer(info: LayerInfo) -> Formula:
-    formula = _table(info, _FIXED_ACTIVATION_LAYERS[info.type])
+    formula = activation_formula(info, _FIXED_ACTIVATION_LAYERS[info.type])
     return Formula(terms=formula.terms, macs=0, params=_counted_params(info), geometry=formula.geometry)
 
 
@@ -45,7 +46,7 @@ def _activation_layer(info: LayerInfo) -> Formula:
     known = activation_cost(function, in_activation_layer=True)
     if known is None:
         raise NoFormula(f"activation {getattr(function, '__name__', repr(function))!r} has no per-element count")
-    return _table(info, known[0])
+    return activation_formula(info, known[0])
 
 
 def _sparsemax(info: LayerInfo) -> Formula:

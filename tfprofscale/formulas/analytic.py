@@ -7,7 +7,7 @@ activation layers, reshape ...); each registers its formulas with
 from __future__ import annotations
 
 from tfprofscale.formulas import activation_layers, convolution, dense, normalization, pooling, reshape  # noqa: F401
-from tfprofscale.formulas import attention, merge, preprocessing, recurrent  # noqa: F401
+from tfprofscale.formulas import attention, keras_ops, merge, preprocessing, recurrent  # noqa: F401
 from tfprofscale.formulas.registry import DIAGNOSTIC_TERMS, analyze_layers, layer_cost, supported_layer_types
 
 __all__ = ["DIAGNOSTIC_TERMS", "analyze_layers", "layer_cost", "supported_layer_types"]

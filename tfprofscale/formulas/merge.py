@@ -65,3 +65,17 @@ def _l2_normalize_flops(shape: Shape, axis: int) -> int:
     elements = math.prod(shape)
     vectors = elements // shape[axis]
     return elements + (elements - vectors) + 2 * vectors + vectors + elements
+
+
+#: Where keras.applications defines ``CustomScaleLayer`` (a user's class of the same name is not it).
+_INCEPTION_RESNET_MODULE = "keras.src.applications.inception_resnet_v2"
+
+
+@formula_for("CustomScaleLayer")
+def _scaled_residual(info: LayerInfo) -> Formula:
+    """InceptionResNetV2's block end ``x + r * scale``: a multiply and an add per output element."""
+    if type(info.layer).__module__ != _INCEPTION_RESNET_MODULE:
+        raise NoFormula(f"CustomScaleLayer {info.name!r} is not keras.applications' ({type(info.layer).__module__})")
+    elements = math.prod(info.output_shape)
+    return Formula(terms={"multiplies": elements, "adds": elements}, macs=0, params=0,
+                   geometry={"scale": info.layer.scale, "elements": elements})

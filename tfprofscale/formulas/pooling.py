@@ -31,31 +31,6 @@ def _average_taps(area: int) -> dict[str, int]:
     return {"window_adds": area - 1, "divides": 1}
 
 
-@formula_for("MaxPooling1D", "MaxPooling2D", "MaxPooling3D")
-def _max_pooling(info: LayerInfo) -> Formula:
-    return _pooling(info, _max_taps)
-
-
-@formula_for("AveragePooling1D", "AveragePooling2D", "AveragePooling3D")
-def _average_pooling(info: LayerInfo) -> Formula:
-    return _pooling(info, _average_taps)
-
-
-@formula_for("AdaptiveMaxPooling1D", "AdaptiveMaxPooling2D", "AdaptiveMaxPooling3D")
-def _adaptive_max_pooling(info: LayerInfo) -> Formula:
-    return _adaptive_pooling(info, _max_taps)
-
-
-@formula_for("AdaptiveAveragePooling1D", "AdaptiveAveragePooling2D", "AdaptiveAveragePooling3D")
-def _adaptive_average_pooling(info: LayerInfo) -> Formula:
-    return _adaptive_pooling(info, _average_taps)
-
-
-@formula_for("GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D")
-def _global_max_pooling(info: LayerInfo) -> Formula:
-    return _global_pooling(info, _max_taps)
-
-
 @formula_for("GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D")
 def _global_average_pooling(info: LayerInfo) -> Formula:
     """Per (batch, channel): ``prod(map) - 1`` adds and one divide, as TensorFlow counts ``Mean``."""
@@ -125,6 +100,20 @@ def _global_pooling(info: LayerInfo, ops_per_output: OpsPerOutput) -> Formula:
                   "keepdims": bool(info.layer.keepdims), "data_format": data_format},
         window=Window(in_spatial, in_spatial, ones, ones))
 
+
+#: Pooling families by class-name stem (``MaxPooling`` -> MaxPooling1D/2D/3D): how the windows are laid
+#: out, and the operations per output given its window area.
+_POOLINGS: dict[str, tuple[Callable[[LayerInfo, OpsPerOutput], Formula], OpsPerOutput]] = {
+    "MaxPooling": (_pooling, _max_taps), "AveragePooling": (_pooling, _average_taps),
+    "AdaptiveMaxPooling": (_adaptive_pooling, _max_taps), "AdaptiveAveragePooling": (_adaptive_pooling, _average_taps),
+    "GlobalMaxPooling": (_global_pooling, _max_taps)}
+
+
+@formula_for(*(f"{stem}{rank}D" for stem in _POOLINGS for rank in (1, 2, 3)))
+def _window_pooling(info: LayerInfo) -> Formula:
+    """Max, average, adaptive and global max pooling in 1, 2 and 3-D: their window layout and reduction."""
+    layout, ops_per_output = _POOLINGS[info.type[:-2]]
+    return layout(info, ops_per_output)
 
 
 # -- resizing: padding, cropping, upsampling ---------------------------------------------------

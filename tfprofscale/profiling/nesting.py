@@ -8,7 +8,8 @@ Keras' own layers (LSTM, MultiHeadAttention, Bidirectional ...) stay leaves:
 their formulas cover them whole. Keras operations that are not layers (the
 ``x + y`` of a residual connection in a Functional model, an
 ``keras.ops.numpy.Add``) are rows too, typed ``ops.Add``, with the graph ops
-they created: they have no formula, but their work and time are counted.
+they created; their formulas (``formulas.keras_ops``) are registered under
+those ``ops.`` names only, so a layer's formula never applies to them.
 
 While the model is traced, every layer's ``call`` is wrapped to record the
 name scopes it really runs under (Keras uniquifies them inside
@@ -46,12 +47,17 @@ class CallRecord:
 
 @dataclass(frozen=True)
 class OwnWork:
-    """A composite layer's own computation, outside its sublayers (params: its own weights only)."""
+    """A composite layer's own computation, outside its sublayers (params: its own weights only).
+
+    For a Keras operation that is not a layer, ``operation`` is the operation itself (its
+    configuration, e.g. an Einsum's subscripts, is what its formula reads).
+    """
 
     name: str
     params: int
     compute_dtype: str
     built: bool = True
+    operation: Any = field(default=None, repr=False, compare=False)
 
     def count_params(self) -> int:
         """Elements of the weights the composite holds directly."""
@@ -235,7 +241,7 @@ class _Expander:
 
 
 def _row_type(operation: Any) -> str:
-    """The class name; ``ops.<class>`` for a Keras operation that is not a layer (no formula applies)."""
+    """The class name; ``ops.<class>`` for a Keras operation that is not a layer (no layer formula applies)."""
     name = type(operation).__name__
     return name if _is_layer(operation) else f"ops.{name}"
 
@@ -261,7 +267,8 @@ def _own_work(layer: Any, path: str) -> OwnWork:
     inside = {id(w) for sub in sublayers(layer, recursive=True) for w in sub.weights}
     own = [w for w in getattr(layer, "weights", []) if id(w) not in inside]
     params = sum(math.prod(int(d) for d in w.shape) for w in own)
-    return OwnWork(path, params, getattr(layer, "compute_dtype", None) or "float32")
+    return OwnWork(path, params, getattr(layer, "compute_dtype", None) or "float32",
+                   operation=None if _is_layer(layer) else layer)
 
 
 def expand(model: Any, records: dict[int, CallRecord], fallback: Any) -> LayerTree:
