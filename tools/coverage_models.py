@@ -1,4 +1,4 @@
-"""The hand-built models tools/coverage.py measures: one function per text, sequence, segmentation
+"""The hand-built models tools/formula_coverage.py measures: one function per text, sequence, segmentation
 and video family (none of them in the tests)."""
 from __future__ import annotations
 

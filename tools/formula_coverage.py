@@ -1,6 +1,6 @@
 """Formula coverage and graph-FLOP checks on real architectures (keras.applications and common hand-built models).
 
-    PYTHONPATH=$PWD python tools/coverage.py [--only NAME ...] [--trace] [--input-size N] [--batch N]
+    PYTHONPATH=$PWD python tools/formula_coverage.py [--only NAME ...] [--trace] [--input-size N] [--batch N]
 
 Models: every ``keras.applications`` model that builds offline with ``weights=None`` (at the smallest
 square input it accepts: 32, then 71, 75, 96, ... unless ``--input-size``), and hand-built text,
