@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import textwrap
 
+from tfprofscale.profiling.table import UNSUPPORTED
+
+__all__ = ["UNSUPPORTED", "WIDTH", "MAX_LISTED", "wrap", "short_cell"]
+
 WIDTH = 100
 MAX_LISTED = 6
-#: The one word for a number a source does not have (null in JSON), as the README defines it.
-UNSUPPORTED = "unsupported"
 
 
 def wrap(text: str, first_prefix: str = "", prefix: str = "  ", width: int = WIDTH) -> list[str]:

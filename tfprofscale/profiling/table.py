@@ -18,10 +18,16 @@ COLUMNS = (
 )
 
 
+#: The one word for a number a source does not have (null in JSON); defined in the footer when used.
+UNSUPPORTED = "unsupported"
+UNSUPPORTED_DEFINITION = ("unsupported: that source has no number here (no formula for the layer type, no FLOPs "
+                          "statistics for the op type, or no time without a trace); never 0")
+
+
 def si(value: float | None, unit: str = "") -> str:
-    """``1234567`` as ``1.23M``; None as ``n/a``."""
+    """``1234567`` as ``1.23M``; None as ``unsupported``."""
     if value is None:
-        return "n/a"
+        return UNSUPPORTED
     for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
         if abs(value) >= scale:
             return f"{value / scale:.2f}{prefix}{unit}"
@@ -29,9 +35,9 @@ def si(value: float | None, unit: str = "") -> str:
 
 
 def binary_bytes(value: int | None) -> str:
-    """Bytes as B / KiB / MiB / GiB."""
+    """Bytes as B / KiB / MiB / GiB; None as ``unsupported``."""
     if value is None:
-        return "n/a"
+        return UNSUPPORTED
     for scale, unit in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
         if value >= scale:
             return f"{value / scale:.2f} {unit}"
@@ -46,7 +52,7 @@ def _cells(row: LayerRow) -> tuple[str, ...]:
         f"{INDENT * row.depth}{_short_name(row)} ({row.type})", "(" + ", ".join(map(str, row.output_shape)) + ")",
         f"{row.params:,}", si(row.analytic_flops) if row.supported else "unsupported",
         si(row.graph_flops), binary_bytes(row.activation_bytes),
-        "n/a" if row.time_us is None else f"{row.time_us:,.1f}",
+        UNSUPPORTED if row.time_us is None else f"{row.time_us:,.1f}",
         "" if row.achieved_gflops is None else f"{row.achieved_gflops:.2f}",
         "" if row.time_share is None else f"{100 * row.time_share:.1f}%",
         "" if row.measured_bytes is None else binary_bytes(row.measured_bytes),
@@ -101,6 +107,8 @@ def render(report: Report) -> str:
     lines = [header, "=" * width, _line(tuple(name for name, _, _ in columns), columns), "-" * width]
     lines += _layer_lines(report.layers, columns)
     lines += ["=" * width, *_totals_lines(report)]
+    if any(UNSUPPORTED in line for line in lines):
+        lines.append(f"Note:          {UNSUPPORTED_DEFINITION}")
     return "\n".join(lines)
 
 
@@ -159,12 +167,12 @@ def _memory_lines(report: Report) -> list[str]:
     if m.measured_peak_bytes is None:
         lines = [f"Memory:        not measured: {m.missing}"]
     else:
-        where = f"{m.peak_layer or 'no layer'} (op {m.peak_op})" if m.peak_op else "n/a"
+        where = f"{m.peak_layer or 'no layer'} (op {m.peak_op})" if m.peak_op else UNSUPPORTED
         lines = [f"Memory:        peak {binary_bytes(t.peak_bytes)} = weights {binary_bytes(m.weights_bytes)}"
                  f" + input {binary_bytes(m.input_bytes)} + in-step {binary_bytes(m.measured_peak_bytes)},"
                  f" at {where}"]
     lines.append(f"               estimates: formula {binary_bytes(m.estimated_peak_bytes)}"
-                 f" (peak at {m.estimated_peak_layer or 'n/a'})"
+                 f" (peak at {m.estimated_peak_layer or UNSUPPORTED})"
                  f"  TensorFlow (Grappler, static) {binary_bytes(m.tf_estimated_peak_bytes)}")
     lines.append(f"               allocator (process-wide): peak {binary_bytes(m.allocator_peak_bytes)},"
                  f" resident before the step {binary_bytes(m.allocator_resident_bytes)}")
@@ -191,7 +199,7 @@ def _conditions_lines(steps: "StepTimes") -> list[str]:
 
 def _profiler_lines(t: "Totals") -> list[str]:
     """The traced steps: overhead, kernel time, busy time, coverage, concurrency, and what Share means."""
-    overhead = "n/a" if t.profiler_overhead is None else f"x{t.profiler_overhead:.2f}"
+    overhead = UNSUPPORTED if t.profiler_overhead is None else f"x{t.profiler_overhead:.2f}"
     lines = [f"Profiler:      traced step median {t.traced_step_time_ms.median:.3f} ms, overhead {overhead}"]
     if t.kernel_time_us is not None and t.busy_time_us is not None:
         coverage = "" if t.kernel_coverage is None else f" ({100 * t.kernel_coverage:.0f}% of the traced step)"
