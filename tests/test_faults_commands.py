@@ -166,7 +166,7 @@ def test_audit_refuses_a_report_with_a_negative_batch(capsys, tmp_path, profile_
 
 
 def test_audit_of_a_sweep_skips_a_corrupt_report_and_names_it(tmp_path, profile_dict):
-    from tfprofscale.audit.analysis import load_profiles
+    from tfprofscale.audit.profiles import load_profiles
 
     reports = tmp_path / "reports"
     reports.mkdir()

@@ -10,9 +10,16 @@ import pytest
 
 from tests.test_roofline import conv_row, dense_row, input_row, make_report, pool_row
 from tfprofscale.audit import roofline
-from tfprofscale.audit.analysis import LoadedProfiles, audit_profiles
+from tfprofscale.audit.analysis import audit_profiles
+from tfprofscale.audit.profiles import LoadedProfiles
 from tfprofscale.audit.render import audit_json, render_text
-from tfprofscale.audit.time_views import ROOFLINE, TENSORFLOW, layer_type_views, roofline_time_us, step_views
+from tfprofscale.audit.time_views import (
+    ROOFLINE,
+    TENSORFLOW,
+    layer_type_views,
+    roofline_time_us,
+    step_views,
+)
 
 PEAKS = roofline.MachinePeaks(flops_per_s=1e9, bytes_per_s=1e9, host="test", tensorflow="test")
 
