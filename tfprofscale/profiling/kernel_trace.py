@@ -25,11 +25,10 @@ from __future__ import annotations
 import glob
 import json
 import os
-import sys
 from collections import defaultdict
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from functools import lru_cache
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -92,31 +91,23 @@ class TraceSummary:
 
 
 def read_trace_events(trace_dir: str) -> list[dict[str, Any]]:
-    """The Chrome trace events of every ``*.xplane.pb`` in ``trace_dir``, via xprof's converter."""
+    """The Chrome trace events of every ``*.xplane.pb`` in ``trace_dir``, via xprof's converter (read once)."""
+    files = tuple(sorted(glob.glob(os.path.join(trace_dir, "*.xplane.pb"))))
+    return list(_converted_events(files)) if files else []
+
+
+@lru_cache(maxsize=4)
+def _converted_events(files: tuple[str, ...]) -> tuple[dict[str, Any], ...]:
     from xprof.convert import raw_to_tool_data
 
-    files = sorted(glob.glob(os.path.join(trace_dir, "*.xplane.pb")))
-    if not files:
-        return []
-    with _native_stderr_dropped():
-        data, _ = raw_to_tool_data.xspace_to_tool_data(files, "trace_viewer", {})
+    from tfprofscale.quiet import native_stderr_captured
+
+    with native_stderr_captured():  # xprof logs a harmless absl error line for trace_viewer
+        data, _ = raw_to_tool_data.xspace_to_tool_data(list(files), "trace_viewer", {})
     if isinstance(data, bytes):
         data = data.decode()
-    return list(json.loads(data).get("traceEvents", [])) if data else []
-
-
-@contextmanager
-def _native_stderr_dropped() -> Iterator[None]:
-    """Drop what native code writes to stderr meanwhile (xprof logs a harmless error line for trace_viewer)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with open(os.devnull, "w") as devnull:
-        os.dup2(devnull.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+    trace = json.loads(data) if data else {}
+    return tuple(trace.get("traceEvents", []) if isinstance(trace, dict) else trace)
 
 
 def step_windows(events: Iterable[dict[str, Any]]) -> list[StepWindow]:

@@ -10,9 +10,6 @@ that call op's time, attributed like any kernel to the layer owning the op.
 """
 from __future__ import annotations
 
-import glob
-import json
-import os
 from collections import defaultdict
 
 from tfprofscale.profiling.runtime import KernelTime
@@ -25,10 +22,9 @@ def call_op_times(trace_dir: str | None, trace_steps: int) -> list[KernelTime]:
     """Per-step time and occurrences of every asynchronously run call op in the trace."""
     if not trace_dir or trace_steps < 1:
         return []
-    files = sorted(glob.glob(os.path.join(trace_dir, "*.xplane.pb")))
-    if not files:
-        return []
-    return call_op_times_from_events(_trace_events(files), trace_steps)
+    from tfprofscale.profiling.kernel_trace import read_trace_events
+
+    return call_op_times_from_events(read_trace_events(trace_dir), trace_steps)
 
 
 def call_op_times_from_events(events: list[dict], trace_steps: int) -> list[KernelTime]:
@@ -45,14 +41,3 @@ def call_op_times_from_events(events: list[dict], trace_steps: int) -> list[Kern
     return [KernelTime(name=name, kernel_type=kernel_type, time_us=total_us[(name, kernel_type)] / trace_steps,
                        occurrences=count[(name, kernel_type)] / trace_steps)
             for name, kernel_type in total_us]
-
-
-def _trace_events(files: list[str]) -> list[dict]:
-    from xprof.convert import raw_to_tool_data
-
-    from tfprofscale.quiet import native_stderr_captured
-
-    with native_stderr_captured():
-        data, _ = raw_to_tool_data.xspace_to_tool_data(files, "trace_viewer", {})
-    trace = json.loads(data.decode() if isinstance(data, bytes) else data)
-    return trace.get("traceEvents", []) if isinstance(trace, dict) else list(trace)
