@@ -8,7 +8,6 @@ median step times and their ratio, with the load average.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -16,6 +15,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from bench_args import model_benchmark_args
 
 
 def step_median_ms(model: str, batch: str, json_path: Path, bfc: bool) -> float:
@@ -29,11 +30,7 @@ def step_median_ms(model: str, batch: str, json_path: Path, bfc: bool) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", nargs="?", default="models/fashion_mnist.py")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=1)
-    args = parser.parse_args()
+    args = model_benchmark_args(__doc__.splitlines()[0])
     plain, bfc = [], []
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as folder:

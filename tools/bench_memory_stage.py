@@ -18,7 +18,6 @@ reported, with the load average before and after.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -27,6 +26,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench_args import model_benchmark_args
 
 FLOOR = """
 import sys
@@ -59,11 +60,7 @@ def runs(seconds: list[float]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", nargs="?", default="models/fashion_mnist.py")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=1)
-    args = parser.parse_args()
+    args = model_benchmark_args(__doc__.splitlines()[0])
     batch = str(args.batch_size)
     profile_s, floor_s, with_s, without_s, overheads = [], [], [], [], []
     load_before = os.getloadavg()

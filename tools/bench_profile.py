@@ -12,7 +12,6 @@ its floor) and repeated; medians are reported with the load average seen.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -21,6 +20,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench_args import model_benchmark_args
 
 FLOOR = """
 import sys
@@ -45,11 +46,7 @@ def wall_seconds(command: list[str]) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", nargs="?", default="models/fashion_mnist.py")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=1)
-    args = parser.parse_args()
+    args = model_benchmark_args(__doc__.splitlines()[0])
     profile_s, floor_s, overheads, loads, steps_run = [], [], [], [os.getloadavg()[0]], []
     with tempfile.TemporaryDirectory() as folder:
         for repeat in range(args.repeats):
