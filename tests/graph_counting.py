@@ -119,7 +119,7 @@ def _is_floating(op) -> bool:
 
 def info_of(layer: keras.layers.Layer, batch: int):
     """A LayerInfo for a layer of a built functional model, batch fixed (first call's inputs)."""
-    from tfprofscale.profiling.records import LayerInfo
+    from tfprofscale.records import LayerInfo
 
     node = layer._inbound_nodes[0]
     return LayerInfo(

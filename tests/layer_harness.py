@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import keras
 
 from tfprofscale.formulas.analytic import analyze_layers, layer_cost
-from tfprofscale.profiling.graph_stats import graph_stats
-from tfprofscale.profiling.records import LayerCost, LayerInfo
-from tfprofscale.profiling.tracing import trace
+from tfprofscale.profiling.graph.graph_stats import graph_stats
+from tfprofscale.records import LayerCost, LayerInfo
+from tfprofscale.profiling.trace.tracing import trace
 
 
 @dataclass(frozen=True)

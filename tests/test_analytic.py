@@ -18,7 +18,7 @@ from tests.graph_counting import tfprof_op_flops
 from tests.graph_counting import trace as trace_scopes
 from tests.layer_harness import info_of
 from tfprofscale.formulas.analytic import analyze_layers, layer_cost, supported_layer_types
-from tfprofscale.profiling.records import LayerInfo
+from tfprofscale.records import LayerInfo
 
 
 def chain_infos(model: keras.Model, batch: int) -> list[LayerInfo]:

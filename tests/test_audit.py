@@ -16,7 +16,7 @@ from tfprofscale.audit import conventions
 from tfprofscale.audit.analysis import TimeAudit, audit_path, audit_profile
 from tfprofscale.audit.render import audit_json, largest_divergences, render_markdown, render_text
 from tfprofscale.cli import main
-from tfprofscale.profiling.report import Report
+from tfprofscale.profiling.assemble import Report
 
 CONV_OUTPUTS = 4 * 4 * 2                                  # 32
 CONV_MACS = CONV_OUTPUTS * 3 * 3 * 1                      # 288, padded taps included
@@ -247,7 +247,8 @@ def test_sweep_directory_is_audited_per_configuration(sweep_dir, no_time):
 
 
 def test_time_side_is_composed_from_latency_and_roofline(sweep_dir, monkeypatch):
-    from tfprofscale.audit import roofline, validation
+    from tfprofscale.audit import validation
+    from tfprofscale.profiling.runtime import machine_peaks as roofline
 
     peaks = roofline.MachinePeaks(flops_per_s=1e9, bytes_per_s=1e9, host="test", tensorflow="test")
     monkeypatch.setattr(roofline, "machine_peaks", lambda refresh=False: peaks)

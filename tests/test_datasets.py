@@ -10,7 +10,7 @@ import pytest
 from tfprofscale import datasets
 from tfprofscale.datasets import build_vocabulary, read_idx, tokenize, write_idx
 from tfprofscale.errors import InputError
-from tfprofscale.profiling.loading import load_model_file
+from tfprofscale.profiling.trace.loading import load_model_file
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 

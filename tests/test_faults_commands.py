@@ -105,7 +105,7 @@ def test_dev_zero_as_a_latency_model(capsys, dense_file):
 
 
 def test_predict_with_a_huge_batch_makes_no_inputs(capsys, dense_file, latency_file, monkeypatch):
-    from tfprofscale.profiling import input_budget
+    from tfprofscale.profiling.trace import input_budget
 
     # With 1 GiB "available", making 10^9 x 10 float32 inputs would be refused: predict must not try.
     monkeypatch.setattr(input_budget, "available_memory_bytes", lambda: 2**30)

@@ -54,7 +54,7 @@ def test_os_exit_in_example_inputs_is_an_error(capsys, tmp_path):
 
 
 def test_an_exit_in_load_data_is_an_error(tmp_path):
-    from tfprofscale.profiling.loading import load_model_file
+    from tfprofscale.profiling.trace.loading import load_model_file
 
     path = dense_file(tmp_path, DENSE_TEMPLATE.format(extra="import sys") + "\n\ndef load_data(path):\n    sys.exit('no data')\n",
                        "data_exit.py")
@@ -128,7 +128,7 @@ def test_an_op_failing_at_run_time_names_the_op(capsys, write_model):
 
 
 def test_a_batch_that_cannot_fit_is_refused_before_allocating(capsys, tmp_path, monkeypatch):
-    from tfprofscale.profiling import input_budget
+    from tfprofscale.profiling.trace import input_budget
 
     monkeypatch.setattr(input_budget, "available_memory_bytes", lambda: 2**30)
     path = dense_file(tmp_path, DENSE_TEMPLATE.format(extra=""), "big.py")
@@ -157,7 +157,7 @@ def test_output_paths_are_checked_before_the_model_is_imported(capsys, write_mod
 
 
 def test_weights_of_another_shape_name_the_layer(capsys, cnn_file, tmp_path):
-    from tfprofscale.profiling import loading
+    from tfprofscale.profiling.trace import loading
 
     model_file = loading.load_model_file(cnn_file)
     weights = tmp_path / "eight.weights.h5"
@@ -174,7 +174,7 @@ def test_weights_that_are_a_directory(capsys, cnn_file, tmp_path):
 
 
 def test_a_full_disk_during_the_trace_keeps_the_measurement(capsys, cnn_file, tmp_path, monkeypatch):
-    from tfprofscale.profiling import runtime
+    from tfprofscale.profiling.runtime import measure as runtime
 
     def full_disk(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

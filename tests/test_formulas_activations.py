@@ -13,7 +13,7 @@ import tensorflow as tf
 from tests.layer_harness import costed, single_layer_cost
 from tfprofscale.audit import conventions
 from tfprofscale.formulas.activations import ACTIVATION_FLOPS_PER_ELEMENT, TF_ACTIVATION_FLOPS_PER_ELEMENT
-from tfprofscale.profiling.graph_stats import graph_stats
+from tfprofscale.profiling.graph.graph_stats import graph_stats
 
 layers = keras.layers
 #: Table entries that are not an activation string usable in a layer.

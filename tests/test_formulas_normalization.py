@@ -13,7 +13,7 @@ from keras.src.applications.convnext import LayerScale
 
 from tests.graph_counting import info_of, tfprof_flops, trace
 from tfprofscale.formulas.analytic import layer_cost
-from tfprofscale.profiling.records import LayerInfo
+from tfprofscale.records import LayerInfo
 
 pytestmark = pytest.mark.filterwarnings("ignore:You passed `rms_scaling=True`:UserWarning")
 

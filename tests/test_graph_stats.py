@@ -10,12 +10,13 @@ import pytest
 import tensorflow as tf
 
 from tfprofscale.formulas import analytic
-from tfprofscale.profiling import graph_stats, tracing
-from tfprofscale.profiling.attribution import attribute_ops
-from tfprofscale.profiling.nested_kernels import call_op_times_from_events
-from tfprofscale.profiling.op_statistics import einsum_flops_of
-from tfprofscale.profiling.report import layer_rows
-from tfprofscale.profiling.runtime import KernelTime
+from tfprofscale.profiling.graph import graph_stats
+from tfprofscale.profiling.trace import tracing
+from tfprofscale.profiling.runtime.attribution import attribute_ops
+from tfprofscale.profiling.runtime.nested_kernels import call_op_times_from_events
+from tfprofscale.profiling.graph.op_statistics import einsum_flops_of
+from tfprofscale.profiling.assemble import layer_rows
+from tfprofscale.profiling.runtime.measure import KernelTime
 
 
 def untimed_rows(model, batch_size):
@@ -203,7 +204,7 @@ def test_a_loop_counts_what_the_same_lstm_unrolled_counts_plus_its_counters():
 
 
 def test_a_call_whose_body_cannot_be_found_is_named_uncounted_not_zero(monkeypatch):
-    from tfprofscale.profiling.function_library import FunctionLookup
+    from tfprofscale.profiling.graph.function_library import FunctionLookup
 
     inputs = keras.Input((8, 8, 4))
     model = keras.Model(inputs, keras.layers.Conv2D(6, 3, groups=2, name="grouped")(inputs))
@@ -215,7 +216,7 @@ def test_a_call_whose_body_cannot_be_found_is_named_uncounted_not_zero(monkeypat
 
 def test_bodies_rebuilt_from_the_function_library_count_the_same(monkeypatch, lstm):
     # Where Python no longer holds the traced FuncGraphs (a loaded SavedModel), bodies come from GraphDef.library.
-    from tfprofscale.profiling.function_library import FunctionLookup
+    from tfprofscale.profiling.graph.function_library import FunctionLookup
 
     traced, held, _ = lstm
     monkeypatch.setattr(FunctionLookup, "graph", FunctionLookup.imported)
@@ -224,7 +225,7 @@ def test_bodies_rebuilt_from_the_function_library_count_the_same(monkeypatch, ls
 
 
 def test_a_nested_call_rebuilt_from_the_function_library_counts_the_same(monkeypatch):
-    from tfprofscale.profiling.function_library import FunctionLookup
+    from tfprofscale.profiling.graph.function_library import FunctionLookup
 
     inputs = keras.Input((8, 8, 4))
     graph = tracing.trace(keras.Model(inputs, keras.layers.Conv2D(6, 3, groups=2)(inputs)), 2).graph

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import pytest
 
-from tfprofscale.profiling import kernel_trace
-from tfprofscale.profiling.attribution import OpRow
-from tfprofscale.profiling.kernel_trace import per_step, self_times, summarize, union_length
-from tfprofscale.profiling.report import LayerRow
-from tfprofscale.profiling.runtime import KernelTime
-from tfprofscale.profiling.shares import apply_step_medians, unattributed_time_us
+from tfprofscale.profiling.runtime import kernel_trace
+from tfprofscale.profiling.runtime.attribution import OpRow
+from tfprofscale.profiling.runtime.kernel_trace import per_step, self_times, summarize, union_length
+from tfprofscale.profiling.assemble import LayerRow
+from tfprofscale.profiling.runtime.measure import KernelTime
+from tfprofscale.profiling.runtime.shares import apply_step_medians, unattributed_time_us
 
 PID = 701
 

@@ -18,9 +18,9 @@ import pytest
 
 from tfprofscale.audit.latency import ConfigSample, LatencyModel, fit_latency_model, layer_type_fits
 from tfprofscale.audit.latency_features import Peaks
-from tfprofscale.audit.roofline import MachineTraits
+from tfprofscale.profiling.runtime.machine_peaks import MachineTraits
 from tfprofscale.errors import InputError
-from tfprofscale.profiling.report import LayerRow
+from tfprofscale.profiling.assemble import LayerRow
 
 NO_CACHES = MachineTraits(vector_floats=16, l2_bytes=None, l3_bytes=None)
 ONE_GIGA = Peaks(flops_per_s=1e9, bytes_per_s=1e9)
@@ -248,8 +248,8 @@ def test_predict_prices_fashion_mnist_dropout_at_zero(capsys, tmp_path):
 
 def test_fit_then_predict_round_trip_on_a_tiny_real_sweep(capsys, cnn_file, tmp_path, monkeypatch):
     from tests.test_cli_profile import run_cli
-    from tfprofscale.audit import roofline
-    from tfprofscale.profiling import runtime
+    from tfprofscale.profiling.runtime import machine_peaks as roofline
+    from tfprofscale.profiling.runtime import measure as runtime
     from tfprofscale.profiling.pipeline import ProfileOptions, run_profile
 
     peaks = roofline.MachinePeaks(flops_per_s=1e9, bytes_per_s=1e9, host="h", tensorflow="t")

@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tfprofscale.profiling.measurement_checks import (CV_LIMIT, FASTER_THAN_PEAK, high_cv, high_load,
+from tfprofscale.profiling.runtime.measurement_checks import (CV_LIMIT, FASTER_THAN_PEAK, high_cv, high_load,
                                                        imprecise_median, measurement_warnings, odd_overhead)
-from tfprofscale.profiling.report import LayerRow, Report, Totals
-from tfprofscale.profiling.runtime import StepTimes
-from tfprofscale.profiling.table import render
+from tfprofscale.profiling.assemble import LayerRow, Report, Totals
+from tfprofscale.profiling.runtime.measure import StepTimes
+from tfprofscale.report.table import render
 
 
 def totals(step: StepTimes, overhead: float | None = 1.1) -> Totals:

@@ -8,12 +8,12 @@ import pytest
 from tensorflow.core.protobuf import config_pb2
 
 import tfprofscale
-from tfprofscale.profiling.memory import fill_record, traced_session_step
-from tfprofscale.profiling.records import MemoryRecord
-from tfprofscale.profiling.step_memory import step_memory
-from tfprofscale.profiling.table import binary_bytes, render
-from tfprofscale.profiling.tracing import trace
-from tfprofscale.profiling.workspace_probe import kernel_scratch_bytes, probe_key
+from tfprofscale.profiling.memory.measure import fill_record, traced_session_step
+from tfprofscale.records import MemoryRecord
+from tfprofscale.profiling.memory.step_memory import step_memory
+from tfprofscale.report.table import binary_bytes, render
+from tfprofscale.profiling.trace.tracing import trace
+from tfprofscale.profiling.memory.workspace_probe import kernel_scratch_bytes, probe_key
 
 FLOAT = 4
 

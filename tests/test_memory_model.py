@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tfprofscale.audit.memory_model import (
+from tfprofscale.profiling.memory.estimate import (
     ONEDNN_CONV_SCRATCH_BYTES, Buffer, estimate_memory, layer_buffers, memory_causes, peak_live, tracked_size,
 )
 

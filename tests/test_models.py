@@ -12,7 +12,7 @@ import pytest
 
 from tfprofscale.cli import main
 from tfprofscale.errors import InputError
-from tfprofscale.profiling.loading import load_model_file
+from tfprofscale.profiling.trace.loading import load_model_file
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 TOTAL_LAYERS = (4, 6, 8, 10)

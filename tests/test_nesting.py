@@ -11,11 +11,12 @@ import tensorflow as tf
 
 from tfprofscale.errors import InputError
 from tfprofscale.formulas import analytic
-from tfprofscale.profiling import graph_stats, tracing
-from tfprofscale.profiling.attribution import attribute_ops
-from tfprofscale.profiling.report import Report, layer_rows, totals
-from tfprofscale.profiling.runtime import RuntimeResult, StepTimes
-from tfprofscale.profiling.table import render
+from tfprofscale.profiling.graph import graph_stats
+from tfprofscale.profiling.trace import tracing
+from tfprofscale.profiling.runtime.attribution import attribute_ops
+from tfprofscale.profiling.assemble import Report, layer_rows, totals
+from tfprofscale.profiling.runtime.measure import RuntimeResult, StepTimes
+from tfprofscale.report.table import render
 
 BATCH = 2
 

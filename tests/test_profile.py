@@ -200,7 +200,7 @@ def test_per_step_kernel_times_add_up_to_xprofs_own_op_stats(report):
     """Independent route: xprof's framework_op_stats totals each op's self time over the whole trace."""
     from xprof.convert import raw_to_tool_data
 
-    from tfprofscale.profiling.runtime import kernel_times
+    from tfprofscale.profiling.runtime.measure import kernel_times
 
     files = sorted(str(path) for path in Path(report.trace_dir).glob("*.xplane.pb"))
     data, _ = raw_to_tool_data.xspace_to_tool_data(files, "framework_op_stats", {})

@@ -13,12 +13,14 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from tfprofscale.audit import roofline
-from tfprofscale.profiling.attribution import OpRow
-from tfprofscale.profiling.report import LayerRow, Report, Totals
-from tfprofscale.audit.roofline import MachinePeaks, MachineTraits, layer_bytes_moved, layer_features, roofline_ops
+from tfprofscale.profiling.runtime import machine_peaks
+from tfprofscale.profiling.runtime.attribution import OpRow
+from tfprofscale.profiling.assemble import LayerRow, Report, Totals
+from tfprofscale.audit.roofline import layer_bytes_moved, layer_features, roofline_ops
+from tfprofscale.profiling.runtime.machine_peaks import MachinePeaks, MachineTraits
 from tfprofscale.errors import InputError
-from tfprofscale.profiling.runtime import StepTimes
-from tfprofscale.profiling.timing import current_threads
+from tfprofscale.profiling.runtime.measure import StepTimes
+from tfprofscale.profiling.runtime.timing import current_threads
 
 BATCH = 2
 CONV_FLOPS = 2 * (BATCH * 8 * 8 * 8) * (3 * 3 * 1)   # Conv2D: 2 * outputs * Kh*Kw*Cin = 18432
@@ -185,7 +187,7 @@ def injected(flops_per_s: float, age: timedelta = timedelta(0), load: float = 0.
     import tensorflow as tf
 
     measured_at = (datetime.now(timezone.utc) - age).isoformat(timespec="seconds")
-    return MachinePeaks(flops_per_s, 2e9, socket.gethostname(), tf.__version__, method=roofline.PEAK_METHOD,
+    return MachinePeaks(flops_per_s, 2e9, socket.gethostname(), tf.__version__, method=machine_peaks.PEAK_METHOD,
                         measured_at=measured_at, threads=current_threads().to_dict(), load_start=load,
                         load_end=load)
 
@@ -197,19 +199,19 @@ def write_cache(path, peaks: MachinePeaks, **changes) -> None:
 
 def test_peaks_are_measured_once_then_read_from_the_cache(cache_home, monkeypatch):
     calls = []
-    monkeypatch.setattr(roofline, "measure_peaks", lambda: calls.append(1) or injected(5e9))
-    assert roofline.machine_peaks().flops_per_s == 5e9
+    monkeypatch.setattr(machine_peaks, "measure_peaks", lambda: calls.append(1) or injected(5e9))
+    assert machine_peaks.machine_peaks().flops_per_s == 5e9
     assert json.loads(cache_home.read_text())["flops_per_s"] == 5e9
-    assert roofline.machine_peaks().flops_per_s == 5e9
+    assert machine_peaks.machine_peaks().flops_per_s == 5e9
     assert len(calls) == 1
-    monkeypatch.setattr(roofline, "measure_peaks", lambda: injected(7e9))
-    assert roofline.machine_peaks(refresh=True).flops_per_s == 7e9
+    monkeypatch.setattr(machine_peaks, "measure_peaks", lambda: injected(7e9))
+    assert machine_peaks.machine_peaks(refresh=True).flops_per_s == 7e9
 
 
 def test_a_cache_from_another_tensorflow_is_measured_again(cache_home, monkeypatch):
     write_cache(cache_home, injected(1e9), tensorflow="1.0.0")
-    monkeypatch.setattr(roofline, "measure_peaks", lambda: injected(3e9))
-    assert roofline.machine_peaks().flops_per_s == 3e9
+    monkeypatch.setattr(machine_peaks, "measure_peaks", lambda: injected(3e9))
+    assert machine_peaks.machine_peaks().flops_per_s == 3e9
 
 
 @pytest.mark.parametrize("changes, reason", [
@@ -219,46 +221,46 @@ def test_a_cache_from_another_tensorflow_is_measured_again(cache_home, monkeypat
 ])
 def test_a_cache_from_other_conditions_is_measured_again(cache_home, monkeypatch, changes, reason):
     write_cache(cache_home, injected(1e9), **changes)
-    monkeypatch.setattr(roofline, "measure_peaks", lambda: injected(6e9))
+    monkeypatch.setattr(machine_peaks, "measure_peaks", lambda: injected(6e9))
     cached = MachinePeaks(**json.loads(cache_home.read_text()))
-    assert reason in roofline.stale_reason(cached, roofline._conditions())
-    assert roofline.fresh_cached_peaks() is None
-    assert roofline.machine_peaks().flops_per_s == 6e9
+    assert reason in machine_peaks.stale_reason(cached, machine_peaks._conditions())
+    assert machine_peaks.fresh_cached_peaks() is None
+    assert machine_peaks.machine_peaks().flops_per_s == 6e9
 
 
 def test_a_cache_older_than_a_day_is_measured_again(cache_home, monkeypatch):
     write_cache(cache_home, injected(1e9, age=timedelta(days=1, minutes=1)))
-    monkeypatch.setattr(roofline, "measure_peaks", lambda: injected(8e9))
-    assert roofline.machine_peaks().flops_per_s == 8e9
+    monkeypatch.setattr(machine_peaks, "measure_peaks", lambda: injected(8e9))
+    assert machine_peaks.machine_peaks().flops_per_s == 8e9
     assert json.loads(cache_home.read_text())["flops_per_s"] == 8e9
 
 
 def test_a_cache_younger_than_a_day_is_kept(cache_home, monkeypatch):
     write_cache(cache_home, injected(1e9, age=timedelta(hours=23)))
-    monkeypatch.setattr(roofline, "measure_peaks", lambda: pytest.fail("measured although the cache is fresh"))
-    assert roofline.machine_peaks().flops_per_s == 1e9
-    assert roofline.fresh_cached_peaks().flops_per_s == 1e9
+    monkeypatch.setattr(machine_peaks, "measure_peaks", lambda: pytest.fail("measured although the cache is fresh"))
+    assert machine_peaks.machine_peaks().flops_per_s == 1e9
+    assert machine_peaks.fresh_cached_peaks().flops_per_s == 1e9
 
 
 def test_a_cache_measured_under_load_is_measured_again(cache_home, monkeypatch):
     cpus = current_threads().cpus
-    busy = roofline.HIGH_LOAD_PER_CPU * cpus + 0.5       # just over the limit for this machine's CPUs
+    busy = machine_peaks.HIGH_LOAD_PER_CPU * cpus + 0.5       # just over the limit for this machine's CPUs
     write_cache(cache_home, injected(1e9, load=busy))
-    monkeypatch.setattr(roofline, "measure_peaks", lambda: injected(9e9))
-    assert "under load" in roofline.stale_reason(MachinePeaks(**json.loads(cache_home.read_text())),
-                                                  roofline._conditions())
-    assert roofline.machine_peaks().flops_per_s == 9e9
+    monkeypatch.setattr(machine_peaks, "measure_peaks", lambda: injected(9e9))
+    assert "under load" in machine_peaks.stale_reason(MachinePeaks(**json.loads(cache_home.read_text())),
+                                                  machine_peaks._conditions())
+    assert machine_peaks.machine_peaks().flops_per_s == 9e9
 
 
 def test_audit_remeasure_measures_again_although_the_cache_is_fresh(cache_home, monkeypatch, tmp_path):
     from tfprofscale.cli import main
 
     write_cache(cache_home, injected(1e9))
-    monkeypatch.setattr(roofline, "measure_peaks", lambda: injected(2e9))
+    monkeypatch.setattr(machine_peaks, "measure_peaks", lambda: injected(2e9))
     seen = []
 
     def audit_path(path):
-        seen.append(roofline.machine_peaks().flops_per_s)
+        seen.append(machine_peaks.machine_peaks().flops_per_s)
         raise InputError("stop after the peaks")
 
     monkeypatch.setattr("tfprofscale.audit.analysis.audit_path", audit_path)
@@ -269,15 +271,15 @@ def test_audit_remeasure_measures_again_although_the_cache_is_fresh(cache_home, 
 
 def test_a_cache_measured_another_way_is_measured_again(cache_home, monkeypatch):
     write_cache(cache_home, injected(1e9), method="x + 1 copy, best of 5")
-    monkeypatch.setattr(roofline, "measure_peaks", lambda: injected(4e9))
-    assert roofline.machine_peaks().flops_per_s == 4e9
+    monkeypatch.setattr(machine_peaks, "measure_peaks", lambda: injected(4e9))
+    assert machine_peaks.machine_peaks().flops_per_s == 4e9
     assert json.loads(cache_home.read_text())["flops_per_s"] == 4e9
 
 
 def test_measuring_small_peaks_gives_positive_speeds(monkeypatch):
-    monkeypatch.setattr(roofline, "MATMUL_SIDE", 128)
-    monkeypatch.setattr(roofline, "STREAM_ELEMENTS", 1 << 16)
-    peaks = roofline.measure_peaks(repeats=2)
+    monkeypatch.setattr(machine_peaks, "MATMUL_SIDE", 128)
+    monkeypatch.setattr(machine_peaks, "STREAM_ELEMENTS", 1 << 16)
+    peaks = machine_peaks.measure_peaks(repeats=2)
     assert peaks.flops_per_s > 0 and peaks.bytes_per_s > 0
     assert peaks.host == socket.gethostname()
     assert "GFLOP/s" in peaks.lines()[0]

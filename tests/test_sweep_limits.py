@@ -275,7 +275,7 @@ def test_a_failed_trace_export_keeps_step_times_and_flops(cnn_file, tmp_path, mo
     """Graph FLOPs of the 2-layer CNN at batch 1 with 8 filters: 1376 * 8 + 3 (tests/test_sweep.py)."""
     import tensorflow as tf
 
-    from tfprofscale.profiling import runtime
+    from tfprofscale.profiling.runtime import measure as runtime
     from tfprofscale.profiling.pipeline import ProfileOptions, run_profile
 
     def disk_full(*args, **kwargs):

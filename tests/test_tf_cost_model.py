@@ -11,9 +11,9 @@ from __future__ import annotations
 import pytest
 
 from tfprofscale.audit import roofline
-from tfprofscale.audit.roofline import MachinePeaks
-from tfprofscale.profiling import tf_cost_model
-from tfprofscale.profiling.tf_cost_model import CostModelError, VirtualCpu, estimate_costs, virtual_cpu
+from tfprofscale.profiling.runtime.machine_peaks import MachinePeaks
+from tfprofscale.profiling.graph import tf_cost_model
+from tfprofscale.profiling.graph.tf_cost_model import CostModelError, VirtualCpu, estimate_costs, virtual_cpu
 
 ONE_NS_PER_UNIT = VirtualCpu(num_cores=1, frequency_mhz=1000, bandwidth_kb_per_s=1e6)
 
@@ -29,7 +29,7 @@ MATMUL_BYTES = 4 * (2 * 128 + 128 * 3 + 2 * 3)                    # 1024 + 1536 
 def traced_cnn():
     import keras
 
-    from tfprofscale.profiling import tracing
+    from tfprofscale.profiling.trace import tracing
 
     inputs = keras.Input((10, 10, 1))
     x = keras.layers.Conv2D(8, 3, activation="relu", name="conv")(inputs)
@@ -135,7 +135,7 @@ def test_profile_fills_ops_layers_and_totals(cnn_file, monkeypatch):
     assert layers["conv"].tf_estimated_us > layers["pool"].tf_estimated_us > 0
     assert report.totals.tf_estimated_step_ms * 1e3 >= sum(row.tf_estimated_us or 0 for row in report.layers) - 1
     assert not [w for w in report.warnings if "cost model" in w or "Grappler" in w]  # the estimate ran
-    from tfprofscale.profiling.table import render
+    from tfprofscale.report.table import render
 
     assert f"TF estimate:   {report.totals.tf_estimated_step_ms:.3f} ms per step" in render(report)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from tests.test_roofline import conv_row, dense_row, input_row, make_report, pool_row
-from tfprofscale.audit import roofline
+from tfprofscale.profiling.runtime import machine_peaks as roofline
 from tfprofscale.audit.analysis import audit_profiles
 from tfprofscale.audit.profiles import LoadedProfiles
 from tfprofscale.audit.render import audit_json, render_text

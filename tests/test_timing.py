@@ -7,7 +7,7 @@ import pytest
 
 from tfprofscale.cli import main
 from tfprofscale.errors import InputError
-from tfprofscale.profiling.timing import StopRule, calibrate, median_ci, parse_threads, relative_width, time_rounds
+from tfprofscale.profiling.runtime.timing import StopRule, calibrate, median_ci, parse_threads, relative_width, time_rounds
 
 
 class FakeMachine:

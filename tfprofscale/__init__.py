@@ -24,7 +24,7 @@ def __getattr__(name: str) -> Any:
 
         return profile
     if name == "Report":
-        from tfprofscale.profiling.report import Report
+        from tfprofscale.profiling.assemble import Report
 
         return Report
     raise AttributeError(f"module 'tfprofscale' has no attribute {name!r}")

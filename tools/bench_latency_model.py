@@ -186,9 +186,9 @@ def grappler_cost(rounds: int) -> None:
     set_threads(0)
     import keras
 
-    from tfprofscale.audit.roofline import MachinePeaks
-    from tfprofscale.profiling import tracing
-    from tfprofscale.profiling.tf_cost_model import estimate_costs, virtual_cpu
+    from tfprofscale.profiling.runtime.machine_peaks import MachinePeaks
+    from tfprofscale.profiling.trace import tracing
+    from tfprofscale.profiling.graph.tf_cost_model import estimate_costs, virtual_cpu
 
     traced = tracing.trace(keras.applications.ResNet50(weights=None), 1)
     traced.run()

@@ -26,8 +26,8 @@ from bench_args import model_benchmark_args
 FLOOR = """
 import sys
 import tensorflow as tf
-from tfprofscale.profiling.loading import build, load_model_file, resolve_params
-from tfprofscale.profiling.tracing import trace
+from tfprofscale.profiling.trace.loading import build, load_model_file, resolve_params
+from tfprofscale.profiling.trace.tracing import trace
 model_file = load_model_file(sys.argv[1])
 model = build(model_file, resolve_params(model_file, {}))
 traced = trace(model, int(sys.argv[2]), model_file.example_inputs, model_file.defaults)

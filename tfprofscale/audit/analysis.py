@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from tfprofscale.audit import conventions
-from tfprofscale.audit.memory_model import MemoryAudit, audit_memory
+from tfprofscale.profiling.memory.estimate import MemoryAudit, audit_memory
 from tfprofscale.audit.profiles import LoadedProfiles, layers_frame, load_profiles
-from tfprofscale.profiling.report import LayerRow, Report
+from tfprofscale.profiling.assemble import LayerRow, Report
 
 #: Graph op types tfprof counts from their shapes: 0 FLOPs means a shape was not fully defined.
 SHAPE_COUNTED_OP_TYPES = frozenset({"Conv2D", "DepthwiseConv2dNative", "MatMul", "BatchMatMulV2",
@@ -323,9 +323,10 @@ def audit_profiles(loaded: LoadedProfiles, sweep_dir: Path | None = None, time_a
 def analyse_time(loaded: LoadedProfiles, sweep_dir: Path | None) -> TimeAudit:
     """Per-layer-type fits, the roofline of every op, and (for a sweep) held-out validation."""
     from tfprofscale.audit import latency, roofline, time_views, validation
+    from tfprofscale.profiling.runtime import machine_peaks
 
     time = TimeAudit(layer_type_fits=list(latency.layer_type_fits(layers_frame(loaded))),
-                     peaks=roofline.machine_peaks())
+                     peaks=machine_peaks.machine_peaks())
     reports = [report for _, _, report in loaded.profiles]
     time.views = time_views.layer_type_views(reports, time.peaks)
     time.step_views = time_views.step_views(reports, time.peaks)

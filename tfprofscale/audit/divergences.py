@@ -16,7 +16,7 @@ from typing import Any
 
 from tfprofscale.audit.analysis import Audit, ProfileAudit, TimeAudit
 from tfprofscale.audit.conventions import TENSORFLOW
-from tfprofscale.profiling.measurement_checks import FASTER_THAN_PEAK
+from tfprofscale.profiling.runtime.measurement_checks import FASTER_THAN_PEAK
 
 #: A layer whose formula-vs-graph gap is under this share of the model's graph FLOPs is not ranked.
 NEGLIGIBLE_LAYER_SHARE = 0.01

@@ -36,13 +36,13 @@ import numpy as np
 
 from tfprofscale.audit.fitting import fit_line, nonnegative_relative_least_squares, separable_columns
 from tfprofscale.audit.latency_features import PER_LAYER_FEATURES, Peaks, is_free, latency_features
-from tfprofscale.audit.roofline import MachineTraits, machine_traits
+from tfprofscale.profiling.runtime.machine_peaks import MachineTraits, machine_traits
 from tfprofscale.errors import InputError
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from tfprofscale.profiling.report import LayerRow
+    from tfprofscale.profiling.assemble import LayerRow
 
 LARGEST_RESIDUALS = 3
 MIN_FIT_CONFIGS = 3
@@ -254,7 +254,7 @@ def fit_latency_model(samples: Sequence[ConfigSample], features: Sequence[str] =
 
 
 def _machine_peaks() -> Peaks:
-    from tfprofscale.audit.roofline import machine_peaks
+    from tfprofscale.profiling.runtime.machine_peaks import machine_peaks
 
     measured = machine_peaks()
     return Peaks(measured.flops_per_s, measured.bytes_per_s)

@@ -22,10 +22,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from tfprofscale.audit.roofline import MachineTraits, layer_bytes_moved, layer_features
+from tfprofscale.audit.roofline import layer_bytes_moved, layer_features
+from tfprofscale.profiling.runtime.machine_peaks import MachineTraits
 
 if TYPE_CHECKING:
-    from tfprofscale.profiling.report import LayerRow
+    from tfprofscale.profiling.assemble import LayerRow
 
 PER_LAYER_FEATURES = ("roofline_us", "bytes_beyond_l2", "ops")
 IDENTITY_LAYER_TYPES = frozenset({

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tfprofscale.errors import InputError
-from tfprofscale.profiling.report import Report
+from tfprofscale.profiling.assemble import Report
 
 __all__ = ["LoadedProfiles", "load_profiles", "layers_frame"]
 
@@ -78,7 +78,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _report(path: Path, data: dict[str, Any]) -> Report:
-    from tfprofscale.profiling.report_fields import check_report_fields
+    from tfprofscale.report.fields import check_report_fields
 
     check_report_fields(data, str(path))
     try:

@@ -16,8 +16,8 @@ from tfprofscale.audit.analysis import Audit
 from tfprofscale.audit.conventions import get_convention
 from tfprofscale.audit.divergences import Divergence, largest_divergences
 from tfprofscale.audit.layout import UNSUPPORTED, short_cell, wrap
-from tfprofscale.audit.memory_model import ALLOCATOR_TRACKING_THRESHOLD_BYTES
-from tfprofscale.profiling.table import binary_bytes, si
+from tfprofscale.profiling.memory.estimate import ALLOCATOR_TRACKING_THRESHOLD_BYTES
+from tfprofscale.report.table import binary_bytes, si
 
 
 @dataclass

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 from tfprofscale.audit.roofline import layer_bytes_moved
 
 if TYPE_CHECKING:
-    from tfprofscale.audit.roofline import MachinePeaks
-    from tfprofscale.profiling.report import LayerRow, Report
+    from tfprofscale.profiling.runtime.machine_peaks import MachinePeaks
+    from tfprofscale.profiling.assemble import LayerRow, Report
 
 ROOFLINE = "formulas via the roofline"
 TENSORFLOW = "TensorFlow's cost model"

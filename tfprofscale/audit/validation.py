@@ -30,7 +30,7 @@ from tfprofscale.audit.latency import (
     MIN_FIT_CONFIGS, STATISTICS, ConfigSample, LatencyModel, fit_latency_model,
 )
 from tfprofscale.audit.latency_features import Peaks
-from tfprofscale.audit.roofline import MachineTraits, machine_traits
+from tfprofscale.profiling.runtime.machine_peaks import MachineTraits, machine_traits
 from tfprofscale.errors import InputError
 
 MIN_VALIDATION_CONFIGS = 10
@@ -110,8 +110,8 @@ def _read_record(path: Path) -> dict[str, Any]:
 
 
 def _sample(path: Path, record: dict[str, Any], statistic: str) -> ConfigSample:
-    from tfprofscale.profiling.report import Report
-    from tfprofscale.profiling.report_fields import check_report_fields
+    from tfprofscale.profiling.assemble import Report
+    from tfprofscale.report.fields import check_report_fields
 
     check_report_fields(record["report"], f"{path}: its report")
     try:
@@ -130,7 +130,7 @@ def computing_layers(report: Any) -> list[Any]:
     (variable reads, reshapes); the latency model's per-op cost counts the
     computing graph ops only.
     """
-    from tfprofscale.profiling.tracing import STRUCTURAL_OP_TYPES
+    from tfprofscale.profiling.trace.tracing import STRUCTURAL_OP_TYPES
 
     types = {op.name: op.type for op in report.ops}
     return [replace(row, ops=[name for name in row.ops if types.get(name) not in STRUCTURAL_OP_TYPES])
@@ -276,7 +276,7 @@ def held_out_validation(train: Sequence[ConfigSample], held_out: dict[str, Seque
 
 
 def _peaks() -> Peaks:
-    from tfprofscale.audit.roofline import machine_peaks
+    from tfprofscale.profiling.runtime.machine_peaks import machine_peaks
 
     measured = machine_peaks()
     return Peaks(measured.flops_per_s, measured.bytes_per_s)

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from tfprofscale.audit.render import render_markdown, render_text, write_json
 
     if args.remeasure:
-        from tfprofscale.audit.roofline import machine_peaks
+        from tfprofscale.profiling.runtime.machine_peaks import machine_peaks
 
         machine_peaks(refresh=True)
     audit = audit_path(path)

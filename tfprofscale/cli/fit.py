@@ -21,7 +21,7 @@ from tfprofscale.output import check_output_path
 from tfprofscale.quiet import import_tensorflow_quietly
 
 if TYPE_CHECKING:
-    from tfprofscale.profiling.report import LayerRow
+    from tfprofscale.profiling.assemble import LayerRow
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -80,7 +80,7 @@ def run_fit(args: argparse.Namespace) -> int:
 
 def run_predict(args: argparse.Namespace) -> int:
     """Trace the configuration, predict its step latency, print it per layer."""
-    from tfprofscale.profiling.input_shapes import parse_input_shapes
+    from tfprofscale.profiling.trace.input_shapes import parse_input_shapes
 
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be an integer >= 1, got {args.batch_size}")
@@ -117,9 +117,11 @@ def untimed_layer_rows(model_path: str, param_pairs: list[str], batch_size: int,
                        input_shapes: tuple[tuple[int, ...], ...] | None = None) -> list["LayerRow"]:
     """The per-layer rows of one configuration from its graph and formulas, without running it."""
     from tfprofscale.formulas import analytic
-    from tfprofscale.profiling import graph_stats, loading, tracing
-    from tfprofscale.profiling.attribution import attribute_ops
-    from tfprofscale.profiling.report import layer_rows
+    from tfprofscale.profiling.graph import graph_stats
+    from tfprofscale.profiling.trace import loading
+    from tfprofscale.profiling.trace import tracing
+    from tfprofscale.profiling.runtime.attribution import attribute_ops
+    from tfprofscale.profiling.assemble import layer_rows
 
     model_file = loading.load_model_file(model_path)
     params = loading.parse_params(param_pairs, model_file)

@@ -72,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
     if args.weights is not None:
         check_input_file(args.weights, "--weights")
     _apply_threads_first(args)
-    from tfprofscale.profiling import loading
-    from tfprofscale.profiling.input_shapes import parse_input_shapes
+    from tfprofscale.profiling.trace import loading
+    from tfprofscale.profiling.trace.input_shapes import parse_input_shapes
     from tfprofscale.profiling.pipeline import ProfileOptions, run_profile
 
     input_shapes = parse_input_shapes(args.input_shape)
@@ -89,11 +89,11 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads, min_time=args.min_time, target_ci=args.target_ci / 100, max_time=args.max_time,
     )
     report = run_profile(model_file, options)
-    from tfprofscale.profiling.table import render
+    from tfprofscale.report.table import render
 
     print(render(report))
     if args.ops:
-        from tfprofscale.profiling.op_table import render_ops
+        from tfprofscale.report.op_table import render_ops
 
         print()
         print(render_ops(report, args.ops))
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _apply_threads_first(args: argparse.Namespace) -> None:
     """Check the timing options; with --threads, set TensorFlow's pools before the model file can run an op."""
-    from tfprofscale.profiling.timing import StopRule, apply_threads, parse_threads
+    from tfprofscale.profiling.runtime.timing import StopRule, apply_threads, parse_threads
 
     if not args.target_ci > 0:
         raise InputError(f"--target-ci must be a percentage > 0, got {args.target_ci}")

@@ -89,7 +89,7 @@ def _check_data(data: str | None, model: Path) -> str | None:
     """The data directory as a string, after checking it and that the model can load data."""
     if data is None:
         return None
-    from tfprofscale.profiling import loading
+    from tfprofscale.profiling.trace import loading
     from tfprofscale.datasets import resolve_data_dir
 
     path = resolve_data_dir(data)

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     data_dir = datasets.resolve_data_dir(args.data)
     import_tensorflow_quietly()
     from tfprofscale import training
-    from tfprofscale.profiling import loading
+    from tfprofscale.profiling.trace import loading
 
     model_file = loading.load_model_file(args.model)
     if model_file.load_data is None:

@@ -7,7 +7,7 @@ import keras
 
 from tfprofscale.formulas.activations import ACTIVATION_FLOPS_PER_ELEMENT, SHAPE_CHANGING_ACTIVATIONS, activation_cost
 from tfprofscale.formulas.registry import Formula, NoFormula, formula_for
-from tfprofscale.profiling.records import LayerInfo
+from tfprofscale.records import LayerInfo
 
 
 def _elementwise(info: LayerInfo, name: str, per_element: int, formula: str) -> Formula:

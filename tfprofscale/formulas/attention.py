@@ -21,7 +21,7 @@ from tfprofscale.formulas.activations import ACTIVATION_FLOPS_PER_ELEMENT
 from tfprofscale.formulas.dense import einsum_dense_output_shape
 from tfprofscale.formulas.calls import call_arguments, call_uses_mask, masked_inputs
 from tfprofscale.formulas.registry import Formula, NoFormula, formula_for, layer_cost
-from tfprofscale.profiling.records import LayerCost, LayerInfo, Shape
+from tfprofscale.records import LayerCost, LayerInfo, Shape
 
 SOFTMAX_FLOPS_PER_ELEMENT = ACTIVATION_FLOPS_PER_ELEMENT["softmax"][0]
 _MASK_ARGUMENTS = ("mask", "attention_mask", "query_mask", "value_mask", "key_mask")

@@ -13,7 +13,7 @@ from typing import Any
 
 from tfprofscale.formulas.registry import (Formula, NoFormula, Window, activation_of, channels_last,
                                            data_format_of, formula_for, per_axis)
-from tfprofscale.profiling.records import LayerInfo
+from tfprofscale.records import LayerInfo
 
 #: Every layer type this module registers (the audit's conventions treat them as convolutions).
 CONVOLUTION_TYPES = frozenset({

@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 from tfprofscale.formulas.registry import Formula, NoFormula, activation_of, formula_for
-from tfprofscale.profiling.records import LayerInfo
+from tfprofscale.records import LayerInfo
 
 @formula_for("Dense")
 def _dense(info: LayerInfo) -> Formula:

@@ -20,8 +20,8 @@ from typing import Any
 from tfprofscale.formulas.activation_layers import activation_formula
 from tfprofscale.formulas.activations import ACTIVATION_FLOPS_PER_ELEMENT
 from tfprofscale.formulas.registry import Formula, NoFormula, formula_for
-from tfprofscale.profiling.op_statistics import einsum_flops_of
-from tfprofscale.profiling.records import LayerInfo
+from tfprofscale.profiling.graph.op_statistics import einsum_flops_of
+from tfprofscale.records import LayerInfo
 
 #: Element-wise operations of two operands (arithmetic, comparisons, logic): one operation per output
 #: element, named by this term.

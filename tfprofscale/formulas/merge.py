@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from tfprofscale.formulas.registry import Formula, NoFormula, formula_for
-from tfprofscale.profiling.records import LayerInfo, Shape
+from tfprofscale.records import LayerInfo, Shape
 
 #: Term name of each element-wise merge's (inputs - 1) operations per output element.
 _PAIRWISE_TERM = {"Add": "adds", "Subtract": "subtracts", "Multiply": "multiplies",

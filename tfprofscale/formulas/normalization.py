@@ -14,7 +14,7 @@ import math
 from typing import Any
 
 from tfprofscale.formulas.registry import Formula, NoFormula, formula_for, layer_cost
-from tfprofscale.profiling.records import LayerInfo, Shape
+from tfprofscale.records import LayerInfo, Shape
 
 @formula_for("BatchNormalization")
 def _batch_normalization(info: LayerInfo) -> Formula:

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from tfprofscale.formulas.registry import (Formula, NoFormula, Window, called_with_mask, channels_last, data_format_of,
                                            formula_for, per_axis)
-from tfprofscale.profiling.records import LayerInfo
+from tfprofscale.records import LayerInfo
 
 OpsPerOutput = Callable[[int], dict[str, int]]
 

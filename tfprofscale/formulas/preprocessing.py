@@ -5,7 +5,7 @@ import math
 
 from tfprofscale.formulas.pooling import resized
 from tfprofscale.formulas.registry import Formula, NoFormula, channels_last, data_format_of, formula_for
-from tfprofscale.profiling.records import LayerInfo
+from tfprofscale.records import LayerInfo
 
 
 @formula_for("Rescaling")

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from tfprofscale.formulas.calls import call_uses_mask
 from tfprofscale.formulas.registry import Formula, NoFormula, activation_of, formula_for, layer_cost
-from tfprofscale.profiling.records import LayerCost, LayerInfo, Shape
+from tfprofscale.records import LayerCost, LayerInfo, Shape
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ import tensorflow as tf
 
 from tfprofscale.formulas.activations import activation_cost
 from tfprofscale.errors import InputError
-from tfprofscale.profiling.records import LayerCost, LayerInfo, Shape
+from tfprofscale.records import LayerCost, LayerInfo, Shape
 
 #: Terms that describe the work but are not added into ``flops``.
 DIAGNOSTIC_TERMS = frozenset({"padded_taps", "comparisons"})

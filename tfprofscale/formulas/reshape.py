@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 
 from tfprofscale.formulas.registry import Formula, Window, formula_for
-from tfprofscale.profiling.records import LayerInfo
+from tfprofscale.records import LayerInfo
 
 #: Layers that only act in training (noise, dropout, ...): the identity at inference.
 IDENTITY_AT_INFERENCE = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 from tfprofscale.errors import InputError
 
 if TYPE_CHECKING:
-    from tfprofscale.profiling.report import Report
-    from tfprofscale.profiling.timing import StopRule
+    from tfprofscale.profiling.assemble import Report
+    from tfprofscale.profiling.runtime.timing import StopRule
 
 
 @dataclass(frozen=True)
@@ -52,14 +52,14 @@ class ProfileOptions:
 
     def stop_rule(self) -> "StopRule":
         """When to stop timing: at least ``steps`` steps, rounds of ``min_time`` s, CI target or ``max_time`` s."""
-        from tfprofscale.profiling.timing import StopRule
+        from tfprofscale.profiling.runtime.timing import StopRule
 
         return StopRule(min_steps=self.steps, min_round_s=self.min_time, target_ci=self.target_ci,
                         max_time_s=self.max_time)
 
     def validate(self) -> None:
         """InputError for counts that cannot be measured."""
-        from tfprofscale.profiling.timing import parse_threads
+        from tfprofscale.profiling.runtime.timing import parse_threads
 
         parse_threads(self.threads)
         self.stop_rule().validate()
@@ -72,7 +72,7 @@ class ProfileOptions:
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise InputError(f"{name.replace('_', '-')} must be an integer >= 0, got {value!r}")
         if self.input_shapes is not None:
-            from tfprofscale.profiling.input_shapes import check_input_shapes
+            from tfprofscale.profiling.trace.input_shapes import check_input_shapes
 
             check_input_shapes(self.input_shapes)
 
@@ -89,7 +89,7 @@ def profile(model_or_path: Any, batch_size: int = 1, **options: Any) -> "Report"
 def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
     """Profile with explicit options (the CLI and the sweep workers call this)."""
     options.validate()
-    from tfprofscale.profiling.timing import apply_threads, parse_threads
+    from tfprofscale.profiling.runtime.timing import apply_threads, parse_threads
 
     threads_warning = apply_threads(parse_threads(options.threads))
     say = _Progress(options.progress)
@@ -98,14 +98,17 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
     model, model_file, params = _load(model_or_path, options)
     data = _load_data(model_file, params, options, say)
     from tfprofscale.formulas import analytic
-    from tfprofscale.profiling import graph_stats, memory, runtime, tracing
-    from tfprofscale.profiling.attribution import attribute_ops
-    from tfprofscale.profiling.measurement_checks import measurement_warnings
-    from tfprofscale.profiling.shares import apply_step_medians, unattributed_time_us
-    from tfprofscale.profiling.report import Report, layer_rows, totals
+    from tfprofscale.profiling.graph import graph_stats
+    from tfprofscale.profiling.memory import measure as memory
+    from tfprofscale.profiling.runtime import measure as runtime
+    from tfprofscale.profiling.trace import tracing
+    from tfprofscale.profiling.runtime.attribution import attribute_ops
+    from tfprofscale.profiling.runtime.measurement_checks import measurement_warnings
+    from tfprofscale.profiling.runtime.shares import apply_step_medians, unattributed_time_us
+    from tfprofscale.profiling.assemble import Report, layer_rows, totals
 
-    from tfprofscale.profiling.run_checks import check_step_fits, model_run_errors
-    from tfprofscale.profiling.user_code import user_code
+    from tfprofscale.profiling.runtime.run_checks import check_step_fits, model_run_errors
+    from tfprofscale.profiling.trace.user_code import user_code
 
     say(f"tracing at batch {options.batch_size}")
     example_inputs = model_file.example_inputs if model_file else None
@@ -136,7 +139,7 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
     if measured.trace_failure:
         report.warnings.append(measured.trace_failure)
     if options.tf_cost_model:
-        from tfprofscale.profiling.tf_cost_model import add_tf_estimates
+        from tfprofscale.profiling.graph.tf_cost_model import add_tf_estimates
 
         say("estimating with TensorFlow's cost model (Grappler)")
         add_tf_estimates(report, traced)
@@ -157,8 +160,8 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
 
 def _with_nested_kernels(stats: Any, measured: Any, options: ProfileOptions) -> list[Any]:
     """The kernels that ran, body kernels named after their body ops, plus nested functions run as one kernel."""
-    from tfprofscale.profiling.attribution import body_kernels_renamed
-    from tfprofscale.profiling.nested_kernels import CALL_KERNEL_TYPES, call_op_times
+    from tfprofscale.profiling.runtime.attribution import body_kernels_renamed
+    from tfprofscale.profiling.runtime.nested_kernels import CALL_KERNEL_TYPES, call_op_times
 
     kernels = body_kernels_renamed(stats, measured.kernels)
     if not any(op.type in CALL_KERNEL_TYPES and op.runs for op in stats.ops):
@@ -168,7 +171,7 @@ def _with_nested_kernels(stats: Any, measured: Any, options: ProfileOptions) -> 
 
 
 def _load(model_or_path: Any, options: ProfileOptions) -> tuple[Any, Any, dict[str, Any]]:
-    from tfprofscale.profiling import loading
+    from tfprofscale.profiling.trace import loading
 
     if isinstance(model_or_path, loading.ModelFile):
         model_file = model_or_path  # already imported (by the CLI): a model file is imported once per profile
@@ -186,7 +189,7 @@ def _load(model_or_path: Any, options: ProfileOptions) -> tuple[Any, Any, dict[s
 
 
 def _load_weights(model: Any, weights: str) -> None:
-    from tfprofscale.profiling.weights import load_weights
+    from tfprofscale.profiling.trace.weights import load_weights
 
     load_weights(model, weights)
 
@@ -218,7 +221,7 @@ def _model_name(model_or_path: Any) -> str:
 
 
 def _run_dir(options: ProfileOptions, model_name: str) -> Path:
-    from tfprofscale.profiling.runtime import check_logdir
+    from tfprofscale.profiling.runtime.measure import check_logdir
 
     logdir = check_logdir(options.logdir)
     name = options.run_name or f"{model_name}-b{options.batch_size}"
@@ -227,7 +230,7 @@ def _run_dir(options: ProfileOptions, model_name: str) -> Path:
 
 def _cached_peak_flops() -> float | None:
     """The machine's FLOP/s peak if a still-valid measurement is cached (never measured here: it takes seconds)."""
-    from tfprofscale.audit.roofline import fresh_cached_peaks
+    from tfprofscale.profiling.runtime.machine_peaks import fresh_cached_peaks
 
     peaks = fresh_cached_peaks()
     return peaks.flops_per_s if peaks is not None else None

@@ -62,7 +62,7 @@ def run_configuration(plan: RunPlan, task: ConfigTask) -> dict[str, Any]:
 
 def _trace_folder_problem(plan: RunPlan) -> str | None:
     """Why the trace cannot be written (a warning: the step times are measured anyway), or None."""
-    from tfprofscale.profiling.runtime import check_logdir
+    from tfprofscale.profiling.runtime.measure import check_logdir
 
     if plan.trace_steps <= 0:
         return None
@@ -75,7 +75,7 @@ def _trace_folder_problem(plan: RunPlan) -> str | None:
 
 def _trained_weights(plan: RunPlan, task: ConfigTask) -> tuple[str, dict[str, Any]]:
     """Weights trained for ``task.params`` (all batch sizes and repeats share them), trained once."""
-    from tfprofscale.profiling import loading
+    from tfprofscale.profiling.trace import loading
     from tfprofscale import training
 
     name = model_id(task.params)

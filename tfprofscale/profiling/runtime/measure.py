@@ -22,8 +22,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfprofscale.errors import InputError
-from tfprofscale.profiling import kernel_trace
-from tfprofscale.profiling.timing import Rounds, StopRule, current_threads, load_average, time_rounds
+from tfprofscale.profiling.runtime import kernel_trace
+from tfprofscale.profiling.runtime.timing import Rounds, StopRule, current_threads, load_average, time_rounds
 
 
 @dataclass(frozen=True)

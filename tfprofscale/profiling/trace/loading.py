@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable
 
 from tfprofscale.errors import InputError
 from tfprofscale.inputs import check_input_file, read_text
-from tfprofscale.profiling.user_code import first_line, guarded, user_code
+from tfprofscale.profiling.trace.user_code import first_line, guarded, user_code
 from tfprofscale.quiet import import_tensorflow_quietly
 
 _module_counter = itertools.count()

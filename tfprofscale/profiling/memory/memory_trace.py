@@ -8,7 +8,7 @@ slows some models (VGG16 b1 85 -> 150 ms per step measured), so it runs in a
 child process of its own, never in the timed one, and writes its trace into
 the same logdir as a run of its own (``<run>-memory``).
 
-    python -m tfprofscale.profiling.memory_trace MODEL.py RUN_DIR --batch-size N [--params JSON] [--weights F]
+    python -m tfprofscale.profiling.memory.memory_trace MODEL.py RUN_DIR --batch-size N [--params JSON] [--weights F]
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def run_memory_trace(model_path: str, run_dir: Path, batch_size: int, params: di
                      weights: str | None = None, timeout_s: float = 600) -> tuple[str | None, str | None]:
     """Trace a model file in a child process with the BFC CPU allocator; (trace dir, None) or (None, why)."""
     target = memory_run_dir(run_dir)
-    command = [sys.executable, "-m", "tfprofscale.profiling.memory_trace", str(model_path), str(target),
+    command = [sys.executable, "-m", "tfprofscale.profiling.memory.memory_trace", str(model_path), str(target),
                "--batch-size", str(batch_size), "--params", json.dumps(params)]
     command += ["--weights", weights] if weights else []
     try:
@@ -57,7 +57,9 @@ def _trace_in_this_process(model_path: str, run_dir: str, batch_size: int, param
     import_tensorflow_quietly()
     import tensorflow as tf
 
-    from tfprofscale.profiling import loading, tracing
+    from tfprofscale.profiling.trace import loading
+
+    from tfprofscale.profiling.trace import tracing
 
     model_file = loading.load_model_file(model_path)
     resolved = loading.resolve_params(model_file, params)

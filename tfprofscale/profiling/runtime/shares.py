@@ -15,12 +15,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tfprofscale.profiling.kernel_trace import median_of_sums
+from tfprofscale.profiling.runtime.kernel_trace import median_of_sums
 
 if TYPE_CHECKING:
-    from tfprofscale.profiling.attribution import OpRow
-    from tfprofscale.profiling.report import LayerRow
-    from tfprofscale.profiling.runtime import KernelTime
+    from tfprofscale.profiling.runtime.attribution import OpRow
+    from tfprofscale.profiling.assemble import LayerRow
+    from tfprofscale.profiling.runtime.measure import KernelTime
 
 SHARE_DEFINITION = ("Share: the layer's time over the sum of all layers' times (and kernels in no layer), each "
                     "the median over traced steps of its kernels' per-step self time")

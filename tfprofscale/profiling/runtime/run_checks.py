@@ -6,7 +6,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
 from tfprofscale.errors import InputError
-from tfprofscale.profiling.input_budget import check_fits, tensor_bytes
+from tfprofscale.profiling.trace.input_budget import check_fits, tensor_bytes
 
 #: How much of a failing op's message is shown (TensorFlow's run to dozens of lines).
 MESSAGE_CHARS = 240

@@ -18,9 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from tfprofscale.profiling.graph_stats import BODY_OP_TYPES, GraphOp, GraphStats
-from tfprofscale.profiling.runtime import KernelTime
-from tfprofscale.profiling.tracing import STRUCTURAL_OP_TYPES
+from tfprofscale.profiling.graph.graph_stats import BODY_OP_TYPES, GraphOp, GraphStats
+from tfprofscale.profiling.runtime.measure import KernelTime
+from tfprofscale.profiling.trace.tracing import STRUCTURAL_OP_TYPES
 
 
 @dataclass

@@ -13,7 +13,7 @@ and the scheduler places the ops one after another on the device: the
 predicted run time is the end of the last op (with one device, the sum).
 
 The virtual device is this machine as the roofline measured it
-(``audit.roofline.machine_peaks``): ``num_cores`` the CPUs, ``frequency``
+(``profiling.runtime.machine_peaks``): ``num_cores`` the CPUs, ``frequency``
 chosen so that ``num_cores * frequency`` equals the measured peak FLOP/s
 (an effective frequency: Grappler's CPU model has no vector width),
 ``bandwidth`` the measured streaming bandwidth, caches read from sysfs.
@@ -41,10 +41,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
-    from tfprofscale.audit.roofline import MachinePeaks
-    from tfprofscale.profiling.frozen import FrozenGraph
-    from tfprofscale.profiling.report import Report
-    from tfprofscale.profiling.tracing import TracedModel
+    from tfprofscale.profiling.runtime.machine_peaks import MachinePeaks
+    from tfprofscale.profiling.memory.frozen import FrozenGraph
+    from tfprofscale.profiling.assemble import Report
+    from tfprofscale.profiling.trace.tracing import TracedModel
 
 DEVICE_NAME = "/job:localhost/replica:0/task:0/device:CPU:0"
 TIMELINE_MAX_NODES = 400
@@ -202,7 +202,7 @@ def add_tf_estimates(report: "Report", traced: "TracedModel", peaks: "MachinePea
 
     try:
         if peaks is None:
-            from tfprofscale.audit.roofline import machine_peaks
+            from tfprofscale.profiling.runtime.machine_peaks import machine_peaks
 
             peaks = machine_peaks()
         estimate = estimate_costs(traced.frozen(), virtual_cpu(peaks))

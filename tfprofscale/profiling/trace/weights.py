@@ -7,7 +7,7 @@ from typing import Any
 
 from tfprofscale.errors import InputError
 from tfprofscale.inputs import check_input_file
-from tfprofscale.profiling.user_code import first_line
+from tfprofscale.profiling.trace.user_code import first_line
 
 # Keras 3's message for a variable of another shape: it goes on to dump both tensors (about 80 lines).
 _FAILED_OBJECT = re.compile(r"for object <(?P<type>\w+) name=(?P<layer>[^,>]+)")

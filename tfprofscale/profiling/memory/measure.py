@@ -26,9 +26,9 @@ import tensorflow as tf
 from tensorflow.core.protobuf import rewriter_config_pb2
 
 from tfprofscale.errors import InputError
-from tfprofscale.profiling.frozen import FrozenGraph
-from tfprofscale.profiling.records import LiveTensor, MemoryRecord
-from tfprofscale.profiling.step_memory import DEVICE, HOST, StepMemory, step_memory
+from tfprofscale.profiling.memory.frozen import FrozenGraph
+from tfprofscale.records import LiveTensor, MemoryRecord
+from tfprofscale.profiling.memory.step_memory import DEVICE, HOST, StepMemory, step_memory
 
 LIVE_AT_PEAK_LIMIT = 20
 
@@ -96,7 +96,7 @@ def fill_record(record: MemoryRecord, step: StepMemory, layer_of: Callable[[str]
 
 def probed_kernel_scratch(layers: list[Any]) -> dict[str, int]:
     """{layer: bytes of scratch its kernel allocates when run alone} (see workspace_probe)."""
-    from tfprofscale.profiling.workspace_probe import kernel_scratch_bytes, probe_key
+    from tfprofscale.profiling.memory.workspace_probe import kernel_scratch_bytes, probe_key
 
     keys = {row.name: probe_key(row.type, row.geometry) for row in layers}
     keys = {name: key for name, key in keys.items() if key is not None}
@@ -178,7 +178,7 @@ def _through_identities(nodes: dict[str, Any], input_name: str) -> Any:
 
 def attach_memory(report: Any, measurement: MemoryMeasurement) -> None:
     """Put a measurement into a Report: its memory record, per-layer bytes, peak total, warnings, estimate."""
-    from tfprofscale.audit.memory_model import estimate_memory
+    from tfprofscale.profiling.memory.estimate import estimate_memory
 
     record = report.memory = measurement.record
     for row in report.layers:
@@ -202,7 +202,7 @@ def total_peak_bytes(record: MemoryRecord) -> int | None:
 
 def add_memory_trace(report: Any, model_or_path: Any, run_dir: Any, options: Any) -> None:
     """Run ``--memory-trace`` (see memory_trace.py); its folder, or why not, goes into the memory record."""
-    from tfprofscale.profiling.memory_trace import run_memory_trace
+    from tfprofscale.profiling.memory.memory_trace import run_memory_trace
 
     record = report.memory
     if not isinstance(model_or_path, (str, os.PathLike)):

@@ -4,12 +4,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tfprofscale.profiling.report import LayerRow, Report
-from tfprofscale.profiling.shares import SHARE_DEFINITION
+from tfprofscale.profiling.assemble import LayerRow, Report
+from tfprofscale.profiling.runtime.shares import SHARE_DEFINITION
 
 if TYPE_CHECKING:
-    from tfprofscale.profiling.report import Totals
-    from tfprofscale.profiling.runtime import StepTimes
+    from tfprofscale.profiling.assemble import Totals
+    from tfprofscale.profiling.runtime.measure import StepTimes
 
 COLUMNS = (
     ("Layer (type)", 30, "<"), ("Output shape", 18, "<"), ("Params", 10, ">"),
@@ -160,7 +160,7 @@ def _coverage_lines(t: Any) -> list[str]:
 
 
 def _memory_lines(report: Report) -> list[str]:
-    """Measured peak, where it happens, and the estimates beside it (see tfprofscale.profiling.memory)."""
+    """Measured peak, where it happens, and the estimates beside it (see tfprofscale.profiling.memory.measure)."""
     m, t = report.memory, report.totals
     if m is None:
         return [f"Memory:        allocator peak {binary_bytes(t.peak_bytes)} (process-wide)"]

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from tfprofscale.profiling.attribution import OpRow
-from tfprofscale.profiling.report import Report
-from tfprofscale.profiling.table import si
+from tfprofscale.profiling.runtime.attribution import OpRow
+from tfprofscale.profiling.assemble import Report
+from tfprofscale.report.table import si
 
 UNSUPPORTED = "unsupported"
 COLUMNS = (("Op (kernel)", 44, "<"), ("Layer", 18, "<"), ("Fused graph ops", 28, "<"),

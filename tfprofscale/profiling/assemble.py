@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from tfprofscale import output
-from tfprofscale.profiling.attribution import OpRow
-from tfprofscale.profiling.graph_stats import GraphStats
-from tfprofscale.profiling.records import LayerCost, LayerInfo, LiveTensor, MemoryRecord
-from tfprofscale.profiling.runtime import RuntimeResult, StepTimes
-from tfprofscale.profiling.shares import unattributed_time_us
-from tfprofscale.profiling.tracing import STRUCTURAL_OP_TYPES
+from tfprofscale.profiling.runtime.attribution import OpRow
+from tfprofscale.profiling.graph.graph_stats import GraphStats
+from tfprofscale.records import LayerCost, LayerInfo, LiveTensor, MemoryRecord
+from tfprofscale.profiling.runtime.measure import RuntimeResult, StepTimes
+from tfprofscale.profiling.runtime.shares import unattributed_time_us
+from tfprofscale.profiling.trace.tracing import STRUCTURAL_OP_TYPES
 
 
 @dataclass

@@ -26,7 +26,7 @@ from typing import Any, Iterator, Sequence
 
 import tensorflow as tf
 
-from tfprofscale.profiling.records import LayerInfo, Shape
+from tfprofscale.records import LayerInfo, Shape
 
 #: Top-level packages whose layers are leaves (their formulas cost them whole).
 KERAS_PACKAGES = ("keras", "tf_keras")

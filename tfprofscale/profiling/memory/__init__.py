@@ -1,0 +1,1 @@
+"""Memory of one step: allocation records, the estimate, workspace probes."""

@@ -1,0 +1,1 @@
+"""Timing steps, reading the profiler trace and attributing kernels to layers."""

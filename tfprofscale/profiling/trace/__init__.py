@@ -1,0 +1,1 @@
+"""Loading a model file, fixing its inputs and tracing it with tf.function."""
