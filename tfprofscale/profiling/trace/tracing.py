@@ -104,6 +104,26 @@ def _trace_keras(model: Any, batch_size: int, example_inputs: Callable[..., Any]
     return TracedModel(concrete, inputs, layers, batch_size, model, tree.scopes)
 
 
+def keras_input_specs(model: Any, batch_size: int, input_shapes: Sequence[Shape] | None = None
+                      ) -> list[tf.TensorSpec]:
+    """One TensorSpec per input of a Keras model at ``batch_size`` (``--input-shape`` filling undefined dims)."""
+    return _input_specs(_model_inputs(model), batch_size, input_shapes)
+
+
+def keras_layer_tree(model: Any, records: dict[int, Any], graph: tf.Graph, specs: Sequence[tf.TensorSpec],
+                     batch_size: int) -> tuple[list[LayerInfo], dict[str, str]]:
+    """The layers (paths, shapes) and scope map of a Keras model whose calls ``records`` caught while tracing."""
+    fixed_inputs = {_input_layer_name(t): tuple(spec.shape) for t, spec in zip(_model_inputs(model), specs)}
+    tree = nesting.expand(model, records, lambda layer: _symbolic_shapes(layer, batch_size, fixed_inputs))
+    return _without_idle_composites(tree, graph), tree.scopes
+
+
+def made_example_inputs(specs: Sequence[tf.TensorSpec], make: Callable[..., Any] | None, batch_size: int,
+                        params: dict[str, Any]) -> tuple[tf.Tensor, ...]:
+    """The inputs ``make`` (a model file's ``example_inputs``) returns, checked; random ones when it is None."""
+    return _example_inputs(specs, make, batch_size, params)
+
+
 def _without_idle_composites(tree: nesting.LayerTree, graph: tf.Graph) -> list[LayerInfo]:
     """Drop the rows of composites that compute nothing outside their sublayers."""
     working = {nesting.layer_for(op.name, tree.scopes) for op in graph.get_operations()
