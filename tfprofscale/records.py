@@ -108,6 +108,7 @@ class MemoryRecord:
     estimated_peak_layer: str | None = None
     memory_trace: str | None = None
     kernel_scratch: dict[str, int] = field(default_factory=dict)
+    ledger: dict[str, Any] | None = None  # --train: the train-step ledger (Ledger.as_dict())
 
 
 # -- the training step (issue 15): backward costs, optimizer state, the memory ledger, batch limits ----

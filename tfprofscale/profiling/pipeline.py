@@ -49,6 +49,11 @@ class ProfileOptions:
     min_time: float = 0.02
     target_ci: float = 0.02
     max_time: float = 3.0
+    train: bool = False
+    optimizer: str | None = None
+    jit_compile: bool = False
+    memory_budget: int | str | None = None
+    target_batch: int | None = None
 
     def stop_rule(self) -> "StopRule":
         """When to stop timing: at least ``steps`` steps, rounds of ``min_time`` s, CI target or ``max_time`` s."""
@@ -75,6 +80,11 @@ class ProfileOptions:
             from tfprofscale.profiling.trace.input_shapes import check_input_shapes
 
             check_input_shapes(self.input_shapes)
+        from tfprofscale.profiling.batch_limits import check_budget_options
+        from tfprofscale.profiling.trace.train_setup import check_optimizer_name
+
+        check_optimizer_name(self.optimizer)
+        check_budget_options(self)
 
 
 def profile(model_or_path: Any, batch_size: int = 1, **options: Any) -> "Report":
@@ -109,11 +119,17 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
 
     from tfprofscale.profiling.runtime.run_checks import check_step_fits, model_run_errors
     from tfprofscale.profiling.trace.user_code import user_code
+    from tfprofscale.profiling import train_profile
 
     say(f"tracing at batch {options.batch_size}")
     example_inputs = model_file.example_inputs if model_file else None
     with user_code(model_file.path, "tracing the model") if model_file else nullcontext():
-        traced = tracing.trace(model, options.batch_size, example_inputs, params, options.input_shapes)
+        traced = (train_profile.trace_step(model, model_file, params, options) if options.train else
+                  tracing.trace(model, options.batch_size, example_inputs, params, options.input_shapes,
+                                jit_compile=options.jit_compile))
+    from tfprofscale.profiling.batch_limits import check_budget_above_weights
+
+    check_budget_above_weights(options, traced)
     say("counting graph FLOPs with tfprof")
     stats = graph_stats.graph_stats(traced.graph)
     costs = analytic.analyze_layers(traced.layers)
@@ -135,18 +151,31 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
         model=_model_name(model_or_path), params=params, batch_size=options.batch_size,
         tensorflow=_tf_version(), device=measured.device, totals=totals(rows, ops, stats, measured),
         layers=rows, ops=ops, trace_dir=measured.trace_dir,
+        precision_policy=train_profile.precision_policy(traced.keras_model),
     )
+    if options.train:
+        from tfprofscale.profiling.train_views import add_train_views
+
+        add_train_views(report, traced, stats, costs)
     if measured.trace_failure:
         report.warnings.append(measured.trace_failure)
-    if options.tf_cost_model:
+    if options.tf_cost_model and not options.train:  # Grappler needs the frozen graph: a train step has none
         from tfprofscale.profiling.graph.tf_cost_model import add_tf_estimates
 
         say("estimating with TensorFlow's cost model (Grappler)")
         add_tf_estimates(report, traced)
-    if options.memory:
+    if options.memory and options.train:
+        say("measuring memory: one traced Session step of the training step, variables re-created")
+        train_profile.add_train_memory(report, traced, costs, measured.device)
+    elif options.memory:
         say("measuring memory: one traced Session step of the frozen graph")
         memory.attach_memory(report, memory.measure_memory(traced, measured.device, measured.peak_bytes,
                                                            measured.resident_bytes, report.layers))
+    if options.memory_budget is not None:
+        from tfprofscale.profiling.batch_limits import add_batch_limits
+
+        say(f"finding the largest batch that fits {options.memory_budget}")
+        add_batch_limits(report, model, model_file, params, options, traced)
     if options.memory and options.memory_trace:
         say("memory trace: a second, untimed run with the BFC CPU allocator (child process)")
         memory.add_memory_trace(report, model_or_path, run_dir, options)

@@ -39,6 +39,7 @@ class OpRow:
     tf_estimated_us: float | None = None
     flops_source: str | None = None
     executions: int | None = 1
+    phase: str | None = None  # --train: forward, loss, backward or update
 
 
 def attribute_ops(stats: GraphStats, kernels: list[KernelTime] | None,

@@ -66,19 +66,19 @@ class TracedModel:
 
 def trace(model: Any, batch_size: int, example_inputs: Callable[..., Any] | None = None,
           params: dict[str, Any] | None = None, input_shapes: Sequence[Shape] | None = None,
-          with_inputs: bool = True) -> TracedModel:
+          with_inputs: bool = True, jit_compile: bool = False) -> TracedModel:
     """Trace a Keras model or an ``input_signature`` tf.function at ``batch_size``.
 
     ``input_shapes`` (one per-example shape per input, ``--input-shape``)
     fixes input dimensions the model leaves undefined. ``with_inputs=False``
     makes no example inputs (``inputs`` is empty): for callers that never run
-    the model, such as ``predict``.
+    the model, such as ``predict``. ``jit_compile`` compiles a Keras model's call with XLA.
     """
     if batch_size < 1:
         raise InputError(f"batch size must be >= 1, got {batch_size}")
     make = example_inputs if with_inputs else _no_inputs
     if isinstance(model, tf.keras.Model) or _is_keras_model(model):
-        return _trace_keras(model, batch_size, make, params or {}, input_shapes)
+        return _trace_keras(model, batch_size, make, params or {}, input_shapes, jit_compile)
     if hasattr(model, "get_concrete_function"):
         return _trace_function(model, batch_size, make, params or {}, input_shapes)
     raise InputError(f"the model is a {type(model).__name__}, not a keras.Model or a tf.function")
@@ -91,10 +91,12 @@ def _is_keras_model(model: Any) -> bool:
 
 
 def _trace_keras(model: Any, batch_size: int, example_inputs: Callable[..., Any] | None,
-                 params: dict[str, Any], input_shapes: Sequence[Shape] | None = None) -> TracedModel:
+                 params: dict[str, Any], input_shapes: Sequence[Shape] | None = None,
+                 jit_compile: bool = False) -> TracedModel:
     specs = _input_specs(_model_inputs(model), batch_size, input_shapes)
     multi = len(specs) > 1
-    function = tf.function(lambda *xs: model(list(xs) if multi else xs[0], training=False))
+    function = tf.function(lambda *xs: model(list(xs) if multi else xs[0], training=False),
+                           jit_compile=jit_compile or None)
     with nesting.recording_calls(list(getattr(model, "operations", None) or model.layers)) as records:
         concrete = function.get_concrete_function(*specs)
     fixed_inputs = {_input_layer_name(t): tuple(spec.shape) for t, spec in zip(_model_inputs(model), specs)}

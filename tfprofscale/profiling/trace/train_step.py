@@ -144,7 +144,8 @@ def output_shapes(model: Any, specs: Sequence[tf.TensorSpec]) -> list[Shape]:
 
 def _compiled_optimizer(model: Any, setup: TrainSetup) -> Any:
     """Compile ``model`` with the setup unless it already is; the optimizer it will apply, built."""
-    if not (setup.source == "compiled" and setup.optimizer_source == "compiled"):
+    current = getattr(model, "optimizer", None)
+    if setup.optimizer is not current and setup.optimizer is not getattr(current, "inner_optimizer", None):
         model.compile(loss=setup.loss, optimizer=setup.optimizer, jit_compile=False)
     optimizer = model.optimizer
     optimizer.build(model.trainable_weights)
