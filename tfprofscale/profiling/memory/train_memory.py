@@ -36,8 +36,8 @@ def variable_bytes(variables: Any) -> int:
     return sum(int(np.prod(v.shape)) * tf.as_dtype(v.dtype).size for v in variables)
 
 
-def traced_train_step(traced: Any) -> tuple[StepMemory, int]:
-    """The allocation records of one traced Session step of the train step, and the bytes of its variables.
+def train_step_metadata(traced: Any) -> tuple[Any, int]:
+    """The RunMetadata of one traced Session step of the train step, and the bytes of its variables.
 
     SessionGraphError (an InputError, one line) when the step cannot run in a Session.
     """
@@ -47,7 +47,13 @@ def traced_train_step(traced: Any) -> tuple[StepMemory, int]:
         graph.run(traced.inputs, trace=False)
         step = graph.run(traced.inputs)
         held = sum(variable.bytes for variable in graph.variables)
-    return step_memory(step.run_metadata), held
+    return step.run_metadata, held
+
+
+def traced_train_step(traced: Any) -> tuple[StepMemory, int]:
+    """The allocation records of one traced Session step of the train step, and the bytes of its variables."""
+    run_metadata, held = train_step_metadata(traced)
+    return step_memory(run_metadata), held
 
 
 def measured_train_peak(traced: Any, device: str = "CPU:0") -> int:
@@ -57,15 +63,20 @@ def measured_train_peak(traced: Any, device: str = "CPU:0") -> int:
     return held + tensor_bytes(traced.inputs) + memory.peak(space).peak_bytes
 
 
-def measure_train_memory(traced: Any, device: str) -> tuple[MemoryMeasurement, StepMemory | None]:
-    """The memory record of one traced train step (its ``missing`` says why when the step cannot run)."""
+def measure_train_memory(traced: Any, device: str, metadata: tuple[Any, int] | None = None
+                         ) -> tuple[MemoryMeasurement, StepMemory | None]:
+    """The memory record of one traced train step (its ``missing`` says why when the step cannot run).
+
+    ``metadata``: a ``train_step_metadata`` result to read instead of running a step here.
+    """
     count = len(traced.inputs) - traced.label_count
     record = MemoryRecord(input_bytes=tensor_bytes(traced.inputs))
     try:
-        memory, held = traced_train_step(traced)
+        run_metadata, held = metadata or train_step_metadata(traced)
     except InputError as error:
         record.missing = str(error)
         return MemoryMeasurement(record), None
+    memory = step_memory(run_metadata)
     measurement = fill_record(record, memory, traced.layer_of, device)
     record.weights_bytes = held
     record.measured_terms = {
