@@ -1,14 +1,76 @@
 """The train-step memory ledger: weights, gradients, optimizer slots, saved activations, temporaries, input
 and labels, estimated from the layers and, where the allocation records tell, measured.
+
+Estimated (document 003's train-time memory):
+
+- ``weights``: every variable once, at its own dtype (float32 master weights
+  under mixed precision);
+- ``gradients``: one per trainable variable, at the variable's dtype;
+- ``optimizer slots``: the spec's slots per trainable variable at its dtype,
+  plus the optimizer's scalars (``iterations`` int64, the others float32);
+- ``saved activations``: the forward tensors the backward pass reads, by
+  TensorFlow's gradient rules (``pywrap_gradient_exclusions.cc``: MatMul and
+  Conv2D keep their inputs, BiasAdd and Add nothing, Relu, Sigmoid, Tanh,
+  Softmax, Elu keep their outputs, MaxPool both), each tensor once, at the
+  layer's compute dtype (float16 under ``mixed_float16``); under mixed
+  precision the compute-dtype copies of kernels that MatMul/Conv2D keep too;
+  the fed input is not counted here (it is the input line);
+- ``temporaries``: the largest pair of gradient buffers alive while one layer's
+  backward runs (dL/d output + dL/d input, at the compute dtype);
+- ``input and labels``: the fed batch.
 """
 from __future__ import annotations
 
-from typing import Sequence
+import math
+import re
+from typing import Any, Sequence
 
-from tfprofscale.profiling.memory.step_memory import Allocation
-from tfprofscale.records import LayerCost, LayerInfo, Ledger, OptimizerSpec
+from tfprofscale.profiling.memory.step_memory import Allocation, running_peak
+from tfprofscale.records import LayerCost, LayerInfo, Ledger, LedgerLine, OptimizerSpec
 
 TERMS = ("weights", "gradients", "optimizer slots", "saved activations", "temporaries", "input and labels")
+
+_DTYPE_BYTES = {"float64": 8, "int64": 8, "float32": 4, "int32": 4, "float16": 2, "bfloat16": 2, "int16": 2,
+                "int8": 1, "uint8": 1, "bool": 1}
+_MIXED_POLICIES = {"mixed_float16": 2, "mixed_bfloat16": 2}
+
+#: Layers that keep their input(s) for the backward pass (their MatMul, Conv2D, Mul, Gather, moments read it).
+KEEPS_INPUTS = frozenset({
+    "Dense", "EinsumDense", "Conv1D", "Conv2D", "Conv3D", "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D",
+    "SeparableConv2D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose", "BatchNormalization",
+    "LayerNormalization", "GroupNormalization", "Multiply", "Dot", "Maximum", "Minimum", "PReLU", "LeakyReLU",
+    "MultiHeadAttention", "GroupedQueryAttention", "Attention", "LSTM", "GRU", "SimpleRNN", "Bidirectional"})
+#: Layers that keep their output (Relu, Sigmoid, Tanh, Softmax, Elu gradients read y); MaxPool keeps both.
+KEEPS_OUTPUT = frozenset({"ReLU", "Softmax", "ELU", "MaxPooling1D", "MaxPooling2D", "MaxPooling3D",
+                          "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D"})
+#: Layers whose output is a view of their input (no buffer of their own).
+VIEWS = frozenset({"Flatten", "Reshape", "InputLayer", "Identity", "GaussianNoise", "ActivityRegularization"})
+#: Training-mode dropout keeps its boolean keep-mask: one byte per element.
+DROPOUTS = frozenset({"Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "AlphaDropout",
+                      "GaussianDropout"})
+_KERNEL_LAYERS = KEEPS_INPUTS - {"BatchNormalization", "LayerNormalization", "GroupNormalization", "Multiply", "Dot",
+                                 "Maximum", "Minimum", "LeakyReLU"}
+
+
+def dtype_bytes(dtype: Any) -> int:
+    """Bytes per element of a dtype given by name or object (``float32``, ``tf.float16``, ``'int64'``)."""
+    name = getattr(dtype, "name", None) or str(dtype)
+    if name not in _DTYPE_BYTES:
+        raise ValueError(f"unknown dtype {dtype!r}")
+    return _DTYPE_BYTES[name]
+
+
+def model_variables(layers: Sequence[LayerInfo]) -> list[Any]:
+    """Every variable of the layers' Keras objects, once (nested layers share them with their parents)."""
+    seen: dict[int, Any] = {}
+    for info in layers:
+        for variable in getattr(info.layer, "weights", None) or []:
+            seen.setdefault(id(variable), variable)
+    return list(seen.values())
+
+
+def variable_bytes(variable: Any) -> int:
+    return math.prod(int(d) for d in variable.shape) * dtype_bytes(variable.dtype)
 
 
 def estimate_ledger(layers: Sequence[LayerInfo], costs: Sequence[LayerCost], optimizer_spec: OptimizerSpec,
@@ -16,19 +78,183 @@ def estimate_ledger(layers: Sequence[LayerInfo], costs: Sequence[LayerCost], opt
                     label_bytes: int = 0) -> Ledger:
     """The estimated ledger of one training step of the model made of ``layers`` (batch fixed in their shapes).
 
-    Weights at their variable dtype (float32 master weights under mixed
-    precision), gradients for trainable weights only, slots from the spec,
-    activations saved for the backward pass by TensorFlow's tape rules at the
-    compute dtype, the largest temporary, and the fed input and labels.
+    ``policy``: a Keras dtype policy name; ``mixed_float16``/``mixed_bfloat16`` price activations at 2
+    bytes, otherwise each layer's compute dtype is used. ``input_bytes`` defaults to the InputLayer
+    rows' outputs (else the inputs of the layers fed by nothing) at float32.
     """
-    raise NotImplementedError("train records: signature only, body follows")
+    variables = model_variables(layers)
+    trainable = [v for v in variables if v.trainable]
+    weights = sum(variable_bytes(v) for v in variables)
+    gradients = sum(variable_bytes(v) for v in trainable)
+    scalars = 8 + 4 * max(optimizer_spec.scalar_variables - 1, 0) if optimizer_spec.scalar_variables else 0
+    slots = optimizer_spec.slots_per_variable * gradients + scalars
+    saved, kernel_copies = _saved_activation_bytes(layers, costs, policy)
+    fed = _input_bytes(layers) if input_bytes is None else input_bytes
+    lines = (
+        LedgerLine("weights", weights, note=f"{len(variables)} variables ({len(trainable)} trainable), own dtypes"),
+        LedgerLine("gradients", gradients, note="one per trainable variable, at its dtype"),
+        LedgerLine("optimizer slots", slots,
+                   note=f"{optimizer_spec.name}: {optimizer_spec.slots_per_variable} per variable "
+                        f"({', '.join(optimizer_spec.slot_names) or 'none'}) + {scalars} B of scalars"),
+        LedgerLine("saved activations", saved,
+                   note="forward tensors read by gradient ops, each once, at the compute dtype"
+                        + (f"; includes {kernel_copies} B of compute-dtype kernel copies" if kernel_copies else "")),
+        LedgerLine("temporaries", _temporaries(layers, policy),
+                   note="largest dL/d output + dL/d input pair of one layer's backward"),
+        LedgerLine("input and labels", fed + label_bytes,
+                   note=f"batch {batch_size}: input {fed} B, labels {label_bytes} B"),
+    )
+    return Ledger(lines)
+
+
+def _compute_bytes(info: LayerInfo, policy: str | None) -> int:
+    if policy in _MIXED_POLICIES:
+        return _MIXED_POLICIES[policy]
+    return dtype_bytes(getattr(info.layer, "compute_dtype", None) or "float32")
+
+
+def _saved_activation_bytes(layers: Sequence[LayerInfo], costs: Sequence[LayerCost],
+                            policy: str | None) -> tuple[int, int]:
+    """(saved tensor bytes, of which compute-dtype kernel copies) by the gradient rules, each tensor once."""
+    source = _tensor_sources(layers)
+    inputs = {info.name for info in layers if info.type == "InputLayer"}
+    saved: dict[tuple[str, ...], int] = {}
+    kernel_copies = 0
+    for info, cost in zip(layers, costs):
+        size = _compute_bytes(info, policy)
+        for key, elements in _saved_tensors(info, source):
+            if key[0] == "output" and key[1] in inputs:
+                continue  # the fed input: its own line
+            saved[key] = max(saved.get(key, 0), elements * size)
+        internal = _internal_elements(info, cost)
+        if internal:
+            saved[("internal", info.name)] = internal * size
+        if info.type in DROPOUTS:
+            saved[("mask", info.name)] = math.prod(info.output_shape)  # a bool per element
+        if info.type in _KERNEL_LAYERS and size < 4:
+            kernel_copies += sum(math.prod(int(d) for d in v.shape) * size
+                                 for v in getattr(info.layer, "trainable_weights", []) if len(v.shape) > 1)
+    return sum(saved.values()) + kernel_copies, kernel_copies
+
+
+def _tensor_sources(layers: Sequence[LayerInfo]) -> dict[str, str]:
+    """Per layer name, the layer whose buffer its output is (itself, or what a view views)."""
+    source: dict[str, str] = {}
+    for info in layers:
+        viewed = info.type in VIEWS and len(info.inbound) == 1
+        source[info.name] = source.get(info.inbound[0], info.inbound[0]) if viewed else info.name
+    return source
+
+
+def _saved_tensors(info: LayerInfo, source: dict[str, str]) -> list[tuple[tuple[str, ...], int]]:
+    """(tensor key, elements) of the layer's inputs and output its gradient reads; a key names the buffer's owner."""
+    kept = []
+    if info.type in KEEPS_OUTPUT or _nonlinear(info):
+        kept.append((("output", source.get(info.name, info.name)), math.prod(info.output_shape)))
+    if info.type in KEEPS_INPUTS:
+        kept += _input_tensors(info, source)
+    return kept
+
+
+def _internal_elements(info: LayerInfo, cost: LayerCost) -> int:
+    """Tensors made inside a layer that its gradient reads: a recurrent layer's per-step gate activations
+    and states (gates + 2 per state element and step); attention's projected Q, K, V, softmax scores and
+    attended values."""
+    g = cost.geometry
+    if info.type in ("LSTM", "GRU", "SimpleRNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D") and "steps" in g:
+        return g["steps"] * g["batch"] * g["state_elements"] * (g["gates"] + 2)
+    if info.type in ("MultiHeadAttention", "GroupedQueryAttention") and "score_elements" in g:
+        positions = {name: math.prod(g[f"{name}_shape"][:-1]) for name in ("query", "key", "value")}
+        return (g["score_elements"] + g["heads"] * (positions["query"] * (g["key_dim"] + g["value_dim"])
+                                                    + positions["key"] * g["key_dim"]
+                                                    + positions["value"] * g["value_dim"]))
+    return 0
+
+
+def _input_tensors(info: LayerInfo, source: dict[str, str]) -> list[tuple[tuple[str, ...], int]]:
+    if len(info.inbound) == len(info.input_shapes):
+        return [(("output", source.get(name, name)), math.prod(shape))
+                for name, shape in zip(info.inbound, info.input_shapes)]
+    return [(("input", info.name, str(i)), math.prod(shape)) for i, shape in enumerate(info.input_shapes)]
+
+
+def _nonlinear(info: LayerInfo) -> bool:
+    """A layer applying a nonlinear activation keeps its output or pre-activation (output-sized)."""
+    activation = getattr(info.layer, "activation", None)
+    return activation is not None and getattr(activation, "__name__", "linear") != "linear"
+
+
+def _temporaries(layers: Sequence[LayerInfo], policy: str | None) -> int:
+    pairs = [(math.prod(info.output_shape) + sum(math.prod(s) for s in info.input_shapes)) * _compute_bytes(info, policy)
+             for info in layers if info.type not in VIEWS and info.input_shapes]
+    return max(pairs, default=0)
+
+
+def _input_bytes(layers: Sequence[LayerInfo]) -> int:
+    fed = [info.output_shape for info in layers if info.type == "InputLayer"]
+    if not fed:
+        fed = [shape for info in layers if not info.inbound for shape in info.input_shapes]
+    return sum(math.prod(shape) * 4 for shape in fed)
+
+
+# -- measured: the allocation records of one traced train step -----------------------------------------
+
+FORWARD, BACKWARD, OPTIMIZER = "forward", "backward", "optimizer"
+#: Keras 3 optimizers name their scope after the class in snake case (``adam``, ``sgd_1``, ``rm_sprop``, ``adam_w``).
+OPTIMIZER_SCOPE = re.compile(r"^(sgd|adam|adam_w|adamax|nadam|rm_sprop|adagrad|adadelta|lion|ftrl|lamb|adafactor"
+                             r"|loss_scale_optimizer)(_\d+)?/")
+
+
+def op_phase(op_name: str, optimizer_scope: re.Pattern[str] = OPTIMIZER_SCOPE) -> str:
+    """``backward`` for gradient ops (``gradient_tape/...``), ``optimizer`` for ops under the optimizer's
+    scope, ``forward`` for the rest (the model and the loss)."""
+    if op_name.startswith("gradient_tape/") or "/gradient_tape/" in op_name:
+        return BACKWARD
+    return OPTIMIZER if optimizer_scope.match(op_name) else FORWARD
 
 
 def measured_ledger_terms(ledger: Ledger, allocations: Sequence[Allocation],
-                          total_measured_bytes: int | None = None) -> Ledger:
+                          total_measured_bytes: int | None = None,
+                          optimizer_scope: re.Pattern[str] = OPTIMIZER_SCOPE) -> Ledger:
     """``ledger`` with measured bytes filled in where one traced train step's allocation records tell.
 
-    Ops are classed by name: forward ops, ``gradient_tape/...`` ops (backward)
-    and optimizer ops; records cannot see variables, so weights and slots stay None.
+    The records (``step_memory.Allocation``, one step, one memory space) see
+    the step's transient tensors only: variables (weights, slots) and the fed
+    batch are not in them, so those lines stay None. Measured:
+
+    - ``saved activations``: forward tensors (not kernel temporaries) live when
+      the first gradient op allocates;
+    - ``gradients``: gradient-op tensors live when the first optimizer op
+      allocates (or after the last gradient op, if the optimizer allocates
+      nothing): the gradients waiting to be applied, plus any other gradient
+      buffer still live then;
+    - ``temporaries``: the transient peak minus those two (floored at 0), so
+      the three measured lines add up to the measured transient peak.
     """
-    raise NotImplementedError("train records: signature only, body follows")
+    ordered = sorted(allocations, key=lambda a: (a.micros, a.bytes < 0))
+    phases = [op_phase(a.op, optimizer_scope) for a in ordered]
+    backward_start = next((i for i, phase in enumerate(phases) if phase == BACKWARD and ordered[i].bytes > 0), None)
+    if backward_start is None:
+        return Ledger(ledger.lines, total_measured_bytes)
+    saved = _live_bytes(ordered[:backward_start], phases, FORWARD)
+    optimizer_start = next((i for i, phase in enumerate(phases) if phase == OPTIMIZER and ordered[i].bytes > 0), None)
+    if optimizer_start is None:
+        optimizer_start = max(i for i, phase in enumerate(phases) if phase == BACKWARD) + 1
+    gradients = _live_bytes(ordered[:optimizer_start], phases, BACKWARD)
+    peak = running_peak(list(ordered)).peak_bytes
+    measured = {"saved activations": saved, "gradients": gradients,
+                "temporaries": max(peak - saved - gradients, 0)}
+    lines = tuple(LedgerLine(line.term, line.estimated_bytes, measured.get(line.term, line.measured_bytes), line.note)
+                  for line in ledger.lines)
+    return Ledger(lines, total_measured_bytes)
+
+
+def _live_bytes(prefix: Sequence[Allocation], phases: Sequence[str], phase: str) -> int:
+    """Bytes allocated in ``prefix`` by ops of ``phase`` (kernel temporaries excluded) and not freed in it."""
+    open_: dict[tuple[str, str, int], int] = {}
+    for allocation, allocation_phase in zip(prefix, phases):
+        if allocation_phase != phase or allocation.tensor.endswith(" (temporary)"):
+            continue
+        key = (allocation.op, allocation.allocator, abs(allocation.bytes))
+        open_[key] = open_.get(key, 0) + (1 if allocation.bytes > 0 else -1)
+    return sum(size * max(count, 0) for (_, _, size), count in open_.items())
