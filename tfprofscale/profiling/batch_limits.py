@@ -112,7 +112,7 @@ def add_batch_limits(report: Any, model: Any, model_file: Any, params: dict[str,
     peak_at = peak_function(model, model_file, params, options, traced, known)
     weights = resident_bytes(traced)
     try:
-        found = find_max_batch(budget, peak_at, weights_bytes=weights)
+        found = find_max_batch(budget, peak_at, weights_bytes=weights, probe_batches=_probes(peak_at, budget, options))
     except InputError as error:
         smallest = min(known.items()) if known else None
         report.max_batch = {"budget_bytes": budget, "batch_size": None, "measured": dict(known),
@@ -126,6 +126,18 @@ def add_batch_limits(report: Any, model: Any, model_file: Any, params: dict[str,
                                  step_time_ms_at=_step_time_function(report, traced, model_file, params, options),
                                  weights_bytes=weights, max_batch=found)
         report.accumulation = asdict(plan) | {"target_step_time_ms": plan.target_step_time_ms}
+
+
+def _probes(peak_at: Callable[[int], int], budget: int, options: Any) -> tuple[int, int]:
+    """The two batches the affine fit starts from: the profiled batch and twice it when it fits, else 1 and 2.
+
+    At small batches a training step's peak is often set by batch-independent
+    buffers (the largest weight's gradient and the optimizer's temporaries), so
+    the slope from batches 1 and 2 can be a hundred times too flat; from the
+    profiled batch (already measured) it is the activations' slope.
+    """
+    batch = options.batch_size
+    return (batch, 2 * batch) if batch > 1 and peak_at(batch) <= budget else (1, 2)
 
 
 def _max_batch_dict(found: Any) -> dict[str, Any]:

@@ -14,13 +14,14 @@ measured train-step peak is variables + inputs + labels + transient peak.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from tfprofscale.errors import InputError
 from tfprofscale.profiling.memory.measure import MemoryMeasurement, fill_record
-from tfprofscale.profiling.memory.step_memory import StepMemory, step_memory
+from tfprofscale.profiling.memory.step_memory import HOST, StepMemory, step_memory
+from tfprofscale.profiling.trace.train_step import BACKWARD, UPDATE
 from tfprofscale.records import Ledger, MemoryRecord
 
 
@@ -103,8 +104,29 @@ def train_ledger(traced: Any, costs: Any, record: MemoryRecord, memory: StepMemo
     ledger = measured_ledger_terms(ledger, memory.allocations, total_measured)
     known = {"weights": record.measured_terms.get("weights"),
              "optimizer slots": record.measured_terms.get("optimizer state"),
-             "input and labels": record.input_bytes}
-    lines = tuple(replace(line, measured_bytes=known[line.term]) if known.get(line.term) is not None
-                  and line.measured_bytes is None else line for line in ledger.lines)
+             "input and labels": record.input_bytes, **held_at_peak(memory, traced.phase_of)}
+    lines = tuple(replace(line, measured_bytes=known[line.term]) if known.get(line.term) is not None else line
+                  for line in ledger.lines)
     return Ledger(lines, total_measured)
+
+
+def held_at_peak(memory: StepMemory, phase_of: Callable[[str], str | None], space: str = HOST) -> dict[str, int]:
+    """The transient peak split by what its live tensors are, so the three lines add up to it.
+
+    ``saved activations``: outputs of forward (and loss) ops still live;
+    ``gradients``: outputs of gradient ops (error signals and weight gradients);
+    ``temporaries``: kernel scratch and the optimizer's intermediate tensors.
+    The Session's executor interleaves the phases (an update can run before
+    the last gradient is made), so the split is taken at the peak itself.
+    """
+    held = {"saved activations": 0, "gradients": 0, "temporaries": 0}
+    for allocation in memory.peak(space).live:
+        phase = phase_of(allocation.op)
+        if allocation.is_workspace or phase == UPDATE:
+            held["temporaries"] += allocation.bytes
+        elif phase == BACKWARD:
+            held["gradients"] += allocation.bytes
+        else:
+            held["saved activations"] += allocation.bytes
+    return held
 
