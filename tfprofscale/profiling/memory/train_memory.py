@@ -22,6 +22,9 @@ from tfprofscale.errors import InputError
 from tfprofscale.profiling.memory.measure import MemoryMeasurement, fill_record
 from tfprofscale.profiling.memory.step_memory import HOST, StepMemory, step_memory
 from tfprofscale.profiling.trace.train_step import BACKWARD, UPDATE
+
+#: Ops that hand their input's buffer on (no allocation of their own).
+PASS_THROUGH_OP_TYPES = frozenset({"Identity", "IdentityN", "Reshape", "Squeeze", "ExpandDims", "StopGradient"})
 from tfprofscale.records import Ledger, MemoryRecord
 
 
@@ -104,20 +107,22 @@ def train_ledger(traced: Any, costs: Any, record: MemoryRecord, memory: StepMemo
     ledger = measured_ledger_terms(ledger, memory.allocations, total_measured)
     known = {"weights": record.measured_terms.get("weights"),
              "optimizer slots": record.measured_terms.get("optimizer state"),
-             "input and labels": record.input_bytes, **held_at_peak(memory, traced.phase_of)}
+             "input and labels": record.input_bytes,
+             **held_at_peak(memory, traced.phase_of, weight_gradient_ops(traced))}
     lines = tuple(replace(line, measured_bytes=known[line.term]) if known.get(line.term) is not None else line
                   for line in ledger.lines)
     return Ledger(lines, total_measured)
 
 
-def held_at_peak(memory: StepMemory, phase_of: Callable[[str], str | None], space: str = HOST) -> dict[str, int]:
+def held_at_peak(memory: StepMemory, phase_of: Callable[[str], str | None], gradient_ops: set[str],
+                 space: str = HOST) -> dict[str, int]:
     """The transient peak split by what its live tensors are, so the three lines add up to it.
 
     ``saved activations``: outputs of forward (and loss) ops still live;
-    ``gradients``: outputs of gradient ops (error signals and weight gradients);
-    ``temporaries``: kernel scratch and the optimizer's intermediate tensors.
-    The Session's executor interleaves the phases (an update can run before
-    the last gradient is made), so the split is taken at the peak itself.
+    ``gradients``: the weight gradients (outputs of ``gradient_ops``);
+    ``temporaries``: error signals (other gradient-op outputs), kernel scratch and the
+    optimizer's intermediate tensors. The Session's executor interleaves the phases (an
+    update can run before the last gradient is made), so the split is taken at the peak itself.
     """
     held = {"saved activations": 0, "gradients": 0, "temporaries": 0}
     for allocation in memory.peak(space).live:
@@ -125,8 +130,22 @@ def held_at_peak(memory: StepMemory, phase_of: Callable[[str], str | None], spac
         if allocation.is_workspace or phase == UPDATE:
             held["temporaries"] += allocation.bytes
         elif phase == BACKWARD:
-            held["gradients"] += allocation.bytes
+            held["gradients" if allocation.op in gradient_ops else "temporaries"] += allocation.bytes
         else:
             held["saved activations"] += allocation.bytes
     return held
 
+
+def weight_gradient_ops(traced: Any) -> set[str]:
+    """The backward ops whose outputs are the weight gradients the update reads (through reshapes and identities)."""
+    gradients: set[str] = set()
+    for op in traced.graph.get_operations():
+        if traced.phase_of(op.name) != UPDATE:
+            continue
+        for tensor in op.inputs:
+            producer = tensor.op
+            while producer.type in PASS_THROUGH_OP_TYPES and producer.inputs:
+                producer = producer.inputs[0].op
+            if traced.phase_of(producer.name) == BACKWARD:
+                gradients.add(producer.name)
+    return gradients
