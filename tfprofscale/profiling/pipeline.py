@@ -159,6 +159,13 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
         add_train_views(report, traced, stats, costs)
     if measured.trace_failure:
         report.warnings.append(measured.trace_failure)
+    if options.jit_compile:
+        from tfprofscale.profiling.runtime.xla_cluster import add_xla_view
+
+        say("reading XLA's optimized HLO and its instructions in the trace")
+        add_xla_view(report, traced)
+        report.warnings.append("--jit-compile: memory is measured on the graph's own kernels in a Session, "
+                               "without XLA (XLA's buffer assignment is not in the allocation records)")
     if options.tf_cost_model and not options.train:  # Grappler needs the frozen graph: a train step has none
         from tfprofscale.profiling.graph.tf_cost_model import add_tf_estimates
 

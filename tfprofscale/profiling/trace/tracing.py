@@ -40,6 +40,7 @@ class TracedModel:
     keras_model: Any = None
     scopes: dict[str, str] = field(default_factory=dict)  # graph scope -> layer path
     _frozen: Any = field(default=None, repr=False)
+    source_function: Any = field(default=None, repr=False)  # the tf.function traced (for XLA's compiler IR)
 
     @property
     def graph(self) -> tf.Graph:
@@ -103,7 +104,7 @@ def _trace_keras(model: Any, batch_size: int, example_inputs: Callable[..., Any]
     tree = nesting.expand(model, records, lambda layer: _symbolic_shapes(layer, batch_size, fixed_inputs))
     layers = _without_idle_composites(tree, concrete.graph)
     inputs = _example_inputs(specs, example_inputs, batch_size, params)
-    return TracedModel(concrete, inputs, layers, batch_size, model, tree.scopes)
+    return TracedModel(concrete, inputs, layers, batch_size, model, tree.scopes, source_function=function)
 
 
 def keras_input_specs(model: Any, batch_size: int, input_shapes: Sequence[Shape] | None = None

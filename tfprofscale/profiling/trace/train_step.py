@@ -107,8 +107,8 @@ def trace_train_step(model: Any, batch_size: int, setup: TrainSetup,
         raise InputError(f"the training step does not trace with loss {setup.loss_name} on output(s) "
                          f"{', '.join(map(str, outputs))}: {first_line(error)}") from None
     layers, scopes = keras_layer_tree(model, records, concrete.graph, specs, batch_size)
-    traced = TrainTraced(concrete, (*inputs, *labels), layers, batch_size, model, scopes, setup=setup,
-                         label_count=len(labels), variables=list(model.trainable_weights))
+    traced = TrainTraced(concrete, (*inputs, *labels), layers, batch_size, model, scopes, source_function=function,
+                         setup=setup, label_count=len(labels), variables=list(model.trainable_weights))
     traced.phases = recorder.phases(concrete.graph)
     traced.update_layers = recorder.update_layers(_variable_layers(layers))
     return traced
