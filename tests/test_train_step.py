@@ -158,3 +158,22 @@ def test_default_loss_follows_the_last_activation():
     step = trace_train_step(_small_cnn(), 2, resolve_setup(_small_cnn(), None, {}, "momentum"))
     assert step.setup.optimizer_name == "momentum"
     assert float(step.run()) > 0
+
+
+def test_mixed_float16_keeps_the_layers_of_loss_scaled_updates_apart():
+    """Under mixed_float16 Keras wraps the optimizer in a LossScaleOptimizer whose update runs in a tf.cond:
+    the branch's ops must not be mistaken for the step's own ops (they were mapped by index once)."""
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        traced = _traced(_small_cnn(), 2, optimizer="adam", loss="sparse_categorical_crossentropy")
+        flops = defaultdict(int)
+        for op in graph_stats(traced.graph).ops:
+            flops[(traced.layer_of(op.name), traced.phase_of(op.name), op.type)] += op.flops or 0
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    # the same counts as in float32 (test_small_cnn_backward_flops_by_hand), op type by op type
+    assert flops[("c1", FORWARD, "Conv2D")] == 15552
+    assert flops[("d", FORWARD, "MatMul")] == 2 * 20 * (2 * 3)
+    assert flops[("c2", BACKWARD, "Conv2DBackpropInput")] == flops[("c2", BACKWARD, "Conv2DBackpropFilter")] == 2880
+    assert flops[("d", BACKWARD, "MatMul")] == 240 + 240
+    assert traced.keras_model.dtype_policy.name == "mixed_float16"

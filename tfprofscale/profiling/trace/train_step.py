@@ -180,7 +180,7 @@ class _PhaseRecorder:
     def __init__(self, optimizer: Any) -> None:
         self.optimizer = getattr(optimizer, "inner_optimizer", None) or optimizer
         self.ends: dict[str, int] = {}
-        self.updates: list[tuple[int, int, Any]] = []
+        self.updates: list[tuple[list[str], Any]] = []
         self._names: list[str] = []
 
     def mark(self, phase: str) -> None:
@@ -193,10 +193,10 @@ class _PhaseRecorder:
         original = self.optimizer.update_step
 
         def update_step(gradient: Any, variable: Any, learning_rate: Any) -> Any:
-            graph = tf.compat.v1.get_default_graph()
+            graph = tf.compat.v1.get_default_graph()  # a cond's branch under loss scaling: its names stay there
             start = len(graph.get_operations())
             result = original(gradient, variable, learning_rate)
-            self.updates.append((start, len(graph.get_operations()), variable))
+            self.updates.append(([op.name for op in graph.get_operations()[start:]], variable))
             return result
 
         self.optimizer.update_step = update_step
@@ -218,12 +218,13 @@ class _PhaseRecorder:
         return table
 
     def update_layers(self, variable_layers: dict[int, str]) -> dict[str, str]:
-        """Op name -> the layer whose variable the op updates."""
+        """Op name -> the layer whose variable the op updates (ops of the step's own graph only)."""
         table: dict[str, str] = {}
-        for start, end, variable in self.updates:
+        outer = set(self._names)
+        for names, variable in self.updates:
             layer = variable_layers.get(id(variable))
             if layer is not None:
-                table.update((name, layer) for name in self._names[start:end])
+                table.update((name, layer) for name in names if name in outer)
         return table
 
 
