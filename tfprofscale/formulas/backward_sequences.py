@@ -159,8 +159,12 @@ def _time_distributed(info: LayerInfo, cost: LayerCost) -> BackwardParts:
     """The inner layer's backward on one step's slice, times the steps."""
     steps, input_shape = cost.geometry["steps"], info.input_shapes[0]
     inner = _inner_parts(info, info.layer.layer, (input_shape[0], *input_shape[2:]))
-    scale = lambda terms: {k: steps * v for k, v in terms.items()}  # noqa: E731
-    return BackwardParts(scale(inner.input), scale(inner.weight), scale(inner.shared), scale(inner.diagnostics))
+    return BackwardParts(_times(inner.input, steps), _times(inner.weight, steps), _times(inner.shared, steps),
+                         _times(inner.diagnostics, steps))
+
+
+def _times(terms: dict[str, int], steps: int) -> dict[str, int]:
+    return {name: steps * value for name, value in terms.items()}
 
 
 def _inner_output(inner: Any, input_shape: Shape) -> Shape:
