@@ -95,16 +95,18 @@ def test_measured_terms_from_allocation_records_by_hand():
         _record(1, 100, "model/a/MatMul"), _record(2, 100, "model/a/Relu"), _record(3, -100, "model/a/MatMul"),
         _record(4, 50, "model/b/MatMul", "model/b/MatMul (temporary)"),
         _record(5, -50, "model/b/MatMul", "model/b/MatMul (temporary)"),
-        _record(6, 40, "gradient_tape/model/b/MatMul"), _record(7, -100, "model/a/Relu"),
-        _record(8, 10, "adam/Mul"), _record(9, -10, "adam/Mul"), _record(10, -40, "gradient_tape/model/b/MatMul"),
+        _record(6, 40, "gradient_tape/model/b/MatMul"), _record(7, 30, "adam/Mul"),
+        _record(8, 60, "gradient_tape/model/a/MatMul"), _record(9, -100, "model/a/Relu"),
+        _record(10, -30, "adam/Mul"), _record(11, -40, "gradient_tape/model/b/MatMul"),
+        _record(12, -60, "gradient_tape/model/a/MatMul"),
     ]
     measured = measured_ledger_terms(ledger, records, total_measured_bytes=1234)
     # saved: forward tensors live when the backward starts (t=6): the Relu output, 100 B
     assert measured.line("saved activations").measured_bytes == 100
-    # gradients: gradient tensors live when the optimizer starts (t=8): 40 B
-    assert measured.line("gradients").measured_bytes == 40
-    # running sum 100, 200, 100, 150, 100, 140, 40, 50, 40, 0: peak 200; 200 - 100 - 40 = 60
-    assert measured.line("temporaries").measured_bytes == 60
+    # running sum 100, 200, 100, 150, 100, 140, 170, 230 (peak, t=8), 130, 100, 60, 0.
+    # At the peak: gradient tensors 40 + 60 = 100 B; optimizer tensors 30 B (the kernel temporary was freed)
+    assert measured.line("gradients").measured_bytes == 100
+    assert measured.line("temporaries").measured_bytes == 30
     assert measured.line("weights").measured_bytes is None          # variables are not in the records
     assert measured.total_measured_bytes == 1234
     assert measured.line("weights").estimated_bytes == ledger.line("weights").estimated_bytes
