@@ -110,3 +110,32 @@ def test_measured_terms_from_allocation_records_by_hand():
     assert measured.line("weights").measured_bytes is None          # variables are not in the records
     assert measured.total_measured_bytes == 1234
     assert measured.line("weights").estimated_bytes == ledger.line("weights").estimated_bytes
+
+
+def test_saved_activations_against_a_measured_train_step():
+    """Independent route: the allocation records of a real train step (tests/train_step_records.py)."""
+    import numpy as np
+
+    from tests.train_step_records import train_step_allocations
+
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="c1")(inputs)
+    x = keras.layers.MaxPooling2D(name="pool")(x)
+    x = keras.layers.Conv2D(32, 3, padding="same", activation="relu", name="c2")(x)
+    x = keras.layers.Flatten(name="flat")(x)
+    model = keras.Model(inputs, keras.layers.Dense(10, name="d")(x), name="cnn")
+    optimizer = keras.optimizers.Adam()
+    batch = 8
+    rng = np.random.default_rng(0)
+    allocations = train_step_allocations(
+        model, optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        rng.random((batch, 32, 32, 3), dtype=np.float32), rng.integers(0, 10, batch).astype(np.int32))
+    infos, costs = chain(model, batch)
+    ledger = measured_ledger_terms(estimate_ledger(infos, costs, optimizer_spec(optimizer), batch), allocations)
+    saved = ledger.line("saved activations")
+    # by hand: c1's relu output 8*32*32*16*4 = 524,288 B; pool's output 8*16*16*16*4 = 131,072 B (read by c2)
+    # and its oneDNN workspace 32,768 B; c2's relu output 8*16*16*32*4 = 262,144 B (read by d, a view through
+    # flat). c1's input is the fed batch.  Total 950,272 B.
+    assert saved.estimated_bytes == 950_272
+    # measured: the same tensors plus a few hundred bytes of small ones (loss, labels' one-hot ...)
+    assert 0 <= saved.measured_bytes - saved.estimated_bytes < 0.01 * saved.estimated_bytes
