@@ -247,3 +247,53 @@ def test_make_optimizer_choices_and_unknown_name():
     assert type(make_optimizer("adamw")).__name__ == "AdamW"
     with pytest.raises(InputError, match=r"unknown --optimizer 'adagrad'; choose one of sgd, momentum, adam"):
         make_optimizer("adagrad")
+
+
+def test_gru_by_hand():
+    cost = single(keras.layers.GRU(3), (2, 2))
+    # rows = 2 steps * 3 units = 6, gates 3: input MACs 6*3*2 = 36, recurrent 6*3*3 = 54. dX = 72
+    assert cost.input_grad_flops == 72
+    # dW 72 + dU 108 + bias (reset_after: 2 rows of 9) 18 gate elements * 2 - 18 = 18 + through time 108
+    # + cell 6 * (9 + tanh 3 + 2 sigmoids 6) = 108
+    assert cost.weight_grad_flops == 72 + 108 + 18 + 108 + 108
+
+
+def test_wrappers_by_hand():
+    # TimeDistributed(Dense(3)) over 4 steps of 2 features: per step dX 2*2*3 = 12, dW 12; bias sums
+    # 4 steps * 3 outputs - 3 = 9
+    wrapped = single(keras.layers.TimeDistributed(keras.layers.Dense(3)), (4, 2))
+    assert (wrapped.input_grad_flops, wrapped.weight_grad_flops) == (48, 48 + 9)
+    # Bidirectional(SimpleRNN(2)), 3 steps of 2: per direction rows 6, input MACs 12, recurrent 12:
+    # dX 24; dW 24 + dU 24 + bias 6 - 2 = 4 + through time 24 + cell 6 * (1 + tanh 3) = 24 -> 100.
+    # Two directions, and the two input gradients summed: 3 * 2 = 6 adds
+    both = single(keras.layers.Bidirectional(keras.layers.SimpleRNN(2)), (3, 2))
+    assert (both.input_grad_flops, both.weight_grad_flops) == (2 * 24 + 6, 2 * 100)
+
+
+def test_embedding_and_merges_by_hand():
+    tokens = keras.Input((5,), dtype="int32")
+    embedding = keras.layers.Embedding(10, 4)
+    model = keras.Model(tokens, embedding(tokens))
+    cost = backward_cost(info_of(model.layers[1], 2), layer_cost(info_of(model.layers[1], 2)))
+    # no gradient for ids; dW: one add per gathered element, 2 * 5 * 4 = 40
+    assert (cost.input_grad_flops, cost.weight_grad_flops) == (0, 40)
+    a, b = keras.Input((4,)), keras.Input((4,))
+    merged = keras.Model([a, b], keras.layers.Multiply()([a, b]))
+    info = info_of(merged.layers[2], 1)
+    # each input's gradient is dy times the other: 2 inputs * 4 elements = 8
+    assert backward_cost(info, layer_cost(info)).input_grad_flops == 8
+
+
+def test_multi_head_attention_by_hand():
+    query = keras.Input((2, 4))
+    attention = keras.layers.MultiHeadAttention(num_heads=1, key_dim=2)
+    model = keras.Model(query, attention(query, query))
+    info = info_of(model.layers[1], 1)
+    cost = backward_cost(info, layer_cost(info), needs_input_grad=True)
+    # projections q, k, v: (1, 2, 4) -> (1, 2, 1, 2): 4 outputs * 4 = 16 MACs = 32 flops each way, bias 4 - 2 = 2;
+    # output (1, 2, 1, 2) -> (1, 2, 4): 8 outputs * 2 = 16 MACs = 32, bias 8 - 4 = 4.
+    # dX: the three projections' input gradients, 3 * 32 = 96
+    assert cost.input_grad_flops == 96
+    # core, S = 1 head * 2 * 2 = 4 scores: 2 * scores (2*4*2 = 16) + 2 * weighted sum (16) + softmax 4*4
+    # + scale 4 = 84; output projection's input gradient 32; dW 3 * (32 + 2) + 32 + 4 = 138
+    assert cost.weight_grad_flops == 84 + 32 + 138
