@@ -101,7 +101,7 @@ def test_measured_terms_from_allocation_records_by_hand():
         _record(12, -60, "gradient_tape/model/a/MatMul"),
     ]
     measured = measured_ledger_terms(ledger, records, total_measured_bytes=1234)
-    # saved: forward tensors live when the backward starts (t=6): the Relu output, 100 B
+    # saved: forward tensors live when the model's forward ends (its last allocation, t=4): the Relu output, 100 B
     assert measured.line("saved activations").measured_bytes == 100
     # running sum 100, 200, 100, 150, 100, 140, 170, 230 (peak, t=8), 130, 100, 60, 0.
     # At the peak: gradient tensors 40 + 60 = 100 B; optimizer tensors 30 B (the kernel temporary was freed)

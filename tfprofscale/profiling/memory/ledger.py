@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from typing import Any, Sequence
 
 from tfprofscale.profiling.memory.estimate import MAXPOOL_WORKSPACE_BYTES_PER_ELEMENT
@@ -228,7 +229,8 @@ def measured_ledger_terms(ledger: Ledger, allocations: Sequence[Allocation],
     batch are not in them, so those lines stay None. Measured:
 
     - ``saved activations``: forward tensors (not kernel temporaries) live when
-      the first gradient op allocates: what the forward leaves for the backward;
+      the model's forward ends (its last allocation under the model's scope):
+      what the forward leaves for the backward;
     - ``gradients``: gradient-op tensors (dL/dX and dL/dW buffers) live at the
       step's transient peak -- TensorFlow applies a variable's update as soon
       as its gradient is ready, so the weight gradients are never all live at once;
@@ -236,16 +238,29 @@ def measured_ledger_terms(ledger: Ledger, allocations: Sequence[Allocation],
     """
     ordered = sorted(allocations, key=lambda a: (a.micros, a.bytes < 0))
     phases = [op_phase(a.op, optimizer_scope) for a in ordered]
-    backward_start = next((i for i, phase in enumerate(phases) if phase == BACKWARD and ordered[i].bytes > 0), None)
-    if backward_start is None:
+    if BACKWARD not in phases:
         return Ledger(ledger.lines, total_measured_bytes)
+    forward_end = _model_forward_end(ordered, phases)
     peak_end = _peak_index(ordered) + 1
-    measured = {"saved activations": _live_bytes(ordered[:backward_start], phases, {FORWARD}),
+    measured = {"saved activations": _live_bytes(ordered[:forward_end], phases, {FORWARD}),
                 "gradients": _live_bytes(ordered[:peak_end], phases, {BACKWARD}),
                 "temporaries": _live_bytes(ordered[:peak_end], phases, {OPTIMIZER}, temporaries=True)}
     lines = tuple(LedgerLine(line.term, line.estimated_bytes, measured.get(line.term, line.measured_bytes), line.note)
                   for line in ledger.lines)
     return Ledger(lines, total_measured_bytes)
+
+
+def _model_forward_end(ordered: Sequence[Allocation], phases: Sequence[str]) -> int:
+    """One past the last allocation of the model's own forward ops: those under the name scope most
+    forward ops share (``cnn_1/``), not the loss. Every gradient op that reads an activation waits for
+    the loss, so what the forward leaves live then is what the backward keeps (gradient ops that only
+    read shapes may run earlier, and are not forward)."""
+    scopes = Counter(a.op.split("/", 1)[0] for a, phase in zip(ordered, phases) if phase == FORWARD and "/" in a.op)
+    if not scopes:
+        return 0
+    model_scope = scopes.most_common(1)[0][0] + "/"
+    return 1 + max(i for i, (a, phase) in enumerate(zip(ordered, phases))
+                   if phase == FORWARD and a.op.startswith(model_scope) and a.bytes > 0)
 
 
 def _peak_index(ordered: Sequence[Allocation]) -> int:
