@@ -156,11 +156,19 @@ def _bidirectional(info: LayerInfo, cost: LayerCost) -> BackwardParts:
 
 @backward_formula_for("TimeDistributed")
 def _time_distributed(info: LayerInfo, cost: LayerCost) -> BackwardParts:
-    """The inner layer's backward on one step's slice, times the steps."""
+    """The inner layer's backward on one step's slice, times the steps; its bias gradient also sums
+    over the steps (``(steps - 1) * bias size`` more adds)."""
     steps, input_shape = cost.geometry["steps"], info.input_shapes[0]
-    inner = _inner_parts(info, info.layer.layer, (input_shape[0], *input_shape[2:]))
-    scale = lambda terms: {k: steps * v for k, v in terms.items()}  # noqa: E731
-    return BackwardParts(scale(inner.input), scale(inner.weight), scale(inner.shared), scale(inner.diagnostics))
+    inner_layer = info.layer.layer
+    inner = _inner_parts(info, inner_layer, (input_shape[0], *input_shape[2:]))
+    bias = getattr(inner_layer, "bias", None)
+    across = {"bias_grad_across_steps": (steps - 1) * elements(tuple(bias.shape))} if bias is not None else {}
+    return BackwardParts(_times(inner.input, steps), {**_times(inner.weight, steps), **across},
+                         _times(inner.shared, steps), _times(inner.diagnostics, steps))
+
+
+def _times(terms: dict[str, int], steps: int) -> dict[str, int]:
+    return {name: steps * value for name, value in terms.items()}
 
 
 def _inner_output(inner: Any, input_shape: Shape) -> Shape:

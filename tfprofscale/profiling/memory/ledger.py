@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from typing import Any, Sequence
 
-from tfprofscale.profiling.memory.step_memory import Allocation, running_peak
+from tfprofscale.profiling.memory.estimate import MAXPOOL_WORKSPACE_BYTES_PER_ELEMENT
+from tfprofscale.profiling.memory.step_memory import Allocation
 from tfprofscale.records import LayerCost, LayerInfo, Ledger, LedgerLine, OptimizerSpec
 
 TERMS = ("weights", "gradients", "optimizer slots", "saved activations", "temporaries", "input and labels")
@@ -48,6 +50,8 @@ VIEWS = frozenset({"Flatten", "Reshape", "InputLayer", "Identity", "GaussianNois
 #: Training-mode dropout keeps its boolean keep-mask: one byte per element.
 DROPOUTS = frozenset({"Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "AlphaDropout",
                       "GaussianDropout"})
+#: oneDNN's max pooling writes a workspace (1 B per output element) that MaxPoolGrad reads: kept too.
+ONEDNN_POOL_WORKSPACE = frozenset({"MaxPooling2D", "MaxPooling3D"})
 _KERNEL_LAYERS = KEEPS_INPUTS - {"BatchNormalization", "LayerNormalization", "GroupNormalization", "Multiply", "Dot",
                                  "Maximum", "Minimum", "LeakyReLU"}
 
@@ -131,6 +135,8 @@ def _saved_activation_bytes(layers: Sequence[LayerInfo], costs: Sequence[LayerCo
             saved[("internal", info.name)] = internal * size
         if info.type in DROPOUTS:
             saved[("mask", info.name)] = math.prod(info.output_shape)  # a bool per element
+        if info.type in ONEDNN_POOL_WORKSPACE:
+            saved[("workspace", info.name)] = math.prod(info.output_shape) * MAXPOOL_WORKSPACE_BYTES_PER_ELEMENT
         if info.type in _KERNEL_LAYERS and size < 4:
             kernel_copies += sum(math.prod(int(d) for d in v.shape) * size
                                  for v in getattr(info.layer, "trainable_weights", []) if len(v.shape) > 1)
@@ -223,38 +229,63 @@ def measured_ledger_terms(ledger: Ledger, allocations: Sequence[Allocation],
     batch are not in them, so those lines stay None. Measured:
 
     - ``saved activations``: forward tensors (not kernel temporaries) live when
-      the first gradient op allocates;
-    - ``gradients``: gradient-op tensors live when the first optimizer op
-      allocates (or after the last gradient op, if the optimizer allocates
-      nothing): the gradients waiting to be applied, plus any other gradient
-      buffer still live then;
-    - ``temporaries``: the transient peak minus those two (floored at 0), so
-      the three measured lines add up to the measured transient peak.
+      the model's forward ends (its last allocation under the model's scope):
+      what the forward leaves for the backward;
+    - ``gradients``: gradient-op tensors (dL/dX and dL/dW buffers) live at the
+      step's transient peak -- TensorFlow applies a variable's update as soon
+      as its gradient is ready, so the weight gradients are never all live at once;
+    - ``temporaries``: kernel temporaries and optimizer-op tensors live at the peak.
     """
     ordered = sorted(allocations, key=lambda a: (a.micros, a.bytes < 0))
     phases = [op_phase(a.op, optimizer_scope) for a in ordered]
-    backward_start = next((i for i, phase in enumerate(phases) if phase == BACKWARD and ordered[i].bytes > 0), None)
-    if backward_start is None:
+    if BACKWARD not in phases:
         return Ledger(ledger.lines, total_measured_bytes)
-    saved = _live_bytes(ordered[:backward_start], phases, FORWARD)
-    optimizer_start = next((i for i, phase in enumerate(phases) if phase == OPTIMIZER and ordered[i].bytes > 0), None)
-    if optimizer_start is None:
-        optimizer_start = max(i for i, phase in enumerate(phases) if phase == BACKWARD) + 1
-    gradients = _live_bytes(ordered[:optimizer_start], phases, BACKWARD)
-    peak = running_peak(list(ordered)).peak_bytes
-    measured = {"saved activations": saved, "gradients": gradients,
-                "temporaries": max(peak - saved - gradients, 0)}
+    forward_end = _model_forward_end(ordered, phases)
+    peak_end = _peak_index(ordered) + 1
+    measured = {"saved activations": _live_bytes(ordered[:forward_end], phases, {FORWARD}),
+                "gradients": _live_bytes(ordered[:peak_end], phases, {BACKWARD}),
+                "temporaries": _live_bytes(ordered[:peak_end], phases, {OPTIMIZER}, temporaries=True)}
     lines = tuple(LedgerLine(line.term, line.estimated_bytes, measured.get(line.term, line.measured_bytes), line.note)
                   for line in ledger.lines)
     return Ledger(lines, total_measured_bytes)
 
 
-def _live_bytes(prefix: Sequence[Allocation], phases: Sequence[str], phase: str) -> int:
-    """Bytes allocated in ``prefix`` by ops of ``phase`` (kernel temporaries excluded) and not freed in it."""
+def _model_forward_end(ordered: Sequence[Allocation], phases: Sequence[str]) -> int:
+    """One past the last allocation of the model's own forward ops: those under the name scope most
+    forward ops share (``cnn_1/``), not the loss. Every gradient op that reads an activation waits for
+    the loss, so what the forward leaves live then is what the backward keeps (gradient ops that only
+    read shapes may run earlier, and are not forward)."""
+    scopes = Counter(a.op.split("/", 1)[0] for a, phase in zip(ordered, phases) if phase == FORWARD and "/" in a.op)
+    if not scopes:
+        return 0
+    model_scope = scopes.most_common(1)[0][0] + "/"
+    return 1 + max(i for i, (a, phase) in enumerate(zip(ordered, phases))
+                   if phase == FORWARD and a.op.startswith(model_scope) and a.bytes > 0)
+
+
+def _peak_index(ordered: Sequence[Allocation]) -> int:
+    total, best, index = 0, 0, 0
+    for i, allocation in enumerate(ordered):
+        total += allocation.bytes
+        if total > best:
+            best, index = total, i
+    return index
+
+
+def _live_bytes(prefix: Sequence[Allocation], phases: Sequence[str], wanted: set[str],
+                temporaries: bool = False) -> int:
+    """Bytes allocated in ``prefix`` by ops of the ``wanted`` phases and not freed in it; kernel
+    temporaries (of any phase) count only when ``temporaries`` is set, and then always."""
     open_: dict[tuple[str, str, int], int] = {}
-    for allocation, allocation_phase in zip(prefix, phases):
-        if allocation_phase != phase or allocation.tensor.endswith(" (temporary)"):
+    for allocation, phase in zip(prefix, phases):
+        if not _counted(allocation, phase, wanted, temporaries):
             continue
         key = (allocation.op, allocation.allocator, abs(allocation.bytes))
         open_[key] = open_.get(key, 0) + (1 if allocation.bytes > 0 else -1)
     return sum(size * max(count, 0) for (_, _, size), count in open_.items())
+
+
+def _counted(allocation: Allocation, phase: str, wanted: set[str], temporaries: bool) -> bool:
+    if allocation.tensor.endswith(" (temporary)"):
+        return temporaries
+    return phase in wanted
