@@ -17,13 +17,20 @@ from collections import defaultdict
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from tfprofscale.errors import InputError
 from tfprofscale.profiling.graph.graph_stats import graph_stats
-from tfprofscale.profiling.memory.train_memory import measure_train_memory, train_step_metadata
+from tfprofscale.profiling.memory.train_memory import (
+    measure_train_memory,
+    train_step_metadata,
+)
 from tfprofscale.profiling.trace.train_setup import resolve_setup
-from tfprofscale.profiling.trace.train_step import BACKWARD, FORWARD, UPDATE, trace_train_step
+from tfprofscale.profiling.trace.train_step import (
+    BACKWARD,
+    FORWARD,
+    UPDATE,
+    trace_train_step,
+)
 
 
 def _dense_chain():
@@ -104,7 +111,7 @@ def test_gradient_and_update_ops_go_to_the_layer_they_serve():
 def test_measured_train_peak_is_variables_inputs_and_the_records_running_sum():
     traced = _traced(_dense_chain(), 4, optimizer=keras.optimizers.SGD(momentum=0.9))
     metadata = train_step_metadata(traced)
-    measurement, memory = measure_train_memory(traced, "CPU:0", metadata)
+    measurement, _ = measure_train_memory(traced, "CPU:0", metadata)
     record = measurement.record
     # variables by hand: 8*16 + 16 + 16*4 + 4 = 212 float32 = 848 B, one momentum each = 848 B,
     # plus the optimizer's iterations (int64, 8 B) and learning rate (float32, 4 B)

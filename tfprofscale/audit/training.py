@@ -11,8 +11,9 @@ allocation records measured, and the totals (the goal is within 5%).
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 
 @dataclass

@@ -9,8 +9,9 @@ measured once per batch and the profiled batch's own peak is reused.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any, Callable
+from typing import Any
 
 from tfprofscale.errors import InputError
 

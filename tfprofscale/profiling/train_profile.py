@@ -40,7 +40,10 @@ def _is_keras_model(model: Any) -> bool:
 def add_train_memory(report: Any, traced: Any, costs: Any, device: str) -> None:
     """The measured train-step peak, what is live at it, per-layer bytes and the ledger, into ``report``."""
     from tfprofscale.profiling.memory.measure import total_peak_bytes
-    from tfprofscale.profiling.memory.train_memory import measure_train_memory, train_ledger
+    from tfprofscale.profiling.memory.train_memory import (
+        measure_train_memory,
+        train_ledger,
+    )
 
     measurement, memory = measure_train_memory(traced, device)
     record = report.memory = measurement.record

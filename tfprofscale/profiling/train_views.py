@@ -14,10 +14,17 @@ parameters (``update_flops``: formulas/optimizers.py).
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from tfprofscale.profiling.trace.train_step import BACKWARD, FORWARD, LOSS, PHASES, UPDATE
 from tfprofscale.profiling.trace.tracing import STRUCTURAL_OP_TYPES
+from tfprofscale.profiling.trace.train_step import (
+    BACKWARD,
+    FORWARD,
+    LOSS,
+    PHASES,
+    UPDATE,
+)
 from tfprofscale.records import LayerCost, LayerInfo
 
 

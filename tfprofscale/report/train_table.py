@@ -65,11 +65,11 @@ def _step_lines(report: Any) -> list[str]:
     t = report.totals
     phases = t.graph_flops_by_phase or {}
     lines = [f"Train step:    {report.train_setup}",
-             f"Train FLOPs:   graph forward {si(phases.get('forward'))} + loss {si(phases.get('loss'))}"
+             (f"Train FLOPs:   graph forward {si(phases.get('forward'))} + loss {si(phases.get('loss'))}"
              f" + backward {si(phases.get('backward'))} + update {si(phases.get('update'))}"
-             f" = {si(t.graph_train_flops)}; train/forward {_ratio(t.train_to_forward)}",
-             f"               formulas: train {si(t.train_flops)} (forward + dL/dX + dL/dW + update),"
-             f" update {si(t.update_flops)}"]
+             f" = {si(t.graph_train_flops)}; train/forward {_ratio(t.train_to_forward)}"),
+             (f"               formulas: train {si(t.train_flops)} (forward + dL/dX + dL/dW + update),"
+             f" update {si(t.update_flops)}")]
     if t.time_us_by_phase:
         times = t.time_us_by_phase
         lines.append("Phase time:    " + "  ".join(f"{phase} {times.get(phase, 0.0):,.1f} us"

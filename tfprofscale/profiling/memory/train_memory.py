@@ -13,8 +13,9 @@ measured train-step peak is variables + inputs + labels + transient peak.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -96,7 +97,10 @@ def train_ledger(traced: Any, costs: Any, record: MemoryRecord, memory: StepMemo
                  total_measured: int | None, policy: str | None) -> Ledger:
     """The ledger estimated by the formulas (memory/ledger.py), measured terms filled from the step."""
     from tfprofscale.formulas.optimizers import optimizer_spec
-    from tfprofscale.profiling.memory.ledger import estimate_ledger, measured_ledger_terms
+    from tfprofscale.profiling.memory.ledger import (
+        estimate_ledger,
+        measured_ledger_terms,
+    )
 
     count = len(traced.inputs) - traced.label_count
     ledger = estimate_ledger(traced.layers, costs, optimizer_spec(traced.keras_model.optimizer), traced.batch_size,

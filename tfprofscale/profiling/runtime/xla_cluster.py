@@ -21,7 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from tfprofscale.profiling.runtime.kernel_trace import read_trace_events, step_windows, union_length
+from tfprofscale.profiling.runtime.kernel_trace import (
+    read_trace_events,
+    step_windows,
+    union_length,
+)
 
 _INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*(\S+)\s+(\w[\w\-]*)\(")
 _OP_NAME = re.compile(r'op_name="([^"]+)"')
@@ -88,13 +92,13 @@ def add_xla_view(report: Any, traced: Any) -> None:
     """``report.xla`` and, from the trace's HLO instructions, per-layer (and per-phase) times."""
     try:
         hlo = optimized_hlo(traced)
-    except Exception as error:  # TensorFlow raises its own status errors when the function does not compile
+    except Exception as error:  # noqa: BLE001 -- TensorFlow raises its own status errors when XLA cannot compile
         report.xla = {"lines": [f"no compiler IR: {type(error).__name__}: {str(error).splitlines()[0][:200]}"]}
         return
     names = instruction_op_names(hlo)
     view: dict[str, Any] = {**entry_summary(hlo), "flops": None, "flops_note": NOT_EXPOSED}
-    view["lines"] = [f"one cluster of {view['entry_instructions']} HLO instructions ({view['fusions']} fusions); "
-                     f"parameters {view['argument_bytes']:,} B, results {view['result_bytes']:,} B", NOT_EXPOSED]
+    view["lines"] = [(f"one cluster of {view['entry_instructions']} HLO instructions ({view['fusions']} fusions); "
+                      f"parameters {view['argument_bytes']:,} B, results {view['result_bytes']:,} B"), NOT_EXPOSED]
     events = read_trace_events(report.trace_dir) if report.trace_dir else []
     times = instruction_times(events, set(names)) if events else {}
     if not times:

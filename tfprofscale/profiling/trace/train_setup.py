@@ -12,8 +12,9 @@ Labels are generated to match the loss unless ``example_inputs`` returns
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -112,7 +113,7 @@ def default_loss(model: Any) -> Any:
 
 
 def _last_layer(model: Any) -> Any:
-    layers = [layer for layer in getattr(model, "layers", []) if not type(layer).__name__ == "InputLayer"]
+    layers = [layer for layer in getattr(model, "layers", []) if type(layer).__name__ != "InputLayer"]
     return layers[-1] if layers else None
 
 
@@ -201,9 +202,9 @@ def split_example(made: Any, input_count: int) -> tuple[Any, Any | None]:
     for a one-input model any pair is ``(x, y)``; for several inputs, a pair
     whose first item is itself a list or tuple.
     """
-    if isinstance(made, (list, tuple)) and len(made) == 2:
-        if input_count == 1 or isinstance(made[0], (list, tuple)):
-            return made[0], made[1]
+    pair = isinstance(made, (list, tuple)) and len(made) == 2
+    if pair and (input_count == 1 or isinstance(made[0], (list, tuple))):
+        return made[0], made[1]
     return made, None
 
 

@@ -15,9 +15,10 @@ count) belong to no layer.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import tensorflow as tf
 
@@ -25,10 +26,17 @@ from tfprofscale.errors import InputError
 from tfprofscale.profiling.memory.frozen import FreezeError
 from tfprofscale.profiling.trace import nesting
 from tfprofscale.profiling.trace.tracing import (
-    TracedModel, keras_input_specs, keras_layer_tree, made_example_inputs,
+    TracedModel,
+    keras_input_specs,
+    keras_layer_tree,
+    made_example_inputs,
 )
 from tfprofscale.profiling.trace.train_setup import (
-    SPARSE, TrainSetup, checked_labels, generated_labels, label_specs, split_example,
+    TrainSetup,
+    checked_labels,
+    generated_labels,
+    label_specs,
+    split_example,
 )
 from tfprofscale.profiling.trace.user_code import first_line
 from tfprofscale.records import Shape
@@ -60,7 +68,7 @@ class TrainTraced(TracedModel):
         updated = _by_prefix(op_name, self.update_layers)
         if updated is not None:
             return updated
-        name = op_name[len(GRADIENT_SCOPE):] if op_name.startswith(GRADIENT_SCOPE) else op_name
+        name = op_name.removeprefix(GRADIENT_SCOPE)
         return nesting.layer_for(name, self.scopes)
 
     def phase_of(self, op_name: str) -> str | None:
@@ -153,7 +161,7 @@ def _compiled_optimizer(model: Any, setup: TrainSetup) -> Any:
 
 
 def _step_function(model: Any, optimizer: Any, input_count: int, label_count: int,
-                   recorder: "_PhaseRecorder") -> Callable[..., Any]:
+                   recorder: _PhaseRecorder) -> Callable[..., Any]:
     """Keras' ``train_step`` without metrics: forward, loss, gradients, update; returns the loss."""
 
     def train_step(*tensors: Any) -> Any:
