@@ -108,3 +108,29 @@ def test_sweep_with_modes_infer_and_train_gives_both_rows(tmp_path, capsys):
     # the train step's forward FLOPs are inference's (no dropout or normalization here): 19456 + 1024 + 1542
     assert int(rows["infer"]["graph_flops"]) == int(rows["train"]["graph_flops"]) == 22022
     assert float(rows["train"]["train_to_forward"]) > 1 and rows["infer"]["train_to_forward"] == ""
+
+
+def test_memory_budget_finds_the_batch_between_two_measured_peaks(capsys, cnn_file, tmp_path):
+    status = main(["profile", str(cnn_file), "--train", "--batch-size", "2", *FAST, "--memory-budget", "1MiB",
+                   "--target-batch", "1000", "--json", str(tmp_path / "r.json")])
+    assert status == 0
+    data = json.loads((tmp_path / "r.json").read_text())
+    found, plan = data["max_batch"], data["accumulation"]
+    assert found["budget_bytes"] == 2**20
+    assert found["measured_peak_bytes"] <= 2**20 < found["next_batch_measured_peak_bytes"]
+    assert found["measured"][str(found["batch_size"])] == found["measured_peak_bytes"]
+    assert plan["target_batch"] == 1000 and plan["micro_batch"] * plan["steps"] >= 1000
+    # the accumulators: one per trainable variable, 467 float32 = 1868 B
+    assert plan["extra_bytes"] == 1868
+    assert "Max batch:" in capsys.readouterr().out
+
+
+def test_a_budget_no_batch_fits_is_said_and_the_profile_kept(capsys, cnn_file, tmp_path):
+    # above the variables (1868 B of weights, 2 * 1868 B of Adam slots, 12 B of scalars) but below any step's peak
+    status = main(["profile", str(cnn_file), "--train", "--batch-size", "2", *FAST, "--memory-budget", "6000",
+                   "--json", str(tmp_path / "r.json")])
+    assert status == 0
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["max_batch"]["batch_size"] is None and "no batch fits" in data["max_batch"]["reason"]
+    assert any("no batch fits" in warning for warning in data["warnings"])
+    assert data["totals"]["graph_train_flops"] > 0

@@ -104,6 +104,8 @@ def _inference_peak(model: Any, model_file: Any, params: dict[str, Any], options
 def add_batch_limits(report: Any, model: Any, model_file: Any, params: dict[str, Any], options: Any,
                      traced: Any) -> None:
     """``report.max_batch`` (and ``report.accumulation`` with --target-batch); a budget no batch fits is a warning."""
+    import tensorflow as tf
+
     from tfprofscale.profiling.memory.max_batch import accumulation_plan, find_max_batch
 
     budget = budget_bytes(options)
@@ -114,11 +116,12 @@ def add_batch_limits(report: Any, model: Any, model_file: Any, params: dict[str,
     weights = resident_bytes(traced)
     try:
         found = find_max_batch(budget, peak_at, weights_bytes=weights, probe_batches=_probes(peak_at, budget, options))
-    except InputError as error:
+    except (InputError, MemoryError, tf.errors.OpError) as error:  # what was measured so far is kept
         smallest = min(known.items()) if known else None
-        report.max_batch = {"budget_bytes": budget, "batch_size": None, "measured": dict(known),
-                            "reason": str(error)}
-        report.warnings.append(f"--memory-budget: {error}" + (f" (batch {smallest[0]} measured "
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        report.max_batch = {"budget_bytes": budget, "batch_size": None,
+                            "measured": {str(batch): peak for batch, peak in sorted(known.items())}, "reason": reason}
+        report.warnings.append(f"--memory-budget: {reason}" + (f" (batch {smallest[0]} measured "
                                                              f"{smallest[1]:,} B)" if smallest else ""))
         return
     report.max_batch = _max_batch_dict(found)
