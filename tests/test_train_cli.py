@@ -134,3 +134,21 @@ def test_a_budget_no_batch_fits_is_said_and_the_profile_kept(capsys, cnn_file, t
     assert data["max_batch"]["batch_size"] is None and "no batch fits" in data["max_batch"]["reason"]
     assert any("no batch fits" in warning for warning in data["warnings"])
     assert data["totals"]["graph_train_flops"] > 0
+
+
+def test_jit_compile_train_step_attributes_hlo_time_to_layers(capsys, cnn_file, tmp_path):
+    status = main(["profile", str(cnn_file), "--train", "--jit-compile", "--batch-size", "2", "--steps", "3",
+                   "--warmup", "1", "--trace-steps", "2", "--max-time", "0.3", "--quiet", "--no-cost-model",
+                   "--logdir", str(tmp_path / "runs"), "--json", str(tmp_path / "r.json")])
+    assert status == 0
+    out = capsys.readouterr().out
+    assert "XLA (jit_compile)" in out and "HloCostAnalysis" in out
+    data = json.loads((tmp_path / "r.json").read_text())
+    xla = data["xla"]
+    assert xla["entry_instructions"] > 0 and xla["flops"] is None
+    # the parameters are the inputs (2*10*10*1 floats), the labels (2 int32) and every variable the step reads
+    assert xla["argument_bytes"] >= 2 * 100 * 4 + 2 * 4 + 3 * 1868
+    layers = {layer["name"]: layer for layer in data["layers"]}
+    attributed = sum(layer["time_us"] for layer in data["layers"])
+    assert attributed == pytest.approx(xla["hlo_time_us"] - xla["unattributed_time_us"])
+    assert layers["conv"]["backward_time_us"] > 0 and layers["logits"]["forward_time_us"] > 0
