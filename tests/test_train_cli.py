@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -94,6 +95,11 @@ SCALAR_OUTPUT = """
 def test_models_that_cannot_be_trained_are_one_line(capsys, write_model, source, fragment):
     path = write_model(source, "model.py")
     assert fragment in one_line_error(capsys, "profile", str(path), "--train", "--batch-size", "2", *FAST)
+
+
+def test_a_tf_function_model_is_not_trainable_here(capsys):
+    model = str(Path(__file__).resolve().parents[1] / "models" / "function_mlp.py")
+    assert "--train needs a keras.Model" in one_line_error(capsys, "profile", model, "--train", *FAST)
 
 
 def test_sweep_with_modes_infer_and_train_gives_both_rows(tmp_path, capsys):
