@@ -131,6 +131,8 @@ def _apply_layer_times(report: Any, traced: Any, names: dict[str, str], times: d
     for row in report.layers:
         row.time_us = by_layer.get(row.name, 0.0)
         row.time_share = row.time_us / total if total else None
+        flops = (row.graph_flops or 0) + (row.graph_backward_flops or 0) + (row.graph_update_flops or 0)
+        row.achieved_gflops = flops / (row.time_us * 1e3) if flops and row.time_us else None
         if phase_of is not None:
             row.forward_time_us, row.backward_time_us, row.update_time_us = (
                 by_phase.get((row.name, phase), 0.0) for phase in ("forward", "backward", "update"))
