@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from tfprofscale.formulas import analytic  # noqa: F401  (registers the forward formulas the backward ones read)
-from tfprofscale.formulas import backward_layers, backward_sequences  # noqa: F401  (register the backward ones)
+from tfprofscale.formulas import backward_layers, backward_ops, backward_sequences  # noqa: F401  (register them)
 from tfprofscale.formulas.backward_registry import (ACTIVATION_GRAD_FLOPS_PER_ELEMENT, backward_formula_for, compose,
                                                     has_trainable_weights, registered_backward_types)
 from tfprofscale.records import BackwardCost, LayerCost, LayerInfo
