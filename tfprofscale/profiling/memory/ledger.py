@@ -131,7 +131,7 @@ def _saved_activation_bytes(layers: Sequence[LayerInfo], costs: Sequence[LayerCo
     inputs = {info.name for info in layers if info.type == "InputLayer"}
     saved: dict[tuple[str, ...], int] = {}
     kernel_copies = 0
-    for info, cost in zip(layers, costs):
+    for info, cost in zip(layers, costs, strict=True):
         size = _compute_bytes(info, policy)
         for key, elements in _saved_tensors(info, source):
             if key[0] == "output" and key[1] in inputs:
