@@ -9,6 +9,8 @@ operations (TensorFlow's profiler does the same), ``macs`` counts it as 1.
 from tfprofscale.records.layers import LayerCost, LayerInfo, Shape
 from tfprofscale.records.memory import LiveTensor, MemoryRecord
 from tfprofscale.records.report import KernelTime, LayerRow, OpRow, Report, StepTimes, Totals
+from tfprofscale.records.training import AccumulationPlan, BackwardCost, Ledger, LedgerLine, MaxBatch, OptimizerSpec
 
-__all__ = ["KernelTime", "LayerCost", "LayerInfo", "LayerRow", "LiveTensor", "MemoryRecord", "OpRow", "Report",
-           "Shape", "StepTimes", "Totals"]
+__all__ = ["AccumulationPlan", "BackwardCost", "KernelTime", "LayerCost", "LayerInfo", "LayerRow", "Ledger",
+           "LedgerLine", "LiveTensor", "MaxBatch", "MemoryRecord", "OpRow", "OptimizerSpec", "Report", "Shape",
+           "StepTimes", "Totals"]
