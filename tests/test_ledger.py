@@ -7,7 +7,9 @@ import pytest
 from tests.layer_harness import info_of
 from tfprofscale.formulas.analytic import analyze_layers
 from tfprofscale.formulas.optimizers import optimizer_spec
-from tfprofscale.profiling.memory.ledger import TERMS, estimate_ledger, measured_ledger_terms, variable_bytes
+from tfprofscale.formulas.optimizers import update_flops
+from tfprofscale.profiling.memory.ledger import (TERMS, estimate_ledger, measured_ledger_terms, trainable_totals,
+                                                variable_bytes)
 from tfprofscale.profiling.memory.step_memory import Allocation
 
 
@@ -34,12 +36,12 @@ def saved_chain() -> keras.Model:
 
 # Dense chain 6 -> 4 -> 3: (6*4 + 4) + (4*3 + 3) = 43 float32 parameters = 172 B, all trainable.
 # Slots: Keras keeps iterations (int64, 8 B) and learning_rate (float32, 4 B) = 12 B of scalars.
-@pytest.mark.parametrize("optimizer, slot_bytes", [
-    (keras.optimizers.SGD(), 0 + 12),                # no slots
-    (keras.optimizers.SGD(momentum=0.9), 172 + 12),  # momentum: one copy
-    (keras.optimizers.Adam(), 2 * 172 + 12),         # momentum and velocity
+@pytest.mark.parametrize("optimizer, slot_bytes, update_per_element", [
+    (keras.optimizers.SGD(), 0 + 12, 2),                # no slots
+    (keras.optimizers.SGD(momentum=0.9), 172 + 12, 4),  # momentum: one copy
+    (keras.optimizers.Adam(), 2 * 172 + 12, 12),        # momentum and velocity
 ])
-def test_weights_gradients_and_slots_by_hand(optimizer, slot_bytes):
+def test_weights_gradients_and_slots_by_hand(optimizer, slot_bytes, update_per_element):
     model = dense_chain()
     infos, costs = chain(model, 2)
     ledger = estimate_ledger(infos, costs, optimizer_spec(optimizer), batch_size=2, label_bytes=24)
@@ -53,6 +55,9 @@ def test_weights_gradients_and_slots_by_hand(optimizer, slot_bytes):
     optimizer.build(model.trainable_variables)
     assert sum(variable_bytes(v) for v in optimizer.variables) == slot_bytes
     assert ledger.total_estimated_bytes == sum(line.estimated_bytes for line in ledger.lines)
+    assert trainable_totals(infos) == (43, 172)
+    # one update: 43 elements * (SGD 2, momentum 4, Adam 12)
+    assert update_flops(optimizer_spec(optimizer), 43) == 43 * update_per_element
 
 
 def test_saved_activations_on_a_chain_by_hand():

@@ -91,3 +91,11 @@ def test_parse_size(text, expected):
 def test_parse_size_rejects(text):
     with pytest.raises(InputError, match="not a size"):
         parse_size(text)
+
+
+def test_only_batch_one_fits():
+    peaks = Peaks(affine)
+    found = find_max_batch(1_500, peaks, weights_bytes=1_000)
+    # batch 1 peaks at 1,300 B, batch 2 at 1,600 B > 1,500 B
+    assert (found.batch_size, found.measured_peak_bytes, found.next_batch_measured_peak_bytes) == (1, 1_300, 1_600)
+    assert peaks.calls == [1, 2]

@@ -297,3 +297,22 @@ def test_multi_head_attention_by_hand():
     # core, S = 1 head * 2 * 2 = 4 scores: 2 * scores (2*4*2 = 16) + 2 * weighted sum (16) + softmax 4*4
     # + scale 4 = 84; output projection's input gradient 32; dW 3 * (32 + 2) + 32 + 4 = 138
     assert cost.weight_grad_flops == 84 + 32 + 138
+
+
+def test_keras_operations_by_hand():
+    from tfprofscale.profiling.trace.tracing import trace
+
+    inputs = keras.Input((3, 4))
+    dense = keras.layers.Dense(4, name="dense")(inputs)
+    product = (dense + inputs) * dense
+    scores = keras.ops.matmul(product, keras.ops.transpose(dense, (0, 2, 1)))
+    model = keras.Model(inputs, keras.ops.mean(keras.ops.relu(scores), axis=-1))
+    traced = trace(model, 1)
+    costs = backward_costs(traced.layers, analyze_layers(traced.layers))
+    found = {info.type: (cost.input_grad_flops, cost.weight_grad_flops) for info, cost in zip(traced.layers, costs)}
+    assert found["ops.Add"] == (0, 0)            # passes dy on
+    assert found["ops.Multiply"] == (24, 0)      # dy times the other operand, for each: 2 * 12 elements
+    assert found["ops.Transpose"] == (0, 0)
+    assert found["ops.Matmul"] == (144, 0)       # (3x4) @ (4x3): 36 MACs = 72 flops, once per operand
+    assert found["ops.Relu"] == (9, 0)           # 3x3 outputs
+    assert found["ops.Mean"] == (9, 0)           # a divide per input element

@@ -2,7 +2,8 @@
 
 The entry point of the backward families (``backward_layers``: dense,
 convolutions, pooling, normalization, activations, merges, views, embeddings;
-``backward_sequences``: attention, recurrent, wrappers), registered like the
+``backward_ops``: Keras operation rows; ``backward_sequences``: attention,
+recurrent, wrappers), registered like the
 forward formulas with ``backward_formula_for`` and charged as
 ``backward_registry`` says. A layer needs no input gradient when nothing
 upstream of it has trainable weights (the first layer of a model, a layer
@@ -13,7 +14,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from tfprofscale.formulas import analytic  # noqa: F401  (registers the forward formulas the backward ones read)
-from tfprofscale.formulas import backward_layers, backward_sequences  # noqa: F401  (register the backward ones)
+from tfprofscale.formulas import backward_layers, backward_ops, backward_sequences  # noqa: F401  (register them)
 from tfprofscale.formulas.backward_registry import (ACTIVATION_GRAD_FLOPS_PER_ELEMENT, backward_formula_for, compose,
                                                     has_trainable_weights, registered_backward_types)
 from tfprofscale.records import BackwardCost, LayerCost, LayerInfo
@@ -54,4 +55,4 @@ def layers_needing_input_grad(layers: Sequence[LayerInfo]) -> dict[str, bool]:
 def backward_costs(layers: Sequence[LayerInfo], costs: Sequence[LayerCost]) -> list[BackwardCost]:
     """Backward costs of all layers, in order, each told whether its input needs a gradient."""
     needs = layers_needing_input_grad(layers)
-    return [backward_cost(info, cost, needs[info.name]) for info, cost in zip(layers, costs)]
+    return [backward_cost(info, cost, needs[info.name]) for info, cost in zip(layers, costs, strict=True)]

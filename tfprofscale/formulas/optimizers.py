@@ -171,3 +171,8 @@ def make_optimizer(name: str) -> Any:
     if key not in makers:
         raise InputError(f"unknown --optimizer {name!r}; choose one of {', '.join(OPTIMIZER_CHOICES)}")
     return makers[key]()
+
+
+def update_flops(spec: OptimizerSpec, trainable_elements: int) -> int:
+    """FLOPs of one update of ``trainable_elements`` parameter elements (scalar work not counted)."""
+    return spec.update_flops_per_element * trainable_elements

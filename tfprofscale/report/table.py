@@ -4,14 +4,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from tfprofscale.profiling.assemble import LayerRow, Report
 from tfprofscale.profiling.runtime.shares import SHARE_DEFINITION
+from tfprofscale.records import LayerRow, Report
 from tfprofscale.report.train_table import TRAIN_COLUMNS, mode_header, train_cells, train_lines
 from tfprofscale.report.units import INDENT, UNSUPPORTED, UNSUPPORTED_DEFINITION, binary_bytes, short_name, si
 
 if TYPE_CHECKING:
-    from tfprofscale.profiling.assemble import Totals
-    from tfprofscale.profiling.runtime.measure import StepTimes
+    from tfprofscale.records import StepTimes, Totals
 
 COLUMNS = (
     ("Layer (type)", 30, "<"), ("Output shape", 18, "<"), ("Params", 10, ">"),

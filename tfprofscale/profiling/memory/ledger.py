@@ -77,6 +77,13 @@ def variable_bytes(variable: Any) -> int:
     return math.prod(int(d) for d in variable.shape) * dtype_bytes(variable.dtype)
 
 
+def trainable_totals(layers: Sequence[LayerInfo]) -> tuple[int, int]:
+    """(elements, bytes) of the trainable variables: the update's size, and what a gradient accumulator
+    (``accumulation_plan``'s ``accumulator_bytes``) adds."""
+    trainable = [v for v in model_variables(layers) if v.trainable]
+    return sum(math.prod(int(d) for d in v.shape) for v in trainable), sum(variable_bytes(v) for v in trainable)
+
+
 def estimate_ledger(layers: Sequence[LayerInfo], costs: Sequence[LayerCost], optimizer_spec: OptimizerSpec,
                     batch_size: int, policy: str | None = None, *, input_bytes: int | None = None,
                     label_bytes: int = 0) -> Ledger:
@@ -124,7 +131,7 @@ def _saved_activation_bytes(layers: Sequence[LayerInfo], costs: Sequence[LayerCo
     inputs = {info.name for info in layers if info.type == "InputLayer"}
     saved: dict[tuple[str, ...], int] = {}
     kernel_copies = 0
-    for info, cost in zip(layers, costs):
+    for info, cost in zip(layers, costs, strict=True):
         size = _compute_bytes(info, policy)
         for key, elements in _saved_tensors(info, source):
             if key[0] == "output" and key[1] in inputs:
