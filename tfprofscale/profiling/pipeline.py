@@ -144,7 +144,7 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
         say("estimating with TensorFlow's cost model (Grappler)")
         add_tf_estimates(report, traced)
     if options.memory:
-        say("measuring memory: one traced Session step of the frozen graph")
+        say("measuring memory: one traced Session step with the model's variables")
         memory.attach_memory(report, memory.measure_memory(traced, measured.device, measured.peak_bytes,
                                                            measured.resident_bytes, report.layers))
     if options.memory and options.memory_trace:

@@ -38,16 +38,16 @@ same from run to run, without constant folding.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import rewriter_config_pb2
 
 from tfprofscale.errors import InputError
-
-PROTOBUF_LIMIT_BYTES = 2**31 - 1  # protobuf refuses to serialise a message of 2 GiB or more
+from tfprofscale.profiling.graph.shape_graph import check_protobuf_size
 
 
 class SessionGraphError(InputError):
@@ -107,10 +107,10 @@ class SessionGraph:
         """Close the Session (its variables and kernels are freed)."""
         self.session.close()
 
-    def __enter__(self) -> "SessionGraph":
+    def __enter__(self) -> SessionGraph:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -126,7 +126,7 @@ def session_graph(function: Any, graph_def: Any = None) -> SessionGraph:
     captured = {internal.name for _, internal in captures}
     variables, fed = _captured_values(function, captures)
     graph_def = function.graph.as_graph_def() if graph_def is None else graph_def
-    check_serialisable(graph_def, "the traced graph")
+    check_protobuf_size(graph_def, "the traced graph")
     graph = tf.Graph()
     with graph.as_default():
         handles, initial_values, initialisers = _variable_handles(variables)
@@ -205,11 +205,20 @@ def session_config() -> Any:
     return config
 
 
-def check_serialisable(message: Any, what: str) -> None:
-    """SessionGraphError naming protobuf's 2 GiB limit when ``message`` cannot be serialised."""
-    size = message.ByteSize()
-    if size > PROTOBUF_LIMIT_BYTES:
-        raise SessionGraphError(f"{what} is {size / 2**30:.2f} GiB as a protobuf, over protobuf's 2 GiB limit")
+def traced_graph_step(graph: tf.Graph, fetches: list[Any], feeds: dict[str, Any],
+                      initialisers: Sequence[Any] = ()) -> Any:
+    """RunMetadata of one FULL_TRACE step of a plain ``graph`` (after ``initialisers`` and one untraced step)."""
+    options = tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
+    run_metadata = tf.compat.v1.RunMetadata()
+    try:
+        with tf.compat.v1.Session(graph=graph, config=session_config()) as session:
+            if initialisers:
+                session.run(list(initialisers))
+            session.run(fetches, feeds)
+            session.run(fetches, feeds, options=options, run_metadata=run_metadata)
+    except (tf.errors.OpError, ValueError, TypeError) as error:
+        raise SessionGraphError(f"cannot run the graph in a Session: {_one_line(error)}") from None
+    return run_metadata
 
 
 def _one_line(error: BaseException) -> str:

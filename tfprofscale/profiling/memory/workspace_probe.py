@@ -15,13 +15,15 @@ geometry the formulas report (the same shape as TensorFlow's flops_registry).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
-from tfprofscale.profiling.memory.frozen import FrozenGraph
+from tfprofscale.profiling.memory.session_graph import traced_graph_step
+from tfprofscale.profiling.memory.step_memory import step_memory
 
 
 @dataclass(frozen=True)
@@ -73,8 +75,26 @@ def _dense(g: dict[str, Any]) -> tuple[list[Any], Any]:
     return [source], _bias_and_activation(output, g)
 
 
+INITIALISERS = "probe_initialisers"  # graph collection of the weights' AssignVariableOps
+
+
 def _filled(shape: tuple[int, ...]) -> tf.Tensor:
-    return tf.constant(np.full(shape, 0.5, np.float32))
+    """A weight of ``shape`` as the model holds it, a variable, set to one repeated value by a Fill op.
+
+    A variable, not a constant: oneDNN runs a product whose weights are
+    constant differently (with a scratch to cache them), and the model's
+    weights are variables. The GraphDef holds the shape, never the values.
+    """
+    from tensorflow.python.ops import gen_resource_variable_ops
+
+    handle = gen_resource_variable_ops.var_handle_op(dtype=tf.float32, shape=shape, shared_name=_unique_name())
+    initial = tf.fill(shape, tf.constant(0.5, tf.float32))
+    tf.compat.v1.add_to_collection(INITIALISERS, gen_resource_variable_ops.assign_variable_op(handle, initial))
+    return gen_resource_variable_ops.read_variable_op(handle, tf.float32)
+
+
+def _unique_name() -> str:
+    return tf.compat.v1.get_default_graph().unique_name("probe_weight")
 
 
 def _bias_and_activation(output: tf.Tensor, g: dict[str, Any]) -> tf.Tensor:
@@ -96,9 +116,6 @@ def probe_key(layer_type: str, geometry: dict[str, Any]) -> tuple[Any, ...] | No
 
 def kernel_scratch_bytes(keys: list[tuple[Any, ...]]) -> dict[tuple[Any, ...], int]:
     """{probe key: bytes of temporaries its kernel allocates}, every distinct key built once."""
-    from tfprofscale.profiling.memory.measure import traced_session_step
-    from tfprofscale.profiling.memory.step_memory import step_memory
-
     distinct = sorted(set(keys), key=repr)
     if not distinct:
         return {}
@@ -110,10 +127,10 @@ def kernel_scratch_bytes(keys: list[tuple[Any, ...]]) -> dict[tuple[Any, ...], i
                 sources, output = probe.build(dict(zip(probe.fields, key[1:])))
                 inputs += sources
                 outputs.append(tf.identity(output, name="output").name)
-    frozen = FrozenGraph(graph.as_graph_def(), [t.name for t in inputs], outputs)
-    zeros = tuple(np.zeros(t.shape, np.float32) for t in inputs)
+    zeros = {t.name: np.zeros(t.shape, np.float32) for t in inputs}
     scratch = {f"probe{index}": 0 for index in range(len(distinct))}
-    for allocation in step_memory(traced_session_step(frozen, zeros)).allocations:
+    initialisers = graph.get_collection(INITIALISERS)
+    for allocation in step_memory(traced_graph_step(graph, outputs, zeros, initialisers)).allocations:
         scope = allocation.op.split("/")[0]
         if scope in scratch and allocation.bytes > 0 and allocation.is_workspace:
             scratch[scope] += allocation.bytes
