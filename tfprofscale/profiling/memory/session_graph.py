@@ -17,10 +17,10 @@ every step. So the same route serves
   the optimizer's slots and iteration counter are captured variables like the
   weights, and the step updates them in the Session from run to run.
 
-A training step run here updates the Session's variables, not the model's:
-TensorFlow copies a shared buffer before writing to it (copy-on-write), so
-the model keeps its values and the Session holds one more copy of each
-variable it updates.
+A variable the function only reads shares the model's buffer (zero-copy);
+one it assigns (a training step's weights and optimizer slots, a counter) is
+copied once, so a training step run here updates the Session's variables,
+never the model's.
 
 API::
 
@@ -47,7 +47,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import rewriter_config_pb2
 
 from tfprofscale.errors import InputError
-from tfprofscale.profiling.graph.shape_graph import check_protobuf_size
+from tfprofscale.profiling.graph.shape_graph import assigned_placeholders, check_protobuf_size
 
 
 class SessionGraphError(InputError):
@@ -124,8 +124,8 @@ def session_graph(function: Any, graph_def: Any = None) -> SessionGraph:
     """
     captures = list(function.graph.captures)
     captured = {internal.name for _, internal in captures}
-    variables, fed = _captured_values(function, captures)
     graph_def = function.graph.as_graph_def() if graph_def is None else graph_def
+    variables, fed = _captured_values(function, captures, assigned_placeholders(graph_def))
     check_protobuf_size(graph_def, "the traced graph")
     graph = tf.Graph()
     with graph.as_default():
@@ -159,11 +159,15 @@ def graph_def_has(graph: tf.Graph, name: str) -> bool:
     return True
 
 
-def _captured_values(function: Any, captures: list[tuple[Any, Any]]
+def _captured_values(function: Any, captures: list[tuple[Any, Any]], assigned: set[str]
                      ) -> tuple[list[CapturedVariable], dict[str, np.ndarray]]:
     """Captured variables (by their resource placeholder) and other captured tensors (by placeholder name).
 
-    Values are read here, in eager mode, before any new graph is entered.
+    Values are read here, in eager mode, before any new graph is entered. A
+    variable the function only reads shares the model's buffer; one it
+    assigns (``assigned``) is copied, so that the step updates the Session's
+    copy and never the model's (the Session would write into a shared buffer
+    in place).
     """
     by_handle = {id(v.handle): v for v in function.graph.variables}
     variables, fed = [], {}
@@ -173,7 +177,8 @@ def _captured_values(function: Any, captures: list[tuple[Any, Any]]
             if variable is None:
                 raise SessionGraphError(f"the traced function captures a resource that is not a variable "
                                         f"({internal.name}): a Session cannot rebuild it")
-            variables.append(CapturedVariable(variable.name, internal.op.name, variable.numpy()))
+            variables.append(CapturedVariable(variable.name, internal.op.name,
+                                              _buffer_view(variable, copy=internal.op.name in assigned)))
         else:
             fed[internal.op.name] = np.asarray(external)
     return variables, fed
@@ -224,3 +229,15 @@ def traced_graph_step(graph: tf.Graph, fetches: list[Any], feeds: dict[str, Any]
 def _one_line(error: BaseException) -> str:
     text = str(error).strip()
     return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
+
+
+def _buffer_view(variable: Any, copy: bool) -> np.ndarray:
+    """The variable's value as a NumPy view of its buffer, or a copy of it when ``copy``.
+
+    ``ReadVariableOp`` hands out the variable's own buffer and DLPack shares
+    it (``numpy()`` would copy, into an array that is not 64-byte aligned,
+    which the Session's feed would copy once more).
+    """
+    value = tf.raw_ops.ReadVariableOp(resource=variable.handle, dtype=variable.dtype)
+    view = np.from_dlpack(value)
+    return np.array(view) if copy else view
