@@ -110,20 +110,24 @@ def _writes(op_type: str) -> bool:
 
 def _assigned_as_handles(graph_def: Any, function: Any, assigned: set[str]) -> None:
     """Each assigned variable's placeholder becomes a VarHandleOp of the variable's shape and dtype."""
-    import tensorflow as tf
-
     variables = captured_variables(function)
     for node in graph_def.node:
         variable = variables.get(node.name)
-        if node.name not in assigned or variable is None:
-            continue
-        node.op = "VarHandleOp"
-        for key in list(node.attr):
-            del node.attr[key]
-        node.attr["dtype"].type = variable.dtype.as_datatype_enum
-        node.attr["shape"].shape.CopyFrom(tf.TensorShape(variable.shape).as_proto())
-        node.attr["shared_name"].s = node.name.encode()
-        node.attr["container"].s = b""
+        if node.name in assigned and variable is not None:
+            make_var_handle(node, variable.dtype.as_datatype_enum, tuple(variable.shape))
+
+
+def make_var_handle(node: Any, dtype_enum: int, shape: tuple[int, ...]) -> None:
+    """Turn a NodeDef (a captured resource placeholder) into a VarHandleOp of ``shape``, shared by its name."""
+    import tensorflow as tf
+
+    node.op = "VarHandleOp"
+    for key in list(node.attr):
+        del node.attr[key]
+    node.attr["dtype"].type = dtype_enum
+    node.attr["shape"].shape.CopyFrom(tf.TensorShape(shape).as_proto())
+    node.attr["shared_name"].s = node.name.encode()
+    node.attr["container"].s = b""
 
 
 def captured_variables(function: Any) -> dict[str, Any]:
