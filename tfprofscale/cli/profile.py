@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from tfprofscale.errors import InputError
+from tfprofscale.footprint import max_memory_bytes
 from tfprofscale.inputs import check_input_file
 from tfprofscale.output import check_output_folder, check_output_path
 
@@ -29,6 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress messages")
     parser.add_argument("--no-cost-model", action="store_true",
                         help="skip TensorFlow's cost model (Grappler's estimate per op; seconds on large graphs)")
+    parser.add_argument("--max-memory", metavar="SIZE",
+                        help="most memory this profile may hold, e.g. 6GiB or 500MB: the memory and cost-model "
+                             "stages are skipped (one line says so) when their estimated need would not fit "
+                             "(default: the memory the system has available)")
     parser.add_argument("--memory-trace", action="store_true",
                         help="also trace a second, untimed run with the BFC CPU allocator into the logdir "
                              "(<run>-memory), for TensorBoard's Memory Profile; slower")
@@ -71,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         check_output_folder(args.logdir, "--logdir")
     if args.weights is not None:
         check_input_file(args.weights, "--weights")
+    max_memory_bytes(args.max_memory)
     _apply_threads_first(args)
     from tfprofscale.profiling.trace import loading
     from tfprofscale.profiling.trace.input_shapes import parse_input_shapes
@@ -87,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         tf_cost_model=not args.no_cost_model,
         memory_trace=args.memory_trace,
         threads=args.threads, min_time=args.min_time, target_ci=args.target_ci / 100, max_time=args.max_time,
+        max_memory=args.max_memory,
     )
     report = run_profile(model_file, options)
     from tfprofscale.report.table import render

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tfprofscale.errors import InputError
+from tfprofscale.footprint import check_above_floor, max_memory_bytes
 
 if TYPE_CHECKING:
     from tfprofscale.profiling.assemble import Report
@@ -27,6 +28,9 @@ class ProfileOptions:
 
     ``memory`` runs the memory stage (turned off only to benchmark it),
     ``memory_trace`` adds the untimed BFC-allocator trace (see memory_trace.py).
+    ``max_memory`` (bytes, or a size such as ``"6GiB"``) caps what the process
+    may hold: the memory and cost-model stages are skipped when their
+    estimated need would not fit under it (see tfprofscale/footprint.py).
     """
 
     batch_size: int = 1
@@ -49,6 +53,7 @@ class ProfileOptions:
     min_time: float = 0.02
     target_ci: float = 0.02
     max_time: float = 3.0
+    max_memory: int | str | None = None
 
     def stop_rule(self) -> "StopRule":
         """When to stop timing: at least ``steps`` steps, rounds of ``min_time`` s, CI target or ``max_time`` s."""
@@ -71,6 +76,7 @@ class ProfileOptions:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise InputError(f"{name.replace('_', '-')} must be an integer >= 0, got {value!r}")
+        max_memory_bytes(self.max_memory)
         if self.input_shapes is not None:
             from tfprofscale.profiling.trace.input_shapes import check_input_shapes
 
@@ -114,6 +120,8 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
     example_inputs = model_file.example_inputs if model_file else None
     with user_code(model_file.path, "tracing the model") if model_file else nullcontext():
         traced = tracing.trace(model, options.batch_size, example_inputs, params, options.input_shapes)
+    max_memory = max_memory_bytes(options.max_memory)
+    check_above_floor(max_memory, options.max_memory)
     say("counting graph FLOPs with tfprof")
     stats = graph_stats.graph_stats(traced.graph)
     costs = analytic.analyze_layers(traced.layers)
@@ -142,11 +150,11 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
         from tfprofscale.profiling.graph.tf_cost_model import add_tf_estimates
 
         say("estimating with TensorFlow's cost model (Grappler)")
-        add_tf_estimates(report, traced)
+        add_tf_estimates(report, traced, max_memory=max_memory)
     if options.memory:
         say("measuring memory: one traced Session step with the model's variables")
         memory.attach_memory(report, memory.measure_memory(traced, measured.device, measured.peak_bytes,
-                                                           measured.resident_bytes, report.layers))
+                                                           measured.resident_bytes, report.layers, max_memory))
     if options.memory and options.memory_trace:
         say("memory trace: a second, untimed run with the BFC CPU allocator (child process)")
         memory.add_memory_trace(report, model_or_path, run_dir, options)

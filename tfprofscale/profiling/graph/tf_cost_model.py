@@ -198,10 +198,20 @@ def apply_estimates(report: Report, estimate: CostEstimate, layer_of: Callable[[
     report.totals.tf_estimated_step_ms = estimate.run_time_ms
 
 
-def add_tf_estimates(report: Report, traced: TracedModel, peaks: MachinePeaks | None = None) -> None:
-    """Run Grappler on the traced model and fill the report; on failure a warning and nulls, never a traceback."""
-    from tfprofscale.errors import InputError
+def add_tf_estimates(report: Report, traced: TracedModel, peaks: MachinePeaks | None = None,
+                     max_memory: int | None = None) -> None:
+    """Run Grappler on the traced model and fill the report; on failure a warning and nulls, never a traceback.
 
+    Skipped, with one warning, when its estimated need (``footprint.cost_model_need``)
+    would not fit in the memory available or under ``max_memory`` bytes.
+    """
+    from tfprofscale.errors import InputError
+    from tfprofscale.footprint import cost_model_need, skip_reason
+
+    skipped = skip_reason(cost_model_need(len(traced.graph.get_operations())), max_memory)
+    if skipped is not None:
+        report.warnings.append(f"TensorFlow's cost model (Grappler) not run: {skipped}; tf_estimated_* left null")
+        return
     try:
         if peaks is None:
             from tfprofscale.profiling.runtime.machine_peaks import machine_peaks

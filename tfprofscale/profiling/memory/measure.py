@@ -24,8 +24,10 @@ from typing import Any
 import numpy as np
 
 from tfprofscale.errors import InputError
+from tfprofscale.footprint import StageNeed, memory_stage_need, skip_reason
 from tfprofscale.profiling.graph.shape_graph import (
     ShapeGraph,
+    assigned_placeholders,
     captured_variables,
     variable_bytes,
 )
@@ -51,23 +53,29 @@ class MemoryMeasurement:
 
 
 def measure_memory(traced: Any, device: str, allocator_peak: int | None = None,
-                   allocator_resident: int | None = None, layers: list[Any] | None = None) -> MemoryMeasurement:
+                   allocator_resident: int | None = None, layers: list[Any] | None = None,
+                   max_memory: int | None = None) -> MemoryMeasurement:
     """Measure one step's memory of a TracedModel on ``device`` (``CPU:0`` or ``GPU:0``).
 
     ``layers`` (report rows with ``type`` and ``geometry``) name the
     kernels (convolutions, matrix products) whose oneDNN scratch is probed
     alone for the estimate.
 
-    A model that cannot be run in a Session still gets a record: its
-    ``missing`` says why in one line, the estimates and allocator figures stay.
+    A model that cannot be run in a Session, or whose measurement would not
+    fit in the memory available (or ``max_memory`` bytes, see footprint),
+    still gets a record: its ``missing`` says why in one line, the estimates
+    and allocator figures stay.
     """
     record = MemoryRecord(input_bytes=sum(int(np.prod(x.shape)) * x.dtype.size for x in traced.inputs),
                           allocator_peak_bytes=allocator_peak or None,
                           allocator_resident_bytes=allocator_resident if allocator_peak else None)
     try:
-        run_metadata = traced_session_step(traced)
+        record.missing = skip_reason(stage_need(traced, layers or []), max_memory)
+        if record.missing is None:
+            run_metadata = traced_session_step(traced)
     except InputError as error:
         record.missing = str(error)
+    if record.missing is not None:
         return MemoryMeasurement(record)
     measurement = fill_record(record, step_memory(run_metadata), traced.layer_of, device,
                               weights_bytes=variable_bytes(traced.function))
@@ -78,6 +86,27 @@ def measure_memory(traced: Any, device: str, allocator_peak: int | None = None,
     record.kernel_scratch = probed_kernel_scratch(layers or [])
     measurement.warnings += zero_bias_warnings(traced)
     return measurement
+
+
+def stage_need(traced: Any, layers: list[Any]) -> StageNeed:
+    """What measuring will take beyond what the process holds (footprint.memory_stage_need)."""
+    from tfprofscale.profiling.memory.workspace_probe import largest_group_bytes
+
+    inlined = traced.inlined_graph_def()
+    assigned = assigned_placeholders(inlined)
+    assigned_bytes = sum(int(np.prod(v.shape)) * v.dtype.size
+                         for name, v in captured_variables(traced.function).items() if name in assigned)
+    activations = sum(row.activation_bytes or 0 for row in layers)
+    probes = largest_group_bytes(list(probe_keys(layers).values()))
+    return memory_stage_need(len(inlined.node), assigned_bytes, activations, probes)
+
+
+def probe_keys(layers: list[Any]) -> dict[str, tuple[Any, ...]]:
+    """{layer: its kernel's probe key} for the layers whose kernel can be probed alone."""
+    from tfprofscale.profiling.memory.workspace_probe import probe_key
+
+    keys = {row.name: probe_key(row.type, row.geometry) for row in layers}
+    return {name: key for name, key in keys.items() if key is not None}
 
 
 def traced_session_step(traced: Any) -> Any:
