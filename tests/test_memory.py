@@ -9,6 +9,7 @@ from tensorflow.core.protobuf import config_pb2
 
 import tfprofscale
 from tfprofscale.profiling.memory.measure import fill_record, traced_session_step
+from tfprofscale.records import MemoryRecord
 from tfprofscale.profiling.memory.step_memory import step_memory
 from tfprofscale.profiling.memory.workspace_probe import kernel_scratch_bytes, probe_key
 from tfprofscale.profiling.trace.tracing import trace

@@ -42,11 +42,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tfprofscale.errors import InputError
+from tfprofscale.footprint import cost_model_need, skip_reason
+from tfprofscale.profiling.runtime.machine_peaks import machine_peaks
+
 if TYPE_CHECKING:
-    from tfprofscale.profiling.assemble import Report
     from tfprofscale.profiling.graph.shape_graph import ShapeGraph
     from tfprofscale.profiling.runtime.machine_peaks import MachinePeaks
     from tfprofscale.profiling.trace.tracing import TracedModel
+    from tfprofscale.records import Report
 
 DEVICE_NAME = "/job:localhost/replica:0/task:0/device:CPU:0"
 TIMELINE_MAX_NODES = 400
@@ -205,17 +209,12 @@ def add_tf_estimates(report: Report, traced: TracedModel, peaks: MachinePeaks | 
     Skipped, with one warning, when its estimated need (``footprint.cost_model_need``)
     would not fit in the memory available or under ``max_memory`` bytes.
     """
-    from tfprofscale.errors import InputError
-    from tfprofscale.footprint import cost_model_need, skip_reason
-
     skipped = skip_reason(cost_model_need(len(traced.graph.get_operations())), max_memory)
     if skipped is not None:
         report.warnings.append(f"TensorFlow's cost model (Grappler) not run: {skipped}; tf_estimated_* left null")
         return
     try:
         if peaks is None:
-            from tfprofscale.profiling.runtime.machine_peaks import machine_peaks
-
             peaks = machine_peaks()
         estimate = estimate_costs(traced.shape_graph(), virtual_cpu(peaks))
     except (CostModelError, InputError) as error:

@@ -25,19 +25,13 @@ import numpy as np
 
 from tfprofscale.errors import InputError
 from tfprofscale.footprint import StageNeed, memory_stage_need, skip_reason
-from tfprofscale.profiling.graph.shape_graph import (
-    ShapeGraph,
-    assigned_placeholders,
-    captured_variables,
-    variable_bytes,
-)
+from tfprofscale.profiling.graph.shape_graph import (ShapeGraph, assigned_placeholders, captured_variables,
+                                                     variable_bytes)
+from tfprofscale.profiling.memory.estimate import estimate_memory
+from tfprofscale.profiling.memory.memory_trace import run_memory_trace
 from tfprofscale.profiling.memory.session_graph import session_graph
-from tfprofscale.profiling.memory.step_memory import (
-    DEVICE,
-    HOST,
-    StepMemory,
-    step_memory,
-)
+from tfprofscale.profiling.memory.step_memory import DEVICE, HOST, StepMemory, step_memory
+from tfprofscale.profiling.memory.workspace_probe import kernel_scratch_bytes, largest_group_bytes, probe_key
 from tfprofscale.records import LiveTensor, MemoryRecord
 
 LIVE_AT_PEAK_LIMIT = 20
@@ -90,7 +84,6 @@ def measure_memory(traced: Any, device: str, allocator_peak: int | None = None,
 
 def stage_need(traced: Any, layers: list[Any]) -> StageNeed:
     """What measuring will take beyond what the process holds (footprint.memory_stage_need)."""
-    from tfprofscale.profiling.memory.workspace_probe import largest_group_bytes
 
     inlined = traced.inlined_graph_def()
     assigned = assigned_placeholders(inlined)
@@ -103,7 +96,6 @@ def stage_need(traced: Any, layers: list[Any]) -> StageNeed:
 
 def probe_keys(layers: list[Any]) -> dict[str, tuple[Any, ...]]:
     """{layer: its kernel's probe key} for the layers whose kernel can be probed alone."""
-    from tfprofscale.profiling.memory.workspace_probe import probe_key
 
     keys = {row.name: probe_key(row.type, row.geometry) for row in layers}
     return {name: key for name, key in keys.items() if key is not None}
@@ -150,11 +142,6 @@ def fill_record(record: MemoryRecord, step: StepMemory, layer_of: Callable[[str]
 
 def probed_kernel_scratch(layers: list[Any]) -> dict[str, int]:
     """{layer: bytes of scratch its kernel allocates when run alone} (see workspace_probe)."""
-    from tfprofscale.profiling.memory.workspace_probe import (
-        kernel_scratch_bytes,
-        probe_key,
-    )
-
     keys = {row.name: probe_key(row.type, row.geometry) for row in layers}
     keys = {name: key for name, key in keys.items() if key is not None}
     try:
@@ -212,8 +199,6 @@ def _through_reads(nodes: dict[str, Any], input_name: str) -> Any:
 
 def attach_memory(report: Any, measurement: MemoryMeasurement) -> None:
     """Put a measurement into a Report: its memory record, per-layer bytes, peak total, warnings, estimate."""
-    from tfprofscale.profiling.memory.estimate import estimate_memory
-
     record = report.memory = measurement.record
     for row in report.layers:
         row.measured_bytes = measurement.layer_bytes.get(row.name)
@@ -236,8 +221,6 @@ def total_peak_bytes(record: MemoryRecord) -> int | None:
 
 def add_memory_trace(report: Any, model_or_path: Any, run_dir: Any, options: Any) -> None:
     """Run ``--memory-trace`` (see memory_trace.py); its folder, or why not, goes into the memory record."""
-    from tfprofscale.profiling.memory.memory_trace import run_memory_trace
-
     record = report.memory
     if not isinstance(model_or_path, (str, os.PathLike)):
         record.memory_trace = "not run: --memory-trace rebuilds the model in a child process and needs a model file"
