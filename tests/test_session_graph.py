@@ -1,8 +1,8 @@
 """The traced function run in a Session with its variables (profiling/memory/session_graph.py)."""
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-import keras
 
 from tfprofscale.profiling.memory.session_graph import SessionGraphError, session_graph
 from tfprofscale.profiling.memory.step_memory import step_memory

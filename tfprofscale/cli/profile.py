@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from tfprofscale.errors import InputError
+from tfprofscale.footprint import max_memory_bytes
 from tfprofscale.inputs import check_input_file
 from tfprofscale.output import check_output_folder, check_output_path
 from tfprofscale.profiling.trace import loading
@@ -32,6 +33,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress messages")
     parser.add_argument("--no-cost-model", action="store_true",
                         help="skip TensorFlow's cost model (Grappler's estimate per op; seconds on large graphs)")
+    parser.add_argument("--max-memory", metavar="SIZE",
+                        help="most memory this profile may hold, e.g. 6GiB or 500MB: the memory and cost-model "
+                             "stages are skipped (one line says so) when their estimated need would not fit "
+                             "(default: the memory the system has available)")
     parser.add_argument("--memory-trace", action="store_true",
                         help="also trace a second, untimed run with the BFC CPU allocator into the logdir "
                              "(<run>-memory), for TensorBoard's Memory Profile; slower")
@@ -91,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         check_input_file(args.weights, "--weights")
     if args.optimizer is not None and not args.train:
         raise InputError("--optimizer chooses the optimizer of the training step: it needs --train")
+    max_memory_bytes(args.max_memory)
     _apply_threads_first(args)
     input_shapes = parse_input_shapes(args.input_shape)
     model_file = loading.load_model_file(args.model)
@@ -108,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads, min_time=args.min_time, target_ci=args.target_ci / 100, max_time=args.max_time,
         train=args.train, optimizer=args.optimizer, jit_compile=args.jit_compile,
         memory_budget=args.memory_budget, target_batch=args.target_batch,
+        max_memory=args.max_memory,
     )
     report = run_profile(model_file, options)
     from tfprofscale.report.table import render

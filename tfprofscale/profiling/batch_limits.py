@@ -97,8 +97,8 @@ def _inference_peak(model: Any, model_file: Any, params: dict[str, Any], options
 
     example_inputs = model_file.example_inputs if model_file is not None else None
     at_batch = tracing.trace(model, batch, example_inputs, params, options.input_shapes)
-    memory = step_memory(traced_session_step(at_batch.frozen(), at_batch.inputs))
-    return memory.persistent_bytes.get(HOST, 0) + tensor_bytes(at_batch.inputs) + memory.peak(HOST).peak_bytes
+    memory = step_memory(traced_session_step(at_batch))
+    return resident_bytes(at_batch) + tensor_bytes(at_batch.inputs) + memory.peak(HOST).peak_bytes
 
 
 def add_batch_limits(report: Any, model: Any, model_file: Any, params: dict[str, Any], options: Any,

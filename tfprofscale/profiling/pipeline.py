@@ -16,6 +16,7 @@ from typing import Any
 
 from tfprofscale import training
 from tfprofscale.errors import InputError
+from tfprofscale.footprint import check_above_floor, max_memory_bytes
 from tfprofscale.formulas import analytic
 from tfprofscale.profiling import train_profile
 from tfprofscale.profiling.assemble import layer_rows, totals
@@ -48,6 +49,9 @@ class ProfileOptions:
 
     ``memory`` runs the memory stage (turned off only to benchmark it),
     ``memory_trace`` adds the untimed BFC-allocator trace (see memory_trace.py).
+    ``max_memory`` (bytes, or a size such as ``"6GiB"``) caps what the process
+    may hold: the memory and cost-model stages are skipped when their
+    estimated need would not fit under it (see tfprofscale/footprint.py).
     """
 
     batch_size: int = 1
@@ -75,6 +79,7 @@ class ProfileOptions:
     jit_compile: bool = False
     memory_budget: int | str | None = None
     target_batch: int | None = None
+    max_memory: int | str | None = None
 
     def stop_rule(self) -> "StopRule":
         """When to stop timing: at least ``steps`` steps, rounds of ``min_time`` s, CI target or ``max_time`` s."""
@@ -93,6 +98,7 @@ class ProfileOptions:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise InputError(f"{name.replace('_', '-')} must be an integer >= 0, got {value!r}")
+        max_memory_bytes(self.max_memory)
         if self.input_shapes is not None:
             check_input_shapes(self.input_shapes)
         check_optimizer_name(self.optimizer)
@@ -126,6 +132,8 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
                   tracing.trace(model, options.batch_size, example_inputs, params, options.input_shapes,
                                 jit_compile=options.jit_compile))
     check_budget_above_weights(options, traced)
+    max_memory = max_memory_bytes(options.max_memory)
+    check_above_floor(max_memory, options.max_memory)
     say("counting graph FLOPs with tfprof")
     stats = graph_stats.graph_stats(traced.graph)
     costs = analytic.analyze_layers(traced.layers)
@@ -160,14 +168,14 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
                                "without XLA (XLA's buffer assignment is not in the allocation records)")
     if options.tf_cost_model and not options.train:  # Grappler needs the frozen graph: a train step has none
         say("estimating with TensorFlow's cost model (Grappler)")
-        add_tf_estimates(report, traced)
+        add_tf_estimates(report, traced, max_memory=max_memory)
     if options.memory and options.train:
         say("measuring memory: one traced Session step of the training step, variables re-created")
         train_profile.add_train_memory(report, traced, costs, measured.device)
     elif options.memory:
-        say("measuring memory: one traced Session step of the frozen graph")
+        say("measuring memory: one traced Session step with the model's variables")
         memory.attach_memory(report, memory.measure_memory(traced, measured.device, measured.peak_bytes,
-                                                           measured.resident_bytes, report.layers))
+                                                           measured.resident_bytes, report.layers, max_memory))
     if options.memory_budget is not None:
         say(f"finding the largest batch that fits {options.memory_budget}")
         add_batch_limits(report, model, model_file, params, options, traced)

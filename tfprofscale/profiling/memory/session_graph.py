@@ -17,10 +17,10 @@ every step. So the same route serves
   the optimizer's slots and iteration counter are captured variables like the
   weights, and the step updates them in the Session from run to run.
 
-A training step run here updates the Session's variables, not the model's:
-TensorFlow copies a shared buffer before writing to it (copy-on-write), so
-the model keeps its values and the Session holds one more copy of each
-variable it updates.
+A variable the function only reads shares the model's buffer (zero-copy);
+one it assigns (a training step's weights and optimizer slots, a counter) is
+copied once, so a training step run here updates the Session's variables,
+never the model's.
 
 API::
 
@@ -38,16 +38,16 @@ same from run to run, without constant folding.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import rewriter_config_pb2
 
 from tfprofscale.errors import InputError
-
-PROTOBUF_LIMIT_BYTES = 2**31 - 1  # protobuf refuses to serialise a message of 2 GiB or more
+from tfprofscale.profiling.graph.shape_graph import assigned_placeholders, check_protobuf_size, make_var_handle
 
 
 class SessionGraphError(InputError):
@@ -107,10 +107,10 @@ class SessionGraph:
         """Close the Session (its variables and kernels are freed)."""
         self.session.close()
 
-    def __enter__(self) -> "SessionGraph":
+    def __enter__(self) -> SessionGraph:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -124,17 +124,14 @@ def session_graph(function: Any, graph_def: Any = None) -> SessionGraph:
     """
     captures = list(function.graph.captures)
     captured = {internal.name for _, internal in captures}
-    variables, fed = _captured_values(function, captures)
     graph_def = function.graph.as_graph_def() if graph_def is None else graph_def
-    check_serialisable(graph_def, "the traced graph")
+    variables, fed = _captured_values(function, captures, assigned_placeholders(graph_def))
+    check_protobuf_size(graph_def, "the traced graph")
+    with_variables, initial_values, initialisers = _with_variable_nodes(graph_def, variables)
     graph = tf.Graph()
     with graph.as_default():
-        handles, initial_values, initialisers = _variable_handles(variables)
-        placeholders = {name: tf.compat.v1.placeholder(value.dtype, value.shape, name=f"captured_{index}")
-                        for index, (name, value) in enumerate(fed.items())}
-        input_map = {**{v.placeholder: handles[v.placeholder] for v in variables}, **placeholders}
         try:
-            tf.graph_util.import_graph_def(graph_def, input_map=input_map, name="")
+            tf.graph_util.import_graph_def(with_variables, name="")
         except (ValueError, TypeError, tf.errors.OpError) as error:
             raise SessionGraphError(f"cannot import the traced graph: {_one_line(error)}") from None
     session = tf.compat.v1.Session(graph=graph, config=session_config())
@@ -147,7 +144,7 @@ def session_graph(function: Any, graph_def: Any = None) -> SessionGraph:
     outputs = [t.name for t in function.outputs]
     targets = [op.name for op in function.graph.control_outputs if graph_def_has(graph, op.name)]
     return SessionGraph(graph, inputs, outputs, targets, variables, session,
-                        {placeholders[name].name: value for name, value in fed.items()})
+                        {f"{name}:0": value for name, value in fed.items()})
 
 
 def graph_def_has(graph: tf.Graph, name: str) -> bool:
@@ -159,11 +156,15 @@ def graph_def_has(graph: tf.Graph, name: str) -> bool:
     return True
 
 
-def _captured_values(function: Any, captures: list[tuple[Any, Any]]
+def _captured_values(function: Any, captures: list[tuple[Any, Any]], assigned: set[str]
                      ) -> tuple[list[CapturedVariable], dict[str, np.ndarray]]:
     """Captured variables (by their resource placeholder) and other captured tensors (by placeholder name).
 
-    Values are read here, in eager mode, before any new graph is entered.
+    Values are read here, in eager mode, before any new graph is entered. A
+    variable the function only reads shares the model's buffer; one it
+    assigns (``assigned``) is copied, so that the step updates the Session's
+    copy and never the model's (the Session would write into a shared buffer
+    in place).
     """
     by_handle = {id(v.handle): v for v in function.graph.variables}
     variables, fed = [], {}
@@ -173,27 +174,55 @@ def _captured_values(function: Any, captures: list[tuple[Any, Any]]
             if variable is None:
                 raise SessionGraphError(f"the traced function captures a resource that is not a variable "
                                         f"({internal.name}): a Session cannot rebuild it")
-            variables.append(CapturedVariable(variable.name, internal.op.name, variable.numpy()))
+            variables.append(CapturedVariable(variable.name, internal.op.name,
+                                              _buffer_view(variable, copy=internal.op.name in assigned)))
         else:
             fed[internal.op.name] = np.asarray(external)
     return variables, fed
 
 
-def _variable_handles(variables: list[CapturedVariable]) -> tuple[dict[str, Any], dict[str, Any], list[Any]]:
-    """Per variable (by placeholder name) a VarHandleOp and the placeholder its initial value is fed to,
-    and the AssignVariableOps that initialise them."""
-    from tensorflow.python.ops import gen_resource_variable_ops
+def _with_variable_nodes(graph_def: Any, variables: list[CapturedVariable]
+                         ) -> tuple[Any, dict[str, str], list[str]]:
+    """A copy of ``graph_def`` where each variable's placeholder is a VarHandleOp of the same name, with
+    a placeholder for its initial value and the AssignVariableOp that initialises it.
 
-    handles, initial_values, initialisers = {}, {}, []
-    for index, variable in enumerate(variables):
-        with tf.name_scope(f"session_variable_{index}"):
-            handle = gen_resource_variable_ops.var_handle_op(
-                dtype=tf.as_dtype(variable.value.dtype), shape=variable.value.shape,
-                shared_name=f"session_variable_{index}", name="handle")
-            value = tf.compat.v1.placeholder(variable.value.dtype, variable.value.shape, name="initial_value")
-            initialisers.append(gen_resource_variable_ops.assign_variable_op(handle, value, name="initialise"))
-        handles[variable.placeholder], initial_values[variable.placeholder] = handle, value
-    return handles, initial_values, initialisers
+    Written as NodeDefs (one import for the whole graph): building the same
+    ops through Python took 1.4 s for ResNet50's 320 variables.
+    Returns the GraphDef, {variable placeholder: initial value's tensor name} and the initialisers' names.
+    """
+    from tensorflow.core.framework import graph_pb2
+
+    copy = graph_pb2.GraphDef()
+    copy.CopyFrom(graph_def)
+    by_name = {v.placeholder: v for v in variables}
+    taken = {node.name for node in copy.node}
+    initial_values, initialisers = {}, []
+    for node in copy.node:
+        variable = by_name.get(node.name)
+        if variable is None:
+            continue
+        dtype = tf.as_dtype(variable.value.dtype).as_datatype_enum
+        make_var_handle(node, dtype, variable.value.shape)
+        initial_values[node.name] = f"{_free(taken, node.name + '/initial_value')}:0"
+    for name, value_tensor in initial_values.items():
+        value = copy.node.add(name=value_tensor[:-2], op="Placeholder")
+        value.attr["dtype"].type = tf.as_dtype(by_name[name].value.dtype).as_datatype_enum
+        value.attr["shape"].shape.CopyFrom(tf.TensorShape(by_name[name].value.shape).as_proto())
+        assign = copy.node.add(name=_free(taken, name + "/initialise"), op="AssignVariableOp")
+        assign.input.extend([name, value.name])
+        assign.attr["dtype"].type = value.attr["dtype"].type
+        initialisers.append(assign.name)
+    return copy, initial_values, initialisers
+
+
+def _free(taken: set[str], name: str) -> str:
+    """``name``, or ``name_1``, ``name_2`` ... whichever no node of the graph has; then marked taken."""
+    candidate, index = name, 0
+    while candidate in taken:
+        index += 1
+        candidate = f"{name}_{index}"
+    taken.add(candidate)
+    return candidate
 
 
 def session_config() -> Any:
@@ -205,13 +234,34 @@ def session_config() -> Any:
     return config
 
 
-def check_serialisable(message: Any, what: str) -> None:
-    """SessionGraphError naming protobuf's 2 GiB limit when ``message`` cannot be serialised."""
-    size = message.ByteSize()
-    if size > PROTOBUF_LIMIT_BYTES:
-        raise SessionGraphError(f"{what} is {size / 2**30:.2f} GiB as a protobuf, over protobuf's 2 GiB limit")
+def traced_graph_step(graph: tf.Graph, fetches: list[Any], feeds: dict[str, Any],
+                      initialisers: Sequence[Any] = ()) -> Any:
+    """RunMetadata of one FULL_TRACE step of a plain ``graph`` (after ``initialisers`` and one untraced step)."""
+    options = tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
+    run_metadata = tf.compat.v1.RunMetadata()
+    try:
+        with tf.compat.v1.Session(graph=graph, config=session_config()) as session:
+            if initialisers:
+                session.run(list(initialisers))
+            session.run(fetches, feeds)
+            session.run(fetches, feeds, options=options, run_metadata=run_metadata)
+    except (tf.errors.OpError, ValueError, TypeError) as error:
+        raise SessionGraphError(f"cannot run the graph in a Session: {_one_line(error)}") from None
+    return run_metadata
 
 
 def _one_line(error: BaseException) -> str:
     text = str(error).strip()
     return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
+
+
+def _buffer_view(variable: Any, copy: bool) -> np.ndarray:
+    """The variable's value as a NumPy view of its buffer, or a copy of it when ``copy``.
+
+    ``ReadVariableOp`` hands out the variable's own buffer and DLPack shares
+    it (``numpy()`` would copy, into an array that is not 64-byte aligned,
+    which the Session's feed would copy once more).
+    """
+    value = tf.raw_ops.ReadVariableOp(resource=variable.handle, dtype=variable.dtype)
+    view = np.from_dlpack(value)
+    return np.array(view) if copy else view

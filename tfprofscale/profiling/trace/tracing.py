@@ -8,15 +8,20 @@ really called under (recorded during tracing: Keras uniquifies scopes inside
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 from tfprofscale.errors import InputError
-from tfprofscale.profiling.memory.frozen import FrozenGraph, freeze
+from tfprofscale.profiling.graph.shape_graph import (
+    ShapeGraph,
+    inlined_graph_def,
+    shape_graph,
+)
 from tfprofscale.profiling.trace import nesting
 from tfprofscale.profiling.trace.input_budget import check_fits, making_inputs_bytes
 from tfprofscale.profiling.trace.user_code import first_line
@@ -39,7 +44,7 @@ class TracedModel:
     batch_size: int
     keras_model: Any = None
     scopes: dict[str, str] = field(default_factory=dict)  # graph scope -> layer path
-    _frozen: Any = field(default=None, repr=False)
+    _built: dict[str, Any] = field(default_factory=dict, repr=False)
     source_function: Any = field(default=None, repr=False)  # the tf.function traced (for XLA's compiler IR)
 
     @property
@@ -47,14 +52,26 @@ class TracedModel:
         """The concrete function's graph."""
         return self.function.graph
 
-    def frozen(self) -> "FrozenGraph":
-        """The function frozen once, shared by the memory records and TensorFlow's cost model.
+    def inlined_graph_def(self) -> Any:
+        """The function's GraphDef inlined once (captures still placeholders): the memory stage's Session graph.
 
-        Raises ``FreezeError`` (an InputError) with one line when it cannot be frozen.
+        InputError with one line when it cannot be built; a failure is kept and raised again, never retried.
         """
-        if self._frozen is None:
-            self._frozen = freeze(self.function)
-        return self._frozen
+        return self._once("inlined", lambda: inlined_graph_def(self.function))
+
+    def shape_graph(self) -> ShapeGraph:
+        """The inlined graph with every variable a one-value Const of its shape (Grappler's), built once."""
+        return self._once("shape", lambda: shape_graph(self.function, self.inlined_graph_def()))
+
+    def _once(self, key: str, build: Callable[[], Any]) -> Any:
+        if key not in self._built:
+            try:
+                self._built[key] = build()
+            except InputError as error:
+                self._built[key] = error
+        if isinstance(self._built[key], InputError):
+            raise self._built[key]
+        return self._built[key]
 
     def layer_of(self, op_name: str) -> str | None:
         """The layer (path) an op (or runtime kernel) name belongs to, by longest scope."""

@@ -23,7 +23,6 @@ from typing import Any
 import tensorflow as tf
 
 from tfprofscale.errors import InputError
-from tfprofscale.profiling.memory.frozen import FreezeError
 from tfprofscale.profiling.trace import nesting
 from tfprofscale.profiling.trace.tracing import (
     TracedModel,
@@ -58,10 +57,6 @@ class TrainTraced(TracedModel):
     phases: dict[str, str] = field(default_factory=dict)
     update_layers: dict[str, str] = field(default_factory=dict)
     variables: list[Any] = field(default_factory=list, repr=False)
-
-    def frozen(self) -> Any:
-        """A training step assigns variables: it cannot be frozen (the memory stage runs it unfrozen)."""
-        raise FreezeError("a training step assigns its variables, so it cannot be frozen into constants")
 
     def layer_of(self, op_name: str) -> str | None:
         """The layer an op or kernel belongs to: the layer it computes, differentiates or updates."""
