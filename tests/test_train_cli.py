@@ -114,6 +114,11 @@ def test_sweep_with_modes_infer_and_train_gives_both_rows(tmp_path, capsys):
     # the train step's forward FLOPs are inference's (no dropout or normalization here): 19456 + 1024 + 1542
     assert int(rows["infer"]["graph_flops"]) == int(rows["train"]["graph_flops"]) == 22022
     assert float(rows["train"]["train_to_forward"]) > 1 and rows["infer"]["train_to_forward"] == ""
+    # fit and the audit's validation take one mode at a time (inference by default)
+    from tfprofscale.audit.validation import load_sweep
+
+    infer, train = load_sweep(tmp_path / "out"), load_sweep(tmp_path / "out", mode="train")
+    assert len(infer) == len(train) == 1 and infer[0].config["mode"] == "infer" and train[0].config["mode"] == "train"
 
 
 def test_memory_budget_finds_the_batch_between_two_measured_peaks(capsys, cnn_file, tmp_path):
