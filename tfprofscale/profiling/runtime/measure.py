@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfprofscale.errors import InputError
-from tfprofscale.profiling.runtime import kernel_trace
+from tfprofscale.profiling.runtime import budget, kernel_trace
 from tfprofscale.profiling.runtime.timing import Rounds, StopRule, current_threads, load_average, time_rounds
 
 
@@ -36,7 +36,12 @@ class StepTimes:
     all ``n`` timed steps; ``rounds`` of ``steps_per_round`` steps were run;
     ``stopped_by`` says why timing ended (``precision`` or ``time budget``);
     ``threads`` and ``load_start``/``load_end`` (1-minute load average)
-    describe the conditions.
+    describe the conditions. Over several processes (``--processes``, see
+    ``across_processes``) the statistics are medians over the processes, the
+    interval is the 95% prediction interval for another process's median
+    (``interval_scope`` says which interval it is), ``processes`` lists each
+    process's figures (or why it died), and ``this_process_median`` is the
+    median of the profiling process itself (the profiler overhead's base).
     """
 
     median: float
@@ -56,6 +61,12 @@ class StepTimes:
     threads: dict[str, Any] | None = None
     load_start: float | None = None
     load_end: float | None = None
+    interval_scope: str | None = None
+    processes: list[dict[str, Any]] | None = None
+    processes_requested: int | None = None
+    processes_contributed: int | None = None
+    between_process_cv: float | None = None
+    this_process_median: float | None = None
 
     @property
     def ci_width(self) -> float | None:
@@ -74,7 +85,8 @@ class StepTimes:
             steps_per_round=rounds.steps_per_round,
             ci_low=None if rounds.ci_low is None else rounds.ci_low * 1e3,
             ci_high=None if rounds.ci_high is None else rounds.ci_high * 1e3,
-            ci_confidence=rule.confidence, target_ci=rule.target_ci, stopped_by=rounds.stopped_by, **conditions,
+            ci_confidence=rule.confidence, target_ci=rule.target_ci, stopped_by=rounds.stopped_by,
+            interval_scope="within one process", **conditions,
         )
 
     @classmethod
@@ -113,13 +125,16 @@ class RuntimeResult:
     trace_dir: str | None
     trace_failure: str | None = None
     trace_summary: kernel_trace.TraceSummary | None = None
+    budget_note: str | None = None
+    trace_steps: int | None = None
 
     @property
     def profiler_overhead(self) -> float | None:
         """Median traced step time over median untraced step time."""
-        if self.traced_step_times is None or self.step_times.median <= 0:
+        base = self.step_times.this_process_median or self.step_times.median
+        if self.traced_step_times is None or base <= 0:
             return None
-        return self.traced_step_times.median / self.step_times.median
+        return self.traced_step_times.median / base
 
 
 def default_device() -> str:
@@ -142,18 +157,19 @@ def check_logdir(logdir: str | os.PathLike) -> Path:
 
 def measure(step: Callable[[], Any], *, steps: int, warmup: int, trace_steps: int,
             run_dir: Path | None, device: str | None = None, rule: StopRule | None = None) -> RuntimeResult:
-    """Time ``step`` in rounds (at least ``steps`` steps); with ``run_dir`` also trace it and read kernel times."""
+    """Time ``step`` in rounds (at least ``steps`` steps); with ``run_dir`` also trace it and read kernel times.
+
+    The whole measurement (warm-up, timing, tracing) fits ``rule.max_time_s``: see ``budget``.
+    """
     device = device or default_device()
-    rule = replace(rule or StopRule(), min_steps=steps)
+    rule = rule or StopRule()
     with tf.device(device):
-        for _ in range(warmup):
-            _block(step())
-        times = time_steps(step, rule)
+        times, plan = time_within_budget(step, steps, warmup, trace_steps if run_dir is not None else 0, rule)
         peak, resident = _peak_memory(step, device)
         traced, kernels, trace_dir, summary, failure = None, [], None, None, None
-        if run_dir is not None and trace_steps > 0:
+        if run_dir is not None and plan.trace_steps > 0:
             try:
-                traced_seconds, trace_dir = _trace(step, trace_steps, run_dir)
+                traced_seconds, trace_dir = _trace(step, plan.trace_steps, run_dir)
                 kernels, summary = kernel_times(trace_dir, on_device=device.startswith("GPU"))
                 traced = StepTimes.from_seconds(traced_seconds)
             except tf.errors.InvalidArgumentError:
@@ -163,7 +179,29 @@ def measure(step: Callable[[], Any], *, steps: int, warmup: int, trace_steps: in
                 failure = (f"the profiler trace in {run_dir} was lost ({type(error).__name__}: "
                            f"{getattr(error, 'strerror', None) or error}); step times and memory are kept, "
                            "per-op times are unknown")
-    return RuntimeResult(device, times, traced, peak, resident, kernels, trace_dir, failure, summary)
+    return RuntimeResult(device, times, traced, peak, resident, kernels, trace_dir, failure, summary,
+                         budget_note=plan.shrunk, trace_steps=plan.trace_steps)
+
+
+def time_within_budget(step: Callable[[], Any], steps: int, warmup: int, trace_steps: int,
+                       rule: StopRule) -> tuple[StepTimes, budget.StepPlan]:
+    """Warm up, plan the step counts that fit ``rule.max_time_s`` (``budget.plan_steps``), time the steps."""
+    load_start = load_average()
+    started = time.perf_counter()
+    warmup_seconds = [_timed(step)]
+    while not budget.warmup_done(len(warmup_seconds), warmup, time.perf_counter() - started, rule.max_time_s):
+        warmup_seconds.append(_timed(step))
+    step_s = min(warmup_seconds[1:]) if len(warmup_seconds) > 1 else warmup_seconds[0]
+    plan = budget.plan_steps(step_s, time.perf_counter() - started, steps, trace_steps, rule.max_time_s,
+                             rule.min_rounds)
+    conditions = {"threads": current_threads().to_dict(), "load_start": load_start}
+    if plan.rounds_budget_s <= 0:  # slower than the budget: one timed step
+        once = StepTimes.from_seconds([_timed(step)])
+        return replace(once, rounds=1, steps_per_round=1, stopped_by="time budget", target_ci=rule.target_ci,
+                       interval_scope="within one process", load_end=load_average(), **conditions), plan
+    planned = replace(rule, min_steps=plan.steps, min_rounds=plan.min_rounds, max_time_s=plan.rounds_budget_s)
+    rounds = time_rounds(lambda count: [_timed(step) for _ in range(count)], planned)
+    return StepTimes.from_rounds(rounds, planned, load_end=load_average(), **conditions), plan
 
 
 def time_steps(step: Callable[[], Any], rule: StopRule) -> StepTimes:
