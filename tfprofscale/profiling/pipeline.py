@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tfprofscale.errors import InputError
+from tfprofscale.profiling.processes import check_processes
+from tfprofscale.profiling.runtime.budget import MAX_STEPS
 
 if TYPE_CHECKING:
     from tfprofscale.profiling.assemble import Report
@@ -62,8 +64,6 @@ class ProfileOptions:
         """InputError for counts that cannot be measured."""
         from tfprofscale.profiling.runtime.timing import parse_threads
 
-        from tfprofscale.profiling.processes import check_processes
-
         parse_threads(self.threads)
         self.stop_rule().validate()
         check_processes(self.processes)
@@ -80,9 +80,6 @@ class ProfileOptions:
             from tfprofscale.profiling.trace.input_shapes import check_input_shapes
 
             check_input_shapes(self.input_shapes)
-
-
-MAX_STEPS = 10_000_000  # a million-step measurement of the fastest step (~10 us) takes minutes; more is a typo
 
 
 def check_step_counts(steps: Any, warmup: Any, trace_steps: Any, where: str = "--") -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+MAX_STEPS = 10_000_000  # 10 million steps of the fastest step (~10 us) take minutes; more is a typo
 TRACED_STEP_COST = 1.5  # a traced step costs up to the profiler-overhead limit of an untraced one
 WARMUP_SHARE = 0.2  # warm-up stops early once it has used this share of the budget (after one step)
 
