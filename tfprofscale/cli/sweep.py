@@ -9,7 +9,7 @@ from tfprofscale.errors import InputError
 from tfprofscale.inputs import check_input_file
 from tfprofscale.output import check_output_folder
 from tfprofscale.profiling.processes import check_processes
-from tfprofscale.profiling.runtime.timing import StopRule, parse_threads
+from tfprofscale.profiling.runtime.timing import parse_threads
 from tfprofscale.sweep.grid import DEFAULT_MAX_CONFIGS
 
 
@@ -92,8 +92,10 @@ def _check_arguments(args: argparse.Namespace) -> None:
         check_processes(args.processes)
     if args.threads is not None:
         parse_threads(args.threads)
-    StopRule(min_round_s=args.min_time or 0.02, target_ci=(args.target_ci or 2.0) / 100,
-             max_time_s=args.max_time or 3.0).validate()
+    for option, value in (("--min-time", args.min_time), ("--target-ci", args.target_ci),
+                          ("--max-time", args.max_time)):
+        if value is not None and not 0 < value < float("inf"):
+            raise InputError(f"{option} must be a finite number > 0, got {value!r}")
     if args.max_configs < 1:
         raise InputError(f"--max-configs {args.max_configs}: must be at least 1")
     if args.scheduler is not None:
