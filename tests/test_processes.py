@@ -267,3 +267,46 @@ def test_peaks_measured_under_load_warn_and_are_not_cached(capsys, monkeypatch, 
     assert "109.0 GFLOP/s" in err and "not cached" in err
     monkeypatch.setattr(machine_peaks, "measure_peaks", lambda: injected(2.15e11))
     assert machine_peaks.machine_peaks().flops_per_s == 2.15e11 and machine_peaks.cache_path().exists()
+
+
+# ---- fit's statistic: the between-process spread ----------------------------------------------------------------
+
+def test_statistic_spreads_by_hand():
+    from tfprofscale.audit.statistic_spread import spreads_of
+
+    # Configuration 1, two processes: median 1.0 / 1.2 (mean 1.1, s = 0.1414214, CV 0.1285649),
+    # p10 0.9 / 0.9 (CV 0), min 0.8 / 0.84 (mean 0.82, s = 0.0282843, CV 0.0344931).
+    # Configuration 2, three processes: median 2 / 2 / 2.6 (mean 2.2, s = 0.3464102, CV 0.1574592),
+    # p10 1.8 / 1.9 / 2.0 (mean 1.9, s = 0.1, CV 0.0526316), min 1.5 / 1.5 / 1.5 (CV 0).
+    # Configuration 3, one process: no spread, left out.  Medians over 2 configurations = their means.
+    runs = [[{"median": 1.0, "p10": 0.9, "min": 0.8}, {"median": 1.2, "p10": 0.9, "min": 0.84}],
+            [{"median": 2.0, "p10": 1.8, "min": 1.5}, {"median": 2.0, "p10": 1.9, "min": 1.5},
+             {"median": 2.6, "p10": 2.0, "min": 1.5}],
+            [{"median": 5.0, "p10": 4.0, "min": 3.0}]]
+    result = spreads_of(runs)
+    assert result.configurations == 2
+    assert result.spreads["median"] == pytest.approx((0.1285649 + 0.1574592) / 2, abs=1e-6)
+    assert result.spreads["p10"] == pytest.approx(0.0526316 / 2, abs=1e-6)
+    assert result.spreads["min"] == pytest.approx(0.0344931 / 2, abs=1e-6)
+    assert result.best() == "min"
+    assert "median 14.3%, p10 2.6%, min 1.7%; fitting to the min (the smallest spread)" in result.line("min", False)
+
+
+def test_without_repeated_processes_the_fit_keeps_the_median():
+    from tfprofscale.audit.statistic_spread import spreads_of
+
+    result = spreads_of([[{"median": 1.0, "p10": 0.9, "min": 0.8}]])
+    assert result.best() == "median" and result.line("median", False).startswith("Between-process spread: unknown")
+
+
+def test_per_process_values_read_the_processes_of_a_report():
+    from tfprofscale.audit.statistic_spread import per_process_values
+
+    steps = {"median": 2.0, "p10": 1.9, "min": 1.0,
+             "processes": [{"process": 1, "median": 1.0, "p10": 0.9, "min": 0.8},
+                           {"process": 2, "failed": "killed by SIGKILL"},
+                           {"process": 3, "median": 3.0, "p10": 2.9, "min": 2.8}]}
+    assert per_process_values({"totals": {"step_time_ms": steps}}) == [
+        {"median": 1.0, "p10": 0.9, "min": 0.8}, {"median": 3.0, "p10": 2.9, "min": 2.8}]
+    del steps["processes"]
+    assert per_process_values({"totals": {"step_time_ms": steps}}) == [{"median": 2.0, "p10": 1.9, "min": 1.0}]
