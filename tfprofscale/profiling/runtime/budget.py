@@ -1,11 +1,12 @@
 """The time budget (``--max-time``) bounds the whole measurement of one process.
 
-Warm-up, calibration, timed rounds and traced steps all fit in it: after the
-warm-up has shown how long a step takes, ``plan_steps`` shrinks the timed and
+Warm-up, calibration, timed rounds and traced steps all fit in it (the first,
+cold step, which carries TensorFlow's one-time set-up, does not count): after
+the warm-up has shown how long a warm step takes, ``plan_steps`` shrinks the timed and
 traced step counts (never below one timed step) when the requested ones would
 not fit, and says so. A step slower than the whole budget is measured once
-(one timed step after the first run, no trace): a 60 s step with
-``--max-time 1`` runs twice, not 75 times.
+(the warm step after the cold one is the timed step, no trace): a 60 s step
+with ``--max-time 1`` runs twice, not 75 times.
 """
 from __future__ import annotations
 
