@@ -310,3 +310,31 @@ def test_per_process_values_read_the_processes_of_a_report():
         {"median": 1.0, "p10": 0.9, "min": 0.8}, {"median": 3.0, "p10": 2.9, "min": 2.8}]
     del steps["processes"]
     assert per_process_values({"totals": {"step_time_ms": steps}}) == [{"median": 2.0, "p10": 1.9, "min": 1.0}]
+
+
+# ---- sweeps: repeats in separate processes; a model object cannot be re-imported ------------------------------
+
+def pid_of(task):
+    import os
+
+    return os.getpid()
+
+
+@pytest.mark.parametrize("fresh", [True, False])
+def test_repeats_run_in_fresh_processes_when_asked(fresh):
+    from tfprofscale.sweep.executor import LocalProcessPool
+
+    outcomes = list(LocalProcessPool(1, fresh_per_task=fresh).map_unordered(pid_of, [0, 1, 2]))
+    assert all(outcome.ok for outcome in outcomes)
+    assert len({outcome.value for outcome in outcomes}) == (3 if fresh else 1)
+
+
+def test_processes_need_a_model_file():
+    import keras
+
+    import tfprofscale
+
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    with pytest.raises(InputError, match="--processes above 1 needs a model file"):
+        tfprofscale.profile(model, steps=1, warmup=0, trace=False, processes=2, memory=False, tf_cost_model=False)
