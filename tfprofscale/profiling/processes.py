@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tfprofscale.errors import InputError
+from tfprofscale.profiling.runtime.across_processes import combine, exit_reason
 
 PROCESS_ENV = "TFPROFSCALE_TIMING_PROCESS"  # 1-based number of the timing process, set in each worker
 MAX_PROCESSES = 100
@@ -39,8 +40,7 @@ def check_processes(value: Any, where: str = "--processes") -> int:
 def time_in_more_processes(first: Any, request: dict[str, Any], count: int,
                            say: Callable[[str], None]) -> tuple[Any, list[str]]:
     """``first`` (this process's StepTimes) combined with those of ``count - 1`` fresh workers; with warnings."""
-    from tfprofscale.profiling.runtime.across_processes import combine
-    from tfprofscale.profiling.runtime.measure import StepTimes
+    from tfprofscale.profiling.runtime.measure import StepTimes  # imports TensorFlow
 
     per_process, failures, notes = [first], [], []
     for number in range(2, count + 1):
@@ -59,8 +59,6 @@ def time_in_more_processes(first: Any, request: dict[str, Any], count: int,
 
 def run_worker(number: int, request: dict[str, Any]) -> dict[str, Any] | str:
     """Run one timing worker; its result dict, or why it failed (exit reason and its last stderr line)."""
-    from tfprofscale.profiling.runtime.across_processes import exit_reason
-
     with tempfile.TemporaryDirectory(prefix="tfprofscale-timing-") as folder:
         request_path, result_path = Path(folder) / "request.json", Path(folder) / "result.json"
         request_path.write_text(json.dumps(request))
