@@ -338,3 +338,27 @@ def test_processes_need_a_model_file():
     model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
     with pytest.raises(InputError, match="--processes above 1 needs a model file"):
         tfprofscale.profile(model, steps=1, warmup=0, trace=False, processes=2, memory=False, tf_cost_model=False)
+
+
+def test_a_sweep_configuration_is_timed_with_the_sweeps_timing_settings(tmp_path, monkeypatch, write_model):
+    from tfprofscale.profiling import pipeline
+    from tfprofscale.sweep.configuration import RunPlan, run_configuration
+    from tfprofscale.sweep.grid import ConfigTask
+    from tfprofscale.sweep.timing_settings import TimingSettings
+
+    seen = []
+
+    def capture(model, options):
+        seen.append(options)
+        raise InputError("stop after the options")
+
+    monkeypatch.setattr(pipeline, "run_profile", capture)
+    plan = RunPlan(model=str(write_model(DENSE)), steps=2, warmup=0, trace_steps=0, logdir=str(tmp_path / "runs"),
+                   weights_dir=str(tmp_path / "weights"),
+                   timing=TimingSettings(threads="1", min_time=0.05, target_ci=5.0, max_time=4.0, processes=3))
+    with pytest.raises(InputError, match="stop after the options"):
+        run_configuration(plan, ConfigTask("r0", {}, 1, 0))
+    options = seen[0]
+    # target_ci is given in percent, as on the command line: 5% is 0.05 in ProfileOptions.
+    assert (options.threads, options.min_time, options.target_ci, options.max_time, options.processes) == \
+        ("1", 0.05, 0.05, 4.0, 3)
