@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tfprofscale.errors import InputError
-from tfprofscale.profiling.processes import check_processes
+from tfprofscale.profiling.processes import check_processes, time_in_more_processes, worker_request
 from tfprofscale.profiling.runtime.budget import MAX_STEPS
 
 if TYPE_CHECKING:
@@ -142,8 +142,6 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
                                    trace_steps=options.trace_steps, run_dir=run_dir, rule=options.stop_rule())
     timing_warnings = [measured.budget_note] if measured.budget_note else []
     if options.processes > 1:
-        from tfprofscale.profiling.processes import time_in_more_processes, worker_request
-
         combined, more = time_in_more_processes(
             measured.step_times, worker_request(str(model_file.path), params, options, measured.device),
             options.processes, say)
