@@ -141,6 +141,8 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
         measured = runtime.measure(traced.run, steps=options.steps, warmup=options.warmup,
                                    trace_steps=options.trace_steps, run_dir=run_dir, rule=options.stop_rule())
     timing_warnings = [measured.budget_note] if measured.budget_note else []
+    for note in timing_warnings:
+        say(note)
     if options.processes > 1:
         combined, more = time_in_more_processes(
             measured.step_times, worker_request(str(model_file.path), params, options, measured.device),
