@@ -32,7 +32,7 @@ def build_model():
 
 
 def step_times(median, p10, minimum, n, cv):
-    from tfprofscale.profiling.runtime.measure import StepTimes
+    from tfprofscale.records import StepTimes
 
     return StepTimes(median=median, p10=p10, p90=median * 1.5, min=minimum, cv=cv, n=n, mean=median, rounds=n // 10,
                      steps_per_round=10, ci_low=median * 0.99, ci_high=median * 1.01, stopped_by="precision",

@@ -53,8 +53,11 @@ def test_predict_refuses_another_machines_model_unless_named(capsys, tmp_path, t
 
     # Fixed peaks: the fits (and the validation around them) must not depend on what this shared machine
     # measures or has cached: measured twice under load, A's and B's models were fitted at different peaks.
+    from tfprofscale.audit import latency, validation
+
     fixed = injected(2.15e11)
-    monkeypatch.setattr(machine_peaks, "machine_peaks", lambda refresh=False: fixed)
+    for module in (machine_peaks, latency, validation):  # the two audit modules import the function by name
+        monkeypatch.setattr(module, "machine_peaks", lambda refresh=False: fixed)
     out_file = tmp_path / "models.json"
     assert run_cli(capsys, "fit", str(two_machine_sweep), "--out", str(out_file))[0] == 0
     model_file = write_model(CONV_AND_DENSE, "conv_dense.py")

@@ -46,7 +46,7 @@ def run_coverage(args: Any) -> None:
 
 def measure_pools(names: list[str], size: int) -> dict[str, list[Any]]:
     """``size`` fresh timing processes per model, interleaved over the models; their StepTimes."""
-    from tfprofscale.profiling.runtime.measure import StepTimes
+    from tfprofscale.records import StepTimes
 
     pools: dict[str, list[Any]] = {name: [] for name in names}
     for number in range(size):

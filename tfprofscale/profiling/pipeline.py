@@ -12,15 +12,31 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from tfprofscale import training
 from tfprofscale.errors import InputError
+from tfprofscale.formulas import analytic
+from tfprofscale.profiling.assemble import layer_rows, totals
+from tfprofscale.profiling.graph import graph_stats
+from tfprofscale.profiling.graph.tf_cost_model import add_tf_estimates
+from tfprofscale.profiling.memory import measure as memory
 from tfprofscale.profiling.processes import check_processes, time_in_more_processes, worker_request
-from tfprofscale.profiling.runtime.budget import MAX_STEPS
-
-if TYPE_CHECKING:
-    from tfprofscale.profiling.assemble import Report
-    from tfprofscale.profiling.runtime.timing import StopRule
+from tfprofscale.profiling.runtime import measure as runtime
+from tfprofscale.profiling.runtime.attribution import attribute_ops, body_kernels_renamed
+from tfprofscale.profiling.runtime.budget import check_step_counts
+from tfprofscale.profiling.runtime.machine_peaks import fresh_cached_peaks
+from tfprofscale.profiling.runtime.measure import check_logdir
+from tfprofscale.profiling.runtime.measurement_checks import measurement_warnings
+from tfprofscale.profiling.runtime.nested_kernels import CALL_KERNEL_TYPES, call_op_times
+from tfprofscale.profiling.runtime.run_checks import check_step_fits, model_run_errors
+from tfprofscale.profiling.runtime.shares import apply_step_medians, unattributed_time_us
+from tfprofscale.profiling.runtime.timing import StopRule, apply_threads, parse_threads
+from tfprofscale.profiling.trace import loading, tracing
+from tfprofscale.profiling.trace.input_shapes import check_input_shapes
+from tfprofscale.profiling.trace.user_code import user_code
+from tfprofscale.profiling.trace.weights import load_weights
+from tfprofscale.records import Report
 
 
 @dataclass(frozen=True)
@@ -55,15 +71,11 @@ class ProfileOptions:
 
     def stop_rule(self) -> "StopRule":
         """When to stop timing: at least ``steps`` steps, rounds of ``min_time`` s, CI target or ``max_time`` s."""
-        from tfprofscale.profiling.runtime.timing import StopRule
-
         return StopRule(min_steps=self.steps, min_round_s=self.min_time, target_ci=self.target_ci,
                         max_time_s=self.max_time)
 
     def validate(self) -> None:
         """InputError for counts that cannot be measured."""
-        from tfprofscale.profiling.runtime.timing import parse_threads
-
         parse_threads(self.threads)
         self.stop_rule().validate()
         check_processes(self.processes)
@@ -77,17 +89,7 @@ class ProfileOptions:
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise InputError(f"{name.replace('_', '-')} must be an integer >= 0, got {value!r}")
         if self.input_shapes is not None:
-            from tfprofscale.profiling.trace.input_shapes import check_input_shapes
-
             check_input_shapes(self.input_shapes)
-
-
-def check_step_counts(steps: Any, warmup: Any, trace_steps: Any, where: str = "--") -> None:
-    """InputError for step counts beyond ``MAX_STEPS`` (they would run for days), naming the option."""
-    for name, value in (("steps", steps), ("warmup", warmup), ("trace-steps", trace_steps)):
-        if isinstance(value, int) and not isinstance(value, bool) and value > MAX_STEPS:
-            raise InputError(f"{where}{name} {value}: at most {MAX_STEPS:,} steps (the time budget --max-time "
-                             "bounds the measurement anyway)")
 
 
 def profile(model_or_path: Any, batch_size: int = 1, **options: Any) -> "Report":
@@ -102,7 +104,6 @@ def profile(model_or_path: Any, batch_size: int = 1, **options: Any) -> "Report"
 def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
     """Profile with explicit options (the CLI and the sweep workers call this)."""
     options.validate()
-    from tfprofscale.profiling.runtime.timing import apply_threads, parse_threads
 
     threads_warning = apply_threads(parse_threads(options.threads))
     say = _Progress(options.progress)
@@ -110,18 +111,6 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
     say("loading the model")
     model, model_file, params = _load(model_or_path, options)
     data = _load_data(model_file, params, options, say)
-    from tfprofscale.formulas import analytic
-    from tfprofscale.profiling.graph import graph_stats
-    from tfprofscale.profiling.memory import measure as memory
-    from tfprofscale.profiling.runtime import measure as runtime
-    from tfprofscale.profiling.trace import tracing
-    from tfprofscale.profiling.runtime.attribution import attribute_ops
-    from tfprofscale.profiling.runtime.measurement_checks import measurement_warnings
-    from tfprofscale.profiling.runtime.shares import apply_step_medians, unattributed_time_us
-    from tfprofscale.profiling.assemble import Report, layer_rows, totals
-
-    from tfprofscale.profiling.runtime.run_checks import check_step_fits, model_run_errors
-    from tfprofscale.profiling.trace.user_code import user_code
 
     say(f"tracing at batch {options.batch_size}")
     example_inputs = model_file.example_inputs if model_file else None
@@ -163,8 +152,6 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
     if measured.trace_failure:
         report.warnings.append(measured.trace_failure)
     if options.tf_cost_model:
-        from tfprofscale.profiling.graph.tf_cost_model import add_tf_estimates
-
         say("estimating with TensorFlow's cost model (Grappler)")
         add_tf_estimates(report, traced)
     if options.memory:
@@ -184,9 +171,6 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
 
 def _with_nested_kernels(stats: Any, measured: Any, options: ProfileOptions) -> list[Any]:
     """The kernels that ran, body kernels named after their body ops, plus nested functions run as one kernel."""
-    from tfprofscale.profiling.runtime.attribution import body_kernels_renamed
-    from tfprofscale.profiling.runtime.nested_kernels import CALL_KERNEL_TYPES, call_op_times
-
     kernels = body_kernels_renamed(stats, measured.kernels)
     if not any(op.type in CALL_KERNEL_TYPES and op.runs for op in stats.ops):
         return kernels
@@ -196,8 +180,6 @@ def _with_nested_kernels(stats: Any, measured: Any, options: ProfileOptions) -> 
 
 
 def _load(model_or_path: Any, options: ProfileOptions) -> tuple[Any, Any, dict[str, Any]]:
-    from tfprofscale.profiling.trace import loading
-
     if isinstance(model_or_path, loading.ModelFile):
         model_file = model_or_path  # already imported (by the CLI): a model file is imported once per profile
     elif not isinstance(model_or_path, (str, os.PathLike)):
@@ -214,8 +196,6 @@ def _load(model_or_path: Any, options: ProfileOptions) -> tuple[Any, Any, dict[s
 
 
 def _load_weights(model: Any, weights: str) -> None:
-    from tfprofscale.profiling.trace.weights import load_weights
-
     load_weights(model, weights)
 
 
@@ -229,8 +209,6 @@ def _load_data(model_file: Any, params: dict[str, Any], options: ProfileOptions,
 
 
 def _add_accuracy(report: Any, model: Any, data: Any, options: ProfileOptions, say: "_Progress") -> None:
-    from tfprofscale import training
-
     say("evaluating on the test split")
     report.totals.accuracy = training.evaluate(model, data)
     if options.show_predictions:
@@ -246,8 +224,6 @@ def _model_name(model_or_path: Any) -> str:
 
 
 def _run_dir(options: ProfileOptions, model_name: str) -> Path:
-    from tfprofscale.profiling.runtime.measure import check_logdir
-
     logdir = check_logdir(options.logdir)
     name = options.run_name or f"{model_name}-b{options.batch_size}"
     return logdir / re.sub(r"[^A-Za-z0-9_.=,-]+", "_", name)
@@ -255,8 +231,6 @@ def _run_dir(options: ProfileOptions, model_name: str) -> Path:
 
 def _cached_peak_flops() -> float | None:
     """The machine's FLOP/s peak if a still-valid measurement is cached (never measured here: it takes seconds)."""
-    from tfprofscale.profiling.runtime.machine_peaks import fresh_cached_peaks
-
     peaks = fresh_cached_peaks()
     return peaks.flops_per_s if peaks is not None else None
 

@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from tfprofscale.errors import InputError
 from tfprofscale.profiling.runtime.across_processes import combine, exit_reason
+from tfprofscale.records import StepTimes
 
 PROCESS_ENV = "TFPROFSCALE_TIMING_PROCESS"  # 1-based number of the timing process, set in each worker
 MAX_PROCESSES = 100
@@ -40,8 +41,6 @@ def check_processes(value: Any, where: str = "--processes") -> int:
 def time_in_more_processes(first: Any, request: dict[str, Any], count: int,
                            say: Callable[[str], None]) -> tuple[Any, list[str]]:
     """``first`` (this process's StepTimes) combined with those of ``count - 1`` fresh workers; with warnings."""
-    from tfprofscale.profiling.runtime.measure import StepTimes  # imports TensorFlow
-
     per_process, failures, notes = [first], [], []
     for number in range(2, count + 1):
         say(f"timing in process {number} of {count} (a fresh process: re-imports TensorFlow and the model)")

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
+
+from tfprofscale.errors import InputError
 
 MAX_STEPS = 10_000_000  # 10 million steps of the fastest step (~10 us) take minutes; more is a typo
 TRACED_STEP_COST = 1.5  # a traced step costs up to the profiler-overhead limit of an untraced one
@@ -58,3 +61,11 @@ def plan_steps(step_s: float, used_s: float, steps: int, trace_steps: int, max_t
             f"instead of {trace_steps}, to fit the whole measurement in --max-time {max_time_s:g} s "
             "(raise --max-time for more)")
     return StepPlan(timed, traced, min(min_rounds, timed), remaining - TRACED_STEP_COST * traced * step_s, note)
+
+
+def check_step_counts(steps: Any, warmup: Any, trace_steps: Any) -> None:
+    """InputError for step counts beyond ``MAX_STEPS`` (they would run for days), naming the option."""
+    for name, value in (("steps", steps), ("warmup", warmup), ("trace-steps", trace_steps)):
+        if isinstance(value, int) and not isinstance(value, bool) and value > MAX_STEPS:
+            raise InputError(f"--{name} {value}: at most {MAX_STEPS:,} steps (the time budget --max-time "
+                             "bounds the measurement anyway)")
