@@ -252,7 +252,7 @@ def test_a_killed_worker_is_reported_and_the_others_kept(capsys, tmp_path, write
 
 # ---- the machine's peaks under load -------------------------------------------------------------------------------
 
-def test_peaks_measured_under_load_warn_and_are_not_cached(capsys, monkeypatch, tmp_path):
+def test_peaks_measured_under_load_warn_and_are_not_cached(monkeypatch, tmp_path):
     from tests.test_roofline import injected
     from tfprofscale.profiling.runtime import machine_peaks
     from tfprofscale.profiling.runtime.timing import current_threads
@@ -260,56 +260,35 @@ def test_peaks_measured_under_load_warn_and_are_not_cached(capsys, monkeypatch, 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     busy = machine_peaks.HIGH_LOAD_PER_CPU * current_threads().cpus + 0.5
     monkeypatch.setattr(machine_peaks, "measure_peaks", lambda: injected(1.09e11, load=busy))
-    assert machine_peaks.machine_peaks().flops_per_s == 1.09e11
-    assert not machine_peaks.cache_path().exists()
-    err = capsys.readouterr().err
-    assert err.startswith("warning: the machine's peaks were measured under load (load average")
-    assert "109.0 GFLOP/s" in err and "not cached" in err
+    peaks = machine_peaks.machine_peaks()
+    assert peaks.flops_per_s == 1.09e11 and not machine_peaks.cache_path().exists()
+    warning = machine_peaks.under_load_warning(peaks)
+    assert warning.startswith(f"the machine's peaks were measured under load (load average {busy:.2f} on ")
+    assert "109.0 GFLOP/s" in warning and "not cached" in warning
     monkeypatch.setattr(machine_peaks, "measure_peaks", lambda: injected(2.15e11))
-    assert machine_peaks.machine_peaks().flops_per_s == 2.15e11 and machine_peaks.cache_path().exists()
+    quiet = machine_peaks.machine_peaks()
+    assert quiet.flops_per_s == 2.15e11 and machine_peaks.cache_path().exists()
+    assert machine_peaks.under_load_warning(quiet) is None
 
 
-# ---- fit's statistic: the between-process spread ----------------------------------------------------------------
+def test_audit_remeasure_under_load_warns_in_one_line(capsys, monkeypatch, tmp_path):
+    from tests.test_roofline import injected
+    from tfprofscale.profiling.runtime import machine_peaks
+    from tfprofscale.profiling.runtime.timing import current_threads
 
-def test_statistic_spreads_by_hand():
-    from tfprofscale.audit.statistic_spread import spreads_of
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    busy = machine_peaks.HIGH_LOAD_PER_CPU * current_threads().cpus + 0.5
+    monkeypatch.setattr(machine_peaks, "measure_peaks", lambda: injected(1.09e11, load=busy))
+    (tmp_path / "sweep").mkdir()
 
-    # Configuration 1, two processes: median 1.0 / 1.2 (mean 1.1, s = 0.1414214, CV 0.1285649),
-    # p10 0.9 / 0.9 (CV 0), min 0.8 / 0.84 (mean 0.82, s = 0.0282843, CV 0.0344931).
-    # Configuration 2, three processes: median 2 / 2 / 2.6 (mean 2.2, s = 0.3464102, CV 0.1574592),
-    # p10 1.8 / 1.9 / 2.0 (mean 1.9, s = 0.1, CV 0.0526316), min 1.5 / 1.5 / 1.5 (CV 0).
-    # Configuration 3, one process: no spread, left out.  Medians over 2 configurations = their means.
-    runs = [[{"median": 1.0, "p10": 0.9, "min": 0.8}, {"median": 1.2, "p10": 0.9, "min": 0.84}],
-            [{"median": 2.0, "p10": 1.8, "min": 1.5}, {"median": 2.0, "p10": 1.9, "min": 1.5},
-             {"median": 2.6, "p10": 2.0, "min": 1.5}],
-            [{"median": 5.0, "p10": 4.0, "min": 3.0}]]
-    result = spreads_of(runs)
-    assert result.configurations == 2
-    assert result.spreads["median"] == pytest.approx((0.1285649 + 0.1574592) / 2, abs=1e-6)
-    assert result.spreads["p10"] == pytest.approx(0.0526316 / 2, abs=1e-6)
-    assert result.spreads["min"] == pytest.approx(0.0344931 / 2, abs=1e-6)
-    assert result.best() == "min"
-    assert "median 14.3%, p10 2.6%, min 1.7%; fitting to the min (the smallest spread)" in result.line("min", False)
+    def stop(path):
+        raise InputError("stop after the peaks")
 
-
-def test_without_repeated_processes_the_fit_keeps_the_median():
-    from tfprofscale.audit.statistic_spread import spreads_of
-
-    result = spreads_of([[{"median": 1.0, "p10": 0.9, "min": 0.8}]])
-    assert result.best() == "median" and result.line("median", False).startswith("Between-process spread: unknown")
-
-
-def test_per_process_values_read_the_processes_of_a_report():
-    from tfprofscale.audit.statistic_spread import per_process_values
-
-    steps = {"median": 2.0, "p10": 1.9, "min": 1.0,
-             "processes": [{"process": 1, "median": 1.0, "p10": 0.9, "min": 0.8},
-                           {"process": 2, "failed": "killed by SIGKILL"},
-                           {"process": 3, "median": 3.0, "p10": 2.9, "min": 2.8}]}
-    assert per_process_values({"totals": {"step_time_ms": steps}}) == [
-        {"median": 1.0, "p10": 0.9, "min": 0.8}, {"median": 3.0, "p10": 2.9, "min": 2.8}]
-    del steps["processes"]
-    assert per_process_values({"totals": {"step_time_ms": steps}}) == [{"median": 2.0, "p10": 1.9, "min": 1.0}]
+    monkeypatch.setattr("tfprofscale.audit.analysis.audit_path", stop)
+    assert main(["audit", str(tmp_path / "sweep"), "--remeasure"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("warning: the machine's peaks were measured under load") and len(lines) == 2
+    assert not machine_peaks.cache_path().exists()
 
 
 # ---- sweeps: repeats in separate processes; a model object cannot be re-imported ------------------------------

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from tfprofscale.errors import InputError
-from tfprofscale.profiling.runtime.machine_peaks import machine_peaks
+from tfprofscale.profiling.runtime.machine_peaks import machine_peaks, under_load_warning
 
 if TYPE_CHECKING:
     from tfprofscale.profiling.memory.frozen import FrozenGraph
@@ -204,6 +204,8 @@ def add_tf_estimates(report: "Report", traced: "TracedModel", peaks: "MachinePea
     try:
         if peaks is None:
             peaks = machine_peaks()
+            busy = under_load_warning(peaks)
+            report.warnings += [f"TensorFlow's cost model priced the ops at {busy}"] if busy else []
         estimate = estimate_costs(traced.frozen(), virtual_cpu(peaks))
     except (CostModelError, InputError) as error:
         report.warnings.append(f"TensorFlow's cost model (Grappler) could not estimate this graph: {error}; "

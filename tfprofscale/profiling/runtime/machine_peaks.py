@@ -10,8 +10,9 @@ than ``MAX_AGE`` (a day), when the host, TensorFlow, the thread settings or
 the method changed, or when the load average was high while it was measured
 (a busy machine gives low peaks, which then make honest kernels look
 impossibly fast); ``audit --remeasure`` forces it. Peaks measured under load
-are never cached: the run that measured them warns on stderr and uses them,
-the next run measures again. A copy ``y = x
+are never cached: the run that measured them uses them and warns
+(``under_load_warning``: in the profile's warnings, on ``audit --remeasure``'s
+stderr), the next run measures again. A copy ``y = x
 + 1`` is not used: TensorFlow reaches ~9 GB/s with it on the machine this
 was written on (a fresh output is allocated and faulted in each time), less
 than real kernels stream (a Dense layer read 67 MB of weights at 22 GB/s),
@@ -25,7 +26,6 @@ import json
 import math
 import os
 import socket
-import sys
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
@@ -119,14 +119,19 @@ def machine_peaks(refresh: bool = False) -> MachinePeaks:
         if cached is not None and stale_reason(cached, _conditions()) is None:
             return cached
     peaks = measure_peaks()
+    if load_reason(peaks) is None:
+        _write_cache(cache_path(), peaks)
+    return peaks
+
+
+def under_load_warning(peaks: MachinePeaks) -> str | None:
+    """The warning for peaks measured under load (used once, never cached); None for peaks measured quietly."""
     busy = load_reason(peaks)
     if busy is None:
-        _write_cache(cache_path(), peaks)
-        return peaks
-    print(f"warning: the machine's peaks were {busy}: {peaks.flops_per_s / 1e9:.1f} GFLOP/s and "
-          f"{peaks.bytes_per_s / 1e9:.1f} GB/s are likely too low; used by this run only, not cached "
-          f"(measured again next time)", file=sys.stderr, flush=True)
-    return peaks
+        return None
+    return (f"the machine's peaks were {busy}: {peaks.flops_per_s / 1e9:.1f} GFLOP/s and "
+            f"{peaks.bytes_per_s / 1e9:.1f} GB/s are likely too low; used by this run only, not cached "
+            "(measured again next time)")
 
 
 def load_reason(peaks: MachinePeaks) -> str | None:
