@@ -10,7 +10,7 @@ import re
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +24,10 @@ from tfprofscale.profiling.batch_limits import add_batch_limits, check_budget_ab
 from tfprofscale.profiling.graph import graph_stats
 from tfprofscale.profiling.graph.tf_cost_model import add_tf_estimates
 from tfprofscale.profiling.memory import measure as memory
+from tfprofscale.profiling.processes import check_processes, time_in_more_processes, worker_request
 from tfprofscale.profiling.runtime import measure as runtime
 from tfprofscale.profiling.runtime.attribution import attribute_ops, body_kernels_renamed
+from tfprofscale.profiling.runtime.budget import check_step_counts
 from tfprofscale.profiling.runtime.machine_peaks import fresh_cached_peaks
 from tfprofscale.profiling.runtime.measure import check_logdir
 from tfprofscale.profiling.runtime.measurement_checks import measurement_warnings
@@ -80,6 +82,7 @@ class ProfileOptions:
     memory_budget: int | str | None = None
     target_batch: int | None = None
     max_memory: int | str | None = None
+    processes: int = 1
 
     def stop_rule(self) -> "StopRule":
         """When to stop timing: at least ``steps`` steps, rounds of ``min_time`` s, CI target or ``max_time`` s."""
@@ -90,6 +93,8 @@ class ProfileOptions:
         """InputError for counts that cannot be measured."""
         parse_threads(self.threads)
         self.stop_rule().validate()
+        check_processes(self.processes)
+        check_step_counts(self.steps, self.warmup, self.trace_steps)
         for name in ("batch_size", "steps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -138,12 +143,23 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
     stats = graph_stats.graph_stats(traced.graph)
     costs = analytic.analyze_layers(traced.layers)
     check_step_fits(traced, costs)
+    if options.processes > 1 and model_file is None:
+        raise InputError("--processes above 1 needs a model file: each timing process re-imports it")
     say(f"timing {options.warmup} warm-up + at least {options.steps} steps (until the median is within "
-        f"{100 * options.target_ci:g}% or {options.max_time:g} s)"
-        + (f", tracing {options.trace_steps} more" if run_dir else ""))
+        f"{100 * options.target_ci:g}%)" + (f", tracing {options.trace_steps} more" if run_dir else "")
+        + f", all within --max-time {options.max_time:g} s (fewer steps if a step is slow)"
+        + (f"; then {options.processes - 1} more timing processes" if options.processes > 1 else ""))
     with model_run_errors():
         measured = runtime.measure(traced.run, steps=options.steps, warmup=options.warmup,
                                    trace_steps=options.trace_steps, run_dir=run_dir, rule=options.stop_rule())
+    timing_warnings = [measured.budget_note] if measured.budget_note else []
+    for note in timing_warnings:
+        say(note)
+    if options.processes > 1:
+        combined, more = time_in_more_processes(
+            measured.step_times, worker_request(str(model_file.path), params, options, measured.device),
+            options.processes, say)
+        measured, timing_warnings = replace(measured, step_times=combined), timing_warnings + more
     kernels = _with_nested_kernels(stats, measured, options) if measured.traced_step_times else None
     if kernels is not None:
         stats = graph_stats.with_executions(stats, {k.name: k.occurrences for k in kernels})
@@ -182,7 +198,7 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
     if options.memory and options.memory_trace:
         say("memory trace: a second, untimed run with the BFC CPU allocator (child process)")
         memory.add_memory_trace(report, model_or_path, run_dir, options)
-    report.warnings += [threads_warning] if threads_warning else []
+    report.warnings += ([threads_warning] if threads_warning else []) + timing_warnings
     report.warnings += measurement_warnings(report.totals, rows, _cached_peak_flops())
     if data is not None and traced.keras_model is not None:
         _add_accuracy(report, traced.keras_model, data, options, say)
@@ -196,7 +212,8 @@ def _with_nested_kernels(stats: Any, measured: Any, options: ProfileOptions) -> 
     if not any(op.type in CALL_KERNEL_TYPES and op.runs for op in stats.ops):
         return kernels
     known = {kernel.name for kernel in kernels}
-    return kernels + [k for k in call_op_times(measured.trace_dir, options.trace_steps) if k.name not in known]
+    traced_steps = measured.trace_steps if measured.trace_steps is not None else options.trace_steps
+    return kernels + [k for k in call_op_times(measured.trace_dir, traced_steps) if k.name not in known]
 
 
 def _load(model_or_path: Any, options: ProfileOptions) -> tuple[Any, Any, dict[str, Any]]:
