@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING
 
 from tfprofscale.errors import InputError
 from tfprofscale.inputs import check_input_file
-from tfprofscale.output import check_output_path
+from tfprofscale.output import check_output_path, refuse_overlaps
 from tfprofscale.quiet import import_tensorflow_quietly
+from tfprofscale.sweep.files import SWEEP_FILES
 
 if TYPE_CHECKING:
     from tfprofscale.profiling.assemble import LayerRow
@@ -51,6 +52,9 @@ def run_fit(args: argparse.Namespace) -> int:
     """Fit, save and print the model, and its validation when there are enough configurations."""
     check_sweep_dir(args.results_dir)
     check_output_path(args.out, "--out")
+    sweep = Path(args.results_dir)
+    refuse_overlaps([("--out", args.out)], [(f"the sweep's {name}", sweep / name) for name in SWEEP_FILES],
+                    [("the sweep's reports", sweep / "reports")])
     import_tensorflow_quietly()
     from tfprofscale.audit.latency import fit_latency_model
     from tfprofscale.audit.machine_models import UNKNOWN, FittedMachine, save_models, sweep_machines

@@ -5,7 +5,7 @@ import argparse
 
 from tfprofscale.errors import InputError
 from tfprofscale.inputs import check_input_file
-from tfprofscale.output import check_output_folder, check_output_path
+from tfprofscale.output import check_output_folder, check_output_path, refuse_overlaps
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -64,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     """Profile, print the table, write the requested files."""
     if args.ops < 0:
         raise InputError(f"--ops {args.ops}: must be an integer >= 0")
+    refuse_overlaps([("--json", args.json), ("--csv", args.csv)],
+                    [("model file", args.model), ("--weights", args.weights)], [("--data", args.data)])
     for option, target in (("--json", args.json), ("--csv", args.csv)):
         if target is not None:
             check_output_path(target, option)

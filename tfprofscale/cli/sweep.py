@@ -6,7 +6,8 @@ from pathlib import Path
 
 from tfprofscale.errors import InputError
 from tfprofscale.inputs import check_input_file
-from tfprofscale.output import check_output_folder
+from tfprofscale.output import check_output_folder, refuse_overlaps
+from tfprofscale.sweep.files import SWEEP_FILES, SWEEP_FOLDERS
 from tfprofscale.sweep.grid import DEFAULT_MAX_CONFIGS
 
 
@@ -52,6 +53,10 @@ def run(args: argparse.Namespace) -> int:
     if args.weights is not None:
         check_input_file(args.weights, "--weights")
     config = load_sweep_config(args.config, args.model)
+    refuse_overlaps([(f"the sweep's {name}", out_dir / name) for name in SWEEP_FILES],
+                    [("config file", args.config), ("model file", config.model), ("--weights", args.weights)],
+                    [("--data", args.data)],
+                    [(f"the sweep's {name}/", out_dir / name) for name in SWEEP_FOLDERS])
     data = _check_data(args.data, config.model)
     options = SweepOptions(out_dir=out_dir, resume=not args.no_resume, workers=args.workers, data=data,
                            weights=args.weights, retry_failed=args.retry_failed,

@@ -4,6 +4,7 @@ A record is the content of ``reports/<config_id>.json``: ``config_id``,
 ``config`` (grid values and ``batch_size``), ``repeat``, ``status`` (ok,
 failed or timed_out), ``error``, ``timeout_s``, ``elapsed_s``, ``host``,
 ``machine`` (fingerprint, description and its parts; None if unknown) and
+``model_sha256`` (the model file's content hash when it was measured) and
 ``report`` (the profile JSON, None if failed).
 """
 from __future__ import annotations
@@ -29,7 +30,7 @@ MEMORY_COLUMNS = ["measured_peak_bytes", "weights_bytes", "input_bytes", "estima
                   "tf_estimated_peak_bytes", "allocator_peak_bytes"]  # from the report's memory record
 RESULT_COLUMNS = ["batch_size", "repeat", *DOCUMENT_001_COLUMNS, *TOTALS_COLUMNS, *MEMORY_COLUMNS, *STEP_COLUMNS,
                   "accuracy", "status", "error", "warnings",
-                  "host", "machine"]
+                  "host", "machine", "model_sha256"]
 LAYER_FIELDS = ["name", "type", "output_shape", "params", "analytic_flops", "analytic_macs", "graph_flops",
                 "activation_bytes", "time_us", "achieved_gflops", "time_share", "receptive_field", "supported",
                 "geometry", "analytic_terms"]
@@ -59,7 +60,7 @@ def results_row(record: dict[str, Any], grid_names: list[str]) -> dict[str, Any]
                step_time_p90_ms=steps.get("p90"), step_time_cv=steps.get("cv"), accuracy=totals.get("accuracy"),
                status=record["status"], error=record.get("error"),
                warnings=" | ".join(report.get("warnings") or []) if report else None)
-    row.update(host=record.get("host"), machine=machine_fingerprint(record))
+    row.update(host=record.get("host"), machine=machine_fingerprint(record), model_sha256=record.get("model_sha256"))
     return row
 
 
