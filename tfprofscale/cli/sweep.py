@@ -9,6 +9,7 @@ from tfprofscale.inputs import check_input_file
 from tfprofscale.output import check_output_folder, refuse_overlaps
 from tfprofscale.sweep.files import SWEEP_FILES, SWEEP_FOLDERS
 from tfprofscale.sweep.grid import DEFAULT_MAX_CONFIGS
+from tfprofscale.sweep.scheduler_probe import probe_scheduler
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -85,6 +86,7 @@ def _check_arguments(args: argparse.Namespace) -> None:
         raise InputError(f"--max-configs {args.max_configs}: must be at least 1")
     if args.scheduler is not None:
         check_scheduler_address(args.scheduler, lambda problem: InputError(f"--scheduler: {problem}"))
+        probe_scheduler(args.scheduler)
         if args.workers != 1:
             raise InputError(f"--workers {args.workers} with --scheduler: the cluster's workers run the "
                              f"configurations (start as many `dask worker` processes as you want)")
