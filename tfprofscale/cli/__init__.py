@@ -39,9 +39,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Options whose value may start with "-" (argparse would take ``--input-shape -1,32,3`` for two options).
+DASH_VALUE_OPTIONS = ("--input-shape", "--param")
+
+
+def _join_dash_values(argv: list[str]) -> list[str]:
+    """``--input-shape -1,32,3`` -> ``--input-shape=-1,32,3``, so the value reaches its check and its message."""
+    joined: list[str] = []
+    for item in argv:
+        if joined and joined[-1] in DASH_VALUE_OPTIONS and item.startswith("-") and not item.startswith("--"):
+            joined[-1] = f"{joined[-1]}={item}"
+        else:
+            joined.append(item)
+    return joined
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the process exit status."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(_join_dash_values(argv))
     try:
         return int(args.run(args) or 0)
     except InputError as error:

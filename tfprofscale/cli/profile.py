@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+from typing import Any
 
 from tfprofscale.errors import InputError
 from tfprofscale.inputs import check_input_file
@@ -80,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
     input_shapes = parse_input_shapes(args.input_shape)
     model_file = loading.load_model_file(args.model)
+    _check_data_options(args, model_file)
     params = loading.parse_params(args.param, model_file)
     options = ProfileOptions(
         batch_size=args.batch_size, steps=args.steps, warmup=args.warmup, trace_steps=args.trace_steps,
@@ -106,6 +109,23 @@ def run(args: argparse.Namespace) -> int:
     if args.csv:
         report.write_csv(args.csv)
     return 0
+
+
+def _check_data_options(args: argparse.Namespace, model_file: Any) -> None:
+    """InputError for --data or --show-predictions that would be silently ignored (as train and sweep refuse them)."""
+    from tfprofscale.datasets import DATA_ENV_VAR
+
+    if args.show_predictions < 0:
+        raise InputError(f"--show-predictions {args.show_predictions}: must be an integer >= 0")
+    if args.data is not None and model_file.load_data is None:
+        raise InputError(f"--data {args.data}: model file {args.model} has no load_data(path, **params), "
+                         "so it has no data to evaluate")
+    if args.show_predictions and model_file.load_data is None:
+        raise InputError(f"--show-predictions: model file {args.model} has no load_data(path, **params), "
+                         "so it has no test examples to predict")
+    if args.show_predictions and args.data is None and not os.environ.get(DATA_ENV_VAR):
+        raise InputError(f"--show-predictions {args.show_predictions} needs --data DIR (or {DATA_ENV_VAR}): "
+                         "the predictions are made on its test split")
 
 
 def _apply_threads_first(args: argparse.Namespace) -> None:

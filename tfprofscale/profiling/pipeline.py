@@ -149,7 +149,7 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
                                                            measured.resident_bytes, report.layers))
     if options.memory and options.memory_trace:
         say("memory trace: a second, untimed run with the BFC CPU allocator (child process)")
-        memory.add_memory_trace(report, model_or_path, run_dir, options)
+        memory.add_memory_trace(report, model_file.path if model_file else model_or_path, run_dir, options)
     report.warnings += [threads_warning] if threads_warning else []
     report.warnings += measurement_warnings(report.totals, rows, _cached_peak_flops())
     if data is not None and traced.keras_model is not None:

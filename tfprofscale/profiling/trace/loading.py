@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable
 from tfprofscale.errors import InputError
 from tfprofscale.inputs import check_input_file, read_text
 from tfprofscale.profiling.trace.user_code import first_line, guarded, user_code
+from tfprofscale.profiling.trace.weight_budget import WeightsTooLarge, weights_checked
 from tfprofscale.quiet import import_tensorflow_quietly
 
 _module_counter = itertools.count()
@@ -174,14 +175,33 @@ def build(model_file: ModelFile, params: dict[str, Any]) -> Any:
     if builder is None:
         if params:
             raise InputError(f"{model_file.path.name} has a fixed `model` and takes no --param")
-        return model_file.module.model
+        return check_model_object(model_file.module.model, f"model file {model_file.path.name}: `model`")
     shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
     try:
-        with user_code(model_file.path, f"building the model (build_model({shown}))"):
-            return builder(**params)
+        with user_code(model_file.path, f"building the model (build_model({shown}))"), weights_checked():
+            return check_model_object(builder(**params), f"{model_file.path.name}: build_model({shown})")
+    except WeightsTooLarge as error:
+        raise InputError(f"{model_file.path.name}: build_model({shown}): {error}") from None
     except InputError:
         raise
     except Exception as error:  # the user's build_model refused these params
         raise InputError(
             f"{model_file.path.name}: build_model({shown}) failed: {type(error).__name__}: {first_line(error)}"
         ) from None
+
+
+def check_model_object(model: Any, source: str) -> Any:
+    """``model`` if it is a keras.Model or a tf.function; else InputError naming ``source`` and what it gave."""
+    import keras
+
+    if isinstance(model, keras.Model) or hasattr(model, "get_concrete_function"):
+        return model
+    if isinstance(model, keras.layers.Layer):
+        kind = "a keras layer, not a keras.Model (wrap it: keras.Model(inputs, layer(inputs)))"
+    elif model is None:
+        kind = "not a keras.Model or a tf.function (does it end with `return model`?)"
+    else:
+        kind = f"a {type(model).__name__} object, not a keras.Model or a tf.function"
+    shown = repr(model)
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    raise InputError(f"{source} returned {shown}: {kind}")
