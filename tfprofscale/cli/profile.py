@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from tfprofscale.errors import InputError
-from tfprofscale.inputs import check_input_file
+from tfprofscale.profiling.trace.weights import check_weights_format
 from tfprofscale.output import check_output_folder, check_output_path, refuse_overlaps
 
 
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_trace:
         check_output_folder(args.logdir, "--logdir")
     if args.weights is not None:
-        check_input_file(args.weights, "--weights")
+        check_weights_format(args.weights)
     _apply_threads_first(args)
     from tfprofscale.profiling.trace import loading
     from tfprofscale.profiling.trace.input_shapes import parse_input_shapes

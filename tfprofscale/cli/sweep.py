@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from tfprofscale.errors import InputError
-from tfprofscale.inputs import check_input_file
+from tfprofscale.profiling.trace.weights import check_weights_format
 from tfprofscale.output import check_output_folder, refuse_overlaps
 from tfprofscale.sweep.files import SWEEP_FILES, SWEEP_FOLDERS
 from tfprofscale.sweep.grid import DEFAULT_MAX_CONFIGS
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out) if args.out else Path("results") / Path(args.config).stem
     check_output_folder(out_dir, "--out")
     if args.weights is not None:
-        check_input_file(args.weights, "--weights")
+        check_weights_format(args.weights)
     config = load_sweep_config(args.config, args.model)
     refuse_overlaps([(f"the sweep's {name}", out_dir / name) for name in SWEEP_FILES],
                     [("config file", args.config), ("model file", config.model), ("--weights", args.weights)],

@@ -11,6 +11,7 @@ import ast
 import importlib.util
 import inspect
 import itertools
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from types import ModuleType
 from typing import Any, Callable, Iterable
 
 from tfprofscale.errors import InputError
-from tfprofscale.inputs import check_input_file, read_text
+from tfprofscale.inputs import TEXT_LIMIT_BYTES, check_input_file, read_text
 from tfprofscale.profiling.trace.user_code import first_line, guarded, user_code
 from tfprofscale.profiling.trace.weight_budget import WeightsTooLarge, weights_checked
 from tfprofscale.quiet import import_tensorflow_quietly
@@ -74,6 +75,11 @@ class ModelFile:
 def load_model_file(path: str | os.PathLike) -> ModelFile:
     """Import a model file by path; InputError if it is missing or unusable."""
     file = check_input_file(path, "model file")
+    size = file.stat().st_size
+    if size > TEXT_LIMIT_BYTES:
+        raise InputError(f"model file {file} is {size / 2**20:,.0f} MiB: a model file is Python source of at most "
+                         f"{TEXT_LIMIT_BYTES // 2**20} MiB (keep weights and data in their own files: --weights, "
+                         "--data)")
     read_text(file, "model file")  # refuses binary files (NUL bytes) in one line before Python sees them
     module = _import_file(file)
     if not hasattr(module, "build_model") and not hasattr(module, "model"):
@@ -158,8 +164,18 @@ def literal(text: str) -> Any:
         return text
 
 
+_NON_FINITE = ("nan", "inf", "infinity")
+
+
 def check_type(key: str, value: Any, default: Any) -> Any:
-    """``value`` if it has its default's type (ints widen to float), else InputError."""
+    """``value`` if it has its default's type (ints widen to float), else InputError.
+
+    A float parameter refuses nan and inf (``--param dropout=nan``): no model is built from them.
+    """
+    if isinstance(default, float) and isinstance(value, str) and value.strip().lower().lstrip("+-") in _NON_FINITE:
+        raise InputError(f"parameter {key}={value}: not a finite number; give a float like its default {default!r}")
+    if isinstance(default, float) and isinstance(value, float) and not math.isfinite(value):
+        raise InputError(f"parameter {key}={value!r}: not a finite number; give a float like its default {default!r}")
     if default is None or isinstance(value, type(default)):
         return value
     if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
