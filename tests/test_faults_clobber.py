@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from tests.cli_faults import DENSE, one_line_error
-from tfprofscale.cli import main
 
 REFUSAL = "writing it would destroy that file; choose another path"
 

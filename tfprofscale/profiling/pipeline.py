@@ -109,7 +109,9 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
 
     from tfprofscale.profiling.runtime.run_checks import check_step_fits, model_run_errors
     from tfprofscale.profiling.trace.user_code import user_code
+    from tfprofscale.profiling.trace.input_budget import check_model_fits
 
+    check_model_fits(model, options.batch_size)  # from the declared shapes: before tracing, which takes long
     say(f"tracing at batch {options.batch_size}")
     example_inputs = model_file.example_inputs if model_file else None
     with user_code(model_file.path, "tracing the model") if model_file else nullcontext():

@@ -29,6 +29,27 @@ def making_inputs_bytes(specs: Sequence[Any]) -> int:
     return sum(tensor_bytes(tuple(spec.shape), spec.dtype.size + max(spec.dtype.size, 8)) for spec in specs)
 
 
+def check_model_fits(model: Any, batch_size: int) -> None:
+    """InputError if a Keras model's inputs and largest layer output at ``batch_size`` cannot fit in memory.
+
+    Decided from the shapes the model declares, before tracing (tracing at a
+    batch of a million takes tens of seconds before the traced check could
+    refuse it); dimensions the model leaves undefined count as unknown (0).
+    """
+    inputs = getattr(model, "inputs", None) if hasattr(model, "layers") else None
+    input_bytes = sum(_declared_bytes(tensor, batch_size) for tensor in inputs or [])
+    check_fits(batch_size, "the inputs and the largest layer output",
+               input_bytes + largest_layer_output_bytes(model, batch_size))
+
+
+def _declared_bytes(tensor: Any, batch_size: int) -> int:
+    """Bytes of a symbolic tensor at ``batch_size``; 0 when a dimension beyond the batch is undefined."""
+    shape = getattr(tensor, "shape", None)
+    if shape is None or len(shape) == 0 or any(d is None for d in tuple(shape)[1:]):
+        return 0
+    return batch_size * tensor_bytes(tuple(shape)[1:], _dtype_size(getattr(tensor, "dtype", None)))
+
+
 def largest_layer_output_bytes(model: Any, batch_size: int) -> int:
     """Bytes of the largest layer output a Keras model declares, at ``batch_size`` (0 where no shape is known).
 
@@ -42,11 +63,7 @@ def largest_layer_output_bytes(model: Any, batch_size: int) -> int:
         except (AttributeError, ValueError, RuntimeError):
             continue
         for output in outputs if isinstance(outputs, (list, tuple)) else [outputs]:
-            shape, dtype = getattr(output, "shape", None), getattr(output, "dtype", None)
-            if shape is None or len(shape) == 0 or any(d is None for d in tuple(shape)[1:]):
-                continue
-            size = _dtype_size(dtype)
-            largest = max(largest, batch_size * tensor_bytes(tuple(shape)[1:], size))
+            largest = max(largest, _declared_bytes(output, batch_size))
     return largest
 
 
@@ -54,7 +71,7 @@ def _dtype_size(dtype: Any) -> int:
     """Bytes per element of a Keras or TensorFlow dtype (a name or an object); 4 when unknown."""
     try:
         return np.dtype(getattr(dtype, "name", dtype)).itemsize
-    except TypeError:
+    except TypeError:  # strings and unknown dtypes: count 4 bytes
         return 4
 
 

@@ -18,8 +18,7 @@ import tensorflow as tf
 from tfprofscale.errors import InputError
 from tfprofscale.profiling.trace import nesting
 from tfprofscale.profiling.memory.frozen import FrozenGraph, freeze
-from tfprofscale.profiling.trace.input_budget import (check_fits, largest_layer_output_bytes, making_inputs_bytes,
-                                                      specs_bytes)
+from tfprofscale.profiling.trace.input_budget import check_fits, making_inputs_bytes
 from tfprofscale.records import LayerInfo, Shape
 from tfprofscale.profiling.trace.user_code import first_line
 
@@ -94,8 +93,6 @@ def _is_keras_model(model: Any) -> bool:
 def _trace_keras(model: Any, batch_size: int, example_inputs: Callable[..., Any] | None,
                  params: dict[str, Any], input_shapes: Sequence[Shape] | None = None) -> TracedModel:
     specs = _input_specs(_model_inputs(model), batch_size, input_shapes)
-    check_fits(batch_size, "the inputs and the largest layer output",  # from the shapes, before tracing
-               specs_bytes(specs) + largest_layer_output_bytes(model, batch_size))
     multi = len(specs) > 1
     function = tf.function(lambda *xs: model(list(xs) if multi else xs[0], training=False))
     with nesting.recording_calls(list(getattr(model, "operations", None) or model.layers)) as records:
@@ -144,7 +141,7 @@ def _input_specs(inputs: Sequence[Any], batch_size: int, input_shapes: Sequence[
     if input_shapes is not None and len(input_shapes) != len(inputs):
         raise InputError(f"--input-shape given {len(input_shapes)} time(s) but the model has {len(inputs)} input(s):"
                          " give it once per input, in order")
-    return [_fixed_spec(t.shape, t.dtype, getattr(t, "name", None) or f"input_{i}", batch_size,
+    return [_fixed_spec(t.shape, t.dtype, _input_layer_name(t) or getattr(t, "name", None) or f"input_{i}", batch_size,
                         None if input_shapes is None else input_shapes[i], label=_input_layer_name(t))
             for i, t in enumerate(inputs)]
 
