@@ -3,11 +3,15 @@
 Each command module exposes ``register(subparsers)``, which adds its parser
 and sets ``run=function(args) -> int``. Bad input (``InputError``) becomes
 one line on stderr and exit status 2; nothing prints a traceback for it.
+Ctrl-C (exit 130) and SIGTERM (exit 143) end a command in one line too,
+after its clean-up ran; a command may set ``args.interrupt_note`` (what
+was kept) for that line.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
 from tfprofscale.errors import InputError
@@ -54,15 +58,36 @@ def _join_dash_values(argv: list[str]) -> list[str]:
     return joined
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is: workers stopped, what is done kept, one line, exit status 143."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def _on_sigterm(handler: object) -> object:
+    """Install a SIGTERM handler; the previous one (None where only the main thread may set handlers)."""
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except (ValueError, TypeError):  # not the main thread, or no previous handler to restore
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the process exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(_join_dash_values(argv))
+    previous_sigterm = _on_sigterm(_raise_terminated)
     try:
         return int(args.run(args) or 0)
     except InputError as error:
         print(f"tfprofscale {args.command}: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"tfprofscale {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as interrupt:
+        by = " by SIGTERM" if isinstance(interrupt, Terminated) else ""
+        note = getattr(args, "interrupt_note", None)
+        print(f"tfprofscale {args.command}: interrupted{by}" + (f": {note}" if note else ""), file=sys.stderr)
+        return 143 if by else 130
+    finally:
+        _on_sigterm(previous_sigterm)

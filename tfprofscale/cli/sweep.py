@@ -63,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
                            weights=args.weights, retry_failed=args.retry_failed,
                            timeout_s=args.timeout if args.timeout is not None else config.timeout_s,
                            scheduler=args.scheduler or config.scheduler, max_configs=args.max_configs)
+    args.interrupt_note = (f"workers stopped; the configurations finished so far are kept in {out_dir / 'reports'}"
+                           " (run the same command again to resume)")
     summary = run_sweep(config, options)
     timed_out = f", {len(summary.timed_out)} of them timed out" if summary.timed_out else ""
     print(f"{summary.total} configurations: {summary.ok} ok, {len(summary.failed)} failed{timed_out}"

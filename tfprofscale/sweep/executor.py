@@ -29,6 +29,7 @@ import os
 import signal
 import socket
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, Iterable, Iterator, Protocol, TypeVar
 
@@ -145,7 +146,8 @@ class LocalProcessPool:
         ours, theirs = self._context.Pipe()
         process = self._context.Process(target=_worker_loop, args=(theirs, function, self.initializer, os.getpid()),
                                         daemon=True, name="tfprofscale-worker")
-        process.start()
+        with _interrupts_held():  # an interrupt mid-start would cut the worker's start-up data (its EOFError)
+            process.start()
         theirs.close()
         return _Worker(process, ours)
 
@@ -255,6 +257,23 @@ class _Worker:
             pass
 
 
+_HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+@contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM held (blocked, not lost) in this process until the block ends.
+
+    A worker process inherits the blocked mask, so it cannot be interrupted
+    while it starts either; it unblocks them once it ignores Ctrl-C.
+    """
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def _stop_all(idle: list[_Worker], busy: list[_Worker]) -> None:
     """Idle workers are asked to finish; busy ones (left when the caller stops early) are killed."""
     for worker in busy:
@@ -277,6 +296,8 @@ def _worker_loop(connection: Any, function: Callable[[Any], Any], initializer: C
 
     lifeline.hold(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD_SIGNALS)  # held while the parent started this process
     if initializer is not None:
         initializer()
     while True:
