@@ -21,11 +21,15 @@ ANSWER_S = 3.0
 MAX_HANDSHAKE_BYTES = 1 << 20
 
 
-def probe_scheduler(address: str, connect_s: float = CONNECT_S, answer_s: float = ANSWER_S) -> None:
+def probe_scheduler(address: str, connect_s: float | None = None, answer_s: float | None = None) -> None:
     """Return if ``tcp://HOST:PORT`` answers as a Dask scheduler does; else InputError naming what answered.
 
-    Addresses of other transports (tls, ws, ucx) are left to Dask.
+    Waits at most ``connect_s`` to connect and ``answer_s`` for the first
+    bytes (defaults CONNECT_S, ANSWER_S). Addresses of other transports
+    (tls, ws, ucx) are left to Dask.
     """
+    connect_s = CONNECT_S if connect_s is None else connect_s
+    answer_s = ANSWER_S if answer_s is None else answer_s
     scheme, _, rest = address.partition("://")
     if scheme != "tcp":
         return
@@ -37,7 +41,8 @@ def probe_scheduler(address: str, connect_s: float = CONNECT_S, answer_s: float 
     except socket.timeout:
         raise InputError(f"{where}: no answer within {connect_s:g} s (nothing reachable there)") from None
     except OSError as error:
-        raise InputError(f"{where}: cannot connect ({error.strerror or error}): no Dask scheduler there") from None
+        raise InputError(f"{where}: no Dask scheduler answers there (cannot connect: {error.strerror or error})"
+                         ) from None
     with connection:
         first = _read_some(connection, 8, answer_s)
     if not first:
