@@ -13,6 +13,7 @@ from typing import Any
 
 from tfprofscale.audit.analysis import Audit
 from tfprofscale.audit.validation import LATENCY_MODEL, PREDICTORS
+from tfprofscale.report.units import bytes_formatter
 
 #: The baseline drawn beside the latency model: an affine fit of time on FLOPs.
 BASELINE = PREDICTORS[1]
@@ -140,8 +141,10 @@ def _memory_scatter(axis: Any, profiles: list[Any]) -> None:
     estimates = [p.memory.estimate.total_bytes for p in profiles]
     axis.scatter(peaks, estimates, s=18, label="estimate")
     _identity_line(axis, min(peaks + estimates), max(peaks + estimates))
-    axis.set(xscale="log", yscale="log", xlabel="measured peak (bytes)", ylabel="estimate (bytes)",
+    axis.set(xscale="log", yscale="log", xlabel="measured peak", ylabel="estimate",
              title="Memory: estimate against the measured peak")
+    for scale in (axis.xaxis, axis.yaxis):
+        scale.set_major_formatter(bytes_formatter())
     axis.legend(fontsize=8)
 
 

@@ -29,6 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--ops", type=int, default=0, metavar="N",
                         help="also print the N slowest kernels (xprof's op-stats view, which stays blank offline)")
     parser.add_argument("--quiet", action="store_true", help="no progress messages")
+    parser.add_argument("--wide", action="store_true",
+                        help="print every column of the table, whatever the terminal's width (COLUMNS)")
     parser.add_argument("--no-cost-model", action="store_true",
                         help="skip TensorFlow's cost model (Grappler's estimate per op; seconds on large graphs)")
     parser.add_argument("--memory-trace", action="store_true",
@@ -94,9 +96,10 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads, min_time=args.min_time, target_ci=args.target_ci / 100, max_time=args.max_time,
     )
     report = run_profile(model_file, options)
+    from tfprofscale.report.fit_width import output_width
     from tfprofscale.report.table import render
 
-    print(render(report))
+    print(render(report, output_width(args.wide)))
     if args.ops:
         from tfprofscale.report.op_table import render_ops
 

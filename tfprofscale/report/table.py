@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 from tfprofscale.profiling.assemble import LayerRow, Report
 from tfprofscale.profiling.runtime.shares import SHARE_DEFINITION
+from tfprofscale.report.fit_width import kept_columns, wrap_footer
+from tfprofscale.report.units import binary_bytes
 
 if TYPE_CHECKING:
     from tfprofscale.profiling.assemble import Totals
@@ -20,8 +22,8 @@ COLUMNS = (
 
 #: The one word for a number a source does not have (null in JSON); defined in the footer when used.
 UNSUPPORTED = "unsupported"
-UNSUPPORTED_DEFINITION = ("unsupported: that source has no number here (no formula for the layer type, no FLOPs "
-                          "statistics for the op type, or no time without a trace); never 0")
+UNSUPPORTED_DEFINITION = ("unsupported: that source has no number here (no formula for the layer type, or no FLOPs "
+                          "statistics for the op type); never 0")
 
 
 def si(value: float | None, unit: str = "") -> str:
@@ -34,29 +36,37 @@ def si(value: float | None, unit: str = "") -> str:
     return f"{value:.0f}{unit}" if float(value).is_integer() else f"{value:.2f}{unit}"
 
 
-def binary_bytes(value: int | None) -> str:
-    """Bytes as B / KiB / MiB / GiB; None as ``unsupported``."""
-    if value is None:
-        return UNSUPPORTED
-    for scale, unit in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
-        if value >= scale:
-            return f"{value / scale:.2f} {unit}"
-    return f"{value} B"
-
-
 INDENT = "  "
 
 
-def _cells(row: LayerRow) -> tuple[str, ...]:
+def _cells(row: LayerRow, traced: bool = True) -> tuple[str, ...]:
     return (
         f"{INDENT * row.depth}{_short_name(row)} ({row.type})", "(" + ", ".join(map(str, row.output_shape)) + ")",
         f"{row.params:,}", si(row.analytic_flops) if row.supported else "unsupported",
-        si(row.graph_flops), binary_bytes(row.activation_bytes),
-        UNSUPPORTED if row.time_us is None else f"{row.time_us:,.1f}",
+        si(row.graph_flops), binary_bytes(row.activation_bytes), _time_cell(row, traced),
         "" if row.achieved_gflops is None else f"{row.achieved_gflops:.2f}",
-        "" if row.time_share is None else f"{100 * row.time_share:.1f}%",
+        "" if row.time_share is None or not row.ops else f"{100 * row.time_share:.1f}%",
         "" if row.measured_bytes is None else binary_bytes(row.measured_bytes),
     )
+
+
+#: Time cells that are not a number, each defined in the footer when the table shows it.
+NOT_TRACED, UNSEEN, NO_OP = "not traced", "–", "no op"
+TIME_DEFINITIONS = {
+    NOT_TRACED: "not traced: no profiler trace was taken (--no-trace), so no layer has a time",
+    UNSEEN: "–: the trace saw no kernel of this layer's ops (fused into another layer's kernel, or not recorded): "
+            "its time is unknown, not 0",
+    NO_OP: "no op: the layer adds no op to the graph (an identity at inference): it takes no kernel time",
+}
+
+
+def _time_cell(row: LayerRow, traced: bool) -> str:
+    """The layer's time per step; a word, defined in the footer, when there is no number."""
+    if not traced:
+        return NOT_TRACED
+    if not row.ops:
+        return NO_OP
+    return UNSEEN if row.time_us is None else f"{row.time_us:,.1f}"
 
 
 def _short_name(row: LayerRow) -> str:
@@ -72,7 +82,8 @@ def _columns_for(rows: list[LayerRow]) -> tuple[tuple[str, int, str], ...]:
     return ((title, max(width, longest), align), *rest)
 
 
-def _layer_lines(rows: list[LayerRow], columns: tuple[tuple[str, int, str], ...] = COLUMNS) -> list[str]:
+def _layer_lines(rows: list[LayerRow], columns: tuple[tuple[str, int, str], ...] = COLUMNS,
+                 traced: bool = True, kept: list[int] | None = None) -> list[str]:
     """One line per row, with a header line where a nested model (which has no row of its own) begins."""
     lines: list[str] = []
     shown: set[str] = {row.name for row in rows}
@@ -82,8 +93,12 @@ def _layer_lines(rows: list[LayerRow], columns: tuple[tuple[str, int, str], ...]
                 shown.add(parent)
                 name = parent.rsplit("/", 1)[-1] if depth else parent
                 lines.append(f"{INDENT * depth}{name}/")
-        lines.append(_line(_cells(row), columns))
+        lines.append(_line(_pick(_cells(row, traced), kept), columns))
     return lines
+
+
+def _pick(items: tuple, kept: list[int] | None) -> tuple:
+    return items if kept is None else tuple(items[i] for i in kept)
 
 
 def _ancestors(parent: str | None) -> list[str]:
@@ -98,18 +113,27 @@ def _line(cells: tuple[str, ...], columns: tuple[tuple[str, int, str], ...] = CO
     return " ".join(f"{cell:{align}{width}}" for cell, (_, width, align) in zip(cells, columns)).rstrip()
 
 
-def render(report: Report) -> str:
-    """The whole report as text: header, per-layer table, totals."""
-    columns = _columns_for(report.layers)
-    width = sum(width + 1 for _, width, _ in columns)
+def render(report: Report, max_width: int | None = None) -> str:
+    """The whole report as text: header, per-layer table, totals; fitted to ``max_width`` (None: every column)."""
+    traced = report.totals.traced_step_time_ms is not None
+    all_columns = _columns_for(report.layers)
+    kept = kept_columns([title for title, _, _ in all_columns], [w for _, w, _ in all_columns], max_width)
+    columns = _pick(all_columns, kept)
+    width = sum(width + 1 for _, width, _ in columns) - 1
     header = (f'Model "{report.model}"  batch {report.batch_size}  on {report.device}'
               f"  TensorFlow {report.tensorflow}")
     lines = [header, "=" * width, _line(tuple(name for name, _, _ in columns), columns), "-" * width]
-    lines += _layer_lines(report.layers, columns)
-    lines += ["=" * width, *_totals_lines(report)]
-    if any(UNSUPPORTED in line for line in lines):
-        lines.append(f"Note:          {UNSUPPORTED_DEFINITION}")
-    return "\n".join(lines)
+    table = _layer_lines(report.layers, columns, traced, kept)
+    lines += table + ["=" * width]
+    footer = _totals_lines(report)
+    if any(UNSUPPORTED in line for line in lines + footer):
+        footer.append(f"Note:          {UNSUPPORTED_DEFINITION}")
+    footer += [f"Note:          {text}" for word, text in TIME_DEFINITIONS.items()
+               if any(_time_cell(row, traced) == word for row in report.layers)]
+    if len(kept) < len(all_columns):
+        hidden = ", ".join(title for i, (title, _, _) in enumerate(all_columns) if i not in kept)
+        footer.append(f"Hidden:        {hidden} (to fit {max_width} columns; --wide, --json and --csv have them)")
+    return "\n".join(lines + wrap_footer(footer, max_width))
 
 
 def _totals_lines(report: Report) -> list[str]:

@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from tfprofscale import output
+from tfprofscale.report.units import binary_bytes
 from tfprofscale.sweep.config import SweepConfig
 
 DOCUMENT_001_COLUMNS = ["Layers", "BatchSize", "ConvSize", "TotalTime", "MeanTime"]
@@ -157,8 +159,29 @@ def _warning_lines(records: list[dict[str, Any]]) -> list[str]:
     if not warned:
         return []
     lines = ["", "## Noisy or doubtful measurements", "",
-             f"{len(warned)} of {len(records)} configurations warned (the `warnings` column of results.csv):", ""]
-    return lines + [f"- `{config_id}`: {' | '.join(warnings)}" for config_id, warnings in warned]
+             f"{len(warned)} of {len(records)} configurations warned (the `warnings` column of results.csv has "
+             "each one's text); the same kind of warning is listed once, with the configurations it came from:", ""]
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for config_id, warnings in warned:
+        for warning in warnings:
+            groups.setdefault(warning_kind(warning), []).append((config_id, warning))
+    for kind, found in sorted(groups.items(), key=lambda item: -len(item[1])):
+        ids = list(dict.fromkeys(config_id for config_id, _ in found))
+        shown = ", ".join(f"`{config_id}`" for config_id in ids[:WARNED_IDS_SHOWN])
+        more = f" and {len(ids) - WARNED_IDS_SHOWN} more" if len(ids) > WARNED_IDS_SHOWN else ""
+        example = found[0][1] if len(found) == 1 else f"e.g. {found[0][1]}"
+        lines.append(f"- **{kind}**, {len(ids)} configuration{'s' * (len(ids) > 1)} ({shown}{more}): {example}")
+    return lines
+
+
+#: How many configuration ids a grouped warning names before "and N more".
+WARNED_IDS_SHOWN = 8
+
+
+def warning_kind(warning: str) -> str:
+    """What a warning is about, without its numbers: the text before its first colon ("noisy timing")."""
+    head = warning.split(":", 1)[0].strip()
+    return head if len(head) <= 60 else re.sub(r"[\d.,]+", "#", head[:60]) + "..."
 
 
 def _overview(config: SweepConfig, records: list[dict[str, Any]], ok: int) -> str:
@@ -233,15 +256,16 @@ def _ranges(ok: pd.DataFrame) -> str:
                                 ("params", "parameters", "")):
         values = pd.to_numeric(ok[column], errors="coerce").dropna()
         if not values.empty:
-            parts.append(f"{label} {_engineering(values.min(), unit)} to {_engineering(values.max(), unit)}")
+            shown = binary_bytes if unit == "B" else (lambda value: _engineering(value, unit))
+            parts.append(f"{label} {shown(values.min())} to {shown(values.max())}")
     return "; ".join(parts)
 
 
 def _fit_line(fit: Any) -> str:
-    r2 = "n/a" if fit.fit.r2 is None else f"{fit.fit.r2:.3f}"
     rate = "no positive slope" if fit.gflops_per_s is None else f"{fit.gflops_per_s:.3g} GFLOP/s marginal rate"
-    return (f"{fit.layer_type} layers, time = slope x FLOPs + intercept over {fit.fit.n} layers: {rate}, "
-            f"intercept {fit.fit.intercept:.3g} µs, R² = {r2}")
+    return (f"{fit.layer_type} layers, time = slope x FLOPs + intercept over {fit.fit.n} layers (fitted on "
+            f"relative errors): {rate}, intercept {fit.fit.intercept:.3g} µs, median error "
+            f"{100 * fit.median_relative_error:.1f}%")
 
 
 def _describe(row: pd.Series, names: list[str]) -> str:
