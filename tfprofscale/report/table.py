@@ -56,7 +56,8 @@ TIME_DEFINITIONS = {
     NOT_TRACED: "not traced: no profiler trace was taken (--no-trace), so no layer has a time",
     UNSEEN: "–: the trace saw no kernel of this layer's ops (fused into another layer's kernel, or not recorded): "
             "its time is unknown, not 0",
-    NO_OP: "no op: the layer adds no op to the graph (an identity at inference): it takes no kernel time",
+    NO_OP: "no op: no computing op of the layer is in the graph (an identity or a reshape at inference): it takes "
+           "no kernel time",
 }
 
 
