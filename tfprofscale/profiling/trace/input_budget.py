@@ -36,7 +36,10 @@ def check_model_fits(model: Any, batch_size: int) -> None:
     batch of a million takes tens of seconds before the traced check could
     refuse it); dimensions the model leaves undefined count as unknown (0).
     """
-    inputs = getattr(model, "inputs", None) if hasattr(model, "layers") else None
+    try:
+        inputs = model.inputs if hasattr(model, "layers") else None
+    except (AttributeError, ValueError, RuntimeError):  # a subclassed or unbuilt model declares none
+        inputs = None
     input_bytes = sum(_declared_bytes(tensor, batch_size) for tensor in inputs or [])
     check_fits(batch_size, "the inputs and the largest layer output",
                input_bytes + largest_layer_output_bytes(model, batch_size))
@@ -58,6 +61,8 @@ def largest_layer_output_bytes(model: Any, batch_size: int) -> int:
     """
     largest = 0
     for layer in getattr(model, "layers", None) or []:
+        if type(layer).__name__ == "InputLayer":  # its output is the input, counted as such
+            continue
         try:
             outputs = layer.output
         except (AttributeError, ValueError, RuntimeError):
