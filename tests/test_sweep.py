@@ -35,7 +35,8 @@ CONTRACT_COLUMNS = ("filters,batch_size,repeat,Layers,BatchSize,ConvSize,TotalTi
                     "analytic_macs,graph_flops,activation_bytes,analytic_memory_bytes,peak_bytes,measured_peak_bytes,"
                     "weights_bytes,input_bytes,estimated_peak_bytes,tf_estimated_peak_bytes,allocator_peak_bytes,"
                     "step_time_median_ms,"
-                    "step_time_p10_ms,step_time_p90_ms,step_time_cv,accuracy,status,error,warnings,host,machine").split(",")
+                    "step_time_p10_ms,step_time_p90_ms,step_time_cv,accuracy,status,error,warnings,host,machine,"
+                    "model_sha256").split(",")
 GRID_2X2 = """\
 [sweep]
 model = {model}
@@ -430,4 +431,5 @@ def test_warnings_reach_results_csv_and_report_md(tmp_path):
     assert results_row(records[1], ["a"])["warnings"] == " | ".join(warned)
     text = report_markdown(parse_sweep_file(ini), records, ["a"], [])
     assert "1 of 2 configurations warned" in text
-    assert f"- `a=2,r0`: {' | '.join(warned)}" in text and "`a=1,r0`:" not in text
+    assert f"- **noisy timing**, 1 configuration (`a=2,r0`): {warned[0]}" in text  # grouped by kind (issue 21)
+    assert f"- **busy machine**, 1 configuration (`a=2,r0`): {warned[1]}" in text and "`a=1,r0`" not in text
