@@ -188,7 +188,7 @@ def test_param_nan(capsys, tmp_path):
 # ---------------------------------------------------------------- unknown is never 0; the table fits
 
 def _row(name: str, ops: list[str]):
-    from tfprofscale.profiling.assemble import LayerRow
+    from tfprofscale.records import LayerRow
 
     return LayerRow(name=name, type="T", output_shape=[1], params=0, analytic_flops=0, analytic_macs=0,
                     graph_flops=0, activation_bytes=0, time_us=0.0, achieved_gflops=None, ops=ops)
@@ -196,7 +196,7 @@ def _row(name: str, ops: list[str]):
 
 def test_a_layer_whose_kernels_the_trace_never_saw_has_no_time():
     """Kernel k ran 10 us and 30 us in two steps (median 20); layer 'unseen' has op u, absent from the trace."""
-    from tfprofscale.profiling.runtime.measure import KernelTime
+    from tfprofscale.records import KernelTime
     from tfprofscale.profiling.runtime.shares import apply_step_medians
     from tfprofscale.report.table import NO_OP, UNSEEN, _time_cell
 

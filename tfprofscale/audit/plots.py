@@ -13,6 +13,7 @@ from typing import Any
 
 from tfprofscale.audit.analysis import Audit
 from tfprofscale.audit.validation import LATENCY_MODEL, PREDICTORS
+from tfprofscale.output import atomic_path
 from tfprofscale.report.units import bytes_formatter
 
 #: The baseline drawn beside the latency model: an affine fit of time on FLOPs.
@@ -150,8 +151,6 @@ def _memory_scatter(axis: Any, profiles: list[Any]) -> None:
 
 def _save(figure: Any, path: str | Path) -> None:
     import matplotlib.pyplot as plt
-
-    from tfprofscale.output import atomic_path
 
     figure.tight_layout()
     with atomic_path(path) as temporary:

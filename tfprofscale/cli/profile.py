@@ -6,8 +6,11 @@ import os
 from typing import Any
 
 from tfprofscale.errors import InputError
-from tfprofscale.profiling.trace.weights import check_weights_format
 from tfprofscale.output import check_output_folder, check_output_path, refuse_overlaps
+from tfprofscale.profiling.trace import loading
+from tfprofscale.profiling.trace.input_shapes import parse_input_shapes
+from tfprofscale.profiling.trace.weights import check_weights_format
+from tfprofscale.quiet import import_tensorflow_quietly
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -78,13 +81,12 @@ def run(args: argparse.Namespace) -> int:
     if args.weights is not None:
         check_weights_format(args.weights)
     _apply_threads_first(args)
-    from tfprofscale.profiling.trace import loading
-    from tfprofscale.profiling.trace.input_shapes import parse_input_shapes
-    from tfprofscale.profiling.pipeline import ProfileOptions, run_profile
-
     input_shapes = parse_input_shapes(args.input_shape)
     model_file = loading.load_model_file(args.model)
     _check_data_options(args, model_file)
+    import_tensorflow_quietly()
+    from tfprofscale.profiling.pipeline import ProfileOptions, run_profile
+
     params = loading.parse_params(args.param, model_file)
     options = ProfileOptions(
         batch_size=args.batch_size, steps=args.steps, warmup=args.warmup, trace_steps=args.trace_steps,
@@ -141,7 +143,6 @@ def _apply_threads_first(args: argparse.Namespace) -> None:
     threads = parse_threads(args.threads)
     if threads is None:
         return
-    from tfprofscale.quiet import import_tensorflow_quietly
 
     import_tensorflow_quietly()
     apply_threads(threads)

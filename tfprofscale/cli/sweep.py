@@ -5,8 +5,10 @@ import argparse
 from pathlib import Path
 
 from tfprofscale.errors import InputError
-from tfprofscale.profiling.trace.weights import check_weights_format
 from tfprofscale.output import check_output_folder, refuse_overlaps
+from tfprofscale.profiling.trace import loading
+from tfprofscale.profiling.trace.weights import check_weights_format
+from tfprofscale.sweep.config import check_scheduler_address, load_sweep_config
 from tfprofscale.sweep.files import SWEEP_FILES, SWEEP_FOLDERS
 from tfprofscale.sweep.grid import DEFAULT_MAX_CONFIGS
 from tfprofscale.sweep.scheduler_probe import probe_scheduler
@@ -46,7 +48,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Check everything, run the sweep, say where the outputs are; status 1 if nothing succeeded."""
     from tfprofscale.sweep.runner import SweepOptions, run_sweep
-    from tfprofscale.sweep.config import load_sweep_config
 
     _check_arguments(args)
     out_dir = Path(args.out) if args.out else Path("results") / Path(args.config).stem
@@ -78,7 +79,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _check_arguments(args: argparse.Namespace) -> None:
     """InputError for a worker count, time limit, limit or scheduler address that cannot work."""
-    from tfprofscale.sweep.config import check_scheduler_address
 
     if args.workers < 1:
         raise InputError(f"--workers {args.workers}: must be at least 1")
@@ -98,7 +98,6 @@ def _check_data(data: str | None, model: Path) -> str | None:
     """The data directory as a string, after checking it and that the model can load data."""
     if data is None:
         return None
-    from tfprofscale.profiling.trace import loading
     from tfprofscale.datasets import resolve_data_dir
 
     path = resolve_data_dir(data)
