@@ -155,7 +155,7 @@ def test_a_figure_that_fails_leaves_no_figure_behind(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- profile --memory-trace from the CLI
 
 def test_profile_memory_trace_from_the_cli_gets_the_model_file(capsys, tmp_path, monkeypatch):
-    from tfprofscale.profiling.memory import memory_trace
+    from tfprofscale.profiling.memory import measure as memory_measure
 
     model = tmp_path / "m.py"
     model.write_text(DENSE)
@@ -165,7 +165,7 @@ def test_profile_memory_trace_from_the_cli_gets_the_model_file(capsys, tmp_path,
         calls.append(path)
         return str(tmp_path / "runs" / "m-memory"), None
 
-    monkeypatch.setattr(memory_trace, "run_memory_trace", fake_trace)
+    monkeypatch.setattr(memory_measure, "run_memory_trace", fake_trace)
     status = main(["profile", str(model), "--memory-trace", "--steps", "1", "--warmup", "0", "--trace-steps", "1",
                    "--max-time", "0.2", "--no-cost-model", "--quiet", "--logdir", str(tmp_path / "runs")])
     out = capsys.readouterr().out
@@ -232,8 +232,13 @@ def test_an_interrupt_while_a_worker_starts_waits_until_it_has_started():
     from tfprofscale.sweep.executor import _interrupts_held
 
     reached = []
+    other = threading.Thread(target=time.sleep, args=(1.0,))  # a thread that could take the process's signal
+    other.start()
     with pytest.raises(KeyboardInterrupt):
         with _interrupts_held():
             os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)  # the signal has arrived by now, whichever thread took it
             reached.append("after the kill, inside the block")
+    other.join()
     assert reached == ["after the kill, inside the block"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

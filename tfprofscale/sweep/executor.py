@@ -28,6 +28,7 @@ import multiprocessing.connection
 import os
 import signal
 import socket
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -264,16 +265,29 @@ _HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 @contextmanager
 def _interrupts_held() -> Iterator[None]:
-    """Ctrl-C and SIGTERM held (blocked, not lost) in this process until the block ends.
+    """Ctrl-C and SIGTERM held (recorded, not lost) in this process until the block ends, then delivered.
 
-    A worker process inherits the blocked mask, so it cannot be interrupted
-    while it starts either; it unblocks them once it ignores Ctrl-C.
+    A signal sent to the process may be taken by any thread (TensorFlow's
+    among them), so a handler that only records it stands in for the block;
+    the main thread also blocks them, which a worker process inherits, so it
+    cannot be interrupted while it starts either (it unblocks them once it
+    ignores Ctrl-C). Outside the main thread the block runs unprotected.
     """
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS)
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {number: signal.signal(number, lambda signum, frame: received.append(signum))
+                for number in _HELD_SIGNALS}
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS)
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        if received:
+            signal.raise_signal(received[0])  # now handled as it would have been
 
 
 def _stop_all(idle: list[_Worker], busy: list[_Worker]) -> None:
