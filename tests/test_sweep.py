@@ -409,7 +409,7 @@ def test_report_headlines_from_hand_made_records(tmp_path):
     assert "a 1 -> 2: median step time 3.5 ms -> 7 ms (x2;" in text
     # per example: batch 1 -> median(2, 4) = 3 ms; batch 4 -> median(5/4, 10/4) = 1.875 ms; 3 / 1.875 = 1.6
     assert "per example: 3 ms at batch 1, 1.88 ms at batch 4 (batching makes each example x1.6 cheaper" in text
-    assert "measured peak memory 2.05 kB to 8.19 kB" in text  # 2048 and 8192 bytes
+    assert "measured peak memory 2.00 KiB to 8.00 KiB" in text  # 2048 and 8192 bytes, binary units (issue 21)
     assert "- failed: `a=3,batch_size=1,r0`: InputError: a=3 cannot be built" in text
     assert "Noisy or doubtful" not in text  # no configuration warned
 

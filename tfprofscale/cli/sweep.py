@@ -88,10 +88,10 @@ def _check_arguments(args: argparse.Namespace) -> None:
         raise InputError(f"--max-configs {args.max_configs}: must be at least 1")
     if args.scheduler is not None:
         check_scheduler_address(args.scheduler, lambda problem: InputError(f"--scheduler: {problem}"))
-        probe_scheduler(args.scheduler)
         if args.workers != 1:
             raise InputError(f"--workers {args.workers} with --scheduler: the cluster's workers run the "
                              f"configurations (start as many `dask worker` processes as you want)")
+        probe_scheduler(args.scheduler)  # seconds at most, so after the checks that cost nothing
 
 
 def _check_data(data: str | None, model: Path) -> str | None:
