@@ -33,7 +33,6 @@ def small_cnn() -> keras.Model:
 
 def test_shape_only_graph_gives_grappler_the_frozen_graphs_costs_and_static_peak():
     """Independent route: TensorFlow's own freezing (convert_variables_to_constants_v2), values and all."""
-    import tensorflow as tf
     from tensorflow.core.protobuf import meta_graph_pb2
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
     from tensorflow.python.grappler import cluster, item

@@ -12,7 +12,6 @@ import pytest
 
 from tfprofscale.profiling.graph import tf_cost_model
 from tfprofscale.profiling.graph.tf_cost_model import CostModelError, VirtualCpu, estimate_costs, virtual_cpu
-from tfprofscale.profiling.runtime import machine_peaks as machine_peaks_module
 from tfprofscale.profiling.runtime.machine_peaks import MachinePeaks
 
 ONE_NS_PER_UNIT = VirtualCpu(num_cores=1, frequency_mhz=1000, bandwidth_kb_per_s=1e6)

@@ -19,7 +19,7 @@ from tfprofscale.audit.layout import UNSUPPORTED, short_cell, wrap
 from tfprofscale.audit.time_views import HEADER
 from tfprofscale.output import write_text
 from tfprofscale.profiling.memory.estimate import ALLOCATOR_TRACKING_THRESHOLD_BYTES
-from tfprofscale.report.table import binary_bytes, si
+from tfprofscale.report.units import binary_bytes, si
 
 
 @dataclass
@@ -86,8 +86,8 @@ def _ranked(audit: Audit, divergences: list[Divergence]) -> list[Block]:
         factor = f"x{d.factor:,.2f}" if math.isfinite(d.factor) else "x inf"
         where = f" [{d.config_id}]" if audit.kind == "sweep" and d.config_id else ""
         estimate, measured = _SIDES.get(d.kind, ("estimate", "measured"))
-        blocks.append(f"{rank}. {factor} {d.kind}, {d.topic}, at {d.where}{where}: {estimate} {si(d.estimate)} "
-                      f"vs {measured} {si(d.measured)} {d.unit}. Cause: {d.cause}")
+        blocks.append(f"{rank}. {factor} {d.kind}, {d.topic}, at {d.where}{where}: {estimate} "
+                      f"{_amount(d.estimate, d.unit)} vs {measured} {_amount(d.measured, d.unit)}. Cause: {d.cause}")
     return blocks
 
 
@@ -159,6 +159,11 @@ def _coverage_blocks(audit: Audit) -> list[Block]:
             "idle gaps, not separated by the trace.",
             Table(["configuration", "step us", "traced step us", "kernels us", "coverage", "outside kernels us",
                    "kernels in no layer us", "profiler overhead"], rows)]
+
+
+def _amount(value: float | None, unit: str) -> str:
+    """A divergence's number with its unit: bytes in binary units as everywhere, others with SI prefixes."""
+    return binary_bytes(value) if unit == "B" else f"{si(value)} {unit}"
 
 
 def _bytes(value: int | None) -> str:

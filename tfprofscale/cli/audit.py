@@ -13,8 +13,9 @@ from pathlib import Path
 
 from tfprofscale.errors import InputError
 from tfprofscale.inputs import check_input_file
-from tfprofscale.output import check_output_folder, check_output_path, write_text
+from tfprofscale.output import check_output_folder, check_output_path, refuse_overlaps, write_text
 from tfprofscale.quiet import import_tensorflow_quietly
+from tfprofscale.sweep.files import SWEEP_FILES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,6 +40,15 @@ def report_folder(path: Path, out: str | None) -> Path:
     return path if path.is_dir() else path.parent
 
 
+def _refuse_overwriting_inputs(path: Path, folder: Path, json_path: str | None) -> None:
+    """InputError if --json or audit.md would replace the audited profile or a file of the audited sweep."""
+    inputs = [(f"the sweep's {name}", path / name) for name in SWEEP_FILES] if path.is_dir() \
+        else [("the audited profile", path)]
+    folders = [("the sweep's reports", path / "reports")] if path.is_dir() else []
+    refuse_overlaps([("--json", json_path), ("audit report", folder / "audit.md")], inputs, folders,
+                    [("the audit's plots folder", folder / "plots")])
+
+
 def run(args: argparse.Namespace) -> int:
     """Audit PATH, print the report, write audit.md, its figures and the JSON."""
     path = Path(args.path)
@@ -47,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         check_output_path(args.json, "--json")
     folder = report_folder(path, args.out)
+    _refuse_overwriting_inputs(path, folder, args.json)
     check_output_folder(folder, "--out" if args.out is not None else "audit folder")
     import_tensorflow_quietly()
     from tfprofscale.audit.analysis import audit_path

@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING
 
 from tfprofscale.errors import InputError
 from tfprofscale.inputs import check_input_file
-from tfprofscale.output import check_output_path
+from tfprofscale.output import check_output_path, refuse_overlaps
 from tfprofscale.profiling.trace import loading
 from tfprofscale.profiling.trace.input_shapes import parse_input_shapes
 from tfprofscale.quiet import import_tensorflow_quietly
+from tfprofscale.sweep.files import SWEEP_FILES
 from tfprofscale.sweep.machine import this_machine
 
 if TYPE_CHECKING:
@@ -58,6 +59,9 @@ def run_fit(args: argparse.Namespace) -> int:
     """Fit, save and print the model, and its validation when there are enough configurations."""
     check_sweep_dir(args.results_dir)
     check_output_path(args.out, "--out")
+    sweep = Path(args.results_dir)
+    refuse_overlaps([("--out", args.out)], [(f"the sweep's {name}", sweep / name) for name in SWEEP_FILES],
+                    [("the sweep's reports", sweep / "reports")])
     import_tensorflow_quietly()
     from tfprofscale.audit.latency import fit_latency_model
     from tfprofscale.audit.machine_models import UNKNOWN, FittedMachine, save_models, sweep_machines

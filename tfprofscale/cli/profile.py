@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import argparse
+import os
+from typing import Any
 
 from tfprofscale.errors import InputError
 from tfprofscale.footprint import max_memory_bytes
-from tfprofscale.inputs import check_input_file
-from tfprofscale.output import check_output_folder, check_output_path
+from tfprofscale.output import check_output_folder, check_output_path, refuse_overlaps
 from tfprofscale.profiling.processes import check_processes
 from tfprofscale.profiling.runtime.budget import check_step_counts
 from tfprofscale.profiling.trace import loading
 from tfprofscale.profiling.trace.input_shapes import parse_input_shapes
+from tfprofscale.profiling.trace.weights import check_weights_format
 from tfprofscale.quiet import import_tensorflow_quietly
 
 
@@ -33,6 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--ops", type=int, default=0, metavar="N",
                         help="also print the N slowest kernels (xprof's op-stats view, which stays blank offline)")
     parser.add_argument("--quiet", action="store_true", help="no progress messages")
+    parser.add_argument("--wide", action="store_true",
+                        help="print every column of the table, whatever the terminal's width (COLUMNS)")
     parser.add_argument("--no-cost-model", action="store_true",
                         help="skip TensorFlow's cost model (Grappler's estimate per op; seconds on large graphs)")
     parser.add_argument("--max-memory", metavar="SIZE",
@@ -93,19 +97,22 @@ def run(args: argparse.Namespace) -> int:
     """Profile, print the table, write the requested files."""
     if args.ops < 0:
         raise InputError(f"--ops {args.ops}: must be an integer >= 0")
+    refuse_overlaps([("--json", args.json), ("--csv", args.csv)],
+                    [("model file", args.model), ("--weights", args.weights)], [("--data", args.data)])
     for option, target in (("--json", args.json), ("--csv", args.csv)):
         if target is not None:
             check_output_path(target, option)
     if not args.no_trace:
         check_output_folder(args.logdir, "--logdir")
     if args.weights is not None:
-        check_input_file(args.weights, "--weights")
+        check_weights_format(args.weights)
     if args.optimizer is not None and not args.train:
         raise InputError("--optimizer chooses the optimizer of the training step: it needs --train")
     max_memory_bytes(args.max_memory)
     _apply_threads_first(args)
     input_shapes = parse_input_shapes(args.input_shape)
     model_file = loading.load_model_file(args.model)
+    _check_data_options(args, model_file)
     import_tensorflow_quietly()
     from tfprofscale.profiling.pipeline import ProfileOptions, run_profile
 
@@ -124,9 +131,10 @@ def run(args: argparse.Namespace) -> int:
         processes=check_processes(args.processes),
     )
     report = run_profile(model_file, options)
+    from tfprofscale.report.fit_width import output_width
     from tfprofscale.report.table import render
 
-    print(render(report))
+    print(render(report, output_width(args.wide)))
     if args.ops:
         from tfprofscale.report.op_table import render_ops
 
@@ -139,6 +147,23 @@ def run(args: argparse.Namespace) -> int:
     if args.csv:
         report.write_csv(args.csv)
     return 0
+
+
+def _check_data_options(args: argparse.Namespace, model_file: Any) -> None:
+    """InputError for --data or --show-predictions that would be silently ignored (as train and sweep refuse them)."""
+    from tfprofscale.datasets import DATA_ENV_VAR
+
+    if args.show_predictions < 0:
+        raise InputError(f"--show-predictions {args.show_predictions}: must be an integer >= 0")
+    if args.data is not None and model_file.load_data is None:
+        raise InputError(f"--data {args.data}: model file {args.model} has no load_data(path, **params), "
+                         "so it has no data to evaluate")
+    if args.show_predictions and model_file.load_data is None:
+        raise InputError(f"--show-predictions: model file {args.model} has no load_data(path, **params), "
+                         "so it has no test examples to predict")
+    if args.show_predictions and args.data is None and not os.environ.get(DATA_ENV_VAR):
+        raise InputError(f"--show-predictions {args.show_predictions} needs --data DIR (or {DATA_ENV_VAR}): "
+                         "the predictions are made on its test split")
 
 
 def _apply_threads_first(args: argparse.Namespace) -> None:

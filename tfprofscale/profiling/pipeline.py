@@ -38,6 +38,7 @@ from tfprofscale.profiling.runtime.timing import StopRule, apply_threads, parse_
 from tfprofscale.profiling.runtime.xla_cluster import add_xla_view
 from tfprofscale.profiling.trace import loading, tracing
 from tfprofscale.profiling.train_views import add_train_views
+from tfprofscale.profiling.trace.input_budget import check_model_fits
 from tfprofscale.profiling.trace.input_shapes import check_input_shapes
 from tfprofscale.profiling.trace.train_setup import check_optimizer_name
 from tfprofscale.profiling.trace.user_code import user_code
@@ -130,6 +131,7 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
     model, model_file, params = _load(model_or_path, options)
     data = _load_data(model_file, params, options, say)
 
+    check_model_fits(model, options.batch_size)  # from the declared shapes: before tracing, which takes long
     say(f"tracing at batch {options.batch_size}")
     example_inputs = model_file.example_inputs if model_file else None
     with user_code(model_file.path, "tracing the model") if model_file else nullcontext():
@@ -197,7 +199,7 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
         add_batch_limits(report, model, model_file, params, options, traced)
     if options.memory and options.memory_trace:
         say("memory trace: a second, untimed run with the BFC CPU allocator (child process)")
-        memory.add_memory_trace(report, model_or_path, run_dir, options)
+        memory.add_memory_trace(report, model_file.path if model_file else model_or_path, run_dir, options)
     report.warnings += ([threads_warning] if threads_warning else []) + timing_warnings
     report.warnings += measurement_warnings(report.totals, rows, _cached_peak_flops())
     if data is not None and traced.keras_model is not None:

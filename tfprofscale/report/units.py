@@ -1,12 +1,19 @@
-"""Numbers as the printed tables show them: SI prefixes, binary bytes, and the word for a missing number."""
+"""Numbers as the printed tables show them: SI prefixes, binary bytes (one convention everywhere), the word for
+a missing number.
+
+``binary_bytes`` for text; ``bytes_formatter`` for matplotlib axes (plots of
+a sweep and of the audit), so that a figure's "3.33 MiB" is the table's.
+"""
 from __future__ import annotations
 
 from typing import Any
 
 #: The one word for a number a source does not have (null in JSON); defined in the footer when used.
 UNSUPPORTED = "unsupported"
-UNSUPPORTED_DEFINITION = ("unsupported: that source has no number here (no formula for the layer type, no FLOPs "
-                          "statistics for the op type, or no time without a trace); never 0")
+UNSUPPORTED_DEFINITION = ("unsupported: that source has no number here (no formula for the layer type, or no FLOPs "
+                          "statistics for the op type); never 0")
+BINARY_UNITS = ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB"))
+INDENT = "  "
 
 
 def si(value: float | None, unit: str = "") -> str:
@@ -19,17 +26,26 @@ def si(value: float | None, unit: str = "") -> str:
     return f"{value:.0f}{unit}" if float(value).is_integer() else f"{value:.2f}{unit}"
 
 
-def binary_bytes(value: int | None) -> str:
-    """Bytes as B / KiB / MiB / GiB; None as ``unsupported``."""
+def binary_bytes(value: float | None, missing: str = UNSUPPORTED, digits: int = 2) -> str:
+    """Bytes as B / KiB / MiB / GiB / TiB; None as ``missing``."""
     if value is None:
-        return UNSUPPORTED
-    for scale, unit in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
-        if value >= scale:
-            return f"{value / scale:.2f} {unit}"
-    return f"{value} B"
+        return missing
+    for scale, unit in BINARY_UNITS:
+        if abs(value) >= scale:
+            return f"{value / scale:.{digits}f} {unit}"
+    return f"{value:.0f} B"
 
 
-INDENT = "  "
+def bytes_formatter() -> Any:
+    """A matplotlib tick formatter writing bytes in binary units (``1.5 MiB``), on linear and log axes."""
+    from matplotlib.ticker import FuncFormatter
+
+    def tick(value: float, _position: Any) -> str:
+        text = binary_bytes(value, digits=2)
+        number, _, unit = text.partition(" ")
+        return f"{float(number):g} {unit}"
+
+    return FuncFormatter(tick)
 
 
 def short_name(row: Any) -> str:

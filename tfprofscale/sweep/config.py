@@ -193,6 +193,7 @@ def _read_ini(source: Path) -> configparser.ConfigParser:
                                        default_section=_NO_DEFAULT_SECTION)
     parser.optionxform = str  # keys keep their case: grid keys are Python parameter names
     text = read_text(source, "config file", CONFIG_LIMIT_BYTES)  # a FIFO or /dev/zero is refused, not read
+    text = text.removeprefix("\ufeff")  # a byte-order mark, as some editors save UTF-8
     try:
         parser.read_string(text, source=str(source))
     except configparser.Error as error:
@@ -375,11 +376,23 @@ def _require_int(where: _Where, value: Any, minimum: int) -> int:
 
 def _positive_float(where: _Where, text: str) -> float:
     value = _one_value(where, text)
+    if isinstance(value, str) and _is_float(value):  # inf, nan: numbers, but not a limit
+        value = float(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise where.error(f"value {value!r} is not a number")
+    if where.key.lower() == "timeout" and value == float("inf"):
+        raise where.error("value inf must be a finite number of seconds > 0 (leave timeout out for no limit)")
     if not 0 < value < float("inf"):
         raise where.error(f"value {value} must be a finite number > 0")
     return float(value)
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _keep_probability_as_rate(where: _Where, text: str) -> list[float]:

@@ -28,7 +28,9 @@ import multiprocessing.connection
 import os
 import signal
 import socket
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, Iterable, Iterator, Protocol, TypeVar
 
@@ -154,7 +156,8 @@ class LocalProcessPool:
         ours, theirs = self._context.Pipe()
         process = self._context.Process(target=_worker_loop, args=(theirs, function, self.initializer, os.getpid()),
                                         daemon=True, name="tfprofscale-worker")
-        process.start()
+        with _interrupts_held():  # an interrupt mid-start would cut the worker's start-up data (its EOFError)
+            process.start()
         theirs.close()
         return _Worker(process, ours)
 
@@ -264,6 +267,36 @@ class _Worker:
             pass
 
 
+_HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+@contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM held (recorded, not lost) in this process until the block ends, then delivered.
+
+    A signal sent to the process may be taken by any thread (TensorFlow's
+    among them), so a handler that only records it stands in for the block;
+    the main thread also blocks them, which a worker process inherits, so it
+    cannot be interrupted while it starts either (it unblocks them once it
+    ignores Ctrl-C). Outside the main thread the block runs unprotected.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {number: signal.signal(number, lambda signum, frame: received.append(signum))
+                for number in _HELD_SIGNALS}
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        if received:
+            signal.raise_signal(received[0])  # now handled as it would have been
+
+
 def _stop_all(idle: list[_Worker], busy: list[_Worker]) -> None:
     """Idle workers are asked to finish; busy ones (left when the caller stops early) are killed."""
     for worker in busy:
@@ -284,6 +317,8 @@ def _worker_loop(connection: Any, function: Callable[[Any], Any], initializer: C
     """The worker process: run tasks from the pipe until it sends None or closes, or the parent dies."""
     lifeline.hold(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD_SIGNALS)  # held while the parent started this process
     if initializer is not None:
         initializer()
     while True:

@@ -83,6 +83,7 @@ def measure(step: Callable[[], Any], *, steps: int, warmup: int, trace_steps: in
         peak, resident = _peak_memory(step, device)
         traced, kernels, trace_dir, summary, failure = None, [], None, None, None
         if run_dir is not None and plan.trace_steps > 0:
+            earlier = _trace_files(run_dir)
             try:
                 traced_seconds, trace_dir = _trace(step, plan.trace_steps, run_dir)
                 kernels, summary = kernel_times(trace_dir, on_device=device.startswith("GPU"))
@@ -90,6 +91,7 @@ def measure(step: Callable[[], Any], *, steps: int, warmup: int, trace_steps: in
             except tf.errors.InvalidArgumentError:
                 raise  # the model itself failed under the profiler: not the trace's fault
             except Exception as error:  # a full disk, a broken trace: keep what was measured without it
+                _remove_new_trace_files(run_dir, earlier)
                 trace_dir, kernels, summary = None, [], None
                 failure = (f"the profiler trace in {run_dir} was lost ({type(error).__name__}: "
                            f"{getattr(error, 'strerror', None) or error}); step times and memory are kept, "
@@ -171,6 +173,27 @@ def _trace(step: Callable[[], Any], trace_steps: int, run_dir: Path) -> tuple[li
         tf.profiler.experimental.stop()
     new = sorted(set(glob.glob(str(run_dir / "plugins" / "profile" / "*"))) - before)
     return seconds, (new[-1] if new else str(run_dir))
+
+
+def _trace_files(run_dir: Path) -> dict[Path, tuple[int, int]]:
+    """Every file under the run's profile folder, with its size and modification time."""
+    files = {}
+    for path in (Path(run_dir) / "plugins" / "profile").glob("*/*"):
+        try:
+            info = path.stat()
+        except OSError:
+            continue
+        files[path] = (info.st_size, info.st_mtime_ns)
+    return files
+
+
+def _remove_new_trace_files(run_dir: Path, earlier: dict[Path, tuple[int, int]]) -> None:
+    """Remove what a failed trace wrote (a truncated .xplane.pb TensorBoard would try to read), and its empty folder."""
+    for path, signature in _trace_files(run_dir).items():
+        if earlier.get(path) != signature:
+            path.unlink(missing_ok=True)
+            if not any(path.parent.iterdir()):
+                path.parent.rmdir()
 
 
 def kernel_times(trace_dir: str, on_device: bool = False

@@ -39,7 +39,9 @@ def apply_step_medians(rows: list["LayerRow"], kernels: list["KernelTime"], unat
     by_name = {kernel.name: kernel for kernel in kernels}
     for row in rows:
         time_us = median_time_us(row.ops, by_name)
-        if time_us is None:
+        if time_us is None:  # no per-step series: keep the ops' summed time, but nothing seen is unknown, not 0
+            if row.ops and not row.time_us:
+                row.time_us, row.achieved_gflops = None, None
             continue
         row.time_us = time_us
         counted = row.graph_flops if row.graph_flops is not None else row.analytic_flops

@@ -24,6 +24,9 @@ def parse_input_shape(text: str, where: str = "--input-shape") -> Shape:
         dims = tuple(int(part) for part in parts)
     except ValueError:
         raise InputError(f"{where} {text!r}: every dimension must be a whole number, e.g. 224,224,3") from None
+    if any(d < 1 for d in dims):
+        raise InputError(f"{where} {text!r}: every dimension must be an integer >= 1 (give the shape of one "
+                         "example, without the batch dimension: the batch is --batch-size)")
     check_input_shapes([dims], where)
     return dims
 

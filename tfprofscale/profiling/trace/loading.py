@@ -11,6 +11,7 @@ import ast
 import importlib.util
 import inspect
 import itertools
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -19,8 +20,9 @@ from types import ModuleType
 from typing import Any, Callable, Iterable
 
 from tfprofscale.errors import InputError
-from tfprofscale.inputs import check_input_file, read_text
+from tfprofscale.inputs import TEXT_LIMIT_BYTES, check_input_file, read_text
 from tfprofscale.profiling.trace.user_code import first_line, guarded, user_code
+from tfprofscale.profiling.trace.weight_budget import WeightsTooLarge, weights_checked
 from tfprofscale.quiet import import_tensorflow_quietly
 
 _module_counter = itertools.count()
@@ -78,6 +80,11 @@ class ModelFile:
 def load_model_file(path: str | os.PathLike) -> ModelFile:
     """Import a model file by path; InputError if it is missing or unusable."""
     file = check_input_file(path, "model file")
+    size = file.stat().st_size
+    if size > TEXT_LIMIT_BYTES:
+        raise InputError(f"model file {file} is {size / 2**20:,.0f} MiB: a model file is Python source of at most "
+                         f"{TEXT_LIMIT_BYTES // 2**20} MiB (keep weights and data in their own files: --weights, "
+                         "--data)")
     read_text(file, "model file")  # refuses binary files (NUL bytes) in one line before Python sees them
     module = _import_file(file)
     if not hasattr(module, "build_model") and not hasattr(module, "model"):
@@ -162,8 +169,18 @@ def literal(text: str) -> Any:
         return text
 
 
+_NON_FINITE = ("nan", "inf", "infinity")
+
+
 def check_type(key: str, value: Any, default: Any) -> Any:
-    """``value`` if it has its default's type (ints widen to float), else InputError."""
+    """``value`` if it has its default's type (ints widen to float), else InputError.
+
+    A float parameter refuses nan and inf (``--param dropout=nan``): no model is built from them.
+    """
+    if isinstance(default, float) and isinstance(value, str) and value.strip().lower().lstrip("+-") in _NON_FINITE:
+        raise InputError(f"parameter {key}={value}: not a finite number; give a float like its default {default!r}")
+    if isinstance(default, float) and isinstance(value, float) and not math.isfinite(value):
+        raise InputError(f"parameter {key}={value!r}: not a finite number; give a float like its default {default!r}")
     if default is None or isinstance(value, type(default)):
         return value
     if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
@@ -179,14 +196,33 @@ def build(model_file: ModelFile, params: dict[str, Any]) -> Any:
     if builder is None:
         if params:
             raise InputError(f"{model_file.path.name} has a fixed `model` and takes no --param")
-        return model_file.module.model
+        return check_model_object(model_file.module.model, f"model file {model_file.path.name}: `model`")
     shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
     try:
-        with user_code(model_file.path, f"building the model (build_model({shown}))"):
-            return builder(**params)
+        with user_code(model_file.path, f"building the model (build_model({shown}))"), weights_checked():
+            return check_model_object(builder(**params), f"{model_file.path.name}: build_model({shown})")
+    except WeightsTooLarge as error:
+        raise InputError(f"{model_file.path.name}: build_model({shown}): {error}") from None
     except InputError:
         raise
     except Exception as error:  # the user's build_model refused these params
         raise InputError(
             f"{model_file.path.name}: build_model({shown}) failed: {type(error).__name__}: {first_line(error)}"
         ) from None
+
+
+def check_model_object(model: Any, source: str) -> Any:
+    """``model`` if it is a keras.Model or a tf.function; else InputError naming ``source`` and what it gave."""
+    import keras
+
+    if isinstance(model, keras.Model) or hasattr(model, "get_concrete_function"):
+        return model
+    if isinstance(model, keras.layers.Layer):
+        kind = "a keras layer, not a keras.Model (wrap it: keras.Model(inputs, layer(inputs)))"
+    elif model is None:
+        kind = "not a keras.Model or a tf.function (does it end with `return model`?)"
+    else:
+        kind = f"a {type(model).__name__} object, not a keras.Model or a tf.function"
+    shown = repr(model)
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    raise InputError(f"{source} returned {shown}: {kind}")

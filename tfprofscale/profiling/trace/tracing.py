@@ -181,7 +181,7 @@ def _input_specs(inputs: Sequence[Any], batch_size: int, input_shapes: Sequence[
     if input_shapes is not None and len(input_shapes) != len(inputs):
         raise InputError(f"--input-shape given {len(input_shapes)} time(s) but the model has {len(inputs)} input(s):"
                          " give it once per input, in order")
-    return [_fixed_spec(t.shape, t.dtype, getattr(t, "name", None) or f"input_{i}", batch_size,
+    return [_fixed_spec(t.shape, t.dtype, _input_layer_name(t) or getattr(t, "name", None) or f"input_{i}", batch_size,
                         None if input_shapes is None else input_shapes[i], label=_input_layer_name(t))
             for i, t in enumerate(inputs)]
 
