@@ -21,6 +21,7 @@ Estimated (document 003's train-time memory):
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections import Counter
@@ -246,7 +247,7 @@ def measured_ledger_terms(ledger: Ledger, allocations: Sequence[Allocation],
     ordered = sorted(allocations, key=lambda a: (a.micros, a.bytes < 0))
     phases = [op_phase(a.op, optimizer_scope) for a in ordered]
     if BACKWARD not in phases:
-        return Ledger(ledger.lines, total_measured_bytes)
+        return dataclasses.replace(ledger, total_measured_bytes=total_measured_bytes)
     forward_end = _model_forward_end(ordered, phases)
     peak_end = _peak_index(ordered) + 1
     measured = {"saved activations": _live_bytes(ordered[:forward_end], phases, {FORWARD}),
@@ -254,7 +255,7 @@ def measured_ledger_terms(ledger: Ledger, allocations: Sequence[Allocation],
                 "temporaries": _live_bytes(ordered[:peak_end], phases, {OPTIMIZER}, temporaries=True)}
     lines = tuple(LedgerLine(line.term, line.estimated_bytes, measured.get(line.term, line.measured_bytes), line.note)
                   for line in ledger.lines)
-    return Ledger(lines, total_measured_bytes)
+    return dataclasses.replace(ledger, lines=lines, total_measured_bytes=total_measured_bytes)
 
 
 def _model_forward_end(ordered: Sequence[Allocation], phases: Sequence[str]) -> int:
