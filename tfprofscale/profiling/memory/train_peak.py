@@ -20,8 +20,9 @@ gradient op that reads it. This module walks the step:
   producer's gradient (summed in place when it already has one), the weight
   gradients are freed (their update has run), the saved tensors whose last
   reader this layer was are freed;
-- plus the largest kernel scratch of any layer (oneDNN's convolution
-  scratchpad, ``estimate.ONEDNN_CONV_SCRATCH_BYTES``), once.
+- a convolution's forward moment adds its kernel scratch (oneDNN's
+  scratchpad, ``estimate.ONEDNN_CONV_SCRATCH_BYTES``); the records show no
+  scratch for the backward convolutions.
 
 Element-wise layers whose input and output have one shape (activations,
 dropout, ``Add`` ...) and views write their dL/d input into dL/d output's
@@ -42,19 +43,34 @@ read the kernel). Its update needs only the weight gradient; when it runs
 before dL/d input has read the old value, ``AssignSubVariableOp`` copies the
 variable (the old buffer is still referenced). Which runs first is a race
 between two ready ops; the estimate counts the copy at the layer's moment
-(the safe side).
+(the safe side). The update's last step writes the new value next to one
+working buffer, so a layer's update holds at most ``1 + max(temporaries,
+copy)`` parameter-sized buffers: the copy and Adam's temporaries are not
+counted together.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 from tfprofscale.formulas.backward import layers_needing_input_grad
-from tfprofscale.profiling.memory.estimate import CONVOLUTION_TYPES, ONEDNN_CONV_SCRATCH_BYTES
-from tfprofscale.profiling.memory.ledger import (_KERNEL_LAYERS, DROPOUTS, ONEDNN_POOL_WORKSPACE, VIEWS,
-                                                 _compute_bytes, _internal_elements, _saved_tensors,
-                                                 _tensor_sources, estimate_ledger, variable_bytes)
+from tfprofscale.profiling.memory.estimate import (
+    CONVOLUTION_TYPES,
+    ONEDNN_CONV_SCRATCH_BYTES,
+)
+from tfprofscale.profiling.memory.ledger import (
+    _KERNEL_LAYERS,
+    DROPOUTS,
+    ONEDNN_POOL_WORKSPACE,
+    VIEWS,
+    _compute_bytes,
+    _internal_elements,
+    _saved_tensors,
+    _tensor_sources,
+    estimate_ledger,
+    variable_bytes,
+)
 from tfprofscale.records import LayerCost, LayerInfo, Ledger, OptimizerSpec, TrainPeak
 
 FORWARD, BACKWARD = "forward", "backward"
@@ -99,10 +115,8 @@ def estimate_train_peak(ledger: Ledger, layers: Sequence[LayerInfo], costs: Sequ
     """The step's estimated peak: resident lines of ``ledger`` + the largest moment of the walk (module docstring)."""
     resident = sum(ledger.line(term).estimated_bytes for term in ("weights", "optimizer slots", "input and labels"))
     walk = _Walk(layers, costs, optimizer_spec, policy)
-    scratch = walk.kernel_scratch()
     moments = walk.forward() + walk.backward()
     phase, layer, live = max(moments, key=lambda moment: sum(moment[2].values()))
-    live = {**live, "kernel scratch": scratch}
     live = {term: live.get(term, 0) for term in PEAK_TERMS}
     return TrainPeak(estimated_peak_bytes=resident + sum(live.values()), phase=phase, layer=layer,
                      resident_bytes=resident, live=live)
@@ -152,9 +166,11 @@ class _Walk:
     def _output_bytes(self, info: LayerInfo) -> int:
         return math.prod(info.output_shape) * _compute_bytes(info, self.policy)
 
-    def kernel_scratch(self) -> int:
-        """The largest scratch one kernel allocates: oneDNN's convolution scratchpad."""
-        return ONEDNN_CONV_SCRATCH_BYTES if any(info.type in CONVOLUTION_TYPES for info in self.layers) else 0
+    @staticmethod
+    def kernel_scratch(info: LayerInfo) -> int:
+        """The scratch the layer's forward kernel allocates while it runs: oneDNN's convolution scratchpad
+        (the backward convolutions allocate none in the records)."""
+        return ONEDNN_CONV_SCRATCH_BYTES if info.type in CONVOLUTION_TYPES else 0
 
     # -- forward -----------------------------------------------------------------------------------
     def forward(self) -> list[tuple[str, str, dict[str, int]]]:
@@ -166,7 +182,8 @@ class _Walk:
             transient = sum(self._output_bytes(other) for j, other in enumerate(self.layers[:i + 1])
                             if self._holds_unsaved_output(j, other, saved_keys)
                             and max(self.consumers.get(other.name) or [j], default=j) >= i)
-            moments.append((FORWARD, info.name, {"saved activations": saved, "forward outputs": transient}))
+            moments.append((FORWARD, info.name, {"saved activations": saved, "forward outputs": transient,
+                                                 "kernel scratch": self.kernel_scratch(info)}))
         return moments
 
     def _holds_unsaved_output(self, j: int, info: LayerInfo, saved_keys: set[str]) -> bool:
@@ -187,11 +204,14 @@ class _Walk:
             d_output = gradients.pop(info.name)
             d_inputs = self._input_gradients(info)
             weights = [variable_bytes(v) for v in getattr(info.layer, "trainable_weights", None) or []]
+            largest, copy = max(weights, default=0), self._kernel_copy(info)
+            # the largest variable's update works in (1 + temporaries) buffers; its last step writes the
+            # new value (a copy, when the old one is still read) next to one buffer: at most 1 + max(...)
             live = {"saved activations": sum(size for size, _, _ in saved.values()),
                     "activation gradients": sum(gradients.values()) + d_output + sum(d_inputs.values()),
                     "weight gradients": sum(weights),
-                    "update temporaries": self.extra_update * max(weights, default=0),
-                    "variable copies": self._kernel_copy(info)}
+                    "update temporaries": self.extra_update * largest if self.extra_update * largest >= copy else 0,
+                    "variable copies": copy if copy > self.extra_update * largest else 0}
             moments.append((BACKWARD, info.name, live))
             self._pass_on(info, d_output, d_inputs, gradients)
             saved = {key: value for key, value in saved.items() if value[2] != i}

@@ -15,16 +15,19 @@ against a 48 MB transient peak without them).
 copy has the variable's size, so the weight gradient it applies is the
 latest earlier gradient-op output of exactly that size, and its layer's scope
 (``gradient_tape/<model>/<layer>/``) names the op that still reads the old
-value: the next op of that scope after the copy (the layer's input gradient).
-The old buffer is counted freed when that op allocates its output (its end is
-not in the records): the copy and the old value overlap until then. A copy
-with no such op stays live to the end (the safe side).
+value, the layer's input gradient (``_release_micros``). The old buffer is
+counted freed when that op has finished, as far as the records tell (the
+first free of an older gradient tensor after it started and after the copy).
+A copy with no such op stays live to the end (the safe side). This pairing is
+an approximation read off op names; ``records_peak_bytes`` (every copy live to
+the end) is the upper bound, and ``transient_peak_bytes`` minus the copies
+live at the peak a lower one.
 """
 from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Sequence
+from collections.abc import Sequence
 
 from tfprofscale.profiling.memory.ledger import BACKWARD, OPTIMIZER_SCOPE, op_phase
 from tfprofscale.profiling.memory.step_memory import Allocation
@@ -78,25 +81,26 @@ def _running_peak(events: list) -> tuple[int, int]:
 
 
 def _release_micros(ordered: Sequence[Allocation], copy_index: int) -> int | None:
-    """When the copied variable's old value is released: the next allocation of the layer's next gradient op.
+    """When the copied variable's old value is released: when the layer's input gradient has finished.
 
-    The weight gradient applied is the latest earlier gradient-op output of the copy's size whose layer has
-    not yet run another gradient op since (had its input gradient run, the old value would be free and
-    nothing copied): this tells apart layers whose kernels have one size."""
+    The weight gradient applied is the latest earlier gradient-op output of the copy's size; the input
+    gradient is the next op of that layer's scope to allocate after it (it starts with its output). Its end is
+    not in the records; what it frees is: its input dL/d output, whose last reader it is once the weight
+    gradient is done. So the release is the first free, after both the copy and that start, of a gradient
+    tensor allocated before that start."""
     copy = ordered[copy_index]
-    for j in range(copy_index - 1, -1, -1):
-        candidate = ordered[j]
-        if candidate.bytes != copy.bytes or op_phase(candidate.op) != BACKWARD:
-            continue
-        scope = _layer_scope(candidate.op)
-        if any(_reads_old_value(a, scope, candidate) for a in ordered[j + 1:copy_index]):
-            continue
-        return next((a.micros for a in ordered[copy_index + 1:] if _reads_old_value(a, scope, candidate)), None)
-    return None
-
-
-def _reads_old_value(allocation: Allocation, scope: str, weight_gradient: Allocation) -> bool:
-    return allocation.bytes > 0 and allocation.op.startswith(scope) and allocation.op != weight_gradient.op
+    weight_gradient = next((j for j in range(copy_index - 1, -1, -1) if ordered[j].bytes == copy.bytes
+                            and op_phase(ordered[j].op) == BACKWARD), None)
+    if weight_gradient is None:
+        return None
+    scope, applied = _layer_scope(ordered[weight_gradient].op), ordered[weight_gradient].op
+    start = next((k for k in range(weight_gradient + 1, len(ordered)) if ordered[k].bytes > 0
+                  and ordered[k].op.startswith(scope) and ordered[k].op != applied), None)
+    if start is None:
+        return None
+    before = {(a.op, a.tensor) for a in ordered[:start] if a.bytes > 0 and op_phase(a.op) == BACKWARD}
+    return next((a.micros for a in ordered[max(start, copy_index) + 1:]
+                 if a.bytes < 0 and (a.op, a.tensor) in before), None)
 
 
 def _layer_scope(op: str) -> str:
