@@ -116,7 +116,7 @@ def estimate_train_peak(ledger: Ledger, layers: Sequence[LayerInfo], costs: Sequ
     resident = sum(ledger.line(term).estimated_bytes for term in ("weights", "optimizer slots", "input and labels"))
     walk = _Walk(layers, costs, optimizer_spec, policy)
     moments = walk.forward() + walk.backward()
-    phase, layer, live = max(moments, key=lambda moment: sum(moment[2].values()))
+    phase, layer, live = max(moments, key=lambda moment: sum(moment[2].values()), default=(FORWARD, None, {}))
     live = {term: live.get(term, 0) for term in PEAK_TERMS}
     return TrainPeak(estimated_peak_bytes=resident + sum(live.values()), phase=phase, layer=layer,
                      resident_bytes=resident, live=live)
@@ -194,8 +194,10 @@ class _Walk:
     def backward(self) -> list[tuple[str, str, dict[str, int]]]:
         """One moment per layer taking part in the backward, in reverse order (module docstring)."""
         saved = dict(self.saved)
-        last = self.layers[-1]
-        gradients: dict[str, int] = {self.source.get(last.name, last.name): self._output_bytes(last)}
+        # the loss seeds dL/d output of every model output (a layer no other layer reads)
+        read = {name for info in self.layers for name in info.inbound}
+        gradients: dict[str, int] = {self.source.get(info.name, info.name): self._output_bytes(info)
+                                     for info in self.layers if info.name not in read | self.fed}
         moments = []
         for i in reversed(range(len(self.layers))):
             info = self.layers[i]
