@@ -1,6 +1,8 @@
 """The train step's peak, walked by hand on a Dense chain and a small CNN, against real train steps."""
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
@@ -120,3 +122,23 @@ def test_measured_peak_pairs_a_variable_copy_with_its_release():
     assert (measured.phase, measured.op) == ("optimizer", "sgd/AssignSubVariableOp_3")
     assert measured.variable_copy_bytes == 400
     assert measured.live == {"backward": 440, "forward": 100, "variable copies": 400}
+
+
+def test_residual_walk_by_hand():
+    inputs = keras.Input((8,))
+    a = keras.layers.Dense(8, activation="relu", name="a")(inputs)
+    b = keras.layers.Dense(8, name="b")(a)
+    added = keras.layers.Add(name="add")([a, b])
+    model = keras.Model(inputs, keras.layers.Dense(2, name="out")(added))
+    infos, costs = chain(model, 2)
+    infos[3] = dataclasses.replace(infos[3], inbound=("a", "b"))  # chain() gives one inbound per layer
+    peak = estimate_train_ledger(infos, costs, optimizer_spec(keras.optimizers.SGD()), 2).peak
+    # batch 2, float32. Saved: a's relu output 2*8*4 = 64 (read by a and b); add's output 64 (read by out).
+    # Backward: out: saved 128 + dL/d logits 16 + dL/d input 64 + dW (8*2 + 2)*4 = 72 + kernel copy 64 = 344;
+    #   add: writes into dL/d output's buffer and hands it to a (the shortcut) and b: 64 + 64 = 128;
+    #   b: saved 64 (add's output freed after out) + the shared buffer 64 + its dL/d input 64 + dW 288
+    #      + kernel copy 256 = 736 (the peak); a: 64 + 64 (summed in place) + 288 (no input gradient) = 416.
+    # Resident: weights (72 + 72 + 18) * 4 = 648 + SGD's 12 B + input 2*8*4 = 64 -> 724.
+    assert (peak.phase, peak.layer) == ("backward", "b")
+    assert peak.live["activation gradients"] == 128 and peak.live["variable copies"] == 256
+    assert (peak.resident_bytes, peak.estimated_peak_bytes) == (724, 724 + 736)
