@@ -49,7 +49,7 @@ def row(name: str, optimizer_name: str) -> str:
     total = peak.resident_bytes + measured.transient_peak_bytes
     return (f"| {name} | {optimizer_name} | {peak.estimated_peak_bytes / 1e6:.2f} | {total / 1e6:.2f} | "
             f"{100 * (peak.estimated_peak_bytes / total - 1):+.1f} % | {peak.phase} `{peak.layer}` | "
-            f"{measured.phase} `{measured.op.split('/')[-2] if '/' in measured.op else measured.op}` | "
+            f"{measured.phase} `{measured.op[-48:]}` | "
             f"{(peak.resident_bytes + measured.records_peak_bytes) / 1e6:.2f} | {ledger.total_estimated_bytes / 1e6:.2f} |")
 
 
