@@ -173,13 +173,17 @@ def _saved_tensors(info: LayerInfo, source: dict[str, str]) -> list[tuple[tuple[
 def _internal_elements(info: LayerInfo, cost: LayerCost) -> int:
     """Tensors made inside a layer that its gradient reads: a recurrent layer's per-step gate activations
     and states (gates + 2 per state element and step); attention's projected Q, K, V, softmax scores and
-    attended values."""
+    attended values, and for MultiHeadAttention the unscaled logits too."""
     g = cost.geometry
     if info.type in ("LSTM", "GRU", "SimpleRNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D") and "steps" in g:
         return g["steps"] * g["batch"] * g["state_elements"] * (g["gates"] + 2)
     if info.type in ("MultiHeadAttention", "GroupedQueryAttention") and "score_elements" in g:
         positions = {name: math.prod(g[f"{name}_shape"][:-1]) for name in ("query", "key", "value")}
-        return (g["score_elements"] + g["heads"] * (positions["query"] * (g["key_dim"] + g["value_dim"])
+        # MultiHeadAttention's default path (Keras' TF ``dot_product_attention``) scales the logits by
+        # ``tf.multiply(logits, scale)`` with the scale a tensor: Mul's gradient reads both inputs, so the
+        # unscaled logits are kept beside the softmax output
+        scores = g["score_elements"] * (2 if info.type == "MultiHeadAttention" else 1)
+        return (scores + g["heads"] * (positions["query"] * (g["key_dim"] + g["value_dim"])
                                                     + positions["key"] * g["key_dim"]
                                                     + positions["value"] * g["value_dim"]))
     return 0
