@@ -42,7 +42,9 @@ KEEPS_INPUTS = frozenset({
     "Dense", "EinsumDense", "Conv1D", "Conv2D", "Conv3D", "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D",
     "SeparableConv2D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose", "BatchNormalization",
     "LayerNormalization", "GroupNormalization", "Multiply", "Dot", "Maximum", "Minimum", "PReLU", "LeakyReLU",
-    "MultiHeadAttention", "GroupedQueryAttention", "Attention", "LSTM", "GRU", "SimpleRNN", "Bidirectional"})
+    "MultiHeadAttention", "GroupedQueryAttention", "Attention", "LSTM", "GRU", "SimpleRNN", "Bidirectional",
+    # MaxPoolGrad and Max's gradient read the input as well as the output
+    "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D"})
 #: Layers that keep their output (Relu, Sigmoid, Tanh, Softmax, Elu gradients read y); MaxPool keeps both.
 KEEPS_OUTPUT = frozenset({"ReLU", "Softmax", "ELU", "MaxPooling1D", "MaxPooling2D", "MaxPooling3D",
                           "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D"})
@@ -53,8 +55,8 @@ DROPOUTS = frozenset({"Dropout", "SpatialDropout1D", "SpatialDropout2D", "Spatia
                       "GaussianDropout"})
 #: oneDNN's max pooling writes a workspace (1 B per output element) that MaxPoolGrad reads: kept too.
 ONEDNN_POOL_WORKSPACE = frozenset({"MaxPooling2D", "MaxPooling3D"})
-_KERNEL_LAYERS = KEEPS_INPUTS - {"BatchNormalization", "LayerNormalization", "GroupNormalization", "Multiply", "Dot",
-                                 "Maximum", "Minimum", "LeakyReLU"}
+_KERNEL_LAYERS = KEEPS_INPUTS - KEEPS_OUTPUT - {"BatchNormalization", "LayerNormalization", "GroupNormalization",
+                                                "Multiply", "Dot", "Maximum", "Minimum", "LeakyReLU"}
 
 
 def dtype_bytes(dtype: Any) -> int:
