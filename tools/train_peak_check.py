@@ -9,7 +9,6 @@ each peak is, and the plain running-sum peak. Memory records do not depend on lo
 """
 from __future__ import annotations
 
-import math
 import os
 import sys
 
