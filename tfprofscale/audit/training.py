@@ -111,11 +111,15 @@ def _pass_ratio(layer_type: str, rows: list[Any]) -> PassRatio:
 
 
 def ledger_checks(config_id: str, report: Any) -> list[LedgerCheck]:
-    """Each ledger term of one profile, and its total as the term ``total``."""
+    """Each ledger term of one profile, its total as the term ``total`` and, when computed, the walked peak
+    (``Ledger.peak``) as ``peak (step walked)``, both against the measured peak."""
     ledger = report.memory.ledger if report.memory is not None else None
     if not ledger:
         return []
     checks = [LedgerCheck(config_id, line["term"], line["estimated_bytes"], line.get("measured_bytes"))
               for line in ledger["lines"]]
-    return checks + [LedgerCheck(config_id, "total", ledger["total_estimated_bytes"],
-                                 ledger.get("total_measured_bytes"))]
+    checks.append(LedgerCheck(config_id, "total", ledger["total_estimated_bytes"], ledger.get("total_measured_bytes")))
+    if ledger.get("estimated_peak_bytes"):
+        checks.append(LedgerCheck(config_id, "peak (step walked)", ledger["estimated_peak_bytes"],
+                                  ledger.get("total_measured_bytes")))
+    return checks

@@ -53,5 +53,5 @@ def add_train_memory(report: Any, traced: Any, costs: Any, device: str) -> None:
     report.warnings += measurement.warnings
     ledger = train_ledger(traced, costs, record, memory, report.totals.peak_bytes, report.precision_policy)
     record.ledger = ledger.as_dict()
-    record.estimated_peak_bytes = ledger.total_estimated_bytes
+    record.estimated_peak_bytes = ledger.estimated_peak_bytes or ledger.total_estimated_bytes  # the walked peak
     record.estimate_terms = {line.term: line.estimated_bytes for line in ledger.lines}

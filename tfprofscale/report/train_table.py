@@ -92,6 +92,11 @@ def ledger_lines(ledger: dict[str, Any]) -> list[str]:
     total, measured = ledger.get("total_estimated_bytes"), ledger.get("total_measured_bytes")
     ratio = f"  (estimate/measured {total / measured:.3f})" if total and measured else ""
     lines.append(f"               {'total':<20} {binary_bytes(total):>12} {binary_bytes(measured):>12}{ratio}")
+    peak = ledger.get("peak")
+    if peak:
+        ratio = f"  (estimate/measured {peak['estimated_peak_bytes'] / measured:.3f})" if measured else ""
+        lines.append(f"               {'peak (step walked)':<20} {binary_bytes(peak['estimated_peak_bytes']):>12}"
+                     f" {binary_bytes(measured):>12}{ratio}  {peak['phase']} at {peak['layer']}")
     return lines
 
 

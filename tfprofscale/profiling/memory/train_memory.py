@@ -97,13 +97,11 @@ def train_ledger(traced: Any, costs: Any, record: MemoryRecord, memory: StepMemo
                  total_measured: int | None, policy: str | None) -> Ledger:
     """The ledger estimated by the formulas (memory/ledger.py), measured terms filled from the step."""
     from tfprofscale.formulas.optimizers import optimizer_spec
-    from tfprofscale.profiling.memory.ledger import (
-        estimate_ledger,
-        measured_ledger_terms,
-    )
+    from tfprofscale.profiling.memory.ledger import measured_ledger_terms
+    from tfprofscale.profiling.memory.train_peak import estimate_train_ledger
 
     count = len(traced.inputs) - traced.label_count
-    ledger = estimate_ledger(traced.layers, costs, optimizer_spec(traced.keras_model.optimizer), traced.batch_size,
+    ledger = estimate_train_ledger(traced.layers, costs, optimizer_spec(traced.keras_model.optimizer), traced.batch_size,
                              policy, input_bytes=tensor_bytes(traced.inputs[:count]),
                              label_bytes=tensor_bytes(traced.inputs[count:]))
     if memory is None:
@@ -115,7 +113,7 @@ def train_ledger(traced: Any, costs: Any, record: MemoryRecord, memory: StepMemo
              **held_at_peak(memory, traced.phase_of, weight_gradient_ops(traced))}
     lines = tuple(replace(line, measured_bytes=known[line.term]) if known.get(line.term) is not None else line
                   for line in ledger.lines)
-    return Ledger(lines, total_measured)
+    return replace(ledger, lines=lines, total_measured_bytes=total_measured)
 
 
 def held_at_peak(memory: StepMemory, phase_of: Callable[[str], str | None], gradient_ops: set[str],
