@@ -96,6 +96,7 @@ class Report:
     predictions: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     memory: MemoryRecord | None = None
+    dtype_policy: str | None = None  # the Keras model's (float32, mixed_float16 ...); None for a tf.function
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready dict of DESIGN.md's profile contract."""
@@ -141,6 +142,7 @@ class Report:
             ops=[OpRow(**_known(OpRow, row)) for row in data["ops"]],
             trace_dir=data.get("trace_dir"), predictions=data.get("predictions", []),
             warnings=list(data.get("warnings", [])), memory=_memory_record(data.get("memory")),
+            dtype_policy=data.get("dtype_policy"),
         )
 
 

@@ -41,7 +41,7 @@ class ProfileOptions:
     show_predictions: int = 0
     params: dict[str, Any] = field(default_factory=dict)
     progress: bool = False
-    input_shapes: tuple[tuple[int, ...], ...] | None = None
+    input_shapes: tuple[tuple[int, ...], ...] | dict[str, tuple[int, ...]] | None = None
     tf_cost_model: bool = True
     memory_trace: bool = False
     memory: bool = True
@@ -116,7 +116,7 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
         traced = tracing.trace(model, options.batch_size, example_inputs, params, options.input_shapes)
     say("counting graph FLOPs with tfprof")
     stats = graph_stats.graph_stats(traced.graph)
-    costs = analytic.analyze_layers(traced.layers)
+    costs = analytic.analyze_layers(traced.layers, _user_formulas(model_file))
     check_step_fits(traced, costs)
     say(f"timing {options.warmup} warm-up + at least {options.steps} steps (until the median is within "
         f"{100 * options.target_ci:g}% or {options.max_time:g} s)"
@@ -138,6 +138,11 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
     )
     if measured.trace_failure:
         report.warnings.append(measured.trace_failure)
+    if traced.keras_model is not None:
+        from tfprofscale.profiling.trace.weight_checks import dtype_policy_name, untrained_bias_warnings
+
+        report.dtype_policy = dtype_policy_name(traced.keras_model)
+        report.warnings += untrained_bias_warnings(traced.keras_model)
     if options.tf_cost_model:
         from tfprofscale.profiling.graph.tf_cost_model import add_tf_estimates
 
@@ -156,6 +161,13 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
         _add_accuracy(report, traced.keras_model, data, options, say)
     say("done")
     return report
+
+
+def _user_formulas(model_file: Any) -> dict[str, Any]:
+    """The model file's own formulas; for a model object, those registered with ``@tfprofscale.formula``."""
+    from tfprofscale.formulas.custom import registered_anywhere
+
+    return model_file.formulas if model_file is not None else registered_anywhere()
 
 
 def _with_nested_kernels(stats: Any, measured: Any, options: ProfileOptions) -> list[Any]:

@@ -103,7 +103,8 @@ def render(report: Report) -> str:
     columns = _columns_for(report.layers)
     width = sum(width + 1 for _, width, _ in columns)
     header = (f'Model "{report.model}"  batch {report.batch_size}  on {report.device}'
-              f"  TensorFlow {report.tensorflow}")
+              f"  TensorFlow {report.tensorflow}"
+              + (f"  dtype policy {report.dtype_policy}" if report.dtype_policy else ""))
     lines = [header, "=" * width, _line(tuple(name for name, _, _ in columns), columns), "-" * width]
     lines += _layer_lines(report.layers, columns)
     lines += ["=" * width, *_totals_lines(report)]

@@ -65,7 +65,6 @@ def measure_memory(traced: Any, device: str, allocator_peak: int | None = None,
     measurement = fill_record(record, step_memory(run_metadata), traced.layer_of, device)
     record.tf_estimated_peak_bytes = grappler_peak_bytes(frozen, device)
     record.kernel_scratch = probed_kernel_scratch(layers or [])
-    measurement.warnings += zero_bias_warnings(frozen, traced.layer_of)
     return measurement
 
 
