@@ -231,8 +231,8 @@ def _example_inputs(specs: Sequence[tf.TensorSpec], make: Callable[..., Any] | N
     if make is _no_inputs:
         return ()
     check_fits(batch_size, "the model's inputs (while they are made)", making_inputs_bytes(specs))
-    if make is not None:
-        made = make(batch_size, **params)
+    made = make(batch_size, **params) if make is not None else None
+    if made is not None:  # example_inputs may return None: "make them yourself"
         return checked_example_inputs(made, specs, _source_name(make), batch_size)
     rng = np.random.default_rng(0)
     words = model_inputs.string_words(model) if any(spec.dtype == tf.string for spec in specs) else None
