@@ -44,6 +44,7 @@ class CallRecord:
     output_shape: Shape | None = None
     created_ops: list[str] = field(default_factory=list)
     calls: list[tuple[tuple[Shape, ...], Shape | None]] = field(default_factory=list)  # every traced call's shapes
+    trace: int | None = None  # id of the outermost graph the calls were counted in
 
 
 @dataclass(frozen=True)
@@ -134,12 +135,22 @@ def _recorder(layer: Any, records: dict[int, CallRecord], batch_size: int | None
         input_shapes = tensor_shapes((args, {k: v for k, v in kwargs.items() if k not in NOT_INPUTS}))
         output_shape = next(iter(tensor_shapes(outputs)), None)
         if not _symbolic_call(args):
+            trace = id(_outermost(graph))
+            if record.trace != trace:  # tf.function traced again (e.g. after creating variables): count anew
+                record.trace, record.calls = trace, []
             record.calls.append((input_shapes, output_shape))
         if record.output_shape is None:
             record.input_shapes, record.output_shape = input_shapes, output_shape
         return outputs
 
     return call
+
+
+def _outermost(graph: Any) -> Any:
+    """The function graph a (possibly nested: loop body, branch) graph belongs to."""
+    while getattr(graph, "outer_graph", None) is not None:
+        graph = graph.outer_graph
+    return graph
 
 
 def _pin_batch(outputs: Any, args: Any, batch_size: int | None) -> None:

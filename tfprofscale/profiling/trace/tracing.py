@@ -120,8 +120,8 @@ def _trace_subclassed(model: Any, batch_size: int, example_inputs: Callable[...,
     flat = tuple(tf.nest.flatten(structure)) if structure is not None else _example_inputs(
         specs, None, batch_size, params, model)
     caller = model_inputs.subclassed_caller(model, structure)
-    if not model.built:
-        caller(*flat)  # built eagerly once, so that tracing records calls, not the building of weights
+    caller(*flat)  # run eagerly once: every sublayer built (``built`` is set by a bare build() too), so that
+    # tracing records the calls, not the creation of weights (which makes tf.function trace twice)
     with nesting.recording_calls([model], batch_size) as records:
         concrete = tf.function(caller).get_concrete_function(*specs)
     tree = nesting.expand_called(model, records, lambda layer: _symbolic_shapes(layer, batch_size, {}))
