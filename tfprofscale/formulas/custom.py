@@ -26,13 +26,14 @@ This module imports no TensorFlow: ``import tfprofscale`` stays fast.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from tfprofscale.errors import InputError
 
-#: Decorator registrations, in order: (layer type, function, module name of the function or None).
+#: Decorator registrations, in order: (layer type, function, name of the module that registered it).
 _REGISTERED: list[tuple[Any, Any, str | None]] = []
 
 RESULT_KEYS = frozenset({"flops", "macs", "params"})
@@ -40,8 +41,10 @@ RESULT_KEYS = frozenset({"flops", "macs", "params"})
 
 def formula(layer_type: str) -> Callable[[Any], Any]:
     """Decorator: register ``function(input_shapes, output_shape, config)`` as the formula of ``layer_type``."""
+    caller = sys._getframe(1).f_globals.get("__name__")  # the registering module (a model file)
+
     def register(function: Any) -> Any:
-        _REGISTERED.append((layer_type, function, getattr(function, "__module__", None)))
+        _REGISTERED.append((layer_type, function, caller))
         return function
     return register
 
