@@ -126,3 +126,14 @@ def test_input_rows_count_the_fed_dtype(write_model):
     from tfprofscale.report.table import render
 
     assert "dtype policy mixed_float16" in render(report).splitlines()[0]
+
+
+def test_a_sweep_config_takes_input_shapes_by_name(tmp_path):
+    from tfprofscale.sweep.config import load_sweep_config
+
+    (tmp_path / "m.py").write_text("import keras\n\ndef build_model():\n    return None\n")
+    config = tmp_path / "s.ini"
+    config.write_text("[sweep]\nmodel = m.py\ninput_shape = tokens=5,4 extra=3\n")
+    loaded = load_sweep_config(config)
+    assert loaded.input_shapes == {"tokens": (5, 4), "extra": (3,)}
+    assert loaded.settings()["input_shape"] == {"tokens": [5, 4], "extra": [3]}
