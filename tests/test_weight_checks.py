@@ -38,10 +38,10 @@ def test_trained_weights_do_not_warn(write_model, tmp_path):
     import keras
     import numpy as np
 
+    from tfprofscale.profiling.trace import loading
+
     path = write_model(CONV, "conv.py")
-    namespace: dict = {}
-    exec(path.read_text(), namespace)
-    model = namespace["build_model"]()
+    model = loading.build(loading.load_model_file(path), {})
     for layer in (model.get_layer("conv"), model.get_layer("dense")):
         layer.bias.assign(np.full(layer.bias.shape, 0.1, "float32"))
     weights = tmp_path / "trained.weights.h5"

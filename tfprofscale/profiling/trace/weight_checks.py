@@ -25,11 +25,12 @@ def untrained_bias_warnings(model: Any) -> list[str]:
     zero = [name for name, bias in biased if not np.any(bias)]
     if not biased or len(zero) < len(biased):
         return []
-    shown = ", ".join(zero[:SHOWN_LAYERS]) + (f" and {len(zero) - SHOWN_LAYERS} more" if len(zero) > SHOWN_LAYERS
-                                              else "")
-    return [f"untrained weights: the biases of {shown} are all zero; these initial values are what was measured, "
-            "and TensorFlow's graph optimizer merges identical constant tensors, so the weights held can be fewer "
-            "bytes than the parameters (give --weights for the trained model)"]
+    more = len(zero) - SHOWN_LAYERS
+    shown = ", ".join(zero[:SHOWN_LAYERS]) + (f" and {more} more" if more > 0 else "")
+    warning = (f"untrained weights: the biases of {shown} are all zero; these initial values are what was measured, "
+               "and TensorFlow's graph optimizer merges identical constant tensors, so the weights held can be fewer "
+               "bytes than the parameters (give --weights for the trained model)")
+    return [warning]
 
 
 def _biases(model: Any) -> Iterator[tuple[str, np.ndarray]]:
