@@ -103,6 +103,8 @@ def _trace_keras(model: Any, model_input_list: list[model_inputs.ModelInput], ba
         concrete = function.get_concrete_function(*specs)
     fixed_inputs = {i.name: tuple(spec.shape) for i, spec in zip(model_input_list, specs)}
     tree = nesting.expand(model, records, lambda layer: _symbolic_shapes(layer, batch_size, fixed_inputs))
+    for model_input, spec in zip(model_input_list, specs):  # the Placeholder, named after its input, is its row's
+        tree.scopes.setdefault(spec.name, model_input.name)
     layers = with_known_batch(_without_idle_composites(tree, concrete.graph), batch_size)
     inputs = _example_inputs(specs, example_inputs, batch_size, params, model)
     return TracedModel(concrete, inputs, layers, batch_size, model, tree.scopes)
