@@ -70,3 +70,24 @@ def test_input_shape_is_refused_for_a_subclassed_model(write_model, capsys):
     line = one_line_error(capsys, "profile", str(write_model(WITH_EXAMPLE_INPUTS, "net.py")), "--no-trace",
                           "--quiet", "--input-shape", "5")
     assert "subclassed keras.Model" in line
+
+
+def test_a_model_called_on_a_dict_is_traced_on_that_structure_and_its_own_ops_get_a_row():
+    import keras
+    import numpy as np
+
+    class Two(keras.Model):
+        def __init__(self):
+            super().__init__(name="two")
+            self.a, self.b = keras.layers.Dense(3, name="a"), keras.layers.Dense(3, name="b")
+
+        def call(self, features):
+            return self.a(features["x"]) + self.b(features["y"])  # the + is the model's own op
+
+    model = Two()
+    model({"x": np.ones((1, 4), "float32"), "y": np.ones((1, 5), "float32")})  # called once: built on a dict
+    rows = {row.name: row for row in tfprofscale.profile(model, batch_size=2, **QUICK).layers}
+    assert rows["two/a"].graph_flops == 2 * 2 * 4 * 3 + 2 * 3  # 48 + 6
+    assert rows["two/b"].graph_flops == 2 * 2 * 5 * 3 + 2 * 3  # 60 + 6
+    # the model's own AddV2 of two 2x3 outputs: 6 FLOPs in the graph, and no formula (a raw op)
+    assert rows["two"].graph_flops == 6 and rows["two"].analytic_flops is None

@@ -134,10 +134,22 @@ def subclassed_specs(model: Any, made: Any, batch_size: int, source: str) -> tup
     if len(built) != 1:
         raise InputError(f"model {model.name!r} is a subclassed keras.Model with no defined input: give the "
                          "model file an example_inputs(batch_size), or build or call the model once in build_model")
-    shape = next(iter(built.values()))
-    dims = (batch_size, *(1 if d is None else int(d) for d in tuple(shape)[1:]))
-    return None, [tf.TensorSpec(dims, tf.as_dtype(getattr(model, "input_dtype", None) or "float32"),
-                                name="input_0")]
+    import keras
+
+    dtype = tf.as_dtype(getattr(model, "input_dtype", None) or "float32")
+    structure = keras.tree.map_shape_structure(lambda shape: _built_spec(model, shape, batch_size, dtype),
+                                               next(iter(built.values())))
+    specs = tf.nest.flatten(structure)
+    return (structure if len(specs) > 1 else None), specs
+
+
+def _built_spec(model: Any, shape: Any, batch_size: int, dtype: Any) -> tf.TensorSpec:
+    """The spec of one input the model was built with, at ``batch_size``."""
+    dims = tuple(shape)
+    if not dims or any(d is None for d in dims[1:]):
+        raise InputError(f"model {model.name!r} was built with an input of shape {dims}: every dimension beyond "
+                         "the batch must be fixed; give the model file an example_inputs(batch_size)")
+    return tf.TensorSpec((batch_size, *(int(d) for d in dims[1:])), dtype)
 
 
 def string_words(model: Any) -> tuple[list[str], int]:

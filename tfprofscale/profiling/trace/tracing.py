@@ -119,7 +119,7 @@ def _trace_subclassed(model: Any, batch_size: int, example_inputs: Callable[...,
     made = example_inputs(batch_size, **params) if example_inputs is not None else None
     source = _source_name(example_inputs) if example_inputs is not None else ""
     structure, specs = model_inputs.subclassed_specs(model, made, batch_size, source)
-    flat = tuple(tf.nest.flatten(structure)) if structure is not None else _example_inputs(
+    flat = tuple(tf.nest.flatten(structure)) if made is not None else _example_inputs(
         specs, None, batch_size, params, model)
     caller = model_inputs.subclassed_caller(model, structure)
     caller(*flat)  # run eagerly once: every sublayer built (``built`` is set by a bare build() too), so that
