@@ -27,8 +27,8 @@ PARAMS = {"name": "vit"}
 #: --input-shape arguments a model needs (inputs it leaves undefined), by name.
 INPUT_SHAPES = {
     "seq2seq": ["encoder_inputs=16,32", "decoder_inputs=12,40"],
-    **{f"hub_{kind}": ["token_ids=64", "padding_mask=64"] for kind in ("bert", "distilbert", "roberta", "albert")},
-    "hub_gpt2": ["token_ids=64", "padding_mask=64"],
+    **{f"hub_{kind}": ["token_ids=64", "padding_mask=64"] for kind in ("distilbert", "roberta", "gpt2")},
+    **{f"hub_{kind}": ["token_ids=64", "padding_mask=64", "segment_ids=64"] for kind in ("bert", "albert")},
 }
 
 

@@ -162,13 +162,14 @@ def _input_specs(inputs: Sequence[model_inputs.ModelInput], batch_size: int, inp
                  ) -> list[tf.TensorSpec]:
     """One TensorSpec per flat input at ``batch_size``, named after its input; ``--input-shape`` fills undefined dimensions."""
     given = model_inputs.given_shapes(inputs, input_shapes)
-    return [_fixed_spec(i.dims, i.dtype, i.name, batch_size, shape, label=i.path or i.name)
+    return [_fixed_spec(i.dims, i.dtype, i.name, batch_size, shape, label=i.path or i.name, named=len(inputs) > 1)
             for i, shape in zip(inputs, given)]
 
 
 def _fixed_spec(shape: Any, dtype: Any, name: str, batch_size: int, given: Shape | None = None,
-                label: str | None = None) -> tf.TensorSpec:
-    """The input's spec at ``batch_size``; messages call it ``label`` (its InputLayer's name) when known."""
+                label: str | None = None, named: bool = False) -> tf.TensorSpec:
+    """The input's spec at ``batch_size``; messages call it ``label`` (its InputLayer's name) when known,
+    and suggest ``--input-shape NAME=...`` when the model has several inputs (``named``)."""
     spec_name, name = name, label or name
     dims = tuple(shape)
     if not dims:
@@ -177,7 +178,7 @@ def _fixed_spec(shape: Any, dtype: Any, name: str, batch_size: int, given: Shape
     if any(d is None for d in per_example):
         raise InputError(
             f"model input {name!r} has shape {_show(dims)}: every dimension beyond the batch must be fixed;"
-            f" give it with --input-shape, e.g. --input-shape {_example_shape(dims)}"
+            f" give it with --input-shape, e.g. --input-shape {name + '=' if named else ''}{_example_shape(dims)}"
         )
     return tf.TensorSpec((batch_size, *per_example), tf.as_dtype(dtype), name=_safe_name(spec_name))
 
