@@ -129,3 +129,30 @@ def test_a_shared_layer_is_counted_once_per_call(write_model):
     assert rows["norm"].analytic_flops == 2 * single.analytic_flops
     assert rows["norm"].graph_flops == 2 * single.graph_flops
     assert "calls" not in rows["head"].geometry
+
+
+SUBCLASS_OF_KERAS = """
+    import keras
+
+    class MyAttention(keras.layers.MultiHeadAttention):   # a library's subclass (keras_hub's are alike)
+        pass
+
+    def build_model():
+        x = keras.Input((6, 8), name="x")
+        return keras.Model(x, MyAttention(num_heads=2, key_dim=4, name="attn")(x, x), name="subclass")
+"""
+
+
+def test_a_subclass_of_a_keras_layer_is_costed_by_its_base_formula(write_model):
+    report = tfprofscale.profile(str(write_model(SUBCLASS_OF_KERAS, "subclass.py")), batch_size=2, **QUICK)
+    rows = {row.name: row for row in report.layers}
+    assert list(rows) == ["x", "attn"]  # one row, not its query/key/value/output sublayers
+    attn = rows["attn"]
+    assert attn.type == "MyAttention" and attn.geometry["formula_of"] == "MultiHeadAttention"
+    # by hand, batch 2, 6 positions, width 8, 2 heads of 4:
+    # q, k, v projections: 3 * (2*2*6*8*8 + 2*6*8) = 3 * (1536 + 96) = 4896
+    # scores q.k: 2*2*2*6*6*4 = 1152, each scaled by 1/sqrt(4): 2*2*6*6 = 144 multiplies;
+    # softmax 5 per score: 5*144 = 720; weighted sum: 1152
+    # output projection: 2*2*6*8*8 + 2*6*8 = 1536 + 96 = 1632
+    assert attn.analytic_flops == 4896 + 1152 + 144 + 720 + 1152 + 1632  # 9696
+    assert attn.graph_flops == attn.analytic_flops  # TensorFlow's profiler counts the same ops

@@ -202,9 +202,23 @@ def _formula(info: LayerInfo, custom: Mapping[str, UserFormula]) -> Formula:
         raise NoFormula(f"{info.type} {info.name!r} is not a Keras layer")
     if info.type in custom:
         return _user_formula(custom[info.type], info)
-    if info.type not in _FORMULAS:
+    if info.type in _FORMULAS:
+        return _FORMULAS[info.type](info)
+    base = _keras_base_with_formula(info.layer)
+    if base is None:
         raise NoFormula(f"no formula for layer type {info.type}")
-    return _FORMULAS[info.type](info)
+    formula = _FORMULAS[base](replace(info, type=base))
+    return replace(formula, geometry={**formula.geometry, "formula_of": base})
+
+
+def _keras_base_with_formula(layer: Any) -> str | None:
+    """For a subclass of a Keras layer from another library (keras_hub's ``ReversibleEmbedding`` of
+    ``Embedding``), the nearest Keras base class that has a formula; its formula costs the subclass
+    (``geometry["formula_of"]`` names it, and the graph column shows any work the subclass adds)."""
+    for base in type(layer).__mro__[1:]:
+        if base.__module__.split(".")[0] in ("keras", "tf_keras") and base.__name__ in _FORMULAS:
+            return base.__name__
+    return None
 
 
 def _user_formula(user: UserFormula, info: LayerInfo) -> Formula:

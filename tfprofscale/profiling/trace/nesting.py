@@ -189,14 +189,33 @@ def _is_layer(operation: Any) -> bool:
 
 
 def is_composite(layer: Any) -> bool:
-    """A model used as a layer, or a custom (non-Keras) layer holding Keras sublayers."""
+    """A model used as a layer, or a custom (non-Keras) layer holding Keras sublayers.
+
+    A subclass of a concrete Keras layer (keras_hub's ``CachedMultiHeadAttention``
+    of ``MultiHeadAttention``) is a leaf like its Keras base: its formula is the base's.
+    """
     import keras
 
     if isinstance(layer, keras.Model):
         return bool(_children(layer))
-    if type(layer).__module__.split(".")[0] in KERAS_PACKAGES:
+    if type(layer).__module__.split(".")[0] in KERAS_PACKAGES or keras_base_layer(type(layer)) is not None:
         return False
     return bool(sublayers(layer))
+
+
+def keras_base_layer(cls: type) -> type | None:
+    """The nearest concrete Keras layer class ``cls`` (a class from elsewhere) derives from; None if only Layer."""
+    import keras
+
+    for base in cls.__mro__[1:]:
+        if base.__module__.split(".")[0] not in KERAS_PACKAGES:
+            continue
+        if base is keras.layers.Layer or not issubclass(base, keras.layers.Layer) or base.__name__.startswith("_"):
+            return None
+        if issubclass(base, keras.Model) or base.__name__ in ("Layer", "Operation"):
+            return None
+        return base
+    return None
 
 
 def _children(layer: Any) -> list[Any]:
