@@ -12,13 +12,31 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from tfprofscale import training
 from tfprofscale.errors import InputError
-
-if TYPE_CHECKING:
-    from tfprofscale.profiling.assemble import Report
-    from tfprofscale.profiling.runtime.timing import StopRule
+from tfprofscale.formulas import analytic
+from tfprofscale.formulas.custom import registered_anywhere
+from tfprofscale.profiling.assemble import layer_rows, totals
+from tfprofscale.profiling.graph import graph_stats
+from tfprofscale.profiling.graph.tf_cost_model import add_tf_estimates
+from tfprofscale.profiling.memory import measure as memory
+from tfprofscale.profiling.runtime import measure as runtime
+from tfprofscale.profiling.runtime.attribution import attribute_ops, body_kernels_renamed
+from tfprofscale.profiling.runtime.machine_peaks import fresh_cached_peaks
+from tfprofscale.profiling.runtime.measure import check_logdir
+from tfprofscale.profiling.runtime.measurement_checks import measurement_warnings
+from tfprofscale.profiling.runtime.nested_kernels import CALL_KERNEL_TYPES, call_op_times
+from tfprofscale.profiling.runtime.run_checks import check_step_fits, model_run_errors
+from tfprofscale.profiling.runtime.shares import apply_step_medians, unattributed_time_us
+from tfprofscale.profiling.runtime.timing import StopRule, apply_threads, parse_threads
+from tfprofscale.profiling.trace import loading, tracing
+from tfprofscale.profiling.trace.input_shapes import check_input_shapes
+from tfprofscale.profiling.trace.user_code import user_code
+from tfprofscale.profiling.trace.weight_checks import dtype_policy_name, untrained_bias_warnings
+from tfprofscale.profiling.trace.weights import load_weights
+from tfprofscale.records import Report
 
 
 @dataclass(frozen=True)
@@ -52,15 +70,11 @@ class ProfileOptions:
 
     def stop_rule(self) -> "StopRule":
         """When to stop timing: at least ``steps`` steps, rounds of ``min_time`` s, CI target or ``max_time`` s."""
-        from tfprofscale.profiling.runtime.timing import StopRule
-
         return StopRule(min_steps=self.steps, min_round_s=self.min_time, target_ci=self.target_ci,
                         max_time_s=self.max_time)
 
     def validate(self) -> None:
         """InputError for counts that cannot be measured."""
-        from tfprofscale.profiling.runtime.timing import parse_threads
-
         parse_threads(self.threads)
         self.stop_rule().validate()
         for name in ("batch_size", "steps"):
@@ -72,8 +86,6 @@ class ProfileOptions:
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise InputError(f"{name.replace('_', '-')} must be an integer >= 0, got {value!r}")
         if self.input_shapes is not None:
-            from tfprofscale.profiling.trace.input_shapes import check_input_shapes
-
             check_input_shapes(self.input_shapes)
 
 
@@ -89,7 +101,6 @@ def profile(model_or_path: Any, batch_size: int = 1, **options: Any) -> "Report"
 def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
     """Profile with explicit options (the CLI and the sweep workers call this)."""
     options.validate()
-    from tfprofscale.profiling.runtime.timing import apply_threads, parse_threads
 
     threads_warning = apply_threads(parse_threads(options.threads))
     say = _Progress(options.progress)
@@ -97,18 +108,6 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
     say("loading the model")
     model, model_file, params = _load(model_or_path, options)
     data = _load_data(model_file, params, options, say)
-    from tfprofscale.formulas import analytic
-    from tfprofscale.profiling.graph import graph_stats
-    from tfprofscale.profiling.memory import measure as memory
-    from tfprofscale.profiling.runtime import measure as runtime
-    from tfprofscale.profiling.trace import tracing
-    from tfprofscale.profiling.runtime.attribution import attribute_ops
-    from tfprofscale.profiling.runtime.measurement_checks import measurement_warnings
-    from tfprofscale.profiling.runtime.shares import apply_step_medians, unattributed_time_us
-    from tfprofscale.profiling.assemble import Report, layer_rows, totals
-
-    from tfprofscale.profiling.runtime.run_checks import check_step_fits, model_run_errors
-    from tfprofscale.profiling.trace.user_code import user_code
 
     say(f"tracing at batch {options.batch_size}")
     example_inputs = model_file.example_inputs if model_file else None
@@ -139,13 +138,9 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
     if measured.trace_failure:
         report.warnings.append(measured.trace_failure)
     if traced.keras_model is not None:
-        from tfprofscale.profiling.trace.weight_checks import dtype_policy_name, untrained_bias_warnings
-
         report.dtype_policy = dtype_policy_name(traced.keras_model)
         report.warnings += untrained_bias_warnings(traced.keras_model)
     if options.tf_cost_model:
-        from tfprofscale.profiling.graph.tf_cost_model import add_tf_estimates
-
         say("estimating with TensorFlow's cost model (Grappler)")
         add_tf_estimates(report, traced)
     if options.memory:
@@ -165,16 +160,11 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
 
 def _user_formulas(model_file: Any) -> dict[str, Any]:
     """The model file's own formulas; for a model object, those registered with ``@tfprofscale.formula``."""
-    from tfprofscale.formulas.custom import registered_anywhere
-
     return model_file.formulas if model_file is not None else registered_anywhere()
 
 
 def _with_nested_kernels(stats: Any, measured: Any, options: ProfileOptions) -> list[Any]:
     """The kernels that ran, body kernels named after their body ops, plus nested functions run as one kernel."""
-    from tfprofscale.profiling.runtime.attribution import body_kernels_renamed
-    from tfprofscale.profiling.runtime.nested_kernels import CALL_KERNEL_TYPES, call_op_times
-
     kernels = body_kernels_renamed(stats, measured.kernels)
     if not any(op.type in CALL_KERNEL_TYPES and op.runs for op in stats.ops):
         return kernels
@@ -183,8 +173,6 @@ def _with_nested_kernels(stats: Any, measured: Any, options: ProfileOptions) -> 
 
 
 def _load(model_or_path: Any, options: ProfileOptions) -> tuple[Any, Any, dict[str, Any]]:
-    from tfprofscale.profiling.trace import loading
-
     if isinstance(model_or_path, loading.ModelFile):
         model_file = model_or_path  # already imported (by the CLI): a model file is imported once per profile
     elif not isinstance(model_or_path, (str, os.PathLike)):
@@ -201,8 +189,6 @@ def _load(model_or_path: Any, options: ProfileOptions) -> tuple[Any, Any, dict[s
 
 
 def _load_weights(model: Any, weights: str) -> None:
-    from tfprofscale.profiling.trace.weights import load_weights
-
     load_weights(model, weights)
 
 
@@ -216,8 +202,6 @@ def _load_data(model_file: Any, params: dict[str, Any], options: ProfileOptions,
 
 
 def _add_accuracy(report: Any, model: Any, data: Any, options: ProfileOptions, say: "_Progress") -> None:
-    from tfprofscale import training
-
     say("evaluating on the test split")
     report.totals.accuracy = training.evaluate(model, data)
     if options.show_predictions:
@@ -233,8 +217,6 @@ def _model_name(model_or_path: Any) -> str:
 
 
 def _run_dir(options: ProfileOptions, model_name: str) -> Path:
-    from tfprofscale.profiling.runtime.measure import check_logdir
-
     logdir = check_logdir(options.logdir)
     name = options.run_name or f"{model_name}-b{options.batch_size}"
     return logdir / re.sub(r"[^A-Za-z0-9_.=,-]+", "_", name)
@@ -242,8 +224,6 @@ def _run_dir(options: ProfileOptions, model_name: str) -> Path:
 
 def _cached_peak_flops() -> float | None:
     """The machine's FLOP/s peak if a still-valid measurement is cached (never measured here: it takes seconds)."""
-    from tfprofscale.profiling.runtime.machine_peaks import fresh_cached_peaks
-
     peaks = fresh_cached_peaks()
     return peaks.flops_per_s if peaks is not None else None
 

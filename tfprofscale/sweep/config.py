@@ -50,6 +50,7 @@ from tfprofscale.errors import InputError
 from tfprofscale.inputs import read_text
 
 CONFIG_LIMIT_BYTES = 2**20
+from tfprofscale.profiling.trace.input_shapes import parse_input_shapes
 from tfprofscale.profiling.trace.loading import ModelFile, check_type, literal, load_model_file
 
 DOCUMENT_001_SECTION = "CONFIGURATION"
@@ -312,8 +313,6 @@ def _value_list(where: _Where, text: str) -> list[Any]:
 def _input_shapes(where: _Where, text: str) -> tuple[tuple[int, ...], ...] | dict[str, tuple[int, ...]]:
     """``224,224,3`` (one input), ``64 64,8`` (one shape per input, separated by spaces) or by name,
     ``token_ids=128 padding_mask=128``."""
-    from tfprofscale.profiling.trace.input_shapes import parse_input_shapes
-
     label = f"{where.file} [{where.section}] {where.key}"
     return parse_input_shapes(text.split(), label) or ()
 

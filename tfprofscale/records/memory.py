@@ -1,0 +1,50 @@
+"""Records of one step's memory: the tensors live at the peak and the measured and estimated figures."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class LiveTensor:
+    """A tensor live at the memory peak: its name, the op and layer that made it, its size."""
+
+    tensor: str
+    op: str
+    layer: str | None
+    bytes: int
+
+
+@dataclass
+class MemoryRecord:
+    """Memory of one inference step, measured and estimated, in bytes.
+
+    ``measured_peak_bytes`` is the in-step transient peak from the
+    allocation records of one traced step; ``weights_bytes`` and
+    ``input_bytes`` are resident around it. ``allocator_*`` are the
+    process-wide allocator's figures, None where it keeps no statistics.
+    ``missing`` says in one line why the measured figures are absent.
+    ``space_peaks`` is the measured transient peak per memory space
+    (``host``, and ``device`` for a GPU's allocator). ``measured_terms``
+    splits weights + input + transient peak into the terms of the estimate
+    (``parameters``, ``input``, ``activations``, ``workspace``).
+    ``memory_trace`` is the ``--memory-trace`` run's trace folder, or why it did not run.
+    ``kernel_scratch`` is each Conv2D and Dense layer's oneDNN scratch, probed alone (the estimate's workspace).
+    """
+
+    measured_peak_bytes: int | None = None
+    weights_bytes: int | None = None
+    input_bytes: int | None = None
+    estimated_peak_bytes: int | None = None
+    tf_estimated_peak_bytes: int | None = None
+    allocator_peak_bytes: int | None = None
+    allocator_resident_bytes: int | None = None
+    peak_op: str | None = None
+    peak_layer: str | None = None
+    live_at_peak: list[LiveTensor] = field(default_factory=list)
+    estimate_terms: dict[str, int] = field(default_factory=dict)
+    missing: str | None = None
+    space_peaks: dict[str, int] = field(default_factory=dict)
+    measured_terms: dict[str, int] = field(default_factory=dict)
+    estimated_peak_layer: str | None = None
+    memory_trace: str | None = None
+    kernel_scratch: dict[str, int] = field(default_factory=dict)
