@@ -122,10 +122,10 @@ def test_input_rows_count_the_fed_dtype(write_model):
     layers = rows(report)
     assert layers["ids"].activation_bytes == 2 * 3 * 4      # int32: 4 bytes, not float16's 2
     assert layers["values"].activation_bytes == 2 * 5 * 4   # fed float32 under mixed_float16
-    assert report.dtype_policy == "mixed_float16"
+    assert report.precision_policy == "mixed_float16"
     from tfprofscale.report.table import render
 
-    assert "dtype policy mixed_float16" in render(report).splitlines()[0]
+    assert "policy mixed_float16" in render(report).splitlines()[0]
 
 
 def test_a_sweep_config_takes_input_shapes_by_name(tmp_path):

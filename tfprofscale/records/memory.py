@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -48,3 +49,4 @@ class MemoryRecord:
     estimated_peak_layer: str | None = None
     memory_trace: str | None = None
     kernel_scratch: dict[str, int] = field(default_factory=dict)
+    ledger: dict[str, Any] | None = None  # --train: the train-step ledger (Ledger.as_dict())

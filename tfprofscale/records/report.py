@@ -113,6 +113,7 @@ class OpRow:
     tf_estimated_us: float | None = None
     flops_source: str | None = None
     executions: int | None = 1
+    phase: str | None = None  # --train: forward, loss, backward or update
 
 
 @dataclass
@@ -142,6 +143,16 @@ class LayerRow:
     depth: int = 0
     measured_bytes: int | None = None
     tf_estimated_us: float | None = None
+    # --train only (profiling/train_views.py): formulas, graph FLOPs and kernel time by phase
+    forward_flops: int | None = None
+    input_grad_flops: int | None = None
+    weight_grad_flops: int | None = None
+    update_flops: int | None = None
+    graph_backward_flops: int | None = None
+    graph_update_flops: int | None = None
+    forward_time_us: float | None = None
+    backward_time_us: float | None = None
+    update_time_us: float | None = None
 
 
 @dataclass
@@ -172,6 +183,13 @@ class Totals:
     uncounted_op_types: dict[str, int] = field(default_factory=dict)
     busy_time_us: float | None = None
     concurrency: float | None = None
+    # --train only (profiling/train_views.py)
+    train_flops: int | None = None
+    graph_train_flops: int | None = None
+    train_to_forward: float | None = None
+    update_flops: int | None = None
+    graph_flops_by_phase: dict[str, int] = field(default_factory=dict)
+    time_us_by_phase: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -190,7 +208,12 @@ class Report:
     predictions: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     memory: MemoryRecord | None = None
-    dtype_policy: str | None = None  # the Keras model's (float32, mixed_float16 ...); None for a tf.function
+    mode: str = "infer"
+    train_setup: str | None = None
+    precision_policy: str | None = None
+    max_batch: dict[str, Any] | None = None
+    accumulation: dict[str, Any] | None = None
+    xla: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready dict of DESIGN.md's profile contract."""
@@ -236,8 +259,12 @@ class Report:
             ops=[OpRow(**_known(OpRow, row)) for row in data["ops"]],
             trace_dir=data.get("trace_dir"), predictions=data.get("predictions", []),
             warnings=list(data.get("warnings", [])), memory=_memory_record(data.get("memory")),
-            dtype_policy=data.get("dtype_policy"),
+            **{key: data[key] for key in TRAIN_REPORT_KEYS if key in data},
         )
+
+
+#: Report keys of a ``--train`` / ``--memory-budget`` / ``--jit-compile`` profile, kept by ``from_dict``.
+TRAIN_REPORT_KEYS = ("mode", "train_setup", "precision_policy", "max_batch", "accumulation", "xla")
 
 
 def _memory_record(data: dict[str, Any] | None) -> MemoryRecord | None:

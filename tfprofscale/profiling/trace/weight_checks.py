@@ -1,4 +1,4 @@
-"""Checks on the Keras model's weights themselves (not on any graph): untrained biases, the dtype policy.
+"""Checks on the Keras model's weights themselves (not on any graph): untrained biases.
 
 Biases are read from the layers' bias variables, so the check does not depend
 on how the bias is added in the graph (``BiasAdd`` for Dense, ``AddV2`` for
@@ -27,9 +27,8 @@ def untrained_bias_warnings(model: Any) -> list[str]:
         return []
     more = len(zero) - SHOWN_LAYERS
     shown = ", ".join(zero[:SHOWN_LAYERS]) + (f" and {more} more" if more > 0 else "")
-    warning = (f"untrained weights: the biases of {shown} are all zero; these initial values are what was measured, "
-               "and TensorFlow's graph optimizer merges identical constant tensors, so the weights held can be fewer "
-               "bytes than the parameters (give --weights for the trained model)")
+    warning = (f"untrained weights: the biases of {shown} are all zero; these initial values are what was measured "
+               "(give --weights for the trained model)")
     return [warning]
 
 
@@ -41,9 +40,3 @@ def _biases(model: Any) -> Iterator[tuple[str, np.ndarray]]:
         bias = getattr(layer, "bias", None)
         if isinstance(bias, keras.Variable):
             yield layer.name, keras.ops.convert_to_numpy(bias)
-
-
-def dtype_policy_name(model: Any) -> str | None:
-    """The model's dtype policy (``float32``, ``mixed_float16`` ...), None for a plain tf.function."""
-    policy = getattr(model, "dtype_policy", None)
-    return getattr(policy, "name", None)
