@@ -48,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                          help="model parameter (repeatable)")
     predict.add_argument("--batch-size", type=int, default=1, help="inference batch size (default 1)")
-    predict.add_argument("--input-shape", action="append", default=[], metavar="D1,D2,...",
+    predict.add_argument("--input-shape", action="append", default=[], metavar="[NAME=]D1,D2,...",
                          help="per-example input shape for inputs the model leaves undefined (once per input)")
     predict.add_argument("--machine", metavar="FINGERPRINT",
                          help="use the model fitted on this machine (default: this machine's; see `fit`'s output)")
@@ -140,6 +140,6 @@ def untimed_layer_rows(model_path: str, param_pairs: list[str], batch_size: int,
     traced = tracing.trace(loading.build(model_file, params), batch_size, model_file.example_inputs, params,
                            input_shapes, with_inputs=False)
     stats = graph_stats.graph_stats(traced.graph)
-    costs = analytic.analyze_layers(traced.layers)
+    costs = analytic.analyze_layers(traced.layers, model_file.formulas)
     ops = attribute_ops(stats, None, traced.layer_of)
     return layer_rows(traced.layers, costs, ops, stats, traced=False)

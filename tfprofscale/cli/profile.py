@@ -24,9 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_measure_options(parser)
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                         help="model parameter (repeatable)")
-    parser.add_argument("--input-shape", action="append", default=[], metavar="D1,D2,...",
+    parser.add_argument("--input-shape", action="append", default=[], metavar="[NAME=]D1,D2,...",
                         help="per-example input shape, e.g. 224,224,3, for inputs the model leaves undefined "
-                             "(once per input, in order)")
+                             "(once per input, in order, or by input name: token_ids=128)")
     parser.add_argument("--logdir", default="runs", help="TensorBoard logdir for the trace (default: runs)")
     parser.add_argument("--json", metavar="FILE", help="write the full report as JSON")
     parser.add_argument("--csv", metavar="FILE", help="write the per-layer table as CSV")

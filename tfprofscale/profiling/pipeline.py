@@ -18,6 +18,7 @@ from tfprofscale import training
 from tfprofscale.errors import InputError
 from tfprofscale.footprint import check_above_floor, max_memory_bytes
 from tfprofscale.formulas import analytic
+from tfprofscale.formulas.custom import registered_anywhere
 from tfprofscale.profiling import train_profile
 from tfprofscale.profiling.assemble import layer_rows, totals
 from tfprofscale.profiling.batch_limits import add_batch_limits, check_budget_above_weights, check_budget_options
@@ -42,6 +43,7 @@ from tfprofscale.profiling.trace.input_budget import check_model_fits
 from tfprofscale.profiling.trace.input_shapes import check_input_shapes
 from tfprofscale.profiling.trace.train_setup import check_optimizer_name
 from tfprofscale.profiling.trace.user_code import user_code
+from tfprofscale.profiling.trace.weight_checks import untrained_bias_warnings
 from tfprofscale.profiling.trace.weights import load_weights
 from tfprofscale.records import Report
 
@@ -69,7 +71,7 @@ class ProfileOptions:
     show_predictions: int = 0
     params: dict[str, Any] = field(default_factory=dict)
     progress: bool = False
-    input_shapes: tuple[tuple[int, ...], ...] | None = None
+    input_shapes: tuple[tuple[int, ...], ...] | dict[str, tuple[int, ...]] | None = None
     tf_cost_model: bool = True
     memory_trace: bool = False
     memory: bool = True
@@ -143,7 +145,7 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
     check_above_floor(max_memory, options.max_memory)
     say("counting graph FLOPs with tfprof")
     stats = graph_stats.graph_stats(traced.graph)
-    costs = analytic.analyze_layers(traced.layers)
+    costs = analytic.analyze_layers(traced.layers, _user_formulas(model_file))
     check_step_fits(traced, costs)
     if options.processes > 1 and model_file is None:
         raise InputError("--processes above 1 needs a model file: each timing process re-imports it")
@@ -179,6 +181,8 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
         add_train_views(report, traced, stats, costs)
     if measured.trace_failure:
         report.warnings.append(measured.trace_failure)
+    if traced.keras_model is not None:
+        report.warnings += untrained_bias_warnings(traced.keras_model)
     if options.jit_compile:
         say("reading XLA's optimized HLO and its instructions in the trace")
         add_xla_view(report, traced)
@@ -206,6 +210,11 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
         _add_accuracy(report, traced.keras_model, data, options, say)
     say("done")
     return report
+
+
+def _user_formulas(model_file: Any) -> dict[str, Any]:
+    """The model file's own formulas; for a model object, those registered with ``@tfprofscale.formula``."""
+    return model_file.formulas if model_file is not None else registered_anywhere()
 
 
 def _with_nested_kernels(stats: Any, measured: Any, options: ProfileOptions) -> list[Any]:

@@ -23,7 +23,8 @@ document 001's 0.75 is the TF1-style keep probability, so the model's
     repeats = 1                          measurements of each configuration (default 1)
     warmup = 5                           optional (default 5)
     trace_steps = 10                     optional, profiled steps (default 10)
-    input_shape = 224,224,3              optional, per-example shape of inputs left undefined (one per input)
+    input_shape = 224,224,3              optional, per-example shape of inputs left undefined (one per input,
+                                         or by name: token_ids=128 padding_mask=128)
     timeout = 600                        optional, seconds one configuration may run (default: no limit)
     mode = infer train                   optional, what is profiled: inference, one training step, or both
                                          (a grid axis: results.csv gets a mode column; default infer)
@@ -56,7 +57,7 @@ from tfprofscale.errors import InputError
 from tfprofscale.inputs import read_text
 
 CONFIG_LIMIT_BYTES = 2**20
-from tfprofscale.profiling.trace.input_shapes import parse_input_shape
+from tfprofscale.profiling.trace.input_shapes import parse_input_shapes
 from tfprofscale.profiling.trace.loading import ModelFile, check_type, literal, load_model_file
 from tfprofscale.sweep.timing_settings import TimingSettings, check_step_bounds, read_timing
 
@@ -95,7 +96,7 @@ class SweepConfig:
     trace_steps: int = 10
     training: TrainingSettings = field(default_factory=TrainingSettings)
     origins: dict[str, str] = field(default_factory=dict)
-    input_shapes: tuple[tuple[int, ...], ...] | None = None
+    input_shapes: tuple[tuple[int, ...], ...] | dict[str, tuple[int, ...]] | None = None
     timeout_s: float | None = None
     scheduler: str | None = None
     modes: tuple[str, ...] | None = None  # [sweep] mode; None: inference only, and no mode column
@@ -115,7 +116,7 @@ class SweepConfig:
             "config_file": str(self.source), "model": str(self.model), "grid": self.grid,
             "batch_sizes": self.batch_sizes, "steps": self.steps, "repeats": self.repeats,
             "warmup": self.warmup, "trace_steps": self.trace_steps, "timing": asdict(self.timing),
-            "input_shape": [list(shape) for shape in self.input_shapes] if self.input_shapes else None,
+            "input_shape": _shapes_json(self.input_shapes),
             "modes": list(self.modes) if self.modes is not None else None,
             "training": {"epochs": self.training.epochs, "learning_rate": self.training.learning_rate,
                          "batch_size": self.training.batch_size},
@@ -338,10 +339,20 @@ def _value_list(where: _Where, text: str) -> list[Any]:
     return values
 
 
-def _input_shapes(where: _Where, text: str) -> tuple[tuple[int, ...], ...]:
-    """``224,224,3`` (one input) or ``64 64,8`` (one shape per input, separated by spaces)."""
+def _input_shapes(where: _Where, text: str) -> tuple[tuple[int, ...], ...] | dict[str, tuple[int, ...]]:
+    """``224,224,3`` (one input), ``64 64,8`` (one shape per input, separated by spaces) or by name,
+    ``token_ids=128 padding_mask=128``."""
     label = f"{where.file} [{where.section}] {where.key}"
-    return tuple(parse_input_shape(part, label) for part in text.split())
+    return parse_input_shapes(text.split(), label) or ()
+
+
+def _shapes_json(shapes: Any) -> Any:
+    """Input shapes as JSON: a list of lists, or an object by input name; None when not given."""
+    if not shapes:
+        return None
+    if isinstance(shapes, dict):
+        return {name: list(shape) for name, shape in shapes.items()}
+    return [list(shape) for shape in shapes]
 
 
 def _positive_int_list(where: _Where, text: str) -> list[int]:

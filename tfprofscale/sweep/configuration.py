@@ -35,7 +35,7 @@ class RunPlan:
     weights: str | None = None
     data: str | None = None
     training: TrainingSettings | None = None
-    input_shapes: tuple[tuple[int, ...], ...] | None = None
+    input_shapes: tuple[tuple[int, ...], ...] | dict[str, tuple[int, ...]] | None = None
     timing: TimingSettings = TimingSettings()
 
 

@@ -78,7 +78,6 @@ def measure_memory(traced: Any, device: str, allocator_peak: int | None = None,
     except InputError:  # the cost model's warning says why; the static estimate stays unknown
         pass
     record.kernel_scratch = probed_kernel_scratch(layers or [])
-    measurement.warnings += zero_bias_warnings(traced)
     return measurement
 
 
@@ -164,37 +163,6 @@ def grappler_peak_bytes(graph: ShapeGraph, device: str) -> int | None:
     except Exception:  # Grappler raises its own status errors; the estimate is then unknown, not 0
         return None
     return int(peaks[name][0]) if name in peaks else None
-
-
-def zero_bias_warnings(traced: Any) -> list[str]:
-    """One warning when BiasAdd biases are all zero (untrained weights), read from the biases' variables."""
-    try:
-        graph_def = traced.inlined_graph_def()
-    except InputError:
-        return []
-    variables = captured_variables(traced.function)
-    nodes = {node.name: node for node in graph_def.node}
-    zero_layers = []
-    for node in graph_def.node:
-        if node.op != "BiasAdd" or len(node.input) < 2:
-            continue
-        source = _through_reads(nodes, node.input[1])
-        bias = variables.get(source.name) if source is not None else None
-        if bias is not None and not bias.numpy().any():
-            zero_layers.append(traced.layer_of(node.name) or node.name)
-    if not zero_layers:
-        return []
-    shown = ", ".join(zero_layers[:5]) + (f" and {len(zero_layers) - 5} more" if len(zero_layers) > 5 else "")
-    return [f"untrained weights: the biases of {shown} are all zero; these initial values are what was measured "
-            "(give --weights for the trained model)"]
-
-
-def _through_reads(nodes: dict[str, Any], input_name: str) -> Any:
-    """The node an input comes from, looking through Identity and ReadVariableOp nodes (to the variable)."""
-    node = nodes.get(input_name.split(":")[0].lstrip("^"))
-    while node is not None and node.op in ("Identity", "ReadVariableOp") and node.input:
-        node = nodes.get(node.input[0].split(":")[0].lstrip("^"))
-    return node
 
 
 def attach_memory(report: Any, measurement: MemoryMeasurement) -> None:

@@ -3,7 +3,9 @@
 A model file defines ``build_model(**params)`` returning a ``keras.Model`` (or
 a ``tf.function`` with an ``input_signature``), or a module-level ``model``.
 Optional: ``PARAMS`` (defaults, and the names ``--param`` accepts),
-``example_inputs(batch_size, **params)`` and ``load_data(path, **params)``.
+``example_inputs(batch_size, **params)``, ``load_data(path, **params)``
+and formulas for the file's own layer types (``FORMULAS`` or
+``@tfprofscale.formula``, see formulas/custom.py).
 """
 from __future__ import annotations
 
@@ -14,12 +16,13 @@ import itertools
 import math
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Iterable
 
 from tfprofscale.errors import InputError
+from tfprofscale.formulas.custom import UserFormula, file_formulas
 from tfprofscale.inputs import TEXT_LIMIT_BYTES, check_input_file, read_text
 from tfprofscale.profiling.trace.user_code import first_line, guarded, user_code
 from tfprofscale.profiling.trace.weight_budget import WeightsTooLarge, weights_checked
@@ -34,6 +37,7 @@ class ModelFile:
 
     path: Path
     module: ModuleType
+    formulas: dict[str, UserFormula] = field(default_factory=dict)  # the file's own, by layer type
 
     @property
     def name(self) -> str:
@@ -90,7 +94,7 @@ def load_model_file(path: str | os.PathLike) -> ModelFile:
     if not hasattr(module, "build_model") and not hasattr(module, "model"):
         raise InputError(f"model file {file} defines neither build_model() nor model")
     _check_protocol(file, module)
-    return ModelFile(path=file.resolve(), module=module)
+    return ModelFile(path=file.resolve(), module=module, formulas=file_formulas(module, file))
 
 
 def _check_protocol(file: Path, module: ModuleType) -> None:
