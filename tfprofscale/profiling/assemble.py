@@ -17,7 +17,8 @@ from tfprofscale.profiling.runtime.attribution import OpRow
 from tfprofscale.profiling.graph.graph_stats import GraphStats
 from tfprofscale.records import LayerCost, LayerInfo, LiveTensor, MemoryRecord
 from tfprofscale.profiling.runtime.measure import RuntimeResult, StepTimes
-from tfprofscale.profiling.runtime.shares import unattributed_time_us
+from tfprofscale.profiling.runtime.shares import roll_up_nested_times, unattributed_time_us
+from tfprofscale.profiling.runtime.time_notes import add_time_notes
 from tfprofscale.profiling.trace.tracing import STRUCTURAL_OP_TYPES
 
 
@@ -48,6 +49,9 @@ class LayerRow:
     depth: int = 0
     measured_bytes: int | None = None
     tf_estimated_us: float | None = None
+    timed_ops: list[str] = field(default_factory=list)
+    self_time_us: float | None = None
+    time_notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -181,16 +185,18 @@ def layer_rows(layers: list[LayerInfo], costs: list[LayerCost], ops: list[OpRow]
                stats: GraphStats, traced: bool) -> list[LayerRow]:
     """Per-layer rows: formulas, the graph's counts and measured kernel times."""
     graph_types = {op.name: op.type for op in stats.ops}
-    rows = [_layer_row(info, cost, [op for op in ops if op.layer == info.name], graph_types, traced)
+    rows = [_layer_row(info, cost, [op for op in ops if op.layer == info.name],
+                       [op for op in ops if op.timed_layer == info.name], graph_types, traced)
             for info, cost in zip(layers, costs)]
-    _fill_time_shares(rows)
+    add_time_notes(rows, ops)
+    roll_up_nested_times(rows)
     return rows
 
 
-def _layer_row(info: LayerInfo, cost: LayerCost, ops: list[OpRow], graph_types: dict[str, str],
-               traced: bool) -> LayerRow:
+def _layer_row(info: LayerInfo, cost: LayerCost, ops: list[OpRow], timed_ops: list[OpRow],
+               graph_types: dict[str, str], traced: bool) -> LayerRow:
     graph_ops = [op for op in ops if op.name in graph_types]
-    time_us = sum(op.time_us or 0.0 for op in ops) if traced else None
+    time_us = sum(op.time_us or 0.0 for op in timed_ops) if traced else None
     graph_flops = _layer_graph_flops(graph_ops)
     counted = graph_flops if graph_flops is not None else cost.flops
     return LayerRow(
@@ -199,7 +205,8 @@ def _layer_row(info: LayerInfo, cost: LayerCost, ops: list[OpRow], graph_types: 
         activation_bytes=cost.activation_bytes, time_us=time_us,
         achieved_gflops=counted / (time_us * 1e3) if counted and time_us else None,
         receptive_field=cost.receptive_field, supported=cost.supported, inbound=list(info.inbound),
-        ops=[op.name for op in ops], kernels=sorted({op.kernel for op in ops if op.kernel}),
+        ops=[op.name for op in ops], kernels=sorted({op.kernel for op in timed_ops if op.kernel}),
+        timed_ops=[op.name for op in timed_ops],
         uncounted_ops=[op.name for op in graph_ops
                        if op.graph_flops is None and op.type not in STRUCTURAL_OP_TYPES],
         analytic_terms=dict(cost.terms), geometry=dict(cost.geometry), parent=info.parent, depth=info.depth,
@@ -213,12 +220,6 @@ def _layer_graph_flops(graph_ops: list[OpRow]) -> int | None:
     if computing and not counted:
         return None
     return sum(counted)
-
-
-def _fill_time_shares(rows: list[LayerRow]) -> None:
-    total = sum(row.time_us or 0.0 for row in rows)
-    for row in rows:
-        row.time_share = row.time_us / total if total and row.time_us is not None else None
 
 
 def totals(rows: list[LayerRow], ops: list[OpRow], stats: GraphStats, runtime: RuntimeResult,

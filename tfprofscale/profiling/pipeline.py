@@ -124,7 +124,9 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
     with model_run_errors():
         measured = runtime.measure(traced.run, steps=options.steps, warmup=options.warmup,
                                    trace_steps=options.trace_steps, run_dir=run_dir, rule=options.stop_rule())
-    kernels = _with_nested_kernels(stats, measured, options) if measured.traced_step_times else None
+    kernels = None
+    if measured.traced_step_times:
+        kernels, measured = _with_nested_kernels(stats, measured)
     if kernels is not None:
         stats = graph_stats.with_executions(stats, {k.name: k.occurrences for k in kernels})
     ops = attribute_ops(stats, kernels, traced.layer_of)
@@ -158,16 +160,21 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
     return report
 
 
-def _with_nested_kernels(stats: Any, measured: Any, options: ProfileOptions) -> list[Any]:
-    """The kernels that ran, body kernels named after their body ops, plus nested functions run as one kernel."""
-    from tfprofscale.profiling.runtime.attribution import body_kernels_renamed
-    from tfprofscale.profiling.runtime.nested_kernels import CALL_KERNEL_TYPES, call_op_times
+def _with_nested_kernels(stats: Any, measured: Any) -> tuple[list[Any], Any]:
+    """The kernels that ran, body kernels named after their body ops, with While loops' spans (and the
+    measurement with its trace summary counting them)."""
+    from dataclasses import replace
 
-    kernels = body_kernels_renamed(stats, measured.kernels)
-    if not any(op.type in CALL_KERNEL_TYPES and op.runs for op in stats.ops):
-        return kernels
-    known = {kernel.name for kernel in kernels}
-    return kernels + [k for k in call_op_times(measured.trace_dir, options.trace_steps) if k.name not in known]
+    from tfprofscale.profiling.runtime.attribution import body_kernels_renamed
+    from tfprofscale.profiling.runtime.kernel_trace import read_trace_events
+    from tfprofscale.profiling.runtime.measure import kernel_times
+    from tfprofscale.profiling.runtime.nested_kernels import loop_events
+
+    loops = loop_events(read_trace_events(measured.trace_dir), stats) if measured.trace_dir else []
+    if loops:
+        kernels, summary = kernel_times(measured.trace_dir, measured.device.startswith("GPU"), loops)
+        measured = replace(measured, kernels=kernels, trace_summary=summary)
+    return body_kernels_renamed(stats, measured.kernels), measured
 
 
 def _load(model_or_path: Any, options: ProfileOptions) -> tuple[Any, Any, dict[str, Any]]:

@@ -137,8 +137,15 @@ def _totals_lines(report: Report) -> list[str]:
     if report.trace_dir:
         lines.append(f"Trace:         {report.trace_dir}  (tensorboard --logdir {_logdir_of(report.trace_dir)}, "
                      "Profile tab)")
+    lines += _time_note_lines(report.layers)
     lines += [f"Warning:       {warning}" for warning in report.warnings]
     return lines
+
+
+def _time_note_lines(rows: list[LayerRow]) -> list[str]:
+    """Where a layer's time came from when not only from its own kernels (fusions, merges, loops, calls)."""
+    notes = [f"{row.name}: {note}" for row in rows for note in getattr(row, "time_notes", [])]
+    return [f"{'Time notes:' if i == 0 else '':<15}{note}" for i, note in enumerate(notes)]
 
 
 def _coverage_lines(t: Any) -> list[str]:

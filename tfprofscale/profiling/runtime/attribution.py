@@ -20,6 +20,7 @@ from typing import Callable
 
 from tfprofscale.profiling.graph.graph_stats import BODY_OP_TYPES, GraphOp, GraphStats
 from tfprofscale.profiling.runtime.measure import KernelTime
+from tfprofscale.profiling.runtime.nested_kernels import time_source
 from tfprofscale.profiling.trace.tracing import STRUCTURAL_OP_TYPES
 
 
@@ -39,6 +40,15 @@ class OpRow:
     tf_estimated_us: float | None = None
     flops_source: str | None = None
     executions: int | None = 1
+    time_source: str | None = None
+    charged_layer: str | None = None
+    fused_layers: list[str] = field(default_factory=list)
+    merged_into: str | None = None
+
+    @property
+    def timed_layer(self) -> str | None:
+        """The layer this op's kernel time is charged to."""
+        return self.charged_layer or self.layer
 
 
 def attribute_ops(stats: GraphStats, kernels: list[KernelTime] | None,
@@ -60,10 +70,14 @@ def attribute_ops(stats: GraphStats, kernels: list[KernelTime] | None,
     for kernel in timed.values():
         if kernel.name not in graph_ops:
             rows[kernel.name] = OpRow(kernel.name, kernel.kernel_type, layer_of(kernel.name), None,
-                                      kernel.time_us, kernel.occurrences, kernel.kernel_type)
+                                      kernel.time_us, kernel.occurrences, kernel.kernel_type,
+                                      time_source=time_source(kernel.kernel_type))
     for kernel in timed.values():
         if kernel.name in graph_ops:
             _mark_fusion(rows, graph_ops, timed, kernel.name)
+            _charge_fused_kernel(rows, rows[kernel.name])
+    if kernels is not None:
+        _mark_merged(rows, graph_ops)
     return list(rows.values())
 
 
@@ -94,7 +108,8 @@ def _graph_row(op: GraphOp, kernel: KernelTime | None, layer_of: Callable[[str],
         return OpRow(op.name, op.type, layer_of(op.name), op.flops, 0.0 if traced else None,
                      0.0 if traced else None, flops_source=op.flops_source, executions=op.executions)
     return OpRow(op.name, op.type, layer_of(op.name), op.flops, kernel.time_us,
-                 kernel.occurrences, kernel.kernel_type, flops_source=op.flops_source, executions=op.executions)
+                 kernel.occurrences, kernel.kernel_type, flops_source=op.flops_source, executions=op.executions,
+                 time_source=time_source(kernel.kernel_type))
 
 
 def _mark_fusion(rows: dict[str, OpRow], graph_ops: dict[str, GraphOp],
@@ -113,3 +128,33 @@ def _mark_fusion(rows: dict[str, OpRow], graph_ops: dict[str, GraphOp],
         row.occurrences = None
         rows[kernel_name].fused_ops.insert(0, producer.name)
         current = producer
+
+
+def _charge_fused_kernel(rows: dict[str, OpRow], kernel_row: OpRow) -> None:
+    """Charge a fused kernel's time to the layer of its op with the most FLOPs; name the layers fused."""
+    if not kernel_row.fused_ops:
+        return
+    members = [rows[name] for name in kernel_row.fused_ops] + [kernel_row]
+    layers = list(dict.fromkeys(op.layer for op in members if op.layer is not None))
+    if len(layers) < 2:
+        return
+    kernel_row.fused_layers = layers
+    worker = max(members, key=lambda op: op.graph_flops or 0)
+    if worker.graph_flops and worker.layer != kernel_row.layer:
+        kernel_row.charged_layer = worker.layer
+
+
+def _mark_merged(rows: dict[str, OpRow], graph_ops: dict[str, GraphOp]) -> None:
+    """Ops that never ran while an identical op (same type, same inputs) did: Grappler merged them."""
+    ran: dict[tuple[str, tuple[str, ...]], str] = {}
+    for row in rows.values():
+        op = graph_ops.get(row.name)
+        if op is not None and row.kernel is not None and op.inputs:
+            ran.setdefault((op.type, op.inputs), op.name)
+    for row in rows.values():
+        op = graph_ops.get(row.name)
+        if op is None or row.kernel is not None or row.fused_into is not None or not op.inputs:
+            continue
+        twin = ran.get((op.type, op.inputs))
+        if twin is not None and twin != op.name:
+            row.merged_into, row.time_us, row.occurrences = twin, None, None
