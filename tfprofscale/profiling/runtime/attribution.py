@@ -24,6 +24,11 @@ from tfprofscale.profiling.runtime.nested_kernels import time_source
 from tfprofscale.profiling.trace.tracing import STRUCTURAL_OP_TYPES
 
 
+#: The ops a oneDNN fusion starts at: the walk back from a fused kernel stops at the first of them.
+CONTRACTION_OP_TYPES = frozenset({"Conv2D", "Conv3D", "DepthwiseConv2dNative", "Conv2DBackpropInput", "MatMul",
+                                  "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3", "Einsum"})
+
+
 @dataclass
 class OpRow:
     """One op: its graph FLOPs, the kernel that ran it and its time per step."""
@@ -114,9 +119,15 @@ def _graph_row(op: GraphOp, kernel: KernelTime | None, layer_of: Callable[[str],
 
 def _mark_fusion(rows: dict[str, OpRow], graph_ops: dict[str, GraphOp],
                  timed: dict[str, KernelTime], kernel_name: str) -> None:
-    """Walk back the first data input while ops never ran on their own."""
+    """Walk back the first data input while ops never ran on their own, up to the contraction a fusion starts at.
+
+    oneDNN fuses forward from a convolution or matrix product (Conv2D ->
+    BiasAdd -> Relu): the walk stops there, so an op before it that did not
+    run (removed by Grappler, or an untraced inexpensive op) is not taken for
+    part of the kernel.
+    """
     current = graph_ops[kernel_name]
-    while current.inputs:
+    while current.inputs and current.type not in CONTRACTION_OP_TYPES:
         producer = graph_ops.get(current.inputs[0])
         if producer is None or producer.name in timed or producer.type in STRUCTURAL_OP_TYPES:
             return

@@ -40,7 +40,7 @@ def apply_step_medians(rows: list["LayerRow"], kernels: list["KernelTime"], unat
     """Set each traced layer's own time to the per-step median of its kernels, then roll up times and shares."""
     by_name = {kernel.name: kernel for kernel in kernels}
     for row in rows:
-        time_us = median_time_us(row.timed_ops or row.ops, by_name)
+        time_us = median_time_us(row.timed_ops, by_name)
         if time_us is not None:
             row.self_time_us = time_us
     roll_up_nested_times(rows, unattributed_us)
