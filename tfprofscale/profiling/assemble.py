@@ -52,6 +52,10 @@ class LayerRow:
     timed_ops: list[str] = field(default_factory=list)
     self_time_us: float | None = None
     time_notes: list[str] = field(default_factory=list)
+    graph_inbound: list[str] = field(default_factory=list)
+    graph_output_bytes: int | None = None
+    internal_peak_bytes: int | None = None
+    graph_order: int | None = None
 
 
 @dataclass
@@ -164,8 +168,9 @@ def _known(record: type, data: dict[str, Any]) -> dict[str, Any]:
 def _flat_layer(row: LayerRow) -> dict[str, Any]:
     flat = asdict(row)
     flat["output_shape"] = "x".join(str(d) for d in row.output_shape)
-    for key in ("inbound", "ops", "kernels", "uncounted_ops"):
+    for key in ("inbound", "ops", "kernels", "uncounted_ops", "timed_ops", "graph_inbound"):
         flat[key] = " ".join(flat[key])
+    flat["time_notes"] = "; ".join(flat["time_notes"])
     for key in ("analytic_terms", "geometry"):
         flat[key] = json.dumps(flat[key], sort_keys=True)
     return flat

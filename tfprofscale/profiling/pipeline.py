@@ -145,6 +145,10 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
 
         say("estimating with TensorFlow's cost model (Grappler)")
         add_tf_estimates(report, traced)
+    from tfprofscale.profiling.memory.layer_tensors import annotate_rows
+
+    annotate_rows(report.layers, traced.graph, traced.layer_of, traced.function.outputs,
+                  (op.name for op in ops if op.fused_into))
     if options.memory:
         say("measuring memory: one traced Session step of the frozen graph")
         memory.attach_memory(report, memory.measure_memory(traced, measured.device, measured.peak_bytes,

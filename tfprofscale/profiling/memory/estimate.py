@@ -22,6 +22,17 @@ workspace), each a named term:
   im2col matrix per intra-op thread, a rough bound. MaxPooling2D writes a
   1 B/output element workspace, freed when it finishes.
 
+Composite layers and what a layer holds inside: when the report's rows
+carry the traced graph's facts (``profiling.memory.layer_tensors``: set at
+profile time), the buffers follow the graph's ops instead of the layers'
+output shapes: each row is placed where its last op runs, holds the bytes
+its ops hand to other layers (a block of sublayers holds only what its own
+ops compute, e.g. a residual sum; its sublayers hold the rest, so nothing
+is counted twice), is fed by the layers whose ops its ops read, and while
+it runs adds the peak of its own temporaries (``layer internals``: an
+attention layer's query, key, value and score tensors). Rows without those
+facts (older reports) are estimated from their output shapes, as before.
+
 Not modelled: the tensors inside a recurrent layer's While loop (named in
 ``unmodelled``, and in the audit's note).
 
@@ -49,8 +60,9 @@ RECURRENT_TYPES = frozenset({"LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional",
                              "ConvLSTM3D"})  # a While loop whose per-step tensors the estimate does not model
 CONVOLUTION_TYPES = frozenset({"Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "SeparableConv2D",
                                "Conv2DTranspose"})
-TERMS = ("parameters", "input", "activations", "convolution scratch", "im2col", "matmul scratch",
+TERMS = ("parameters", "input", "activations", "layer internals", "convolution scratch", "im2col", "matmul scratch",
          "max-pool workspace")
+INTERNALS_TERM = "layer internals"
 WORKSPACE_TERMS = ("convolution scratch", "im2col", "matmul scratch", "max-pool workspace")
 
 
@@ -198,6 +210,8 @@ def layer_buffers(rows: Sequence[Any], threads: int | None = None,
     """
     probed_scratch = probed_scratch or {}
     threads = threads or os.cpu_count() or 1
+    if rows and all(getattr(row, "graph_order", None) is not None or row.type == "InputLayer" for row in rows):
+        return graph_layer_buffers(rows, threads, probed_scratch)
     chain = not any(getattr(row, "inbound", None) for row in rows)
     inbound = [tuple(getattr(row, "inbound", None) or ()) for row in rows]
     if chain:
@@ -209,6 +223,24 @@ def layer_buffers(rows: Sequence[Any], threads: int | None = None,
     return [Buffer(row.name, row.activation_bytes, sources, workspace(row, threads, probed_scratch.get(row.name)),
                    _kind(row, readers.get(row.name, [])))
             for row, sources in zip(rows, inbound)]
+
+
+def graph_layer_buffers(rows: Sequence[Any], threads: int, probed_scratch: dict[str, int]) -> list[Buffer]:
+    """Buffers from the graph's facts on each row (see the module docstring), in the graph's execution order."""
+    readers: dict[str, list[str]] = {}
+    for row in rows:
+        for source in row.graph_inbound:
+            readers.setdefault(source, []).append(row.type)
+    ordered = sorted(rows, key=lambda row: -1 if row.graph_order is None else row.graph_order)
+    buffers = []
+    for row in ordered:
+        kind = _kind(row, readers.get(row.name, []))
+        space = workspace(row, threads, probed_scratch.get(row.name))
+        if row.internal_peak_bytes:
+            space[INTERNALS_TERM] = row.internal_peak_bytes
+        size = row.activation_bytes if kind == "input" else row.graph_output_bytes or 0
+        buffers.append(Buffer(row.name, size, tuple(row.graph_inbound), space, kind))
+    return buffers
 
 
 def _kind(row: Any, reader_types: list[str]) -> str:
@@ -251,6 +283,7 @@ def estimate_memory(report: Any, threads: int | None = None) -> MemoryEstimate:
         "parameters": sum(row.params for row in report.layers) * PARAMETER_DTYPE_BYTES,
         "input": sum(b.bytes for b in buffers if b.kind == "input") or _fed_input_bytes(report),
         "activations": peak.activation_bytes,
+        INTERNALS_TERM: peak.workspace.get(INTERNALS_TERM, 0),
         **{name: peak.workspace.get(name, 0) for name in WORKSPACE_TERMS},
     }
     return MemoryEstimate(terms, sum(terms.values()), peak.layer, peak.live,
@@ -288,7 +321,8 @@ def memory_causes(estimate: MemoryEstimate, record: Any) -> list[MemoryCause]:
             ("input", "fed input"),
             ("activations", "activations live at the peak"),
             ("workspace", "kernel workspaces at the peak (convolution and matmul scratch, im2col, max-pool workspace)")]
-    estimated = dict(estimate.terms, workspace=estimate.workspace_bytes)
+    estimated = dict(estimate.terms, workspace=estimate.workspace_bytes,
+                     activations=estimate.terms["activations"] + estimate.terms.get(INTERNALS_TERM, 0))
     causes = [MemoryCause(label, measured[term] - estimated[term]) for term, label in rows if term in measured]
     total = (record.weights_bytes or 0) + (record.input_bytes or 0) + (record.measured_peak_bytes or 0)
     rest = total - estimate.total_bytes - sum(c.bytes for c in causes)

@@ -29,6 +29,16 @@ CONTRACTION_OP_TYPES = frozenset({"Conv2D", "Conv3D", "DepthwiseConv2dNative", "
                                   "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3", "Einsum"})
 
 
+#: Kernel types that run several graph ops (oneDNN's and Grappler's fused kernels); plain kernels run one op,
+#: and a graph op missing from the trace before them was not run by them (often an untraced inexpensive op).
+FUSED_KERNEL_MARKERS = ("Fused", "LayerNorm", "Swish", "Mish")
+
+
+def is_fused_kernel(kernel_type: str) -> bool:
+    """A kernel type that runs several graph ops as one (``_MklNativeFusedConv2D``, ``_FusedMatMul`` ...)."""
+    return any(marker in kernel_type for marker in FUSED_KERNEL_MARKERS)
+
+
 @dataclass
 class OpRow:
     """One op: its graph FLOPs, the kernel that ran it and its time per step."""
@@ -78,7 +88,7 @@ def attribute_ops(stats: GraphStats, kernels: list[KernelTime] | None,
                                       kernel.time_us, kernel.occurrences, kernel.kernel_type,
                                       time_source=time_source(kernel.kernel_type))
     for kernel in timed.values():
-        if kernel.name in graph_ops:
+        if kernel.name in graph_ops and is_fused_kernel(kernel.kernel_type):
             _mark_fusion(rows, graph_ops, timed, kernel.name)
             _charge_fused_kernel(rows, rows[kernel.name])
     if kernels is not None:
