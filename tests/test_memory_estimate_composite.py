@@ -99,3 +99,17 @@ def test_elementwise_ops_write_into_the_buffer_they_read_last():
     facts = layer_tensors(ops, ["out"])
     assert facts["L"].graph_output_bytes == 400 and facts["L"].internal_peak_bytes == 400
     assert facts["M"].graph_inbound == ["L"]
+
+
+def test_every_memory_figure_names_its_scope_and_the_old_names_keep_their_meaning():
+    from tfprofscale.profiling.memory.estimate import MemoryEstimate, set_scoped_figures
+    from tfprofscale.records import MemoryRecord
+
+    # Measured: weights 1,000 + input 200 + in-step 300 = 1,500. Estimated: parameters 1,100 + input 200 +
+    # activations 250 + layer internals 50 = 1,600, of which in-step 250 + 50 = 300.
+    record = MemoryRecord(measured_peak_bytes=300, weights_bytes=1_000, input_bytes=200)
+    terms = {"parameters": 1_100, "input": 200, "activations": 250, "layer internals": 50}
+    set_scoped_figures(record, MemoryEstimate(terms, 1_600, "a", (), 0, False))
+    assert (record.in_step_measured_peak_bytes, record.total_measured_peak_bytes) == (300, 1_500)
+    assert (record.in_step_estimated_peak_bytes, record.total_estimated_peak_bytes) == (300, 1_600)
+    assert (record.measured_peak_bytes, record.estimated_peak_bytes) == (300, 1_600)   # old keys: in-step, total

@@ -178,8 +178,10 @@ def _memory_lines(report: Report) -> list[str]:
         lines = [f"Memory:        peak {binary_bytes(t.peak_bytes)} = weights {binary_bytes(m.weights_bytes)}"
                  f" + input {binary_bytes(m.input_bytes)} + in-step {binary_bytes(m.measured_peak_bytes)},"
                  f" at {where}"]
-    lines.append(f"               estimates: formula {binary_bytes(m.estimated_peak_bytes)}"
-                 f" (peak at {m.estimated_peak_layer or UNSUPPORTED})"
+    in_step = getattr(m, "in_step_estimated_peak_bytes", None)
+    lines.append(f"               estimates: formula total {binary_bytes(m.estimated_peak_bytes)}"
+                 + ("" if in_step is None else f" = weights + input + in-step {binary_bytes(in_step)}")
+                 + f" (peak at {m.estimated_peak_layer or UNSUPPORTED})"
                  f"  TensorFlow (Grappler, static) {binary_bytes(m.tf_estimated_peak_bytes)}")
     lines.append(f"               allocator (process-wide): peak {binary_bytes(m.allocator_peak_bytes)},"
                  f" resident before the step {binary_bytes(m.allocator_resident_bytes)}")

@@ -329,3 +329,14 @@ def memory_causes(estimate: MemoryEstimate, record: Any) -> list[MemoryCause]:
     if rest:
         causes.append(MemoryCause("not split into terms (the measurement carries no per-term figures)", rest))
     return [c for c in causes if c.bytes]
+
+
+def set_scoped_figures(record: Any, estimate: MemoryEstimate) -> None:
+    """The memory record's figures named by scope (in-step, total; measured, estimated), and the old names."""
+    record.estimated_peak_bytes = estimate.total_bytes
+    record.total_estimated_peak_bytes = estimate.total_bytes
+    record.in_step_estimated_peak_bytes = estimate.total_bytes - estimate.terms["parameters"] - estimate.terms["input"]
+    record.in_step_measured_peak_bytes = record.measured_peak_bytes
+    record.total_measured_peak_bytes = (None if record.measured_peak_bytes is None else
+                                        (record.weights_bytes or 0) + (record.input_bytes or 0)
+                                        + record.measured_peak_bytes)

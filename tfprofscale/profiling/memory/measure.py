@@ -178,7 +178,7 @@ def _through_identities(nodes: dict[str, Any], input_name: str) -> Any:
 
 def attach_memory(report: Any, measurement: MemoryMeasurement) -> None:
     """Put a measurement into a Report: its memory record, per-layer bytes, peak total, warnings, estimate."""
-    from tfprofscale.profiling.memory.estimate import estimate_memory
+    from tfprofscale.profiling.memory.estimate import estimate_memory, set_scoped_figures
 
     record = report.memory = measurement.record
     for row in report.layers:
@@ -188,7 +188,7 @@ def attach_memory(report: Any, measurement: MemoryMeasurement) -> None:
         report.totals.resident_bytes = None
     report.warnings += measurement.warnings
     estimate = estimate_memory(report)
-    record.estimated_peak_bytes = estimate.total_bytes
+    set_scoped_figures(record, estimate)
     record.estimate_terms = dict(estimate.terms)
     record.estimated_peak_layer = estimate.peak_layer
 
