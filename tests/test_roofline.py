@@ -306,3 +306,11 @@ def test_a_kernel_measured_at_zero_is_not_judged_and_prints():
     (bound,) = roofline_ops(make_report([pool_row()], [pool]), MachinePeaks(1e12, 1e9, "h", "t"))
     assert bound.share_of_bound is None and not bound.flagged
     assert len(bound.lines()) == 1 and "measured 0.0 us" in bound.lines()[0]
+
+
+def test_a_loop_body_kernel_is_held_to_the_flops_of_the_runs_traced():
+    # A body MatMul counted over 120 iterations (120 x 1,000 = 120,000 FLOPs) of which the trace recorded 30 runs
+    # per step in 12 us: the bound covers 30 x 1,000 = 30,000 FLOPs, 30 us at 1 GFLOP/s.
+    body = OpRow("m/lstm/while/MatMul", "MatMul", "lstm", 120_000, 12.0, 30.0, "_MklMatMul", executions=120)
+    (bound,) = roofline_ops(make_report([], [body]), MachinePeaks(1e9, 1e9, "h", "t"))
+    assert bound.flops == 30_000 and bound.roofline_time_us == pytest.approx(30.0)

@@ -15,7 +15,9 @@ a little (oneDNN convolutions ran up to 1.19x the matmul's FLOP/s here): a
 kernel is flagged when it beats its bound by more than ``FLAG_MARGIN``.
 
 FLOPs of a kernel: the graph FLOPs of its own op plus those of the ops fused
-into it (oneDNN's ``_MklNativeFusedConv2D`` runs Conv2D + BiasAdd + Relu).
+into it (oneDNN's ``_MklNativeFusedConv2D`` runs Conv2D + BiasAdd + Relu), for
+the runs the trace recorded (a loop body's op runs once per iteration, and on
+CPU the profiler records only some of them).
 
 Bytes moved, estimated per layer (``layer_bytes_moved``): every input
 element read once, every output element written once and every parameter
@@ -143,8 +145,13 @@ def _ran_as_kernel(op: "OpRow") -> bool:
 
 
 def _kernel_flops(op: "OpRow", rows_by_name: dict[str, "OpRow"]) -> int:
+    """The FLOPs of the runs the kernel's time covers: a loop body's op counts every iteration, but the
+    profiler may record fewer of its runs (``occurrences`` < ``executions``): only those are held to the bound."""
     own = [op.graph_flops] + [rows_by_name[name].graph_flops for name in op.fused_ops if name in rows_by_name]
-    return sum(flops for flops in own if flops is not None)
+    flops = sum(flops for flops in own if flops is not None)
+    if op.executions and op.occurrences and op.occurrences < op.executions:
+        return round(flops * op.occurrences / op.executions)
+    return flops
 
 
 def _bytes_per_single_kernel_layer(report: "Report", kernels: list["OpRow"]) -> dict[str, int]:
