@@ -154,3 +154,17 @@ def test_a_while_loops_span_runs_from_its_inputs_to_its_last_iteration_less_the_
     [step] = per_step(events, extra=[loop])
     assert step.self_us["m/lstm/while"] == 510
     assert step.busy_us == 650
+
+
+def test_a_layer_with_counted_work_and_no_kernel_says_so():
+    from tfprofscale.profiling.runtime.attribution import OpRow
+    from tfprofscale.profiling.runtime.time_notes import UNSEEN_NOTE, add_time_notes
+
+    # pool's Mean (16 FLOPs by the graph) never ran as a kernel; dense's MatMul did: only pool gets the note.
+    pool, dense = row("pool", 0.0), row("dense", 5.0)
+    pool.graph_flops, dense.graph_flops = 16, 64
+    pool.timed_ops, dense.timed_ops = ["m/pool/Mean"], ["m/dense/MatMul"]
+    ops = [OpRow("m/pool/Mean", "Mean", "pool", 16, 0.0, 0.0),
+           OpRow("m/dense/MatMul", "MatMul", "dense", 64, 5.0, 1.0, "_MklMatMul", time_source="kernel")]
+    add_time_notes([pool, dense], ops)
+    assert pool.time_notes == [UNSEEN_NOTE] and dense.time_notes == []

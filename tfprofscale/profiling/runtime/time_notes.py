@@ -15,6 +15,10 @@ if TYPE_CHECKING:
     from tfprofscale.profiling.runtime.attribution import OpRow
 
 
+UNSEEN_NOTE = ("no kernel of its own in the trace although the graph counts work: constant-folded by Grappler, "
+               "merged into another op, or run but not recorded by the profiler; its 0.0 is not a measurement")
+
+
 def add_time_notes(rows: list["LayerRow"], ops: list["OpRow"]) -> None:
     """Append to each row's ``time_notes`` what moved its time or where its time came from."""
     by_layer = {row.name: row for row in rows}
@@ -24,6 +28,10 @@ def add_time_notes(rows: list["LayerRow"], ops: list["OpRow"]) -> None:
             row = by_layer.get(layer)
             if row is not None and note not in row.time_notes:
                 row.time_notes.append(note)
+    for row in rows:
+        if row.graph_flops and row.time_us is not None and not row.time_notes \
+                and not any(by_op[name].kernel for name in row.timed_ops if name in by_op):
+            row.time_notes.append(UNSEEN_NOTE)
 
 
 def _op_notes(op: "OpRow", by_op: dict[str, "OpRow"]) -> list[tuple[str | None, str]]:
