@@ -5,7 +5,8 @@ import keras
 import pytest
 
 from tfprofscale.profiling.assemble import LayerRow
-from tfprofscale.profiling.memory.estimate import estimate_memory, graph_layer_buffers, peak_live
+from tfprofscale.profiling.memory.estimate import estimate_memory, graph_span_peak
+from tfprofscale.profiling.memory.graph_liveness import layer_spans
 from tfprofscale.profiling.memory.layer_tensors import OpTensor, graph_op_tensors, layer_tensors
 from tfprofscale.profiling.trace import tracing
 
@@ -56,11 +57,10 @@ def test_a_block_holds_only_its_own_ops_output_and_feeds_its_sublayers(block_fac
     assert block_facts["block/attention"].graph_order < block.graph_order < ffn.graph_order
 
 
-def row(name, type_, order, hands_on, inbound=(), internals=0, parent=None, activation_bytes=None):
+def row(name, type_, spans=None, parent=None, activation_bytes=0):
     return LayerRow(name=name, type=type_, output_shape=[1], params=0, analytic_flops=None, analytic_macs=None,
-                    graph_flops=None, activation_bytes=hands_on if activation_bytes is None else activation_bytes,
-                    time_us=None, achieved_gflops=None, parent=parent, graph_order=order,
-                    graph_output_bytes=hands_on, graph_inbound=list(inbound), internal_peak_bytes=internals)
+                    graph_flops=None, activation_bytes=activation_bytes, time_us=None, achieved_gflops=None,
+                    parent=parent, graph_spans=spans)
 
 
 class _Report:
@@ -69,24 +69,45 @@ class _Report:
         self.memory = None
 
 
-def test_a_composite_is_estimated_from_its_sublayers_in_execution_order():
-    # Execution order by each row's last op: attention (10), block (20), ffn (30), head (40); the input is fed.
-    # attention: its output 100 + what it holds inside 700 = 800 (nothing else live yet);
-    # block: attention's 100 (read here, last) + the residual sum 100 = 200; ffn: 100 + 100; head: 100 + 10.
-    # Peak 800 at the attention: activations 100 + layer internals 700. The block's own output (100 by its
-    # shape) is not counted again: it is the ffn's.
-    rows = [row("input_layer", "InputLayer", None, 0, activation_bytes=1_000),
-            row("block", "Block", 20, 100, ["block/attention"]),
-            row("block/attention", "MultiHeadAttention", 10, 100, [], 700, parent="block"),
-            row("block/ffn", "Dense", 30, 100, ["block"], parent="block"),
-            row("head", "Dense", 40, 10, ["block/ffn"])]
-    buffers = graph_layer_buffers(rows, threads=1, probed_scratch={})
-    assert [b.name for b in buffers] == ["input_layer", "block/attention", "block", "block/ffn", "head"]
-    peak = peak_live(buffers)
-    assert peak.layer == "block/attention" and peak.bytes == 800 and peak.activation_bytes == 100
+def test_the_estimate_is_the_largest_sum_of_graph_buffers_live_at_once():
+    # Buffers [start, end, bytes, handed_on]. attention writes Q, K, V (100 each, internal, steps 1-4), the
+    # scores (400, internal, 4-6) and its output (100, handed on, 7-8); the block's residual sum 100 (8-9);
+    # ffn's output 100 (9-10). At step 4: Q + K + V + scores = 700 internal (the largest); at 7: scores 400 +
+    # output 100 = 500. Peak 700 at the attention: activations 0 + layer internals 700. The block's own output
+    # (100 by its shape) is never a buffer of its own: the ffn wrote it.
+    rows = [row("input_layer", "InputLayer", activation_bytes=1_000),
+            row("block", "Block", [[8, 9, 100, 1]]),
+            row("block/attention", "MultiHeadAttention", [[1, 4, 100, 0], [2, 4, 100, 0], [3, 4, 100, 0],
+                                                          [4, 7, 400, 0], [7, 8, 100, 1]], parent="block"),
+            row("block/ffn", "Dense", [[9, 10, 100, 1]], parent="block")]
+    peak = graph_span_peak(rows, threads=1, probed_scratch={})
+    assert peak.layer == "block/attention" and peak.bytes == 700 and peak.activation_bytes == 0
     estimate = estimate_memory(_Report(rows))
-    assert estimate.terms["activations"] == 100 and estimate.terms["layer internals"] == 700
-    assert estimate.terms["input"] == 1_000 and estimate.total_bytes == 1_800
+    assert estimate.terms["activations"] == 0 and estimate.terms["layer internals"] == 700
+    assert estimate.terms["input"] == 1_000 and estimate.total_bytes == 1_700
+
+
+def test_a_real_blocks_estimate_peaks_at_the_attention_scores(block_model):
+    # The attention's buffers (see test_attention_holds_...): Q, K, V 1,024 B each and the scores 4,096 B are
+    # live at once: 7,168 B, all held inside (nothing handed on is live then: the input is fed, resident).
+    # Afterwards: softmax (in the scores' buffer) 4,096 + V 1,024 + weighted sum 1,024 = 6,144, less.
+    rows, traced = block_model
+    estimate = estimate_memory(_Report(rows))
+    assert estimate.peak_layer == "block/attention"
+    assert estimate.terms["layer internals"] == 3 * 1_024 + 4_096 and estimate.terms["activations"] == 0
+
+
+@pytest.fixture(scope="module")
+def block_model():
+    from tfprofscale.profiling.memory.graph_liveness import annotate_rows
+
+    inputs = keras.Input((T, D))
+    model = keras.Model(inputs, L.Dense(3, name="head")(Block(name="block")(inputs)), name="encoder")
+    traced = tracing.trace(model, B, None, {}, None)
+    rows = [row(info.name, info.type, activation_bytes=B * T * D * F32 if info.type == "InputLayer" else 0)
+            for info in traced.layers]
+    annotate_rows(rows, traced.graph, traced.layer_of, traced.function.outputs)
+    return rows, traced
 
 
 def test_elementwise_ops_write_into_the_buffer_they_read_last():
@@ -113,3 +134,14 @@ def test_every_memory_figure_names_its_scope_and_the_old_names_keep_their_meanin
     assert (record.in_step_measured_peak_bytes, record.total_measured_peak_bytes) == (300, 1_500)
     assert (record.in_step_estimated_peak_bytes, record.total_estimated_peak_bytes) == (300, 1_600)
     assert (record.measured_peak_bytes, record.estimated_peak_bytes) == (300, 1_600)   # old keys: in-step, total
+
+
+def test_views_keep_the_buffer_alive_and_forwarding_reuses_it():
+    # a (400 B) is read through a Reshape view at step 4; b = Relu(a) at step 2 is not a's last reader (the
+    # view reads it later): b gets its own 400 B. c = Neg(b) at 3 is b's last reader: it writes into b's buffer.
+    ops = [OpTensor("x", None, (), 0, "Placeholder"), OpTensor("a", "L", ("x",), 400, "MatMul"),
+           OpTensor("b", "L", ("a",), 400, "Relu"), OpTensor("c", "M", ("b",), 400, "Neg"),
+           OpTensor("v", "M", ("a",), 0, "Reshape"), OpTensor("out", "M", ("v", "c"), 400, "AddV2")]
+    spans = layer_spans(ops, ["out"])
+    assert [s.as_list() for s in spans["L"]] == [[1, 5, 400, 1], [2, 5, 400, 1]]   # a: through v to 5; b: via c
+    assert "M" not in spans  # c writes into b's buffer (its last reader), and so does out (c's last reader)

@@ -56,6 +56,7 @@ class LayerRow:
     graph_output_bytes: int | None = None
     internal_peak_bytes: int | None = None
     graph_order: int | None = None
+    graph_spans: list[list[int]] | None = None
 
 
 @dataclass
@@ -171,6 +172,7 @@ def _flat_layer(row: LayerRow) -> dict[str, Any]:
     for key in ("inbound", "ops", "kernels", "uncounted_ops", "timed_ops", "graph_inbound"):
         flat[key] = " ".join(flat[key])
     flat["time_notes"] = "; ".join(flat["time_notes"])
+    flat["graph_spans"] = json.dumps(flat["graph_spans"])
     for key in ("analytic_terms", "geometry"):
         flat[key] = json.dumps(flat[key], sort_keys=True)
     return flat

@@ -145,7 +145,7 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
 
         say("estimating with TensorFlow's cost model (Grappler)")
         add_tf_estimates(report, traced)
-    from tfprofscale.profiling.memory.layer_tensors import annotate_rows
+    from tfprofscale.profiling.memory.graph_liveness import annotate_rows
 
     annotate_rows(report.layers, traced.graph, traced.layer_of, traced.function.outputs,
                   (op.name for op in ops if op.fused_into))

@@ -23,15 +23,16 @@ workspace), each a named term:
   1 B/output element workspace, freed when it finishes.
 
 Composite layers and what a layer holds inside: when the report's rows
-carry the traced graph's facts (``profiling.memory.layer_tensors``: set at
-profile time), the buffers follow the graph's ops instead of the layers'
-output shapes: each row is placed where its last op runs, holds the bytes
-its ops hand to other layers (a block of sublayers holds only what its own
-ops compute, e.g. a residual sum; its sublayers hold the rest, so nothing
-is counted twice), is fed by the layers whose ops its ops read, and while
-it runs adds the peak of its own temporaries (``layer internals``: an
-attention layer's query, key, value and score tensors). Rows without those
-facts (older reports) are estimated from their output shapes, as before.
+carry the traced graph's buffers (``graph_spans``, set at profile time by
+``profiling.memory.graph_liveness``), the estimate follows the graph's ops
+instead of the layers' output shapes: the peak over the step of the buffers
+live at once, each charged to the layer whose op wrote it, split into
+``activations`` (buffers another layer reads) and ``layer internals`` (what
+the layer at the peak holds inside: an attention layer's query, key, value
+and score tensors), plus that layer's workspace. A block of sublayers
+writes only its own ops' buffers (a residual sum), its sublayers the rest,
+so nothing is counted twice. Rows without those facts (older reports) are
+estimated from their output shapes, as before.
 
 Not modelled: the tensors inside a recurrent layer's While loop (named in
 ``unmodelled``, and in the audit's note).
@@ -210,8 +211,6 @@ def layer_buffers(rows: Sequence[Any], threads: int | None = None,
     """
     probed_scratch = probed_scratch or {}
     threads = threads or os.cpu_count() or 1
-    if rows and all(getattr(row, "graph_order", None) is not None or row.type == "InputLayer" for row in rows):
-        return graph_layer_buffers(rows, threads, probed_scratch)
     chain = not any(getattr(row, "inbound", None) for row in rows)
     inbound = [tuple(getattr(row, "inbound", None) or ()) for row in rows]
     if chain:
@@ -223,24 +222,6 @@ def layer_buffers(rows: Sequence[Any], threads: int | None = None,
     return [Buffer(row.name, row.activation_bytes, sources, workspace(row, threads, probed_scratch.get(row.name)),
                    _kind(row, readers.get(row.name, [])))
             for row, sources in zip(rows, inbound)]
-
-
-def graph_layer_buffers(rows: Sequence[Any], threads: int, probed_scratch: dict[str, int]) -> list[Buffer]:
-    """Buffers from the graph's facts on each row (see the module docstring), in the graph's execution order."""
-    readers: dict[str, list[str]] = {}
-    for row in rows:
-        for source in row.graph_inbound:
-            readers.setdefault(source, []).append(row.type)
-    ordered = sorted(rows, key=lambda row: -1 if row.graph_order is None else row.graph_order)
-    buffers = []
-    for row in ordered:
-        kind = _kind(row, readers.get(row.name, []))
-        space = workspace(row, threads, probed_scratch.get(row.name))
-        if row.internal_peak_bytes:
-            space[INTERNALS_TERM] = row.internal_peak_bytes
-        size = row.activation_bytes if kind == "input" else row.graph_output_bytes or 0
-        buffers.append(Buffer(row.name, size, tuple(row.graph_inbound), space, kind))
-    return buffers
 
 
 def _kind(row: Any, reader_types: list[str]) -> str:
@@ -277,19 +258,42 @@ def gemm_im2col_bytes(geometry: dict[str, Any], threads: int, dtype_bytes: int =
 def estimate_memory(report: Any, threads: int | None = None) -> MemoryEstimate:
     """Parameters + input + peak live activations + workspace at the peak, for a Report's layers."""
     probed = getattr(getattr(report, "memory", None), "kernel_scratch", None)
-    buffers = layer_buffers(report.layers, threads, probed)
-    peak = peak_live(buffers)
+    rows = report.layers
+    if rows and all(getattr(row, "graph_spans", None) is not None or row.type == "InputLayer" for row in rows):
+        peak = graph_span_peak(rows, threads or os.cpu_count() or 1, probed or {})
+        fed = sum(row.activation_bytes for row in rows if row.type == "InputLayer")
+        written = sum(span[2] for row in rows for span in (getattr(row, "graph_spans", None) or []))
+    else:
+        buffers = layer_buffers(rows, threads, probed)
+        peak = peak_live(buffers)
+        fed = sum(b.bytes for b in buffers if b.kind == "input")
+        written = sum(b.bytes for b in buffers if b.kind != "input")
     terms = {
         "parameters": sum(row.params for row in report.layers) * PARAMETER_DTYPE_BYTES,
-        "input": sum(b.bytes for b in buffers if b.kind == "input") or _fed_input_bytes(report),
+        "input": fed or _fed_input_bytes(report),
         "activations": peak.activation_bytes,
         INTERNALS_TERM: peak.workspace.get(INTERNALS_TERM, 0),
         **{name: peak.workspace.get(name, 0) for name in WORKSPACE_TERMS},
     }
-    return MemoryEstimate(terms, sum(terms.values()), peak.layer, peak.live,
-                          sum(b.bytes for b in buffers if b.kind != "input"),
+    return MemoryEstimate(terms, sum(terms.values()), peak.layer, peak.live, written,
                           chain_assumed=not any(getattr(row, "inbound", None) for row in report.layers),
                           unmodelled=tuple(row.name for row in report.layers if row.type in RECURRENT_TYPES))
+
+
+def graph_span_peak(rows: Sequence[Any], threads: int, probed_scratch: dict[str, int]) -> LivePeak:
+    """The largest sum of the graph's buffers live at one step, with the workspace of the layer writing then."""
+    spans = [(row, *span) for row in rows for span in (getattr(row, "graph_spans", None) or [])]
+    best = LivePeak(0, None, (), 0, {})
+    for running, start, _, _, _ in spans:
+        live = [(row, size, handed_on) for row, first, last, size, handed_on in spans if first <= start <= last]
+        activations = sum(size for _, size, handed_on in live if handed_on)
+        internals = sum(size for _, size, handed_on in live if not handed_on)
+        space = dict(workspace(running, threads, probed_scratch.get(running.name)), **{INTERNALS_TERM: internals})
+        total = activations + sum(space.values())
+        if total > best.bytes:
+            names = tuple(dict.fromkeys(row.name for row, _, _ in live))
+            best = LivePeak(total, running.name, names, activations, space)
+    return best
 
 
 def _fed_input_bytes(report: Any) -> int:

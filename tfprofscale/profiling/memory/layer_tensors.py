@@ -150,19 +150,3 @@ def _forwarded_input(op: OpTensor, step: int, ops: list[OpTensor], readers: dict
         if producer is not None and producer.bytes == op.bytes and max(readers.get(source, [step])) == step:
             return source
     return None
-
-
-def annotate_rows(rows: list[Any], graph: Any, layer_of: Callable[[str], str | None], graph_outputs: Iterable[Any],
-                  fused: Iterable[str] = ()) -> None:
-    """Set each layer row's graph facts (``graph_inbound`` ...) from the traced graph; rows with no op get zeros."""
-    facts = layer_tensors(graph_op_tensors(graph, layer_of, fused), (t.op.name for t in graph_outputs))
-    for row in rows:
-        record = facts.get(row.name)
-        if record is None:
-            if row.type == "InputLayer":
-                continue
-            record = LayerTensors()  # no op of its own (folded away): it holds and reads nothing
-        row.graph_inbound = list(record.graph_inbound)
-        row.graph_output_bytes = record.graph_output_bytes
-        row.internal_peak_bytes = record.internal_peak_bytes
-        row.graph_order = record.graph_order
