@@ -1,5 +1,5 @@
-"""What each layer's ops really allocate, read from the traced graph: the facts the memory estimate needs
-for composite and attention layers.
+"""What each layer's ops really allocate, read from the traced graph: per-layer facts for composite and
+attention layers (the estimate itself runs on ``graph_liveness``'s buffers, built from the same ops).
 
 A layer's output shape says nothing of what it holds while it runs (an
 attention layer's query, key, value and score tensors), and a composite
