@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 UNSEEN_NOTE = ("no kernel of its own in the trace although the graph counts work: constant-folded by Grappler, "
-               "merged into another op, or run but not recorded by the profiler; its 0.0 is not a measurement")
+               "merged into another op, or run but not recorded by the profiler; its own 0.0 is not a measurement")
 
 
 def add_time_notes(rows: list["LayerRow"], ops: list["OpRow"]) -> None:
