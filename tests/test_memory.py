@@ -8,7 +8,8 @@ import pytest
 from tensorflow.core.protobuf import config_pb2
 
 import tfprofscale
-from tfprofscale.profiling.memory.measure import fill_record, traced_session_step
+from tfprofscale.profiling.memory.measure import fill_record
+from tfprofscale.profiling.memory.session_step import traced_session_step
 from tfprofscale.records import MemoryRecord
 from tfprofscale.profiling.memory.step_memory import step_memory
 from tfprofscale.report.table import binary_bytes, render

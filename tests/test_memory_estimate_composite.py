@@ -4,11 +4,11 @@ from __future__ import annotations
 import keras
 import pytest
 
-from tfprofscale.profiling.assemble import LayerRow
 from tfprofscale.profiling.memory.estimate import estimate_memory, graph_span_peak
 from tfprofscale.profiling.memory.graph_liveness import layer_spans
 from tfprofscale.profiling.memory.layer_tensors import OpTensor, graph_op_tensors, layer_tensors
 from tfprofscale.profiling.trace import tracing
+from tfprofscale.records import LayerRow, MemoryRecord
 
 L = keras.layers
 B, T, D, HEADS, KEY = 2, 16, 8, 2, 4
@@ -124,7 +124,6 @@ def test_elementwise_ops_write_into_the_buffer_they_read_last():
 
 def test_every_memory_figure_names_its_scope_and_the_old_names_keep_their_meaning():
     from tfprofscale.profiling.memory.estimate import MemoryEstimate, set_scoped_figures
-    from tfprofscale.records import MemoryRecord
 
     # Measured: weights 1,000 + input 200 + in-step 300 = 1,500. Estimated: parameters 1,100 + input 200 +
     # activations 250 + layer internals 50 = 1,600, of which in-step 250 + 50 = 300.

@@ -9,10 +9,9 @@ import keras
 import pytest
 
 import tfprofscale
-from tfprofscale.profiling.assemble import LayerRow, Totals
+from tfprofscale.records import LayerRow, OpRow, StepTimes, Totals
 from tfprofscale.profiling.graph.graph_stats import GraphOp, GraphStats
 from tfprofscale.profiling.runtime.kernel_trace import per_step
-from tfprofscale.profiling.runtime.measure import StepTimes
 from tfprofscale.profiling.runtime.measurement_checks import low_kernel_coverage
 from tfprofscale.profiling.runtime.nested_kernels import loop_events
 from tfprofscale.profiling.runtime.shares import roll_up_nested_times
@@ -157,7 +156,6 @@ def test_a_while_loops_span_runs_from_its_inputs_to_its_last_iteration_less_the_
 
 
 def test_a_layer_with_counted_work_and_no_kernel_says_so():
-    from tfprofscale.profiling.runtime.attribution import OpRow
     from tfprofscale.profiling.runtime.time_notes import UNSEEN_NOTE, add_time_notes
 
     # pool's Mean (16 FLOPs by the graph) never ran as a kernel; dense's MatMul did: only pool gets the note.

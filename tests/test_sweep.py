@@ -123,7 +123,7 @@ def test_sweep_writes_layers_reports_and_traces(swept):
     assert conv["output_shape"] == "2x8x8x8" and int(conv["params"]) == 3 * 3 * 1 * 8 + 8
     assert json.loads(conv["geometry"])["kernel_h"] == 3
 
-    from tfprofscale.profiling.assemble import Report
+    from tfprofscale.records import Report
 
     reports = sorted((out / "reports").glob("*.json"))
     assert [p.stem for p in reports] == sorted(f"filters={f},batch_size={b},r0" for f in (4, 8) for b in (1, 2))

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from tfprofscale.audit import roofline
-from tfprofscale.profiling.runtime.machine_peaks import MachinePeaks
 from tfprofscale.profiling.graph import tf_cost_model
 from tfprofscale.profiling.graph.tf_cost_model import CostModelError, VirtualCpu, estimate_costs, virtual_cpu
+from tfprofscale.profiling.runtime.machine_peaks import MachinePeaks
 
 ONE_NS_PER_UNIT = VirtualCpu(num_cores=1, frequency_mhz=1000, bandwidth_kb_per_s=1e6)
 
@@ -66,9 +65,8 @@ def test_large_graphs_skip_the_timeline_and_read_whole_microseconds(traced_cnn, 
 
 
 def test_run_time_is_the_schedule_of_the_same_protos_read_independently(traced_cnn):
-    from tensorflow.python.grappler import cluster, item
-
     import tensorflow as tf
+    from tensorflow.python.grappler import cluster, item
 
     estimate = estimate_costs(traced_cnn.frozen(), ONE_NS_PER_UNIT)
     graph = tf.Graph()  # the metagraph the long way round: import the frozen graph, export it with its fetches
@@ -117,7 +115,7 @@ FAKE_PEAKS = MachinePeaks(flops_per_s=1e9, bytes_per_s=1e9, host="h", tensorflow
 def profile_cnn(cnn_file, monkeypatch):
     from tfprofscale.profiling.pipeline import ProfileOptions, run_profile
 
-    monkeypatch.setattr(roofline, "machine_peaks", lambda *args, **kwargs: FAKE_PEAKS)
+    monkeypatch.setattr(tf_cost_model, "machine_peaks", lambda *args, **kwargs: FAKE_PEAKS)
     monkeypatch.setattr(tf_cost_model.os, "cpu_count", lambda: 1)
     return run_profile(str(cnn_file), ProfileOptions(batch_size=2, steps=2, warmup=1, trace=False))
 
@@ -166,8 +164,9 @@ def test_estimate_costs_raises_one_line(traced_cnn, monkeypatch):
 def test_the_command_line_can_skip_the_cost_model(capsys, cnn_file, tmp_path, monkeypatch):
     import json
 
-    from tests.test_cli_profile import run_cli
     from tensorflow.python.grappler import cluster
+
+    from tests.test_cli_profile import run_cli
 
     monkeypatch.setattr(cluster.Cluster, "MeasureCosts", lambda self, item: pytest.fail("Grappler ran"))
     target = tmp_path / "report.json"

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tfprofscale.audit import conventions
-from tfprofscale.profiling.memory.estimate import MemoryAudit, audit_memory
+from tfprofscale.audit import conventions, latency, roofline, time_views, validation
 from tfprofscale.audit.profiles import LoadedProfiles, layers_frame, load_profiles
-from tfprofscale.profiling.assemble import LayerRow, Report
+from tfprofscale.profiling.memory.estimate import MemoryAudit, audit_memory
+from tfprofscale.profiling.runtime import machine_peaks
+from tfprofscale.records import LayerRow, Report
 
 #: Graph op types tfprof counts from their shapes: 0 FLOPs means a shape was not fully defined.
 SHAPE_COUNTED_OP_TYPES = frozenset({"Conv2D", "DepthwiseConv2dNative", "MatMul", "BatchMatMulV2",
@@ -322,9 +323,6 @@ def audit_profiles(loaded: LoadedProfiles, sweep_dir: Path | None = None, time_a
 
 def analyse_time(loaded: LoadedProfiles, sweep_dir: Path | None) -> TimeAudit:
     """Per-layer-type fits, the roofline of every op, and (for a sweep) held-out validation."""
-    from tfprofscale.audit import latency, roofline, time_views, validation
-    from tfprofscale.profiling.runtime import machine_peaks
-
     time = TimeAudit(layer_type_fits=list(latency.layer_type_fits(layers_frame(loaded))),
                      peaks=machine_peaks.machine_peaks())
     reports = [report for _, _, report in loaded.profiles]

@@ -16,6 +16,8 @@ from tfprofscale.audit.analysis import Audit
 from tfprofscale.audit.conventions import get_convention
 from tfprofscale.audit.divergences import Divergence, largest_divergences
 from tfprofscale.audit.layout import UNSUPPORTED, short_cell, wrap
+from tfprofscale.audit.time_views import HEADER
+from tfprofscale.output import write_text
 from tfprofscale.profiling.memory.estimate import ALLOCATOR_TRACKING_THRESHOLD_BYTES
 from tfprofscale.report.table import binary_bytes, si
 
@@ -211,8 +213,6 @@ def _time_blocks(audit: Audit) -> list[Block]:
 
 
 def _views_blocks(audit: Audit) -> list[Block]:
-    from tfprofscale.audit.time_views import HEADER
-
     time = audit.time
     rows = [view.cells() for view in time.views] + ([time.step_views.cells()] if time.step_views else [])
     if not rows:
@@ -306,8 +306,6 @@ def audit_json(audit: Audit) -> dict[str, Any]:
 
 def write_json(audit: Audit, path: str | Path) -> None:
     """Write ``audit_json(audit)`` to ``path``."""
-    from tfprofscale.output import write_text
-
     write_text(path, json.dumps(audit_json(audit), indent=2) + "\n")
 
 

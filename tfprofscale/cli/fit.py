@@ -18,10 +18,13 @@ from typing import TYPE_CHECKING
 from tfprofscale.errors import InputError
 from tfprofscale.inputs import check_input_file
 from tfprofscale.output import check_output_path
+from tfprofscale.profiling.trace import loading
+from tfprofscale.profiling.trace.input_shapes import parse_input_shapes
 from tfprofscale.quiet import import_tensorflow_quietly
+from tfprofscale.sweep.machine import this_machine
 
 if TYPE_CHECKING:
-    from tfprofscale.profiling.assemble import LayerRow
+    from tfprofscale.records import LayerRow
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -80,7 +83,6 @@ def run_fit(args: argparse.Namespace) -> int:
 
 def run_predict(args: argparse.Namespace) -> int:
     """Trace the configuration, predict its step latency, print it per layer."""
-    from tfprofscale.profiling.trace.input_shapes import parse_input_shapes
 
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be an integer >= 1, got {args.batch_size}")
@@ -89,7 +91,6 @@ def run_predict(args: argparse.Namespace) -> int:
     check_input_file(args.model, "model file")
     import_tensorflow_quietly()
     from tfprofscale.audit.machine_models import load_for_machine
-    from tfprofscale.sweep.machine import this_machine
 
     model = load_for_machine(args.latency_model, args.machine, this_machine()).model
     layers = untimed_layer_rows(args.model, args.param, args.batch_size, input_shapes)
@@ -117,11 +118,10 @@ def untimed_layer_rows(model_path: str, param_pairs: list[str], batch_size: int,
                        input_shapes: tuple[tuple[int, ...], ...] | None = None) -> list["LayerRow"]:
     """The per-layer rows of one configuration from its graph and formulas, without running it."""
     from tfprofscale.formulas import analytic
-    from tfprofscale.profiling.graph import graph_stats
-    from tfprofscale.profiling.trace import loading
-    from tfprofscale.profiling.trace import tracing
-    from tfprofscale.profiling.runtime.attribution import attribute_ops
     from tfprofscale.profiling.assemble import layer_rows
+    from tfprofscale.profiling.graph import graph_stats
+    from tfprofscale.profiling.runtime.attribution import attribute_ops
+    from tfprofscale.profiling.trace import tracing
 
     model_file = loading.load_model_file(model_path)
     params = loading.parse_params(param_pairs, model_file)

@@ -6,6 +6,9 @@ import argparse
 from tfprofscale.errors import InputError
 from tfprofscale.inputs import check_input_file
 from tfprofscale.output import check_output_folder, check_output_path
+from tfprofscale.profiling.trace import loading
+from tfprofscale.profiling.trace.input_shapes import parse_input_shapes
+from tfprofscale.quiet import import_tensorflow_quietly
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -72,12 +75,11 @@ def run(args: argparse.Namespace) -> int:
     if args.weights is not None:
         check_input_file(args.weights, "--weights")
     _apply_threads_first(args)
-    from tfprofscale.profiling.trace import loading
-    from tfprofscale.profiling.trace.input_shapes import parse_input_shapes
-    from tfprofscale.profiling.pipeline import ProfileOptions, run_profile
-
     input_shapes = parse_input_shapes(args.input_shape)
     model_file = loading.load_model_file(args.model)
+    import_tensorflow_quietly()
+    from tfprofscale.profiling.pipeline import ProfileOptions, run_profile
+
     params = loading.parse_params(args.param, model_file)
     options = ProfileOptions(
         batch_size=args.batch_size, steps=args.steps, warmup=args.warmup, trace_steps=args.trace_steps,
@@ -116,7 +118,6 @@ def _apply_threads_first(args: argparse.Namespace) -> None:
     threads = parse_threads(args.threads)
     if threads is None:
         return
-    from tfprofscale.quiet import import_tensorflow_quietly
 
     import_tensorflow_quietly()
     apply_threads(threads)

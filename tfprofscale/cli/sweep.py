@@ -7,6 +7,8 @@ from pathlib import Path
 from tfprofscale.errors import InputError
 from tfprofscale.inputs import check_input_file
 from tfprofscale.output import check_output_folder
+from tfprofscale.profiling.trace import loading
+from tfprofscale.sweep.config import check_scheduler_address, load_sweep_config
 from tfprofscale.sweep.grid import DEFAULT_MAX_CONFIGS
 
 
@@ -44,7 +46,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Check everything, run the sweep, say where the outputs are; status 1 if nothing succeeded."""
     from tfprofscale.sweep.runner import SweepOptions, run_sweep
-    from tfprofscale.sweep.config import load_sweep_config
 
     _check_arguments(args)
     out_dir = Path(args.out) if args.out else Path("results") / Path(args.config).stem
@@ -70,7 +71,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _check_arguments(args: argparse.Namespace) -> None:
     """InputError for a worker count, time limit, limit or scheduler address that cannot work."""
-    from tfprofscale.sweep.config import check_scheduler_address
 
     if args.workers < 1:
         raise InputError(f"--workers {args.workers}: must be at least 1")
@@ -89,7 +89,6 @@ def _check_data(data: str | None, model: Path) -> str | None:
     """The data directory as a string, after checking it and that the model can load data."""
     if data is None:
         return None
-    from tfprofscale.profiling.trace import loading
     from tfprofscale.datasets import resolve_data_dir
 
     path = resolve_data_dir(data)

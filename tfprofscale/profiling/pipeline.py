@@ -10,15 +10,33 @@ import re
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from tfprofscale import training
 from tfprofscale.errors import InputError
-
-if TYPE_CHECKING:
-    from tfprofscale.profiling.assemble import Report
-    from tfprofscale.profiling.runtime.timing import StopRule
+from tfprofscale.formulas import analytic
+from tfprofscale.profiling.assemble import layer_rows, totals
+from tfprofscale.profiling.graph import graph_stats
+from tfprofscale.profiling.graph.tf_cost_model import add_tf_estimates
+from tfprofscale.profiling.memory import measure as memory
+from tfprofscale.profiling.memory.graph_liveness import annotate_rows
+from tfprofscale.profiling.runtime import measure as runtime
+from tfprofscale.profiling.runtime.attribution import attribute_ops, body_kernels_renamed
+from tfprofscale.profiling.runtime.machine_peaks import fresh_cached_peaks
+from tfprofscale.profiling.runtime.kernel_trace import read_trace_events
+from tfprofscale.profiling.runtime.measure import check_logdir, kernel_times
+from tfprofscale.profiling.runtime.measurement_checks import measurement_warnings
+from tfprofscale.profiling.runtime.nested_kernels import loop_events
+from tfprofscale.profiling.runtime.run_checks import check_step_fits, model_run_errors
+from tfprofscale.profiling.runtime.shares import apply_step_medians, unattributed_time_us
+from tfprofscale.profiling.runtime.timing import StopRule, apply_threads, parse_threads
+from tfprofscale.profiling.trace import loading, tracing
+from tfprofscale.profiling.trace.input_shapes import check_input_shapes
+from tfprofscale.profiling.trace.user_code import user_code
+from tfprofscale.profiling.trace.weights import load_weights
+from tfprofscale.records import Report
 
 
 @dataclass(frozen=True)
@@ -52,15 +70,11 @@ class ProfileOptions:
 
     def stop_rule(self) -> "StopRule":
         """When to stop timing: at least ``steps`` steps, rounds of ``min_time`` s, CI target or ``max_time`` s."""
-        from tfprofscale.profiling.runtime.timing import StopRule
-
         return StopRule(min_steps=self.steps, min_round_s=self.min_time, target_ci=self.target_ci,
                         max_time_s=self.max_time)
 
     def validate(self) -> None:
         """InputError for counts that cannot be measured."""
-        from tfprofscale.profiling.runtime.timing import parse_threads
-
         parse_threads(self.threads)
         self.stop_rule().validate()
         for name in ("batch_size", "steps"):
@@ -72,8 +86,6 @@ class ProfileOptions:
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise InputError(f"{name.replace('_', '-')} must be an integer >= 0, got {value!r}")
         if self.input_shapes is not None:
-            from tfprofscale.profiling.trace.input_shapes import check_input_shapes
-
             check_input_shapes(self.input_shapes)
 
 
@@ -89,7 +101,6 @@ def profile(model_or_path: Any, batch_size: int = 1, **options: Any) -> "Report"
 def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
     """Profile with explicit options (the CLI and the sweep workers call this)."""
     options.validate()
-    from tfprofscale.profiling.runtime.timing import apply_threads, parse_threads
 
     threads_warning = apply_threads(parse_threads(options.threads))
     say = _Progress(options.progress)
@@ -97,18 +108,6 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
     say("loading the model")
     model, model_file, params = _load(model_or_path, options)
     data = _load_data(model_file, params, options, say)
-    from tfprofscale.formulas import analytic
-    from tfprofscale.profiling.graph import graph_stats
-    from tfprofscale.profiling.memory import measure as memory
-    from tfprofscale.profiling.runtime import measure as runtime
-    from tfprofscale.profiling.trace import tracing
-    from tfprofscale.profiling.runtime.attribution import attribute_ops
-    from tfprofscale.profiling.runtime.measurement_checks import measurement_warnings
-    from tfprofscale.profiling.runtime.shares import apply_step_medians, unattributed_time_us
-    from tfprofscale.profiling.assemble import Report, layer_rows, totals
-
-    from tfprofscale.profiling.runtime.run_checks import check_step_fits, model_run_errors
-    from tfprofscale.profiling.trace.user_code import user_code
 
     say(f"tracing at batch {options.batch_size}")
     example_inputs = model_file.example_inputs if model_file else None
@@ -141,12 +140,8 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
     if measured.trace_failure:
         report.warnings.append(measured.trace_failure)
     if options.tf_cost_model:
-        from tfprofscale.profiling.graph.tf_cost_model import add_tf_estimates
-
         say("estimating with TensorFlow's cost model (Grappler)")
         add_tf_estimates(report, traced)
-    from tfprofscale.profiling.memory.graph_liveness import annotate_rows
-
     annotate_rows(report.layers, traced.graph, traced.layer_of, traced.function.outputs,
                   (op.name for op in ops if op.fused_into))
     if options.memory:
@@ -167,13 +162,6 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
 def _with_nested_kernels(stats: Any, measured: Any) -> tuple[list[Any], Any]:
     """The kernels that ran, body kernels named after their body ops, with While loops' spans (and the
     measurement with its trace summary counting them)."""
-    from dataclasses import replace
-
-    from tfprofscale.profiling.runtime.attribution import body_kernels_renamed
-    from tfprofscale.profiling.runtime.kernel_trace import read_trace_events
-    from tfprofscale.profiling.runtime.measure import kernel_times
-    from tfprofscale.profiling.runtime.nested_kernels import loop_events
-
     loops = loop_events(read_trace_events(measured.trace_dir), stats) if measured.trace_dir else []
     if loops:
         kernels, summary = kernel_times(measured.trace_dir, measured.device.startswith("GPU"), loops)
@@ -182,8 +170,6 @@ def _with_nested_kernels(stats: Any, measured: Any) -> tuple[list[Any], Any]:
 
 
 def _load(model_or_path: Any, options: ProfileOptions) -> tuple[Any, Any, dict[str, Any]]:
-    from tfprofscale.profiling.trace import loading
-
     if isinstance(model_or_path, loading.ModelFile):
         model_file = model_or_path  # already imported (by the CLI): a model file is imported once per profile
     elif not isinstance(model_or_path, (str, os.PathLike)):
@@ -200,8 +186,6 @@ def _load(model_or_path: Any, options: ProfileOptions) -> tuple[Any, Any, dict[s
 
 
 def _load_weights(model: Any, weights: str) -> None:
-    from tfprofscale.profiling.trace.weights import load_weights
-
     load_weights(model, weights)
 
 
@@ -215,8 +199,6 @@ def _load_data(model_file: Any, params: dict[str, Any], options: ProfileOptions,
 
 
 def _add_accuracy(report: Any, model: Any, data: Any, options: ProfileOptions, say: "_Progress") -> None:
-    from tfprofscale import training
-
     say("evaluating on the test split")
     report.totals.accuracy = training.evaluate(model, data)
     if options.show_predictions:
@@ -232,8 +214,6 @@ def _model_name(model_or_path: Any) -> str:
 
 
 def _run_dir(options: ProfileOptions, model_name: str) -> Path:
-    from tfprofscale.profiling.runtime.measure import check_logdir
-
     logdir = check_logdir(options.logdir)
     name = options.run_name or f"{model_name}-b{options.batch_size}"
     return logdir / re.sub(r"[^A-Za-z0-9_.=,-]+", "_", name)
@@ -241,8 +221,6 @@ def _run_dir(options: ProfileOptions, model_name: str) -> Path:
 
 def _cached_peak_flops() -> float | None:
     """The machine's FLOP/s peak if a still-valid measurement is cached (never measured here: it takes seconds)."""
-    from tfprofscale.profiling.runtime.machine_peaks import fresh_cached_peaks
-
     peaks = fresh_cached_peaks()
     return peaks.flops_per_s if peaks is not None else None
 

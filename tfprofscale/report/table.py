@@ -4,12 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tfprofscale.profiling.assemble import LayerRow, Report
 from tfprofscale.profiling.runtime.shares import SHARE_DEFINITION
+from tfprofscale.records import LayerRow, Report
 
 if TYPE_CHECKING:
-    from tfprofscale.profiling.assemble import Totals
-    from tfprofscale.profiling.runtime.measure import StepTimes
+    from tfprofscale.records import StepTimes, Totals
 
 COLUMNS = (
     ("Layer (type)", 30, "<"), ("Output shape", 18, "<"), ("Params", 10, ">"),

@@ -49,6 +49,7 @@ from tfprofscale.errors import InputError
 from tfprofscale.inputs import read_text
 
 CONFIG_LIMIT_BYTES = 2**20
+from tfprofscale.profiling.trace.input_shapes import parse_input_shape
 from tfprofscale.profiling.trace.loading import ModelFile, check_type, literal, load_model_file
 
 DOCUMENT_001_SECTION = "CONFIGURATION"
@@ -310,8 +311,6 @@ def _value_list(where: _Where, text: str) -> list[Any]:
 
 def _input_shapes(where: _Where, text: str) -> tuple[tuple[int, ...], ...]:
     """``224,224,3`` (one input) or ``64 64,8`` (one shape per input, separated by spaces)."""
-    from tfprofscale.profiling.trace.input_shapes import parse_input_shape
-
     label = f"{where.file} [{where.section}] {where.key}"
     return tuple(parse_input_shape(part, label) for part in text.split())
 

@@ -14,8 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from tfprofscale.errors import InputError
+from tfprofscale.profiling.trace import loading
+from tfprofscale.quiet import import_tensorflow_quietly
 from tfprofscale.sweep.config import TrainingSettings
 from tfprofscale.sweep.grid import ConfigTask, model_id
+from tfprofscale.sweep.machine import host_name, this_machine
 from tfprofscale.sweep.report import atomic_write_text
 
 
@@ -40,7 +43,6 @@ def run_configuration(plan: RunPlan, task: ConfigTask) -> dict[str, Any]:
     import keras
 
     from tfprofscale.profiling.pipeline import ProfileOptions, run_profile
-    from tfprofscale.sweep.machine import host_name, this_machine
 
     try:
         weights, training = plan.weights, None
@@ -75,7 +77,6 @@ def _trace_folder_problem(plan: RunPlan) -> str | None:
 
 def _trained_weights(plan: RunPlan, task: ConfigTask) -> tuple[str, dict[str, Any]]:
     """Weights trained for ``task.params`` (all batch sizes and repeats share them), trained once."""
-    from tfprofscale.profiling.trace import loading
     from tfprofscale import training
 
     name = model_id(task.params)
@@ -103,7 +104,6 @@ def _trained_weights(plan: RunPlan, task: ConfigTask) -> tuple[str, dict[str, An
 
 def prepare_worker() -> None:
     """Run once in each worker: accuracy only from the sweep's --data, TensorFlow imported quietly."""
-    from tfprofscale.quiet import import_tensorflow_quietly
     from tfprofscale.datasets import DATA_ENV_VAR
 
     os.environ.pop(DATA_ENV_VAR, None)

@@ -32,6 +32,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, Iterable, Iterator, Protocol, TypeVar
 
+from tfprofscale.sweep import lifeline
+
 Task = TypeVar("Task")
 _STARTED = "started"  # a worker's message: it has the task and starts it now
 _DIED = object()
@@ -273,8 +275,6 @@ def _stop_all(idle: list[_Worker], busy: list[_Worker]) -> None:
 def _worker_loop(connection: Any, function: Callable[[Any], Any], initializer: Callable[[], None] | None,
                  parent_pid: int) -> None:
     """The worker process: run tasks from the pipe until it sends None or closes, or the parent dies."""
-    from tfprofscale.sweep import lifeline
-
     lifeline.hold(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     if initializer is not None:

@@ -19,6 +19,8 @@ from typing import Any
 import pandas as pd
 
 from tfprofscale import output
+from tfprofscale.sweep import by_machine
+from tfprofscale.sweep.by_machine import machine_fingerprint
 from tfprofscale.sweep.config import SweepConfig
 
 DOCUMENT_001_COLUMNS = ["Layers", "BatchSize", "ConvSize", "TotalTime", "MeanTime"]
@@ -65,11 +67,6 @@ def results_row(record: dict[str, Any], grid_names: list[str]) -> dict[str, Any]
     return row
 
 
-def machine_fingerprint(record: dict[str, Any]) -> str | None:
-    """The fingerprint of the machine that measured a record (None: unknown, e.g. its worker died)."""
-    return (record.get("machine") or {}).get("fingerprint")
-
-
 def layer_rows(record: dict[str, Any], grid_names: list[str]) -> list[dict[str, Any]]:
     """The rows of layers.csv for one configuration (none if it failed)."""
     report = record.get("report")
@@ -99,7 +96,7 @@ def write_tables(out_dir: Path, records: list[dict[str, Any]], grid_names: list[
 def write_summaries(out_dir: Path, config: SweepConfig, records: list[dict[str, Any]],
                     grid_names: list[str]) -> list[Path]:
     """plots/*.png, the HParams summary in runs/ and report.md, from all records; the plot files."""
-    from tfprofscale.sweep import by_machine, hparams, plots
+    from tfprofscale.sweep import hparams, plots
 
     results = [results_row(record, grid_names) for record in records]
     layers = [row for record in records for row in layer_rows(record, grid_names)]
@@ -129,8 +126,6 @@ def atomic_write_text(path: Path, text: str) -> None:
 def report_markdown(config: SweepConfig, records: list[dict[str, Any]], grid_names: list[str],
                     figures: list[Any]) -> str:
     """report.md: what was swept, the headline numbers, and every figure with one sentence."""
-    from tfprofscale.sweep import by_machine
-
     results = pd.DataFrame([results_row(record, grid_names) for record in records])
     layers = [row for record in records for row in layer_rows(record, grid_names)]
     ok = results[results["status"] == "ok"] if not results.empty else results
@@ -176,6 +171,7 @@ def _findings(ok: pd.DataFrame, parameters: list[str], layers: list[dict[str, An
     if ok.empty:
         return ["no configuration was profiled successfully"]
     from tfprofscale.sweep.plots import layer_time_fits, swept_parameters
+
 
     swept = swept_parameters(ok, parameters)
     findings = [_extremes(ok, swept)]

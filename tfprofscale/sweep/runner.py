@@ -27,6 +27,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from tfprofscale.errors import InputError
 from tfprofscale.sweep.config import SweepConfig
 from tfprofscale.sweep.configuration import RunPlan, prepare_worker, run_configuration
@@ -212,8 +214,6 @@ class _ProgressBar:
     """A tqdm bar on stderr: configurations done / total, failures, ETA."""
 
     def __init__(self, total: int, initial: int, done: dict[str, dict[str, Any]], enabled: bool) -> None:
-        from tqdm import tqdm
-
         self.failures = sum(1 for record in done.values() if record["status"] != OK)
         self.bar = tqdm(total=total, initial=initial, desc="sweep", unit="config", file=sys.stderr,
                         disable=not enabled, dynamic_ncols=True, smoothing=0.1)

@@ -40,11 +40,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from tfprofscale.errors import InputError
+from tfprofscale.profiling.runtime.machine_peaks import machine_peaks
+
 if TYPE_CHECKING:
-    from tfprofscale.profiling.runtime.machine_peaks import MachinePeaks
     from tfprofscale.profiling.memory.frozen import FrozenGraph
-    from tfprofscale.profiling.assemble import Report
+    from tfprofscale.profiling.runtime.machine_peaks import MachinePeaks
     from tfprofscale.profiling.trace.tracing import TracedModel
+    from tfprofscale.records import Report
 
 DEVICE_NAME = "/job:localhost/replica:0/task:0/device:CPU:0"
 TIMELINE_MAX_NODES = 400
@@ -198,12 +201,8 @@ def apply_estimates(report: "Report", estimate: CostEstimate, layer_of: Callable
 
 def add_tf_estimates(report: "Report", traced: "TracedModel", peaks: "MachinePeaks | None" = None) -> None:
     """Run Grappler on the traced model and fill the report; on failure a warning and nulls, never a traceback."""
-    from tfprofscale.errors import InputError
-
     try:
         if peaks is None:
-            from tfprofscale.profiling.runtime.machine_peaks import machine_peaks
-
             peaks = machine_peaks()
         estimate = estimate_costs(traced.frozen(), virtual_cpu(peaks))
     except (CostModelError, InputError) as error:

@@ -23,12 +23,15 @@ from typing import Any, Callable
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.protobuf import rewriter_config_pb2
 
 from tfprofscale.errors import InputError
+from tfprofscale.profiling.memory.estimate import estimate_memory, set_scoped_figures
 from tfprofscale.profiling.memory.frozen import FrozenGraph
-from tfprofscale.records import LiveTensor, MemoryRecord
+from tfprofscale.profiling.memory.memory_trace import run_memory_trace
+from tfprofscale.profiling.memory.session_step import traced_session_step
 from tfprofscale.profiling.memory.step_memory import DEVICE, HOST, StepMemory, step_memory
+from tfprofscale.profiling.memory.workspace_probe import kernel_scratch_bytes, probe_key
+from tfprofscale.records import LiveTensor, MemoryRecord
 
 LIVE_AT_PEAK_LIMIT = 20
 
@@ -96,8 +99,6 @@ def fill_record(record: MemoryRecord, step: StepMemory, layer_of: Callable[[str]
 
 def probed_kernel_scratch(layers: list[Any]) -> dict[str, int]:
     """{layer: bytes of scratch its kernel allocates when run alone} (see workspace_probe)."""
-    from tfprofscale.profiling.memory.workspace_probe import kernel_scratch_bytes, probe_key
-
     keys = {row.name: probe_key(row.type, row.geometry) for row in layers}
     keys = {name: key for name, key in keys.items() if key is not None}
     try:
@@ -105,34 +106,6 @@ def probed_kernel_scratch(layers: list[Any]) -> dict[str, int]:
     except (InputError, ValueError, TypeError):  # a geometry TensorFlow cannot build alone: no probe, no term
         return {}
     return {name: probed[key] for name, key in keys.items()}
-
-
-def traced_session_step(frozen: FrozenGraph, inputs: tuple[Any, ...]) -> Any:
-    """RunMetadata of one FULL_TRACE Session step of the frozen graph (after one untraced step).
-
-    Ops are placed by the Session's default (on the GPU when there is one).
-    InputError, in one line, when the graph cannot be imported or run.
-    """
-    feeds = {name: np.asarray(value) for name, value in zip(frozen.input_names, inputs)}
-    options = tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
-    run_metadata = tf.compat.v1.RunMetadata()
-    try:
-        with tf.compat.v1.Session(graph=frozen.graph(), config=session_config()) as session:
-            session.run(frozen.output_names, feeds)
-            session.run(frozen.output_names, feeds, options=options, run_metadata=run_metadata)
-    except (tf.errors.OpError, ValueError, TypeError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise InputError(f"cannot run the frozen graph in a Session: {type(error).__name__}: {first_line}") from None
-    return run_metadata
-
-
-def session_config() -> Any:
-    """One op at a time, no constant folding (the weights are variables in the real function)."""
-    config = tf.compat.v1.ConfigProto(inter_op_parallelism_threads=1, allow_soft_placement=True)
-    config.graph_options.rewrite_options.constant_folding = rewriter_config_pb2.RewriterConfig.OFF
-    config.graph_options.optimizer_options.opt_level = tf.compat.v1.OptimizerOptions.L0  # nor the classic folding
-    config.graph_options.optimizer_options.do_function_inlining = True
-    return config
 
 
 def grappler_peak_bytes(frozen: FrozenGraph, device: str) -> int | None:
@@ -178,8 +151,6 @@ def _through_identities(nodes: dict[str, Any], input_name: str) -> Any:
 
 def attach_memory(report: Any, measurement: MemoryMeasurement) -> None:
     """Put a measurement into a Report: its memory record, per-layer bytes, peak total, warnings, estimate."""
-    from tfprofscale.profiling.memory.estimate import estimate_memory, set_scoped_figures
-
     record = report.memory = measurement.record
     for row in report.layers:
         row.measured_bytes = measurement.layer_bytes.get(row.name)
@@ -202,8 +173,6 @@ def total_peak_bytes(record: MemoryRecord) -> int | None:
 
 def add_memory_trace(report: Any, model_or_path: Any, run_dir: Any, options: Any) -> None:
     """Run ``--memory-trace`` (see memory_trace.py); its folder, or why not, goes into the memory record."""
-    from tfprofscale.profiling.memory.memory_trace import run_memory_trace
-
     record = report.memory
     if not isinstance(model_or_path, (str, os.PathLike)):
         record.memory_trace = "not run: --memory-trace rebuilds the model in a child process and needs a model file"

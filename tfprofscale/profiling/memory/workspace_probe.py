@@ -22,6 +22,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfprofscale.profiling.memory.frozen import FrozenGraph
+from tfprofscale.profiling.memory.session_step import traced_session_step
+from tfprofscale.profiling.memory.step_memory import step_memory
 
 
 @dataclass(frozen=True)
@@ -96,9 +98,6 @@ def probe_key(layer_type: str, geometry: dict[str, Any]) -> tuple[Any, ...] | No
 
 def kernel_scratch_bytes(keys: list[tuple[Any, ...]]) -> dict[tuple[Any, ...], int]:
     """{probe key: bytes of temporaries its kernel allocates}, every distinct key built once."""
-    from tfprofscale.profiling.memory.measure import traced_session_step
-    from tfprofscale.profiling.memory.step_memory import step_memory
-
     distinct = sorted(set(keys), key=repr)
     if not distinct:
         return {}

@@ -12,22 +12,32 @@ names the runtime composes, e.g. ``<model>/<layer>/while/body/_1/<op in the
 body>``: such a kernel is matched to the body op by its call site and its
 name in the body, so its time goes to the layer that owns the loop. Ops that
 TensorFlow prunes (they feed no output) are left out.
+
+Two graph rewrites move work between layers, and both are named:
+
+- a fusion across layers (oneDNN runs a Dense's MatMul + BiasAdd and the
+  next layer's LeakyRelu as one kernel named after the LeakyRelu): the
+  kernel's time is charged to the layer of the fused op with the most FLOPs
+  (``charged_layer``), and ``fused_layers`` lists the layers whose ops went
+  into it. Only fused kernel types (``is_fused_kernel``) absorb ops, and the
+  walk back stops at the contraction the fusion starts from;
+- Grappler's merge of identical ops (two layers pooling the same tensor run
+  one kernel): the op that never ran names the op whose kernel ran its work
+  (``merged_into``) instead of reading a silent 0.0.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Callable
 
 from tfprofscale.profiling.graph.graph_stats import BODY_OP_TYPES, GraphOp, GraphStats
-from tfprofscale.profiling.runtime.measure import KernelTime
 from tfprofscale.profiling.runtime.nested_kernels import time_source
 from tfprofscale.profiling.trace.tracing import STRUCTURAL_OP_TYPES
-
+from tfprofscale.records import KernelTime, OpRow
 
 #: The ops a oneDNN fusion starts at: the walk back from a fused kernel stops at the first of them.
 CONTRACTION_OP_TYPES = frozenset({"Conv2D", "Conv3D", "DepthwiseConv2dNative", "Conv2DBackpropInput", "MatMul",
                                   "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3", "Einsum"})
-
 
 #: Kernel types that run several graph ops (oneDNN's and Grappler's fused kernels); plain kernels run one op,
 #: and a graph op missing from the trace before them was not run by them (often an untraced inexpensive op).
@@ -37,33 +47,6 @@ FUSED_KERNEL_MARKERS = ("Fused", "LayerNorm", "Swish", "Mish")
 def is_fused_kernel(kernel_type: str) -> bool:
     """A kernel type that runs several graph ops as one (``_MklNativeFusedConv2D``, ``_FusedMatMul`` ...)."""
     return any(marker in kernel_type for marker in FUSED_KERNEL_MARKERS)
-
-
-@dataclass
-class OpRow:
-    """One op: its graph FLOPs, the kernel that ran it and its time per step."""
-
-    name: str
-    type: str
-    layer: str | None
-    graph_flops: int | None
-    time_us: float | None
-    occurrences: float | None
-    kernel: str | None = None
-    fused_ops: list[str] = field(default_factory=list)
-    fused_into: str | None = None
-    tf_estimated_us: float | None = None
-    flops_source: str | None = None
-    executions: int | None = 1
-    time_source: str | None = None
-    charged_layer: str | None = None
-    fused_layers: list[str] = field(default_factory=list)
-    merged_into: str | None = None
-
-    @property
-    def timed_layer(self) -> str | None:
-        """The layer this op's kernel time is charged to."""
-        return self.charged_layer or self.layer
 
 
 def attribute_ops(stats: GraphStats, kernels: list[KernelTime] | None,

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tfprofscale.profiling.runtime.measurement_checks import HIGH_LOAD_PER_CPU
+from tfprofscale.profiling.runtime.timing import current_threads, load_average
 
 MATMUL_SIDE = 2048
 STREAM_ELEMENTS = 32 * 1024 * 1024  # 128 MB of float32: 4x a 32 MB L3
@@ -154,8 +155,6 @@ def stale_reason(cached: MachinePeaks, now: dict[str, Any]) -> str | None:
 def _conditions() -> dict[str, Any]:
     import tensorflow as tf
 
-    from tfprofscale.profiling.runtime.timing import current_threads
-
     return {"host": socket.gethostname(), "tensorflow": tf.__version__, "method": PEAK_METHOD,
             "threads": current_threads().to_dict(), "time": datetime.now(timezone.utc)}
 
@@ -163,8 +162,6 @@ def _conditions() -> dict[str, Any]:
 def measure_peaks(repeats: int = PEAK_REPEATS) -> MachinePeaks:
     """Measure FLOP/s (float32 matmul) and bytes/s (a large sum) with TensorFlow, best of ``repeats``."""
     import tensorflow as tf
-
-    from tfprofscale.profiling.runtime.timing import current_threads, load_average
 
     load_start = load_average()
     a = tf.random.normal((MATMUL_SIDE, MATMUL_SIDE))

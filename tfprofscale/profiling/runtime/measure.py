@@ -23,81 +23,8 @@ import tensorflow as tf
 
 from tfprofscale.errors import InputError
 from tfprofscale.profiling.runtime import kernel_trace
-from tfprofscale.profiling.runtime.timing import Rounds, StopRule, current_threads, load_average, time_rounds
-
-
-@dataclass(frozen=True)
-class StepTimes:
-    """Statistics of per-step wall times, in milliseconds.
-
-    From timed rounds (``from_rounds``): ``median`` is the median of the
-    rounds' median step times and ``ci_low``/``ci_high`` bound it at
-    ``ci_confidence``; ``p10``, ``p90``, ``min``, ``cv`` and ``mean`` describe
-    all ``n`` timed steps; ``rounds`` of ``steps_per_round`` steps were run;
-    ``stopped_by`` says why timing ended (``precision`` or ``time budget``);
-    ``threads`` and ``load_start``/``load_end`` (1-minute load average)
-    describe the conditions.
-    """
-
-    median: float
-    p10: float
-    p90: float
-    min: float
-    cv: float
-    n: int
-    mean: float | None = None
-    rounds: int | None = None
-    steps_per_round: int | None = None
-    ci_low: float | None = None
-    ci_high: float | None = None
-    ci_confidence: float | None = None
-    target_ci: float | None = None
-    stopped_by: str | None = None
-    threads: dict[str, Any] | None = None
-    load_start: float | None = None
-    load_end: float | None = None
-
-    @property
-    def ci_width(self) -> float | None:
-        """Relative width of the median's confidence interval, (high - low) / median."""
-        if self.ci_low is None or self.ci_high is None or self.median <= 0:
-            return None
-        return (self.ci_high - self.ci_low) / self.median
-
-    @classmethod
-    def from_rounds(cls, rounds: Rounds, rule: StopRule, **conditions: Any) -> "StepTimes":
-        """Statistics of timed rounds (times in seconds), with the conditions they ran in."""
-        steps = cls.from_seconds(rounds.step_seconds)
-        return cls(
-            median=float(np.median(rounds.round_medians)) * 1e3, p10=steps.p10, p90=steps.p90, min=steps.min,
-            cv=steps.cv, n=rounds.steps, mean=steps.mean, rounds=len(rounds.round_medians),
-            steps_per_round=rounds.steps_per_round,
-            ci_low=None if rounds.ci_low is None else rounds.ci_low * 1e3,
-            ci_high=None if rounds.ci_high is None else rounds.ci_high * 1e3,
-            ci_confidence=rule.confidence, target_ci=rule.target_ci, stopped_by=rounds.stopped_by, **conditions,
-        )
-
-    @classmethod
-    def from_seconds(cls, seconds: list[float]) -> "StepTimes":
-        """Statistics of a list of step durations given in seconds."""
-        ms = np.asarray(seconds, dtype=float) * 1e3
-        mean = float(ms.mean())
-        return cls(
-            median=float(np.median(ms)), p10=float(np.percentile(ms, 10)),
-            p90=float(np.percentile(ms, 90)), min=float(ms.min()),
-            cv=float(ms.std() / mean) if mean > 0 else 0.0, n=len(ms), mean=mean,
-        )
-
-
-@dataclass(frozen=True)
-class KernelTime:
-    """One kernel the runtime executed: median self time per step, runs per step, and each step's time."""
-
-    name: str
-    kernel_type: str
-    time_us: float
-    occurrences: float
-    per_step_us: tuple[float, ...] = ()
+from tfprofscale.profiling.runtime.timing import StopRule, current_threads, load_average, time_rounds
+from tfprofscale.records import KernelTime, StepTimes
 
 
 @dataclass(frozen=True)

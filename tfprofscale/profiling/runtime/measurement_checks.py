@@ -9,7 +9,7 @@ import os
 from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
-    from tfprofscale.profiling.assemble import LayerRow, Totals
+    from tfprofscale.records import LayerRow, Totals
 
 CV_LIMIT = 0.10
 HIGH_LOAD_PER_CPU = 0.75

@@ -6,13 +6,8 @@ left unexplained.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from tfprofscale.profiling.runtime.nested_kernels import TIME_SOURCES
-
-if TYPE_CHECKING:
-    from tfprofscale.profiling.assemble import LayerRow
-    from tfprofscale.profiling.runtime.attribution import OpRow
+from tfprofscale.records import LayerRow, OpRow
 
 
 UNSEEN_NOTE = ("no kernel of its own in the trace although the graph counts work: constant-folded by Grappler, "

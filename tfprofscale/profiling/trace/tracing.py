@@ -16,11 +16,11 @@ import numpy as np
 import tensorflow as tf
 
 from tfprofscale.errors import InputError
-from tfprofscale.profiling.trace import nesting
 from tfprofscale.profiling.memory.frozen import FrozenGraph, freeze
+from tfprofscale.profiling.trace import nesting
 from tfprofscale.profiling.trace.input_budget import check_fits, making_inputs_bytes
-from tfprofscale.records import LayerInfo, Shape
 from tfprofscale.profiling.trace.user_code import first_line
+from tfprofscale.records import LayerInfo, Shape
 
 # Op types that only move, name or feed tensors: they carry no computation.
 STRUCTURAL_OP_TYPES = frozenset({
