@@ -36,7 +36,8 @@ CONTRACT_COLUMNS = ("filters,batch_size,repeat,Layers,BatchSize,ConvSize,TotalTi
                     "weights_bytes,input_bytes,estimated_peak_bytes,tf_estimated_peak_bytes,allocator_peak_bytes,"
                     "in_step_measured_peak_bytes,in_step_estimated_peak_bytes,total_measured_peak_bytes,"
                     "total_estimated_peak_bytes,step_time_median_ms,"
-                    "step_time_p10_ms,step_time_p90_ms,step_time_cv,accuracy,status,error,warnings,host,machine").split(",")
+                    "step_time_p10_ms,step_time_p90_ms,step_time_cv,accuracy,status,error,warnings,host,machine,"
+                    "graph_train_flops,train_flops,train_to_forward,update_flops").split(",")
 GRID_2X2 = """\
 [sweep]
 model = {model}

@@ -12,6 +12,7 @@ import pytest
 
 from tfprofscale.profiling.graph import tf_cost_model
 from tfprofscale.profiling.graph.tf_cost_model import CostModelError, VirtualCpu, estimate_costs, virtual_cpu
+from tfprofscale.profiling.runtime import machine_peaks as machine_peaks_module
 from tfprofscale.profiling.runtime.machine_peaks import MachinePeaks
 
 ONE_NS_PER_UNIT = VirtualCpu(num_cores=1, frequency_mhz=1000, bandwidth_kb_per_s=1e6)
@@ -44,7 +45,7 @@ def op_of_type(estimate, op_type):
 
 
 def test_conv_and_matmul_cost_what_grappler_formula_says(traced_cnn):
-    estimate = estimate_costs(traced_cnn.frozen(), ONE_NS_PER_UNIT)
+    estimate = estimate_costs(traced_cnn.shape_graph(), ONE_NS_PER_UNIT)
     conv, matmul = op_of_type(estimate, "Conv2D"), op_of_type(estimate, "MatMul")
     assert conv.estimated_us == pytest.approx((CONV_OPERATIONS + CONV_BYTES) / 1e3)      # 23.616 us
     assert matmul.estimated_us == pytest.approx((MATMUL_OPERATIONS + MATMUL_BYTES) / 1e3)  # 4.120 us
@@ -57,7 +58,7 @@ def test_conv_and_matmul_cost_what_grappler_formula_says(traced_cnn):
 
 def test_large_graphs_skip_the_timeline_and_read_whole_microseconds(traced_cnn, monkeypatch):
     monkeypatch.setattr(tf_cost_model, "TIMELINE_MAX_NODES", 0)
-    estimate = estimate_costs(traced_cnn.frozen(), ONE_NS_PER_UNIT)
+    estimate = estimate_costs(traced_cnn.shape_graph(), ONE_NS_PER_UNIT)
     conv, matmul = op_of_type(estimate, "Conv2D"), op_of_type(estimate, "MatMul")
     # the cost graph keeps whole microseconds: 23.616 -> 23, 4.120 -> 4
     assert (conv.estimated_us, conv.compute_us, conv.memory_us) == (23.0, 18.0, 5.0)
@@ -68,11 +69,11 @@ def test_run_time_is_the_schedule_of_the_same_protos_read_independently(traced_c
     import tensorflow as tf
     from tensorflow.python.grappler import cluster, item
 
-    estimate = estimate_costs(traced_cnn.frozen(), ONE_NS_PER_UNIT)
+    estimate = estimate_costs(traced_cnn.shape_graph(), ONE_NS_PER_UNIT)
     graph = tf.Graph()  # the metagraph the long way round: import the frozen graph, export it with its fetches
     with graph.as_default():
-        tf.graph_util.import_graph_def(traced_cnn.frozen().graph_def, name="")
-        for name in traced_cnn.frozen().output_names:
+        tf.graph_util.import_graph_def(traced_cnn.shape_graph().graph_def, name="")
+        for name in traced_cnn.shape_graph().output_names:
             graph.add_to_collection(tf.compat.v1.GraphKeys.TRAIN_OP, graph.get_tensor_by_name(name).op)
         exported = tf.compat.v1.train.export_meta_graph(graph=graph)
     grappler = cluster.Cluster(devices=[ONE_NS_PER_UNIT.named_device()], disable_timeline=False)
@@ -158,7 +159,7 @@ def test_estimate_costs_raises_one_line(traced_cnn, monkeypatch):
 
     monkeypatch.setattr(item, "Item", lambda metagraph: (_ for _ in ()).throw(ValueError("no fetch nodes")))
     with pytest.raises(CostModelError, match="^ValueError: no fetch nodes$"):
-        estimate_costs(traced_cnn.frozen(), ONE_NS_PER_UNIT)
+        estimate_costs(traced_cnn.shape_graph(), ONE_NS_PER_UNIT)
 
 
 def test_the_command_line_can_skip_the_cost_model(capsys, cnn_file, tmp_path, monkeypatch):

@@ -35,6 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fit.add_argument("--out", default="latency_model.json", help="model file to write (default latency_model.json)")
     fit.add_argument("--statistic", choices=("median", "p10", "min"), default="median",
                      help="step time a configuration is fitted to (default median; min on a loaded machine)")
+    fit.add_argument("--mode", choices=("infer", "train"), default="infer",
+                     help="fit the inference or the training-step configurations of a sweep with [sweep] mode "
+                          "(default infer)")
     fit.set_defaults(run=run_fit)
     predict = subparsers.add_parser("predict", help="predict a model's step latency without running it",
                                     description="Predict the step latency of one configuration from a fitted model.")
@@ -63,7 +66,7 @@ def run_fit(args: argparse.Namespace) -> int:
     fitted = []
     for fingerprint, description in (machines or {None: ""}).items():
         samples = load_sweep(args.results_dir, args.statistic,
-                             machine=fingerprint if len(machines) > 1 else None)
+                             machine=fingerprint if len(machines) > 1 else None, mode=args.mode)
         if not samples:
             raise InputError(f"{args.results_dir} has no finished configuration (reports/*.json with status ok)")
         if len(samples) >= MIN_VALIDATION_CONFIGS:

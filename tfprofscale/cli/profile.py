@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from tfprofscale.errors import InputError
+from tfprofscale.footprint import max_memory_bytes
 from tfprofscale.inputs import check_input_file
 from tfprofscale.output import check_output_folder, check_output_path
 from tfprofscale.profiling.trace import loading
@@ -32,11 +33,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress messages")
     parser.add_argument("--no-cost-model", action="store_true",
                         help="skip TensorFlow's cost model (Grappler's estimate per op; seconds on large graphs)")
+    parser.add_argument("--max-memory", metavar="SIZE",
+                        help="most memory this profile may hold, e.g. 6GiB or 500MB: the memory and cost-model "
+                             "stages are skipped (one line says so) when their estimated need would not fit "
+                             "(default: the memory the system has available)")
     parser.add_argument("--memory-trace", action="store_true",
                         help="also trace a second, untimed run with the BFC CPU allocator into the logdir "
                              "(<run>-memory), for TensorBoard's Memory Profile; slower")
+    add_train_options(parser)
     add_timing_options(parser)
     parser.set_defaults(run=run)
+
+
+def add_train_options(parser: argparse.ArgumentParser) -> None:
+    """--train and its companions, --jit-compile, --memory-budget and --target-batch."""
+    parser.add_argument("--train", action="store_true",
+                        help="profile one training step (forward, loss, gradients, optimizer update) instead of "
+                             "inference")
+    parser.add_argument("--optimizer", metavar="NAME",
+                        help="with --train: sgd, momentum, adam, adamw or rmsprop instead of the model's own")
+    parser.add_argument("--jit-compile", action="store_true", help="compile the step with XLA, as Keras does on GPU")
+    parser.add_argument("--memory-budget", metavar="SIZE",
+                        help="also find the largest batch whose measured peak fits SIZE (e.g. 2GiB, 500MB)")
+    parser.add_argument("--target-batch", type=int, metavar="N",
+                        help="with --train --memory-budget: plan gradient accumulation to reach batch N")
 
 
 def add_timing_options(parser: argparse.ArgumentParser) -> None:
@@ -74,6 +94,9 @@ def run(args: argparse.Namespace) -> int:
         check_output_folder(args.logdir, "--logdir")
     if args.weights is not None:
         check_input_file(args.weights, "--weights")
+    if args.optimizer is not None and not args.train:
+        raise InputError("--optimizer chooses the optimizer of the training step: it needs --train")
+    max_memory_bytes(args.max_memory)
     _apply_threads_first(args)
     input_shapes = parse_input_shapes(args.input_shape)
     model_file = loading.load_model_file(args.model)
@@ -89,6 +112,9 @@ def run(args: argparse.Namespace) -> int:
         tf_cost_model=not args.no_cost_model,
         memory_trace=args.memory_trace,
         threads=args.threads, min_time=args.min_time, target_ci=args.target_ci / 100, max_time=args.max_time,
+        train=args.train, optimizer=args.optimizer, jit_compile=args.jit_compile,
+        memory_budget=args.memory_budget, target_batch=args.target_batch,
+        max_memory=args.max_memory,
     )
     report = run_profile(model_file, options)
     from tfprofscale.report.table import render

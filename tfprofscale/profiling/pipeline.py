@@ -16,8 +16,11 @@ from typing import Any
 
 from tfprofscale import training
 from tfprofscale.errors import InputError
+from tfprofscale.footprint import check_above_floor, max_memory_bytes
 from tfprofscale.formulas import analytic
+from tfprofscale.profiling import train_profile
 from tfprofscale.profiling.assemble import layer_rows, totals
+from tfprofscale.profiling.batch_limits import add_batch_limits, check_budget_above_weights, check_budget_options
 from tfprofscale.profiling.graph import graph_stats
 from tfprofscale.profiling.graph.tf_cost_model import add_tf_estimates
 from tfprofscale.profiling.memory import measure as memory
@@ -32,8 +35,11 @@ from tfprofscale.profiling.runtime.nested_kernels import loop_events
 from tfprofscale.profiling.runtime.run_checks import check_step_fits, model_run_errors
 from tfprofscale.profiling.runtime.shares import apply_step_medians, unattributed_time_us
 from tfprofscale.profiling.runtime.timing import StopRule, apply_threads, parse_threads
+from tfprofscale.profiling.runtime.xla_cluster import add_xla_view
 from tfprofscale.profiling.trace import loading, tracing
+from tfprofscale.profiling.train_views import add_train_views
 from tfprofscale.profiling.trace.input_shapes import check_input_shapes
+from tfprofscale.profiling.trace.train_setup import check_optimizer_name
 from tfprofscale.profiling.trace.user_code import user_code
 from tfprofscale.profiling.trace.weights import load_weights
 from tfprofscale.records import Report
@@ -45,6 +51,9 @@ class ProfileOptions:
 
     ``memory`` runs the memory stage (turned off only to benchmark it),
     ``memory_trace`` adds the untimed BFC-allocator trace (see memory_trace.py).
+    ``max_memory`` (bytes, or a size such as ``"6GiB"``) caps what the process
+    may hold: the memory and cost-model stages are skipped when their
+    estimated need would not fit under it (see tfprofscale/footprint.py).
     """
 
     batch_size: int = 1
@@ -67,6 +76,12 @@ class ProfileOptions:
     min_time: float = 0.02
     target_ci: float = 0.02
     max_time: float = 3.0
+    train: bool = False
+    optimizer: str | None = None
+    jit_compile: bool = False
+    memory_budget: int | str | None = None
+    target_batch: int | None = None
+    max_memory: int | str | None = None
 
     def stop_rule(self) -> "StopRule":
         """When to stop timing: at least ``steps`` steps, rounds of ``min_time`` s, CI target or ``max_time`` s."""
@@ -85,8 +100,11 @@ class ProfileOptions:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise InputError(f"{name.replace('_', '-')} must be an integer >= 0, got {value!r}")
+        max_memory_bytes(self.max_memory)
         if self.input_shapes is not None:
             check_input_shapes(self.input_shapes)
+        check_optimizer_name(self.optimizer)
+        check_budget_options(self)
 
 
 def profile(model_or_path: Any, batch_size: int = 1, **options: Any) -> "Report":
@@ -112,7 +130,12 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
     say(f"tracing at batch {options.batch_size}")
     example_inputs = model_file.example_inputs if model_file else None
     with user_code(model_file.path, "tracing the model") if model_file else nullcontext():
-        traced = tracing.trace(model, options.batch_size, example_inputs, params, options.input_shapes)
+        traced = (train_profile.trace_step(model, model_file, params, options) if options.train else
+                  tracing.trace(model, options.batch_size, example_inputs, params, options.input_shapes,
+                                jit_compile=options.jit_compile))
+    check_budget_above_weights(options, traced)
+    max_memory = max_memory_bytes(options.max_memory)
+    check_above_floor(max_memory, options.max_memory)
     say("counting graph FLOPs with tfprof")
     stats = graph_stats.graph_stats(traced.graph)
     costs = analytic.analyze_layers(traced.layers)
@@ -136,18 +159,33 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
         model=_model_name(model_or_path), params=params, batch_size=options.batch_size,
         tensorflow=_tf_version(), device=measured.device, totals=totals(rows, ops, stats, measured),
         layers=rows, ops=ops, trace_dir=measured.trace_dir,
+        precision_policy=train_profile.precision_policy(traced.keras_model),
     )
+    if options.train:
+        add_train_views(report, traced, stats, costs)
     if measured.trace_failure:
         report.warnings.append(measured.trace_failure)
-    if options.tf_cost_model:
+    if options.jit_compile:
+        say("reading XLA's optimized HLO and its instructions in the trace")
+        add_xla_view(report, traced)
+        report.warnings.append("--jit-compile: memory is measured on the graph's own kernels in a Session, "
+                               "without XLA (XLA's buffer assignment is not in the allocation records)")
+    if options.tf_cost_model and not options.train:  # Grappler needs the frozen graph: a train step has none
         say("estimating with TensorFlow's cost model (Grappler)")
-        add_tf_estimates(report, traced)
-    annotate_rows(report.layers, traced.graph, traced.layer_of, traced.function.outputs,
-                  (op.name for op in ops if op.fused_into))
-    if options.memory:
-        say("measuring memory: one traced Session step of the frozen graph")
+        add_tf_estimates(report, traced, max_memory=max_memory)
+    if not options.train:
+        annotate_rows(report.layers, traced.graph, traced.layer_of, traced.function.outputs,
+                      (op.name for op in ops if op.fused_into))
+    if options.memory and options.train:
+        say("measuring memory: one traced Session step of the training step, variables re-created")
+        train_profile.add_train_memory(report, traced, costs, measured.device)
+    elif options.memory:
+        say("measuring memory: one traced Session step with the model's variables")
         memory.attach_memory(report, memory.measure_memory(traced, measured.device, measured.peak_bytes,
-                                                           measured.resident_bytes, report.layers))
+                                                           measured.resident_bytes, report.layers, max_memory))
+    if options.memory_budget is not None:
+        say(f"finding the largest batch that fits {options.memory_budget}")
+        add_batch_limits(report, model, model_file, params, options, traced)
     if options.memory and options.memory_trace:
         say("memory trace: a second, untimed run with the BFC CPU allocator (child process)")
         memory.add_memory_trace(report, model_or_path, run_dir, options)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -59,3 +60,4 @@ class MemoryRecord:
     in_step_estimated_peak_bytes: int | None = None
     total_measured_peak_bytes: int | None = None
     total_estimated_peak_bytes: int | None = None
+    ledger: dict[str, Any] | None = None  # --train: the train-step ledger (Ledger.as_dict())

@@ -122,6 +122,7 @@ class OpRow:
     def timed_layer(self) -> str | None:
         """The layer this op's kernel time is charged to (``charged_layer`` when a fused kernel moved it)."""
         return self.charged_layer or self.layer
+    phase: str | None = None  # --train: forward, loss, backward or update
 
 
 @dataclass
@@ -159,6 +160,16 @@ class LayerRow:
     internal_peak_bytes: int | None = None
     graph_order: int | None = None
     graph_spans: list[list[int]] | None = None
+    # --train only (profiling/train_views.py): formulas, graph FLOPs and kernel time by phase
+    forward_flops: int | None = None
+    input_grad_flops: int | None = None
+    weight_grad_flops: int | None = None
+    update_flops: int | None = None
+    graph_backward_flops: int | None = None
+    graph_update_flops: int | None = None
+    forward_time_us: float | None = None
+    backward_time_us: float | None = None
+    update_time_us: float | None = None
 
 
 @dataclass
@@ -189,6 +200,13 @@ class Totals:
     uncounted_op_types: dict[str, int] = field(default_factory=dict)
     busy_time_us: float | None = None
     concurrency: float | None = None
+    # --train only (profiling/train_views.py)
+    train_flops: int | None = None
+    graph_train_flops: int | None = None
+    train_to_forward: float | None = None
+    update_flops: int | None = None
+    graph_flops_by_phase: dict[str, int] = field(default_factory=dict)
+    time_us_by_phase: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -207,6 +225,12 @@ class Report:
     predictions: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     memory: MemoryRecord | None = None
+    mode: str = "infer"
+    train_setup: str | None = None
+    precision_policy: str | None = None
+    max_batch: dict[str, Any] | None = None
+    accumulation: dict[str, Any] | None = None
+    xla: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready dict of DESIGN.md's profile contract."""
@@ -252,7 +276,12 @@ class Report:
             ops=[OpRow(**_known(OpRow, row)) for row in data["ops"]],
             trace_dir=data.get("trace_dir"), predictions=data.get("predictions", []),
             warnings=list(data.get("warnings", [])), memory=_memory_record(data.get("memory")),
+            **{key: data[key] for key in TRAIN_REPORT_KEYS if key in data},
         )
+
+
+#: Report keys of a ``--train`` / ``--memory-budget`` / ``--jit-compile`` profile, kept by ``from_dict``.
+TRAIN_REPORT_KEYS = ("mode", "train_setup", "precision_policy", "max_batch", "accumulation", "xla")
 
 
 def _memory_record(data: dict[str, Any] | None) -> MemoryRecord | None:

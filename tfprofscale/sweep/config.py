@@ -25,6 +25,8 @@ document 001's 0.75 is the TF1-style keep probability, so the model's
     trace_steps = 10                     optional, profiled steps (default 10)
     input_shape = 224,224,3              optional, per-example shape of inputs left undefined (one per input)
     timeout = 600                        optional, seconds one configuration may run (default: no limit)
+    mode = infer train                   optional, what is profiled: inference, one training step, or both
+                                         (a grid axis: results.csv gets a mode column; default infer)
     scheduler = tcp://HOST:8786          optional, a dask.distributed scheduler to run on (default: local)
     [grid]
     total_layers = 4 6 8 10              any model parameter: a list of values
@@ -57,9 +59,10 @@ DOCUMENT_001_PARAMETERS = {"tot_layers": "total_layers", "filter_size": "conv_si
 DOCUMENT_001_KEYS = {"training_iterations", "batch_size", "tot_layers", "filter_size", "learning_rate",
                      "dropout", "evaluation_iterations"}
 SWEEP_KEYS = {"model", "batch_size", "steps", "repeats", "warmup", "trace_steps", "input_shape", "timeout",
-              "scheduler"}
+              "scheduler", "mode"}
 TRAINING_KEYS = {"epochs", "learning_rate", "batch_size"}
-RESERVED_NAMES = {"batch_size", "repeat", "config_id", "status", "error"}
+RESERVED_NAMES = {"batch_size", "repeat", "config_id", "status", "error", "mode"}
+MODES = ("infer", "train")
 _NO_DEFAULT_SECTION = "\0no default section"
 
 
@@ -89,6 +92,11 @@ class SweepConfig:
     input_shapes: tuple[tuple[int, ...], ...] | None = None
     timeout_s: float | None = None
     scheduler: str | None = None
+    modes: tuple[str, ...] | None = None  # [sweep] mode; None: inference only, and no mode column
+
+    def axes(self) -> list[str]:
+        """The columns that tell configurations apart beside batch and repeat: grid keys, then ``mode``."""
+        return [*self.grid, *(["mode"] if self.modes is not None else [])]
 
     def origin(self, name: str) -> str:
         """Where grid parameter ``name`` came from: ``FILE [section] key``."""
@@ -101,6 +109,7 @@ class SweepConfig:
             "batch_sizes": self.batch_sizes, "steps": self.steps, "repeats": self.repeats,
             "warmup": self.warmup, "trace_steps": self.trace_steps,
             "input_shape": [list(shape) for shape in self.input_shapes] if self.input_shapes else None,
+            "modes": list(self.modes) if self.modes is not None else None,
             "training": {"epochs": self.training.epochs, "learning_rate": self.training.learning_rate,
                          "batch_size": self.training.batch_size},
         }
@@ -236,6 +245,7 @@ def _general(source: Path, parser: configparser.ConfigParser, sections: dict[str
         input_shapes=read("input_shape", _input_shapes, None),
         timeout_s=read("timeout", _positive_float, None),
         scheduler=read("scheduler", _scheduler_address, None),
+        modes=read("mode", _modes, None),
     )
     if "model" not in sweep_keys:
         return config
@@ -360,6 +370,15 @@ def _keep_probability_as_rate(where: _Where, text: str) -> list[float]:
     if isinstance(keep, bool) or not isinstance(keep, (int, float)) or not 0 < keep <= 1:
         raise where.error(f"value {keep!r} must be a keep probability in (0, 1] (the dropout rate is 1 - it)")
     return [round(1.0 - float(keep), 12)]
+
+
+def _modes(where: _Where, text: str) -> tuple[str, ...]:
+    """``infer``, ``train`` or both, each once."""
+    values = _value_list(where, text)
+    for value in values:
+        if value not in MODES:
+            raise where.error(f"mode {value!r} is neither infer nor train")
+    return tuple(values)
 
 
 def _scheduler_address(where: _Where, text: str) -> str:

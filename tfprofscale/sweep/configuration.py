@@ -53,6 +53,7 @@ def run_configuration(plan: RunPlan, task: ConfigTask) -> dict[str, Any]:
             batch_size=task.batch_size, steps=plan.steps, warmup=plan.warmup, trace_steps=plan.trace_steps,
             logdir=plan.logdir, trace=plan.trace_steps > 0 and trace_problem is None, run_name=task.config_id,
             weights=weights, data=plan.data, params=dict(task.params), input_shapes=plan.input_shapes,
+            train=task.mode == "train",
         )
         report = run_profile(plan.model, options).to_dict()
         if trace_problem is not None:

@@ -26,6 +26,7 @@ from tfprofscale.sweep.config import SweepConfig
 DOCUMENT_001_COLUMNS = ["Layers", "BatchSize", "ConvSize", "TotalTime", "MeanTime"]
 TOTALS_COLUMNS = ["params", "analytic_flops", "analytic_macs", "graph_flops", "activation_bytes",
                   "analytic_memory_bytes", "peak_bytes"]
+TRAIN_COLUMNS = ["graph_train_flops", "train_flops", "train_to_forward", "update_flops"]  # mode = train rows
 STEP_COLUMNS = ["step_time_median_ms", "step_time_p10_ms", "step_time_p90_ms", "step_time_cv"]
 MEMORY_COLUMNS = ["measured_peak_bytes", "weights_bytes", "input_bytes", "estimated_peak_bytes",
                   "tf_estimated_peak_bytes", "allocator_peak_bytes", "in_step_measured_peak_bytes",
@@ -33,7 +34,7 @@ MEMORY_COLUMNS = ["measured_peak_bytes", "weights_bytes", "input_bytes", "estima
                   "total_estimated_peak_bytes"]  # from the report's memory record
 RESULT_COLUMNS = ["batch_size", "repeat", *DOCUMENT_001_COLUMNS, *TOTALS_COLUMNS, *MEMORY_COLUMNS, *STEP_COLUMNS,
                   "accuracy", "status", "error", "warnings",
-                  "host", "machine"]
+                  "host", "machine", *TRAIN_COLUMNS]
 LAYER_FIELDS = ["name", "type", "output_shape", "params", "analytic_flops", "analytic_macs", "graph_flops",
                 "activation_bytes", "time_us", "achieved_gflops", "time_share", "receptive_field", "supported",
                 "geometry", "analytic_terms"]
@@ -56,7 +57,7 @@ def results_row(record: dict[str, Any], grid_names: list[str]) -> dict[str, Any]
                BatchSize=config["batch_size"], ConvSize=params.get("conv_size"),
                TotalTime=None if mean_ms is None else mean_ms * steps["n"] / 1e3,
                MeanTime=None if mean_ms is None else mean_ms / 1e3)
-    row.update({column: totals.get(column) for column in TOTALS_COLUMNS})
+    row.update({column: totals.get(column) for column in (*TOTALS_COLUMNS, *TRAIN_COLUMNS)})
     memory = (report or {}).get("memory") or {}
     row.update({column: memory.get(column) for column in MEMORY_COLUMNS})
     row.update(step_time_median_ms=steps.get("median"), step_time_p10_ms=steps.get("p10"),

@@ -107,8 +107,8 @@ def run_sweep(config: SweepConfig, options: SweepOptions, executor: Executor | N
                 for record in filter(None, map(sweep.record, outcomes)):
                     bar.advance(record)
         ordered = [sweep.done[key] for key in sweep.order]
-        write_tables(out_dir, ordered, list(config.grid))
-        plots = write_summaries(out_dir, config, ordered, list(config.grid))
+        write_tables(out_dir, ordered, config.axes())
+        plots = write_summaries(out_dir, config, ordered, config.axes())
         store.finish()
     failed = {r["config_id"]: r["error"] for r in ordered if r["status"] != OK}
     timed_out = [r["config_id"] for r in ordered if r["status"] == TIMED_OUT]
@@ -130,7 +130,7 @@ class _SweepState:
     @classmethod
     def of(cls, config: SweepConfig, store: ResultStore, options: SweepOptions) -> "_SweepState":
         """The stored records kept (good ones, and failed ones unless retrying) and the configurations to run."""
-        progress = cls(store, list(config.grid), options.timeout_s)
+        progress = cls(store, config.axes(), options.timeout_s)
         for task in iter_grid(config):
             progress.order.append(task.config_id)
             record = store.record(task.config_id)
@@ -162,7 +162,8 @@ def outcome_record(outcome: Outcome, timeout_s: float | None = None) -> dict[str
     value = outcome.value or {}
     status = OK if outcome.ok else TIMED_OUT if outcome.timed_out else FAILED
     return {
-        "config_id": task.config_id, "config": {**task.params, "batch_size": task.batch_size},
+        "config_id": task.config_id, "config": {**task.params, "batch_size": task.batch_size,
+                                                   **({"mode": task.mode} if task.mode else {})},
         "repeat": task.repeat, "status": status, "error": outcome.error,
         "timeout_s": timeout_s if outcome.timed_out else None,
         "elapsed_s": round(outcome.elapsed_s, 3), "host": value.get("host") or outcome.host,

@@ -166,7 +166,7 @@ def measure_peaks(repeats: int = PEAK_REPEATS) -> MachinePeaks:
     load_start = load_average()
     a = tf.random.normal((MATMUL_SIDE, MATMUL_SIDE))
     b = tf.random.normal((MATMUL_SIDE, MATMUL_SIDE))
-    x = tf.random.normal((STREAM_ELEMENTS,))
+    x = tf.fill((STREAM_ELEMENTS,), 1.0)  # one 128 MB buffer (random.normal made ~3x that in temporaries)
     matmul_s = _best_seconds(lambda: tf.linalg.matmul(a, b), repeats)
     stream_s = _best_seconds(lambda: tf.reduce_sum(x), repeats)
     del x
