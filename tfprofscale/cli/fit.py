@@ -33,8 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                 description="Fit the step-latency model on a sweep's measured configurations.")
     fit.add_argument("results_dir", help="sweep output directory (with reports/*.json)")
     fit.add_argument("--out", default="latency_model.json", help="model file to write (default latency_model.json)")
-    fit.add_argument("--statistic", choices=("median", "p10", "min"), default="median",
-                     help="step time a configuration is fitted to (default median; min on a loaded machine)")
+    fit.add_argument("--statistic", choices=("median", "p10", "min"), default=None,
+                     help="step time a configuration is fitted to (default: the one whose spread between "
+                          "processes is smallest on the sweep, printed with the fit; median when unknown)")
     fit.add_argument("--mode", choices=("infer", "train"), default="infer",
                      help="fit the inference or the training-step configurations of a sweep with [sweep] mode "
                           "(default infer)")
@@ -60,12 +61,15 @@ def run_fit(args: argparse.Namespace) -> int:
     import_tensorflow_quietly()
     from tfprofscale.audit.latency import fit_latency_model
     from tfprofscale.audit.machine_models import UNKNOWN, FittedMachine, save_models, sweep_machines
+    from tfprofscale.audit.statistic_spread import statistic_spreads
     from tfprofscale.audit.validation import MIN_VALIDATION_CONFIGS, load_sweep, validate_samples
 
     machines = sweep_machines(args.results_dir) if Path(args.results_dir).is_dir() else {}
     fitted = []
     for fingerprint, description in (machines or {None: ""}).items():
-        samples = load_sweep(args.results_dir, args.statistic,
+        spreads = statistic_spreads(args.results_dir, machine=fingerprint if len(machines) > 1 else None)
+        statistic = args.statistic or spreads.best()
+        samples = load_sweep(args.results_dir, statistic,
                              machine=fingerprint if len(machines) > 1 else None, mode=args.mode)
         if not samples:
             raise InputError(f"{args.results_dir} has no finished configuration (reports/*.json with status ok)")
@@ -77,6 +81,7 @@ def run_fit(args: argparse.Namespace) -> int:
             lines = model.lines() + [f"(no held-out validation: it needs {MIN_VALIDATION_CONFIGS} configurations, "
                                      f"the sweep has {len(samples)})"]
         print(f"machine {fingerprint}: {description}" if fingerprint else "machine not recorded")
+        print(spreads.line(statistic, named=args.statistic is not None))
         print("\n".join(lines))
         fitted.append(FittedMachine(fingerprint or UNKNOWN, description, model))
     save_models(args.out, fitted)

@@ -7,6 +7,8 @@ from tfprofscale.errors import InputError
 from tfprofscale.footprint import max_memory_bytes
 from tfprofscale.inputs import check_input_file
 from tfprofscale.output import check_output_folder, check_output_path
+from tfprofscale.profiling.processes import check_processes
+from tfprofscale.profiling.runtime.budget import check_step_counts
 from tfprofscale.profiling.trace import loading
 from tfprofscale.profiling.trace.input_shapes import parse_input_shapes
 from tfprofscale.quiet import import_tensorflow_quietly
@@ -69,7 +71,11 @@ def add_timing_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target-ci", type=float, default=2.0, metavar="PCT",
                         help="stop timing when the median's 95%% interval is this %% of it wide (default 2)")
     parser.add_argument("--max-time", type=float, default=3.0, metavar="S",
-                        help="time budget in seconds for timing, once --steps steps are done (default 3)")
+                        help="time budget in seconds for the whole measurement of one process: warm-up, timed and "
+                             "traced steps shrink to fit it (default 3)")
+    parser.add_argument("--processes", default=1, metavar="N",
+                        help="time the step in N processes, one after another (this one and N - 1 fresh ones): "
+                             "the interval then covers another process's median (default 1: within-process only)")
 
 
 def add_measure_options(parser: argparse.ArgumentParser) -> None:
@@ -115,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
         train=args.train, optimizer=args.optimizer, jit_compile=args.jit_compile,
         memory_budget=args.memory_budget, target_batch=args.target_batch,
         max_memory=args.max_memory,
+        processes=check_processes(args.processes),
     )
     report = run_profile(model_file, options)
     from tfprofscale.report.table import render
@@ -141,6 +148,8 @@ def _apply_threads_first(args: argparse.Namespace) -> None:
     if not args.target_ci > 0:
         raise InputError(f"--target-ci must be a percentage > 0, got {args.target_ci}")
     StopRule(min_round_s=args.min_time, target_ci=args.target_ci / 100, max_time_s=args.max_time).validate()
+    check_processes(args.processes)
+    check_step_counts(args.steps, args.warmup, args.trace_steps)
     threads = parse_threads(args.threads)
     if threads is None:
         return

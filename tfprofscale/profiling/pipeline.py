@@ -25,8 +25,10 @@ from tfprofscale.profiling.graph import graph_stats
 from tfprofscale.profiling.graph.tf_cost_model import add_tf_estimates
 from tfprofscale.profiling.memory import measure as memory
 from tfprofscale.profiling.memory.graph_liveness import annotate_rows
+from tfprofscale.profiling.processes import check_processes, time_in_more_processes, worker_request
 from tfprofscale.profiling.runtime import measure as runtime
 from tfprofscale.profiling.runtime.attribution import attribute_ops, body_kernels_renamed
+from tfprofscale.profiling.runtime.budget import check_step_counts
 from tfprofscale.profiling.runtime.machine_peaks import fresh_cached_peaks
 from tfprofscale.profiling.runtime.kernel_trace import read_trace_events
 from tfprofscale.profiling.runtime.measure import check_logdir, kernel_times
@@ -82,6 +84,7 @@ class ProfileOptions:
     memory_budget: int | str | None = None
     target_batch: int | None = None
     max_memory: int | str | None = None
+    processes: int = 1
 
     def stop_rule(self) -> "StopRule":
         """When to stop timing: at least ``steps`` steps, rounds of ``min_time`` s, CI target or ``max_time`` s."""
@@ -92,6 +95,8 @@ class ProfileOptions:
         """InputError for counts that cannot be measured."""
         parse_threads(self.threads)
         self.stop_rule().validate()
+        check_processes(self.processes)
+        check_step_counts(self.steps, self.warmup, self.trace_steps)
         for name in ("batch_size", "steps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -140,12 +145,23 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
     stats = graph_stats.graph_stats(traced.graph)
     costs = analytic.analyze_layers(traced.layers)
     check_step_fits(traced, costs)
+    if options.processes > 1 and model_file is None:
+        raise InputError("--processes above 1 needs a model file: each timing process re-imports it")
     say(f"timing {options.warmup} warm-up + at least {options.steps} steps (until the median is within "
-        f"{100 * options.target_ci:g}% or {options.max_time:g} s)"
-        + (f", tracing {options.trace_steps} more" if run_dir else ""))
+        f"{100 * options.target_ci:g}%)" + (f", tracing {options.trace_steps} more" if run_dir else "")
+        + f", all within --max-time {options.max_time:g} s (fewer steps if a step is slow)"
+        + (f"; then {options.processes - 1} more timing processes" if options.processes > 1 else ""))
     with model_run_errors():
         measured = runtime.measure(traced.run, steps=options.steps, warmup=options.warmup,
                                    trace_steps=options.trace_steps, run_dir=run_dir, rule=options.stop_rule())
+    timing_warnings = [measured.budget_note] if measured.budget_note else []
+    for note in timing_warnings:
+        say(note)
+    if options.processes > 1:
+        combined, more = time_in_more_processes(
+            measured.step_times, worker_request(str(model_file.path), params, options, measured.device),
+            options.processes, say)
+        measured, timing_warnings = replace(measured, step_times=combined), timing_warnings + more
     kernels = None
     if measured.traced_step_times:
         kernels, measured = _with_nested_kernels(stats, measured)
@@ -189,7 +205,7 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
     if options.memory and options.memory_trace:
         say("memory trace: a second, untimed run with the BFC CPU allocator (child process)")
         memory.add_memory_trace(report, model_or_path, run_dir, options)
-    report.warnings += [threads_warning] if threads_warning else []
+    report.warnings += ([threads_warning] if threads_warning else []) + timing_warnings
     report.warnings += measurement_warnings(report.totals, rows, _cached_peak_flops())
     if data is not None and traced.keras_model is not None:
         _add_accuracy(report, traced.keras_model, data, options, say)

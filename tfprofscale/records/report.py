@@ -29,7 +29,13 @@ class StepTimes:
     all ``n`` timed steps; ``rounds`` of ``steps_per_round`` steps were run;
     ``stopped_by`` says why timing ended (``precision`` or ``time budget``);
     ``threads`` and ``load_start``/``load_end`` (1-minute load average)
-    describe the conditions.
+    describe the conditions. Over several processes (``--processes``, see
+    ``profiling/runtime/across_processes``) the statistics are medians over the
+    processes, the interval is the 95% prediction interval for another
+    process's median (``interval_scope`` says which interval it is),
+    ``processes`` lists each process's figures (or why it died), and
+    ``this_process_median`` is the profiling process's own median (the
+    profiler overhead's base).
     """
 
     median: float
@@ -49,6 +55,12 @@ class StepTimes:
     threads: dict[str, Any] | None = None
     load_start: float | None = None
     load_end: float | None = None
+    interval_scope: str | None = None
+    processes: list[dict[str, Any]] | None = None
+    processes_requested: int | None = None
+    processes_contributed: int | None = None
+    between_process_cv: float | None = None
+    this_process_median: float | None = None
 
     @property
     def ci_width(self) -> float | None:
@@ -69,7 +81,8 @@ class StepTimes:
             steps_per_round=rounds.steps_per_round,
             ci_low=None if rounds.ci_low is None else rounds.ci_low * 1e3,
             ci_high=None if rounds.ci_high is None else rounds.ci_high * 1e3,
-            ci_confidence=rule.confidence, target_ci=rule.target_ci, stopped_by=rounds.stopped_by, **conditions,
+            ci_confidence=rule.confidence, target_ci=rule.target_ci, stopped_by=rounds.stopped_by,
+            interval_scope="within one process", **conditions,
         )
 
     @classmethod

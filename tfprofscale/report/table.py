@@ -172,9 +172,21 @@ def _conditions_lines(steps: "StepTimes") -> list[str]:
     load = ("" if steps.load_start is None or steps.load_end is None
             else f"; load average {steps.load_start:.2f} -> {steps.load_end:.2f}")
     return [f"Timing:        {steps.rounds} rounds x {steps.steps_per_round} steps{interval}, stopped by "
-            f"{steps.stopped_by}",
+            f"{steps.stopped_by}", *_processes_lines(steps),
             f"Conditions:    threads intra-op {threads.get('intra_op') or 'default'}, inter-op "
             f"{threads.get('inter_op') or 'default'} ({threads.get('cpus')} CPUs){load}"]
+
+
+def _processes_lines(steps: "StepTimes") -> list[str]:
+    """Which interval that is: within one process, or between the processes that timed the step."""
+    if steps.interval_scope != "between processes":
+        return ["               the interval is within one process: another process's median may fall outside "
+                "it (--processes N gives one between processes)"]
+    medians = ", ".join(f"{entry['median']:.3f}" if "median" in entry else f"died ({entry['failed']})"
+                        for entry in steps.processes or [])
+    return [f"Processes:     {steps.processes_contributed} of {steps.processes_requested} timed the step "
+            f"(medians {medians} ms); the interval is the 95% range of another process's median, the step "
+            f"statistics are medians over the processes"]
 
 
 def _profiler_lines(t: "Totals") -> list[str]:

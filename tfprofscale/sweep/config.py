@@ -28,6 +28,11 @@ document 001's 0.75 is the TF1-style keep probability, so the model's
     mode = infer train                   optional, what is profiled: inference, one training step, or both
                                          (a grid axis: results.csv gets a mode column; default infer)
     scheduler = tcp://HOST:8786          optional, a dask.distributed scheduler to run on (default: local)
+    threads = 2                          optional, as profile's --threads (default: TensorFlow's choice)
+    min_time = 0.02                      optional, as --min-time: seconds per timed round
+    target_ci = 2                        optional, as --target-ci: percent of the median
+    max_time = 3                         optional, as --max-time: seconds for the whole measurement
+    processes = 1                        optional, as --processes: timing processes per configuration
     [grid]
     total_layers = 4 6 8 10              any model parameter: a list of values
     conv_size = 3 5 8
@@ -43,7 +48,7 @@ from __future__ import annotations
 
 import configparser
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -53,13 +58,14 @@ from tfprofscale.inputs import read_text
 CONFIG_LIMIT_BYTES = 2**20
 from tfprofscale.profiling.trace.input_shapes import parse_input_shape
 from tfprofscale.profiling.trace.loading import ModelFile, check_type, literal, load_model_file
+from tfprofscale.sweep.timing_settings import TimingSettings, check_step_bounds, read_timing
 
 DOCUMENT_001_SECTION = "CONFIGURATION"
 DOCUMENT_001_PARAMETERS = {"tot_layers": "total_layers", "filter_size": "conv_size", "dropout": "dropout"}
 DOCUMENT_001_KEYS = {"training_iterations", "batch_size", "tot_layers", "filter_size", "learning_rate",
                      "dropout", "evaluation_iterations"}
 SWEEP_KEYS = {"model", "batch_size", "steps", "repeats", "warmup", "trace_steps", "input_shape", "timeout",
-              "scheduler", "mode"}
+              "scheduler", "mode", "threads", "min_time", "target_ci", "max_time", "processes"}
 TRAINING_KEYS = {"epochs", "learning_rate", "batch_size"}
 RESERVED_NAMES = {"batch_size", "repeat", "config_id", "status", "error", "mode"}
 MODES = ("infer", "train")
@@ -97,6 +103,7 @@ class SweepConfig:
     def axes(self) -> list[str]:
         """The columns that tell configurations apart beside batch and repeat: grid keys, then ``mode``."""
         return [*self.grid, *(["mode"] if self.modes is not None else [])]
+    timing: TimingSettings = field(default_factory=TimingSettings)
 
     def origin(self, name: str) -> str:
         """Where grid parameter ``name`` came from: ``FILE [section] key``."""
@@ -107,7 +114,7 @@ class SweepConfig:
         return {
             "config_file": str(self.source), "model": str(self.model), "grid": self.grid,
             "batch_sizes": self.batch_sizes, "steps": self.steps, "repeats": self.repeats,
-            "warmup": self.warmup, "trace_steps": self.trace_steps,
+            "warmup": self.warmup, "trace_steps": self.trace_steps, "timing": asdict(self.timing),
             "input_shape": [list(shape) for shape in self.input_shapes] if self.input_shapes else None,
             "modes": list(self.modes) if self.modes is not None else None,
             "training": {"epochs": self.training.epochs, "learning_rate": self.training.learning_rate,
@@ -246,7 +253,9 @@ def _general(source: Path, parser: configparser.ConfigParser, sections: dict[str
         timeout_s=read("timeout", _positive_float, None),
         scheduler=read("scheduler", _scheduler_address, None),
         modes=read("mode", _modes, None),
+        timing=read_timing(read),
     )
+    check_step_bounds(read, config)
     if "model" not in sweep_keys:
         return config
     model = read("model", _one_path, None)
@@ -276,6 +285,15 @@ class _Reader:
             return default
         written, text = self.keys[name]
         return parse(_Where(self.file, self.section, written), text)
+
+    @staticmethod
+    def positive_float(where: _Where, text: str) -> float:
+        """A finite number > 0 (the parser other modules' keys use)."""
+        return _positive_float(where, text)
+
+    def where(self, name: str) -> _Where:
+        """The location of key ``name`` (as written in the file), for an error about its value."""
+        return _Where(self.file, self.section, self.keys.get(name, (name, ""))[0])
 
 
 def _grid(source: Path, parser: configparser.ConfigParser, section: str) -> dict[str, list[Any]]:

@@ -16,7 +16,7 @@ from typing import Any
 from tfprofscale.errors import InputError
 from tfprofscale.profiling.trace import loading
 from tfprofscale.quiet import import_tensorflow_quietly
-from tfprofscale.sweep.config import TrainingSettings
+from tfprofscale.sweep.config import TimingSettings, TrainingSettings
 from tfprofscale.sweep.grid import ConfigTask, model_id
 from tfprofscale.sweep.machine import host_name, this_machine
 from tfprofscale.sweep.report import atomic_write_text
@@ -36,6 +36,7 @@ class RunPlan:
     data: str | None = None
     training: TrainingSettings | None = None
     input_shapes: tuple[tuple[int, ...], ...] | None = None
+    timing: TimingSettings = TimingSettings()
 
 
 def run_configuration(plan: RunPlan, task: ConfigTask) -> dict[str, Any]:
@@ -54,6 +55,8 @@ def run_configuration(plan: RunPlan, task: ConfigTask) -> dict[str, Any]:
             logdir=plan.logdir, trace=plan.trace_steps > 0 and trace_problem is None, run_name=task.config_id,
             weights=weights, data=plan.data, params=dict(task.params), input_shapes=plan.input_shapes,
             train=task.mode == "train",
+            threads=plan.timing.threads, min_time=plan.timing.min_time, target_ci=plan.timing.target_ci / 100,
+            max_time=plan.timing.max_time, processes=plan.timing.processes,
         )
         report = run_profile(plan.model, options).to_dict()
         if trace_problem is not None:

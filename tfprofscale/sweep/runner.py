@@ -77,7 +77,7 @@ class SweepSummary:
         return self.total - len(self.failed)
 
 
-def make_executor(options: SweepOptions) -> Executor:
+def make_executor(options: SweepOptions, fresh_per_task: bool = False) -> Executor:
     """A Dask executor when ``options.scheduler`` names a cluster, else a local pool of ``workers``."""
     if options.scheduler:
         from tfprofscale.sweep.dask_executor import DaskExecutor
@@ -85,7 +85,8 @@ def make_executor(options: SweepOptions) -> Executor:
         executor = DaskExecutor(options.scheduler, initializer=prepare_worker, timeout_s=options.timeout_s)
         executor.connect()
         return executor
-    return LocalProcessPool(options.workers, initializer=prepare_worker, timeout_s=options.timeout_s)
+    return LocalProcessPool(options.workers, initializer=prepare_worker, timeout_s=options.timeout_s,
+                            fresh_per_task=fresh_per_task)
 
 
 def run_sweep(config: SweepConfig, options: SweepOptions, executor: Executor | None = None) -> SweepSummary:
@@ -93,7 +94,7 @@ def run_sweep(config: SweepConfig, options: SweepOptions, executor: Executor | N
     total = check_grid_size(config, options.max_configs)
     out_dir = _make_out_dir(Path(options.out_dir))
     _check_output_files(out_dir)
-    executor = executor or make_executor(options)
+    executor = executor or make_executor(options, fresh_per_task=config.repeats > 1)
     with SweepLock(out_dir):
         store = ResultStore(out_dir)
         if not options.resume:
@@ -177,7 +178,7 @@ def _plan(config: SweepConfig, options: SweepOptions, store: "ResultStore") -> R
                    trace_steps=config.trace_steps, logdir=str(store.runs_dir.resolve()),
                    weights_dir=str(store.weights_dir.resolve()),
                    weights=options.weights, data=options.data, training=config.training if trains else None,
-                   input_shapes=config.input_shapes)
+                   input_shapes=config.input_shapes, timing=config.timing)
 
 
 def _settings(config: SweepConfig, options: SweepOptions) -> dict[str, Any]:

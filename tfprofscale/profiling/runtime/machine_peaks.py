@@ -11,7 +11,10 @@ under. A cached value is measured again (``stale_reason``) when it is older
 than ``MAX_AGE`` (a day), when the host, TensorFlow, the thread settings or
 the method changed, or when the load average was high while it was measured
 (a busy machine gives low peaks, which then make honest kernels look
-impossibly fast); ``audit --remeasure`` forces it. A copy ``y = x
+impossibly fast); ``audit --remeasure`` forces it. Peaks measured under load
+are never cached: the run that measured them uses them and warns
+(``under_load_warning``: in the profile's warnings, on ``audit --remeasure``'s
+stderr), the next run measures again. A copy ``y = x
 + 1`` is not used: TensorFlow reaches ~9 GB/s with it on the machine this
 was written on (a fresh output is allocated and faulted in each time), less
 than real kernels stream (a Dense layer read 67 MB of weights at 22 GB/s),
@@ -123,8 +126,28 @@ def machine_peaks(refresh: bool = False) -> MachinePeaks:
         if cached is not None and stale_reason(cached, _conditions()) is None:
             return cached
     peaks = measure_peaks()
-    _write_cache(cache_path(), peaks)
+    if load_reason(peaks) is None:
+        _write_cache(cache_path(), peaks)
     return peaks
+
+
+def under_load_warning(peaks: MachinePeaks) -> str | None:
+    """The warning for peaks measured under load (used once, never cached); None for peaks measured quietly."""
+    busy = load_reason(peaks)
+    if busy is None:
+        return None
+    return (f"the machine's peaks were {busy}: {peaks.flops_per_s / 1e9:.1f} GFLOP/s and "
+            f"{peaks.bytes_per_s / 1e9:.1f} GB/s are likely too low; used by this run only, not cached "
+            "(measured again next time)")
+
+
+def load_reason(peaks: MachinePeaks) -> str | None:
+    """``measured under load (...)`` when the load average while measuring was high, else None."""
+    loads = [load for load in (peaks.load_start, peaks.load_end) if load is not None]
+    cpus = (peaks.threads or {}).get("cpus") or os.cpu_count() or 1
+    if loads and max(loads) > HIGH_LOAD_PER_CPU * cpus:
+        return f"measured under load (load average {max(loads):.2f} on {cpus} CPUs)"
+    return None
 
 
 def fresh_cached_peaks() -> MachinePeaks | None:
@@ -145,11 +168,7 @@ def stale_reason(cached: MachinePeaks, now: dict[str, Any]) -> str | None:
         return "no measurement date"
     if now["time"] - measured_at > MAX_AGE:
         return f"measured {cached.measured_at}, more than {MAX_AGE.days} day ago"
-    loads = [load for load in (cached.load_start, cached.load_end) if load is not None]
-    cpus = (cached.threads or {}).get("cpus") or os.cpu_count() or 1
-    if loads and max(loads) > HIGH_LOAD_PER_CPU * cpus:
-        return f"measured under load (load average {max(loads):.2f} on {cpus} CPUs)"
-    return None
+    return load_reason(cached)
 
 
 def _conditions() -> dict[str, Any]:
