@@ -191,7 +191,7 @@ def _row(name: str, ops: list[str]):
     from tfprofscale.records import LayerRow
 
     return LayerRow(name=name, type="T", output_shape=[1], params=0, analytic_flops=0, analytic_macs=0,
-                    graph_flops=0, activation_bytes=0, time_us=0.0, achieved_gflops=None, ops=ops)
+                    graph_flops=0, activation_bytes=0, time_us=0.0, achieved_gflops=None, ops=ops, timed_ops=ops)
 
 
 def test_a_layer_whose_kernels_the_trace_never_saw_has_no_time():

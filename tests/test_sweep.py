@@ -34,7 +34,8 @@ REPO = Path(__file__).resolve().parent.parent
 CONTRACT_COLUMNS = ("filters,batch_size,repeat,Layers,BatchSize,ConvSize,TotalTime,MeanTime,params,analytic_flops,"
                     "analytic_macs,graph_flops,activation_bytes,analytic_memory_bytes,peak_bytes,measured_peak_bytes,"
                     "weights_bytes,input_bytes,estimated_peak_bytes,tf_estimated_peak_bytes,allocator_peak_bytes,"
-                    "step_time_median_ms,"
+                    "in_step_measured_peak_bytes,in_step_estimated_peak_bytes,total_measured_peak_bytes,"
+                    "total_estimated_peak_bytes,step_time_median_ms,"
                     "step_time_p10_ms,step_time_p90_ms,step_time_cv,accuracy,status,error,warnings,host,machine,"
                     "graph_train_flops,train_flops,train_to_forward,update_flops,model_sha256").split(",")
 GRID_2X2 = """\

@@ -25,14 +25,16 @@ from tfprofscale.profiling.batch_limits import add_batch_limits, check_budget_ab
 from tfprofscale.profiling.graph import graph_stats
 from tfprofscale.profiling.graph.tf_cost_model import add_tf_estimates
 from tfprofscale.profiling.memory import measure as memory
+from tfprofscale.profiling.memory.graph_liveness import annotate_rows
 from tfprofscale.profiling.processes import check_processes, time_in_more_processes, worker_request
 from tfprofscale.profiling.runtime import measure as runtime
 from tfprofscale.profiling.runtime.attribution import attribute_ops, body_kernels_renamed
 from tfprofscale.profiling.runtime.budget import check_step_counts
 from tfprofscale.profiling.runtime.machine_peaks import fresh_cached_peaks
-from tfprofscale.profiling.runtime.measure import check_logdir
+from tfprofscale.profiling.runtime.kernel_trace import read_trace_events
+from tfprofscale.profiling.runtime.measure import check_logdir, kernel_times
 from tfprofscale.profiling.runtime.measurement_checks import measurement_warnings
-from tfprofscale.profiling.runtime.nested_kernels import CALL_KERNEL_TYPES, call_op_times
+from tfprofscale.profiling.runtime.nested_kernels import loop_events
 from tfprofscale.profiling.runtime.run_checks import check_step_fits, model_run_errors
 from tfprofscale.profiling.runtime.shares import apply_step_medians, unattributed_time_us
 from tfprofscale.profiling.runtime.timing import StopRule, apply_threads, parse_threads
@@ -164,7 +166,9 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
             measured.step_times, worker_request(str(model_file.path), params, options, measured.device),
             options.processes, say)
         measured, timing_warnings = replace(measured, step_times=combined), timing_warnings + more
-    kernels = _with_nested_kernels(stats, measured, options) if measured.traced_step_times else None
+    kernels = None
+    if measured.traced_step_times:
+        kernels, measured = _with_nested_kernels(stats, measured)
     if kernels is not None:
         stats = graph_stats.with_executions(stats, {k.name: k.occurrences for k in kernels})
     ops = attribute_ops(stats, kernels, traced.layer_of)
@@ -191,6 +195,9 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
     if options.tf_cost_model and not options.train:  # Grappler needs the frozen graph: a train step has none
         say("estimating with TensorFlow's cost model (Grappler)")
         add_tf_estimates(report, traced, max_memory=max_memory)
+    if not options.train:
+        annotate_rows(report.layers, traced.graph, traced.layer_of, traced.function.outputs,
+                      (op.name for op in ops if op.fused_into))
     if options.memory and options.train:
         say("measuring memory: one traced Session step of the training step, variables re-created")
         train_profile.add_train_memory(report, traced, costs, measured.device)
@@ -217,14 +224,14 @@ def _user_formulas(model_file: Any) -> dict[str, Any]:
     return model_file.formulas if model_file is not None else registered_anywhere()
 
 
-def _with_nested_kernels(stats: Any, measured: Any, options: ProfileOptions) -> list[Any]:
-    """The kernels that ran, body kernels named after their body ops, plus nested functions run as one kernel."""
-    kernels = body_kernels_renamed(stats, measured.kernels)
-    if not any(op.type in CALL_KERNEL_TYPES and op.runs for op in stats.ops):
-        return kernels
-    known = {kernel.name for kernel in kernels}
-    traced_steps = measured.trace_steps if measured.trace_steps is not None else options.trace_steps
-    return kernels + [k for k in call_op_times(measured.trace_dir, traced_steps) if k.name not in known]
+def _with_nested_kernels(stats: Any, measured: Any) -> tuple[list[Any], Any]:
+    """The kernels that ran, body kernels named after their body ops, with While loops' spans (and the
+    measurement with its trace summary counting them)."""
+    loops = loop_events(read_trace_events(measured.trace_dir), stats) if measured.trace_dir else []
+    if loops:
+        kernels, summary = kernel_times(measured.trace_dir, measured.device.startswith("GPU"), loops)
+        measured = replace(measured, kernels=kernels, trace_summary=summary)
+    return body_kernels_renamed(stats, measured.kernels), measured
 
 
 def _load(model_or_path: Any, options: ProfileOptions) -> tuple[Any, Any, dict[str, Any]]:

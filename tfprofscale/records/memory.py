@@ -30,6 +30,13 @@ class MemoryRecord:
     (``parameters``, ``input``, ``activations``, ``workspace``).
     ``memory_trace`` is the ``--memory-trace`` run's trace folder, or why it did not run.
     ``kernel_scratch`` is each Conv2D and Dense layer's oneDNN scratch, probed alone (the estimate's workspace).
+
+    Every figure's scope is in its name: ``in_step_*`` is what the step
+    allocates on top of the resident weights and fed input (activations,
+    layer internals, workspace); ``total_*`` is weights + input + that.
+    ``measured_peak_bytes`` (= ``in_step_measured_peak_bytes``) and
+    ``estimated_peak_bytes`` (= ``total_estimated_peak_bytes``, a different
+    scope) are the old names, kept for one version.
     """
 
     measured_peak_bytes: int | None = None
@@ -49,4 +56,8 @@ class MemoryRecord:
     estimated_peak_layer: str | None = None
     memory_trace: str | None = None
     kernel_scratch: dict[str, int] = field(default_factory=dict)
+    in_step_measured_peak_bytes: int | None = None
+    in_step_estimated_peak_bytes: int | None = None
+    total_measured_peak_bytes: int | None = None
+    total_estimated_peak_bytes: int | None = None
     ledger: dict[str, Any] | None = None  # --train: the train-step ledger (Ledger.as_dict())

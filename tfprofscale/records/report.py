@@ -126,6 +126,15 @@ class OpRow:
     tf_estimated_us: float | None = None
     flops_source: str | None = None
     executions: int | None = 1
+    time_source: str | None = None
+    charged_layer: str | None = None
+    fused_layers: list[str] = field(default_factory=list)
+    merged_into: str | None = None
+
+    @property
+    def timed_layer(self) -> str | None:
+        """The layer this op's kernel time is charged to (``charged_layer`` when a fused kernel moved it)."""
+        return self.charged_layer or self.layer
     phase: str | None = None  # --train: forward, loss, backward or update
 
 
@@ -156,6 +165,14 @@ class LayerRow:
     depth: int = 0
     measured_bytes: int | None = None
     tf_estimated_us: float | None = None
+    timed_ops: list[str] = field(default_factory=list)
+    self_time_us: float | None = None
+    time_notes: list[str] = field(default_factory=list)
+    graph_inbound: list[str] = field(default_factory=list)
+    graph_output_bytes: int | None = None
+    internal_peak_bytes: int | None = None
+    graph_order: int | None = None
+    graph_spans: list[list[int]] | None = None
     # --train only (profiling/train_views.py): formulas, graph FLOPs and kernel time by phase
     forward_flops: int | None = None
     input_grad_flops: int | None = None
@@ -296,8 +313,10 @@ def _known(record: type, data: dict[str, Any]) -> dict[str, Any]:
 def _flat_layer(row: LayerRow) -> dict[str, Any]:
     flat = asdict(row)
     flat["output_shape"] = "x".join(str(d) for d in row.output_shape)
-    for key in ("inbound", "ops", "kernels", "uncounted_ops"):
+    for key in ("inbound", "ops", "kernels", "uncounted_ops", "timed_ops", "graph_inbound"):
         flat[key] = " ".join(flat[key])
+    flat["time_notes"] = "; ".join(flat["time_notes"])
+    flat["graph_spans"] = json.dumps(flat["graph_spans"])
     for key in ("analytic_terms", "geometry"):
         flat[key] = json.dumps(flat[key], sort_keys=True)
     return flat

@@ -140,8 +140,15 @@ def _totals_lines(report: Report) -> list[str]:
     if report.trace_dir:
         lines.append(f"Trace:         {report.trace_dir}  (tensorboard --logdir {_logdir_of(report.trace_dir)}, "
                      "Profile tab)")
+    lines += _time_note_lines(report.layers)
     lines += [f"Warning:       {warning}" for warning in report.warnings]
     return lines
+
+
+def _time_note_lines(rows: list[LayerRow]) -> list[str]:
+    """Where a layer's time came from when not only from its own kernels (fusions, merges, loops, calls)."""
+    notes = [f"{row.name}: {note}" for row in rows for note in getattr(row, "time_notes", [])]
+    return [f"{'Time notes:' if i == 0 else '':<15}{note}" for i, note in enumerate(notes)]
 
 
 def _coverage_lines(t: Any) -> list[str]:
@@ -175,8 +182,10 @@ def _memory_lines(report: Report) -> list[str]:
         lines = [f"Memory:        peak {binary_bytes(t.peak_bytes)} = {held} {binary_bytes(m.weights_bytes)}"
                  f" + input {binary_bytes(m.input_bytes)} + in-step {binary_bytes(m.measured_peak_bytes)},"
                  f" at {where}"]
-    lines.append(f"               estimates: formula {binary_bytes(m.estimated_peak_bytes)}"
-                 f" (peak at {m.estimated_peak_layer or UNSUPPORTED})"
+    in_step = getattr(m, "in_step_estimated_peak_bytes", None)
+    lines.append(f"               estimates: formula total {binary_bytes(m.estimated_peak_bytes)}"
+                 + ("" if in_step is None else f" = weights + input + in-step {binary_bytes(in_step)}")
+                 + f" (peak at {m.estimated_peak_layer or UNSUPPORTED})"
                  f"  TensorFlow (Grappler, static) {binary_bytes(m.tf_estimated_peak_bytes)}")
     lines.append(f"               allocator (process-wide): peak {binary_bytes(m.allocator_peak_bytes)},"
                  f" resident before the step {binary_bytes(m.allocator_resident_bytes)}")

@@ -32,7 +32,9 @@ TOTALS_COLUMNS = ["params", "analytic_flops", "analytic_macs", "graph_flops", "a
 TRAIN_COLUMNS = ["graph_train_flops", "train_flops", "train_to_forward", "update_flops"]  # mode = train rows
 STEP_COLUMNS = ["step_time_median_ms", "step_time_p10_ms", "step_time_p90_ms", "step_time_cv"]
 MEMORY_COLUMNS = ["measured_peak_bytes", "weights_bytes", "input_bytes", "estimated_peak_bytes",
-                  "tf_estimated_peak_bytes", "allocator_peak_bytes"]  # from the report's memory record
+                  "tf_estimated_peak_bytes", "allocator_peak_bytes", "in_step_measured_peak_bytes",
+                  "in_step_estimated_peak_bytes", "total_measured_peak_bytes",
+                  "total_estimated_peak_bytes"]  # from the report's memory record
 RESULT_COLUMNS = ["batch_size", "repeat", *DOCUMENT_001_COLUMNS, *TOTALS_COLUMNS, *MEMORY_COLUMNS, *STEP_COLUMNS,
                   "accuracy", "status", "error", "warnings",
                   "host", "machine", *TRAIN_COLUMNS, "model_sha256"]

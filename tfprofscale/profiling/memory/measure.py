@@ -27,7 +27,7 @@ from tfprofscale.errors import InputError
 from tfprofscale.footprint import StageNeed, memory_stage_need, skip_reason
 from tfprofscale.profiling.graph.shape_graph import (ShapeGraph, assigned_placeholders, captured_variables,
                                                      variable_bytes)
-from tfprofscale.profiling.memory.estimate import estimate_memory
+from tfprofscale.profiling.memory.estimate import estimate_memory, set_scoped_figures
 from tfprofscale.profiling.memory.memory_trace import run_memory_trace
 from tfprofscale.profiling.memory.session_graph import session_graph
 from tfprofscale.profiling.memory.step_memory import DEVICE, HOST, StepMemory, step_memory
@@ -175,7 +175,7 @@ def attach_memory(report: Any, measurement: MemoryMeasurement) -> None:
         report.totals.resident_bytes = None
     report.warnings += measurement.warnings
     estimate = estimate_memory(report)
-    record.estimated_peak_bytes = estimate.total_bytes
+    set_scoped_figures(record, estimate)
     record.estimate_terms = dict(estimate.terms)
     record.estimated_peak_layer = estimate.peak_layer
 

@@ -196,10 +196,13 @@ def _remove_new_trace_files(run_dir: Path, earlier: dict[Path, tuple[int, int]])
                 path.parent.rmdir()
 
 
-def kernel_times(trace_dir: str, on_device: bool = False
+def kernel_times(trace_dir: str, on_device: bool = False, extra: Any = ()
                  ) -> tuple[list[KernelTime], kernel_trace.TraceSummary | None]:
-    """Per-kernel median self time per step and the trace's busy time, via xprof's trace viewer data."""
-    steps = kernel_trace.per_step(kernel_trace.read_trace_events(trace_dir), on_device)
+    """Per-kernel median self time per step and the trace's busy time, via xprof's trace viewer data.
+
+    ``extra`` are kernel events the trace implies but does not hold (a While loop's span).
+    """
+    steps = kernel_trace.per_step(kernel_trace.read_trace_events(trace_dir), on_device, extra)
     kernels = [KernelTime(name, kernel_type, float(np.median(times)), runs, tuple(times))
                for name, (kernel_type, times, runs) in kernel_trace.kernel_series(steps).items()]
     return kernels, kernel_trace.summarize(steps)

@@ -15,6 +15,8 @@ CV_LIMIT = 0.10
 HIGH_LOAD_PER_CPU = 0.75
 OVERHEAD_RANGE = (1.0, 1.5)
 FASTER_THAN_PEAK = "peak underestimated or work counted that did not run"
+LOW_KERNEL_COVERAGE = 0.5
+LOW_COVERAGE_MIN_STEP_MS = 3.0
 
 
 def measurement_warnings(totals: "Totals", rows: list["LayerRow"], peak_flops_per_s: float | None = None,
@@ -23,7 +25,7 @@ def measurement_warnings(totals: "Totals", rows: list["LayerRow"], peak_flops_pe
     checks: list[Callable[[], list[str]]] = [
         lambda: _listed(high_cv(totals)), lambda: _listed(high_load(totals, cpus or os.cpu_count() or 1)),
         lambda: _listed(odd_overhead(totals)), lambda: _listed(imprecise_median(totals)),
-        lambda: faster_than_peak(rows, peak_flops_per_s),
+        lambda: _listed(low_kernel_coverage(totals)), lambda: faster_than_peak(rows, peak_flops_per_s),
     ]
     return [line for check in checks for line in check()]
 
@@ -80,6 +82,16 @@ def imprecise_median(totals: "Totals") -> str | None:
     return (f"too few steps for the requested precision: the median's {100 * (steps.ci_confidence or 0):.0f}% "
             f"interval is {shown} of it wide after {steps.n} steps, target {100 * steps.target_ci:.1f}% "
             "(raise --max-time, or accept the wider interval)")
+
+
+def low_kernel_coverage(totals: "Totals") -> str | None:
+    """Kernels busy for less than ``LOW_KERNEL_COVERAGE`` of a traced step longer than ``LOW_COVERAGE_MIN_STEP_MS``."""
+    traced, coverage = totals.traced_step_time_ms, totals.kernel_coverage
+    if traced is None or coverage is None or coverage >= LOW_KERNEL_COVERAGE or traced.median <= LOW_COVERAGE_MIN_STEP_MS:
+        return None
+    return (f"kernels cover {100 * coverage:.0f}% of the {traced.median:.1f} ms traced step (below "
+            f"{100 * LOW_KERNEL_COVERAGE:.0f}%): the rest of the time went somewhere the trace does not show "
+            "(untraced ops, waiting, the framework); per-layer times and shares hold only the traced part")
 
 
 def faster_than_peak(rows: list["LayerRow"], peak_flops_per_s: float | None) -> list[str]:
