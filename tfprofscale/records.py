@@ -74,6 +74,19 @@ class LiveTensor:
     bytes: int
 
 
+@dataclass(frozen=True)
+class LiveStep:
+    """One point of the step's live-bytes timeline: after the op's allocation records, the in-step live bytes.
+
+    ``live_bytes`` is the largest running sum over that op's consecutive records (so the timeline's
+    maximum is the measured transient peak); ``layer`` is the layer the op belongs to, None if none.
+    """
+
+    op: str
+    layer: str | None
+    live_bytes: int
+
+
 @dataclass
 class MemoryRecord:
     """Memory of one inference step, measured and estimated, in bytes.
@@ -89,6 +102,8 @@ class MemoryRecord:
     (``parameters``, ``input``, ``activations``, ``workspace``).
     ``memory_trace`` is the ``--memory-trace`` run's trace folder, or why it did not run.
     ``kernel_scratch`` is each Conv2D and Dense layer's oneDNN scratch, probed alone (the estimate's workspace).
+    ``live_timeline`` is the measured live bytes over the step in execution order (``LiveStep`` per op,
+    see ``profiling.memory.live_timeline``), empty when the step was not measured.
     """
 
     measured_peak_bytes: int | None = None
@@ -108,3 +123,4 @@ class MemoryRecord:
     estimated_peak_layer: str | None = None
     memory_trace: str | None = None
     kernel_scratch: dict[str, int] = field(default_factory=dict)
+    live_timeline: list[LiveStep] = field(default_factory=list)

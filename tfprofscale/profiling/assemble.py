@@ -15,7 +15,7 @@ from typing import Any
 from tfprofscale import output
 from tfprofscale.profiling.runtime.attribution import OpRow
 from tfprofscale.profiling.graph.graph_stats import GraphStats
-from tfprofscale.records import LayerCost, LayerInfo, LiveTensor, MemoryRecord
+from tfprofscale.records import LayerCost, LayerInfo, LiveStep, LiveTensor, MemoryRecord
 from tfprofscale.profiling.runtime.measure import RuntimeResult, StepTimes
 from tfprofscale.profiling.runtime.shares import unattributed_time_us
 from tfprofscale.profiling.trace.tracing import STRUCTURAL_OP_TYPES
@@ -149,6 +149,7 @@ def _memory_record(data: dict[str, Any] | None) -> MemoryRecord | None:
         return None
     record = MemoryRecord(**_known(MemoryRecord, data))
     record.live_at_peak = [LiveTensor(**_known(LiveTensor, tensor)) for tensor in data.get("live_at_peak", [])]
+    record.live_timeline = [LiveStep(**_known(LiveStep, step)) for step in data.get("live_timeline", [])]
     return record
 
 

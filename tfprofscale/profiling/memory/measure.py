@@ -28,6 +28,7 @@ from tensorflow.core.protobuf import rewriter_config_pb2
 from tfprofscale.errors import InputError
 from tfprofscale.profiling.memory.frozen import FrozenGraph
 from tfprofscale.records import LiveTensor, MemoryRecord
+from tfprofscale.profiling.memory.live_timeline import live_timeline
 from tfprofscale.profiling.memory.step_memory import DEVICE, HOST, StepMemory, step_memory
 
 LIVE_AT_PEAK_LIMIT = 20
@@ -81,6 +82,7 @@ def fill_record(record: MemoryRecord, step: StepMemory, layer_of: Callable[[str]
     record.live_at_peak = [LiveTensor(a.tensor, a.op, layer_of(a.op), a.bytes)
                            for a in peak.live[:LIVE_AT_PEAK_LIMIT]]
     record.space_peaks = {name: step.peak(name).peak_bytes for name in step.spaces()}
+    record.live_timeline = live_timeline((a for a in step.allocations if a.space == space), layer_of)
     workspace = sum(a.bytes for a in peak.live if a.is_workspace)
     record.measured_terms = {"parameters": record.weights_bytes, "input": record.input_bytes or 0,
                              "activations": peak.peak_bytes - workspace, "workspace": workspace}

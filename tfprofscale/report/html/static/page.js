@@ -1,0 +1,197 @@
+// tfprofscale's HTML report: draws the charts (plotly.js) and drives the tables (sort, filter, collapse).
+// Everything it needs is in the page: the data in #tfprofscale-data, plotly.js in the page or beside it.
+(function () {
+  "use strict";
+  var data = JSON.parse(document.getElementById("tfprofscale-data").textContent);
+  var UNITS = [[1e12, "T"], [1e9, "G"], [1e6, "M"], [1e3, "K"]];
+  var BYTES = [[1073741824, "GiB"], [1048576, "MiB"], [1024, "KiB"]];
+
+  function escapeHtml(text) {
+    return String(text).replace(/[&<>"']/g, function (c) {
+      return {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c];
+    });
+  }
+  function si(value) {
+    for (var i = 0; i < UNITS.length; i++) {
+      if (Math.abs(value) >= UNITS[i][0]) return (value / UNITS[i][0]).toFixed(2) + UNITS[i][1];
+    }
+    return Number.isInteger(value) ? String(value) : value.toFixed(2);
+  }
+  function bytes(value) {
+    for (var i = 0; i < BYTES.length; i++) {
+      if (value >= BYTES[i][0]) return (value / BYTES[i][0]).toFixed(2) + " " + BYTES[i][1];
+    }
+    return value + " B";
+  }
+  function format(value, column) {
+    if (value === null || value === undefined || value === "") return column.empty || "";
+    switch (column.format) {
+      case "si": return si(value);
+      case "bytes": return bytes(value);
+      case "int": return Math.round(value).toLocaleString("en-US");
+      case "fixed1": return value.toLocaleString("en-US", {minimumFractionDigits: 1, maximumFractionDigits: 1});
+      case "fixed2": return value.toFixed(2);
+      case "fixed3": return value.toFixed(3);
+      case "percent": return (100 * value).toFixed(1) + "%";
+      case "ratio": return value.toFixed(3);
+      case "shape": return "(" + value.join(", ") + ")";
+      case "link": return '<a href="' + escapeHtml(value[1]) + '">' + escapeHtml(value[0]) + "</a>";
+      default: return escapeHtml(value);
+    }
+  }
+  function sortValue(value) {
+    if (Array.isArray(value)) return value.length && typeof value[0] === "number"
+      ? value.reduce(function (a, b) { return a * b; }, 1) : String(value[0]);
+    return value;
+  }
+
+  // -- tables ------------------------------------------------------------------------------------
+  function DataTable(element, spec) {
+    this.element = element;
+    this.columns = spec.columns;
+    this.rows = spec.rows;
+    this.byId = {};
+    this.children = {};
+    this.collapsed = {};
+    this.sortKey = null;
+    this.sortDir = 1;
+    this.filter = "";
+    var self = this;
+    this.rows.forEach(function (row, index) {
+      row._order = index;
+      self.byId[row.id] = row;
+      var parent = row.parent === undefined || row.parent === null ? "" : row.parent;
+      (self.children[parent] = self.children[parent] || []).push(row);
+    });
+    this.renderHead();
+    this.renderBody();
+  }
+  DataTable.prototype.renderHead = function () {
+    var cells = this.columns.map(function (column, index) {
+      var unit = column.unit ? '<span class="unit">' + escapeHtml(column.unit) + "</span>" : "";
+      var title = column.title ? ' title="' + escapeHtml(column.title) + '"' : "";
+      return '<th data-column="' + index + '"' + title + ' tabindex="0" aria-sort="none">' +
+        escapeHtml(column.label) + unit + "</th>";
+    });
+    this.element.innerHTML = "<thead><tr>" + cells.join("") + "</tr></thead><tbody></tbody>";
+    var self = this;
+    this.element.querySelectorAll("th").forEach(function (th) {
+      th.addEventListener("click", function () { self.sortBy(Number(th.dataset.column)); });
+      th.addEventListener("keydown", function (e) { if (e.key === "Enter") self.sortBy(Number(th.dataset.column)); });
+    });
+    this.element.addEventListener("click", function (event) {
+      var toggle = event.target.closest(".toggle");
+      if (!toggle) return;
+      var id = toggle.dataset.id;
+      self.collapsed[id] = !self.collapsed[id];
+      self.renderBody();
+    });
+  };
+  DataTable.prototype.sortBy = function (index) {
+    var key = this.columns[index].key;
+    if (this.sortKey === key) this.sortDir = -this.sortDir;
+    else { this.sortKey = key; this.sortDir = this.columns[index].format === "text" ? 1 : -1; }
+    var self = this;
+    this.element.querySelectorAll("th").forEach(function (th, i) {
+      th.setAttribute("aria-sort", i === index ? (self.sortDir > 0 ? "ascending" : "descending") : "none");
+    });
+    this.renderBody();
+  };
+  DataTable.prototype.compare = function (a, b) {
+    if (this.sortKey === null) return a._order - b._order;
+    var x = sortValue(a[this.sortKey]), y = sortValue(b[this.sortKey]);
+    var xMissing = x === null || x === undefined || x === "", yMissing = y === null || y === undefined || y === "";
+    if (xMissing || yMissing) return xMissing === yMissing ? a._order - b._order : (xMissing ? 1 : -1);
+    if (x < y) return -this.sortDir;
+    if (x > y) return this.sortDir;
+    return a._order - b._order;
+  };
+  DataTable.prototype.visibleRows = function () {
+    var self = this, shown = [];
+    var compare = function (a, b) { return self.compare(a, b); };
+    if (this.filter) {
+      var needle = this.filter;
+      return this.rows.filter(function (row) {
+        return self.columns.some(function (c) { return c.format === "text" && String(row[c.key] || "").toLowerCase().indexOf(needle) >= 0; })
+          || String(row.id).toLowerCase().indexOf(needle) >= 0;
+      }).sort(compare);
+    }
+    (function walk(parent) {
+      (self.children[parent] || []).slice().sort(compare).forEach(function (row) {
+        shown.push(row);
+        if (!self.collapsed[row.id]) walk(row.id);
+      });
+    })("");
+    return shown;
+  };
+  DataTable.prototype.renderBody = function () {
+    var self = this, flat = !!this.filter;
+    var html = this.visibleRows().map(function (row) {
+      var cells = self.columns.map(function (column, index) {
+        var value = row[column.key];
+        var raw = value === null || value === undefined ? "" : sortValue(value);
+        var text = format(value, column);
+        if (index === 0) {
+          var depth = flat ? 0 : (row.depth || 0);
+          var toggle = self.children[row.id] && !flat
+            ? '<button class="toggle" data-id="' + escapeHtml(row.id) + '" aria-label="collapse or expand">' +
+              (self.collapsed[row.id] ? "&#9656;" : "&#9662;") + "</button>" : '<span class="leaf"></span>';
+          var label = flat ? escapeHtml(row.id) : text;
+          text = '<span class="indent" style="padding-left:' + (1.2 * depth) + 'em">' + toggle + label + "</span>";
+        }
+        var numeric = column.format !== "text" && column.format !== "link" && index > 0 ? ' class="num"' : "";
+        return "<td" + numeric + ' data-v="' + escapeHtml(raw) + '">' + text + "</td>";
+      });
+      var title = row.hover ? ' title="' + escapeHtml(row.hover) + '"' : "";
+      var group = row.group ? ' class="group"' : (row.flagged ? ' class="flagged"' : "");
+      return "<tr" + group + title + ">" + cells.join("") + "</tr>";
+    });
+    this.element.tBodies[0].innerHTML = html.join("");
+  };
+
+  var tables = {};
+  Object.keys(data.tables).forEach(function (key) {
+    var element = document.getElementById(key);
+    if (element) tables[key] = new DataTable(element, data.tables[key]);
+  });
+  document.querySelectorAll("input.filter").forEach(function (input) {
+    input.addEventListener("input", function () {
+      var table = tables[input.dataset.table];
+      table.filter = input.value.trim().toLowerCase();
+      table.renderBody();
+    });
+  });
+  window.tfprofscaleTables = tables;
+
+  // -- charts ------------------------------------------------------------------------------------
+  var config = {responsive: true, displaylogo: false, showLink: false, showSendToCloud: false,
+                modeBarButtonsToRemove: ["sendDataToCloud", "lasso2d", "select2d"]};
+  function visible(element) { return !!(element.offsetWidth || element.offsetHeight || element.getClientRects().length); }
+  function drawVisible() {
+    document.querySelectorAll("div.chart[data-figure]:not([data-drawn])").forEach(function (element) {
+      if (!visible(element) || element.dataset.drawing) return;
+      element.dataset.drawing = "1";
+      var figure = data.figures[element.dataset.figure];
+      Plotly.newPlot(element, figure.data, figure.layout || {}, config).then(function () {
+        element.dataset.drawn = "1";
+      }, function (error) {
+        element.dataset.drawn = "error";
+        console.error("chart " + element.id + ": " + error);
+      });
+    });
+  }
+  document.querySelectorAll(".tab-bar").forEach(function (bar) {
+    bar.addEventListener("click", function (event) {
+      var button = event.target.closest("button.tab");
+      if (!button) return;
+      bar.querySelectorAll("button.tab").forEach(function (other) {
+        var selected = other === button;
+        other.setAttribute("aria-selected", String(selected));
+        document.getElementById(other.dataset.pane).hidden = !selected;
+      });
+      drawVisible();
+    });
+  });
+  drawVisible();
+  window.tfprofscaleDrawVisible = drawVisible;
+})();
