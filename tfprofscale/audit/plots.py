@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tfprofscale.audit.analysis import Audit
+from tfprofscale.audit.validation import PREDICTORS
 
 #: Up to this many configurations the memory figure shows bars, beyond it a scatter.
 MEMORY_BARS_MAX = 8
@@ -79,11 +80,13 @@ def plot_time(audit: Audit, path: str | Path) -> bool:
     axis.fill_between([low, high], [low * (1 - WITHIN), high * (1 - WITHIN)],
                       [low * (1 + WITHIN), high * (1 + WITHIN)], color="green", alpha=0.15, label="±10%")
     _identity_line(axis, low, high)
+    model, baseline = PREDICTORS[0], PREDICTORS[1]  # each pair's predicted_ms holds every predictor's guess
     for name, pairs in splits:
-        axis.scatter([p["measured_ms"] for p in pairs], [p["predicted_ms"] for p in pairs], s=18, label=name)
+        axis.scatter([p["measured_ms"] for p in pairs], [p["predicted_ms"][model] for p in pairs], s=18, label=name)
     first_name, first = splits[0]
-    axis.scatter([p["measured_ms"] for p in first], [p["baseline_ms"] for p in first], s=14, marker="x",
-                 color="grey", label=f"time ∝ FLOPs baseline ({first_name})")
+    known = [p for p in first if p["predicted_ms"].get(baseline) is not None]
+    axis.scatter([p["measured_ms"] for p in known], [p["predicted_ms"][baseline] for p in known], s=14, marker="x",
+                 color="grey", label=f"{baseline} ({first_name})")
     axis.set(xscale="log", yscale="log", xlabel="measured step time (ms)", ylabel="predicted step time (ms)",
              title="Latency model on held-out configurations")
     axis.legend(fontsize=7)

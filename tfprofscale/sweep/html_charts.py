@@ -33,9 +33,10 @@ def scaling_chart(frame: pd.DataFrame, name: str, swept: list[str]) -> Chart:
                                       "measured" if series is None else f"{series}={value}"))
         log_x = not categorical and charts.spans_decades(frame[name])
         values = pd.to_numeric(subset[column], errors="coerce")
+        ticks = {} if categorical else {"tickmode": "array", "tickvals": sorted(set(frame[name]))}
         spec[f"xaxis{suffix}"] = charts.axis(_parameter_label(name), log=log_x, domain=x_domain,
                                              anchor=f"y{suffix}", type="category" if categorical else
-                                             ("log" if log_x else "linear"))
+                                             ("log" if log_x else "linear"), **ticks)
         spec[f"yaxis{suffix}"] = charts.axis(label, log=charts.spans_decades(values), domain=y_domain,
                                              anchor=f"x{suffix}", exponentformat="SI", ticksuffix=unit or "")
         spec.setdefault("annotations", []).append(

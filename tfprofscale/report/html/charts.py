@@ -27,7 +27,7 @@ def axis(title: str, log: bool = False, **extra: Any) -> dict[str, Any]:
     found: dict[str, Any] = {"title": {"text": title}, "gridcolor": "#e6ebf1", "zerolinecolor": "#cbd2d9",
                              "automargin": True}
     if log:
-        found["type"] = "log"
+        found.update(type="log", dtick=1)  # a label per power of ten, not plotly's 2 and 5 between them
     found.update(extra)
     return found
 
