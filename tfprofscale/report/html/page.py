@@ -179,8 +179,8 @@ def render_page(page: Page, plotly_src: str | None = None) -> str:
 <style>{(STATIC / "page.css").read_text()}</style>
 </head><body>
 <header><h1>{escape(page.title)}</h1><dl class="facts">{facts}</dl>
-{f'<ul class="notes">{notes}</ul>' if notes else ""}
-<nav>{navigation}</nav></header>
+{f'<ul class="notes">{notes}</ul>' if notes else ""}</header>
+<nav>{navigation}</nav>
 <main>{"".join(sections)}</main>
 <script type="application/json" id="tfprofscale-data">{_json_for_script(data)}</script>
 {plotly}

@@ -23,13 +23,15 @@
     }
     return value + " B";
   }
+  var INTEGER = new Intl.NumberFormat("en-US", {maximumFractionDigits: 0});
+  var ONE_DECIMAL = new Intl.NumberFormat("en-US", {minimumFractionDigits: 1, maximumFractionDigits: 1});
   function format(value, column) {
     if (value === null || value === undefined || value === "") return column.empty || "";
     switch (column.format) {
       case "si": return si(value);
       case "bytes": return bytes(value);
-      case "int": return Math.round(value).toLocaleString("en-US");
-      case "fixed1": return value.toLocaleString("en-US", {minimumFractionDigits: 1, maximumFractionDigits: 1});
+      case "int": return INTEGER.format(value);
+      case "fixed1": return ONE_DECIMAL.format(value);
       case "fixed2": return value.toFixed(2);
       case "fixed3": return value.toFixed(3);
       case "percent": return (100 * value).toFixed(1) + "%";
@@ -46,11 +48,11 @@
   }
 
   // -- tables ------------------------------------------------------------------------------------
+  // Each row's <tr> is built once; sorting, collapsing and filtering only choose and order those elements.
   function DataTable(element, spec) {
     this.element = element;
     this.columns = spec.columns;
     this.rows = spec.rows;
-    this.byId = {};
     this.children = {};
     this.collapsed = {};
     this.sortKey = null;
@@ -59,11 +61,11 @@
     var self = this;
     this.rows.forEach(function (row, index) {
       row._order = index;
-      self.byId[row.id] = row;
       var parent = row.parent === undefined || row.parent === null ? "" : row.parent;
       (self.children[parent] = self.children[parent] || []).push(row);
     });
     this.renderHead();
+    this.rows.forEach(function (row) { row._tr = self.buildRow(row); });
     this.renderBody();
   }
   DataTable.prototype.renderHead = function () {
@@ -84,8 +86,31 @@
       if (!toggle) return;
       var id = toggle.dataset.id;
       self.collapsed[id] = !self.collapsed[id];
+      toggle.innerHTML = self.collapsed[id] ? "&#9656;" : "&#9662;";
       self.renderBody();
     });
+  };
+  DataTable.prototype.buildRow = function (row) {
+    var self = this;
+    var cells = this.columns.map(function (column, index) {
+      var value = row[column.key];
+      var raw = value === null || value === undefined ? "" : sortValue(value);
+      var text = format(value, column);
+      if (index === 0) {
+        var toggle = self.children[row.id]
+          ? '<button class="toggle" data-id="' + escapeHtml(row.id) + '" aria-label="collapse or expand">&#9662;</button>'
+          : '<span class="leaf"></span>';
+        text = '<span class="indent" style="padding-left:' + (1.2 * (row.depth || 0)) + 'em">' + toggle +
+          '<span class="short">' + text + '</span><span class="path">' + escapeHtml(row.id) + "</span></span>";
+      }
+      var numeric = column.format !== "text" && column.format !== "link" && index > 0 ? ' class="num"' : "";
+      return "<td" + numeric + ' data-v="' + escapeHtml(raw) + '">' + text + "</td>";
+    });
+    var tr = document.createElement("tr");
+    if (row.hover) tr.title = row.hover;
+    if (row.group) tr.className = "group"; else if (row.flagged) tr.className = "flagged";
+    tr.innerHTML = cells.join("");
+    return tr;
   };
   DataTable.prototype.sortBy = function (index) {
     var key = this.columns[index].key;
@@ -125,28 +150,9 @@
     return shown;
   };
   DataTable.prototype.renderBody = function () {
-    var self = this, flat = !!this.filter;
-    var html = this.visibleRows().map(function (row) {
-      var cells = self.columns.map(function (column, index) {
-        var value = row[column.key];
-        var raw = value === null || value === undefined ? "" : sortValue(value);
-        var text = format(value, column);
-        if (index === 0) {
-          var depth = flat ? 0 : (row.depth || 0);
-          var toggle = self.children[row.id] && !flat
-            ? '<button class="toggle" data-id="' + escapeHtml(row.id) + '" aria-label="collapse or expand">' +
-              (self.collapsed[row.id] ? "&#9656;" : "&#9662;") + "</button>" : '<span class="leaf"></span>';
-          var label = flat ? escapeHtml(row.id) : text;
-          text = '<span class="indent" style="padding-left:' + (1.2 * depth) + 'em">' + toggle + label + "</span>";
-        }
-        var numeric = column.format !== "text" && column.format !== "link" && index > 0 ? ' class="num"' : "";
-        return "<td" + numeric + ' data-v="' + escapeHtml(raw) + '">' + text + "</td>";
-      });
-      var title = row.hover ? ' title="' + escapeHtml(row.hover) + '"' : "";
-      var group = row.group ? ' class="group"' : (row.flagged ? ' class="flagged"' : "");
-      return "<tr" + group + title + ">" + cells.join("") + "</tr>";
-    });
-    this.element.tBodies[0].innerHTML = html.join("");
+    this.element.classList.toggle("flat", !!this.filter);
+    this.element.tBodies[0].replaceChildren.apply(this.element.tBodies[0],
+      this.visibleRows().map(function (row) { return row._tr; }));
   };
 
   var tables = {};
@@ -168,17 +174,19 @@
                 modeBarButtonsToRemove: ["sendDataToCloud", "lasso2d", "select2d"]};
   function visible(element) { return !!(element.offsetWidth || element.offsetHeight || element.getClientRects().length); }
   function drawVisible() {
+    var drawing = [];
     document.querySelectorAll("div.chart[data-figure]:not([data-drawn])").forEach(function (element) {
       if (!visible(element) || element.dataset.drawing) return;
       element.dataset.drawing = "1";
       var figure = data.figures[element.dataset.figure];
-      Plotly.newPlot(element, figure.data, figure.layout || {}, config).then(function () {
+      drawing.push(Plotly.newPlot(element, figure.data, figure.layout || {}, config).then(function () {
         element.dataset.drawn = "1";
       }, function (error) {
         element.dataset.drawn = "error";
         console.error("chart " + element.id + ": " + error);
-      });
+      }));
     });
+    return Promise.all(drawing);
   }
   document.querySelectorAll(".tab-bar").forEach(function (bar) {
     bar.addEventListener("click", function (event) {
@@ -192,6 +200,7 @@
       drawVisible();
     });
   });
-  drawVisible();
+  // When every chart of the first view has drawn: milliseconds since navigation (read by tools/bench_html.py).
+  drawVisible().then(function () { window.tfprofscaleRenderedMs = performance.now(); });
   window.tfprofscaleDrawVisible = drawVisible;
 })();
