@@ -76,6 +76,34 @@ def _scaled(profile: dict[str, Any], work: float, params: float, batch: int) -> 
     return report
 
 
+def grown_report(profile: dict, copies: int) -> dict:
+    """The profile's layers and ops repeated ``copies`` times, each copy a nested model ``copy<i>``."""
+    report = copy.deepcopy(profile)
+    report["layers"], report["ops"] = [], []
+    for index in range(copies):
+        prefix = f"copy{index}"
+        for layer in profile["layers"]:
+            row = copy.deepcopy(layer)
+            row["name"] = f"{prefix}/{layer['name']}"
+            row["parent"] = f"{prefix}/{layer['parent']}" if layer.get("parent") else prefix
+            row["depth"] = layer.get("depth", 0) + 1
+            row["inbound"] = [f"{prefix}/{name}" for name in layer.get("inbound") or []]
+            report["layers"].append(row)
+        for op in profile["ops"]:
+            row = copy.deepcopy(op)
+            row["name"] = f"{prefix}/{op['name']}"
+            row["layer"] = f"{prefix}/{op['layer']}" if op.get("layer") else None
+            row["fused_into"] = f"{prefix}/{op['fused_into']}" if op.get("fused_into") else None
+            row["fused_ops"] = [f"{prefix}/{name}" for name in op.get("fused_ops") or []]
+            report["ops"].append(row)
+    if report.get("memory"):
+        report["memory"]["live_timeline"] = [
+            {**step, "op": f"copy{index}/{step['op']}", "layer": f"copy{index}/{step['layer']}"
+             if step.get("layer") else None}
+            for index in range(copies) for step in profile["memory"].get("live_timeline") or []]
+    return report
+
+
 def write_sweep_dir(folder: Path, records: list[dict[str, Any]]) -> Path:
     """A sweep output folder with reports/<config_id>.json, as the sweep writes it."""
     reports = folder / "reports"

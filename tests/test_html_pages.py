@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli_faults import DENSE_TEMPLATE, one_line_error
-from tests.html_support import chromium_path, launch, synthetic_records, write_sweep_dir
+from tests.html_support import chromium_path, grown_report, launch, synthetic_records, write_sweep_dir
 from tfprofscale.cli import main
 
 pytestmark = pytest.mark.skipif(chromium_path() is None,
@@ -89,6 +89,27 @@ def test_profile_page_draws_every_chart_offline_and_sorts(browser, profiled):
     assert [int(v) for v in column_values(page, "table-0", "Params")] == sorted(params)
     page.fill("input[data-table='table-0']", "conv")
     assert page.eval_on_selector_all("#table-0 tbody tr", "rows => rows.length") == 1
+    page.close()
+
+
+def test_nested_models_get_group_rows_that_collapse(browser, profiled, tmp_path):
+    from tfprofscale.report.html.profile_page import write_profile_page
+
+    report = json.loads((profiled / "report.json").read_text())
+    layers = len(report["layers"])
+    write_profile_page(tmp_path / "nested.html", grown_report(report, 2), None, "not asked for")
+    page, errors, outside = open_page(browser, tmp_path / "nested.html")
+    assert_visible_charts_drew(page)
+    rows = "#table-0 tbody tr"
+    # Two copies of the model, each a nested model with a group row of its own: 2 * (layers + 1) rows.
+    assert page.eval_on_selector_all(rows, "rows => rows.length") == 2 * (layers + 1)
+    params = sum(layer["params"] for layer in report["layers"])
+    assert page.eval_on_selector_all(rows, "rows => rows[0].cells[3].dataset.v") == str(params)  # the group's sum
+    page.click("#table-0 button.toggle >> nth=0")
+    assert page.eval_on_selector_all(rows, "rows => rows.length") == layers + 2
+    page.click("#table-0 button.toggle >> nth=0")
+    assert page.eval_on_selector_all(rows, "rows => rows.length") == 2 * (layers + 1)
+    assert errors == [] and outside == []
     page.close()
 
 

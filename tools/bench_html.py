@@ -9,12 +9,15 @@ second numeric column, each the median of ``--rounds`` fresh loads, pages
 interleaved. ``--grow`` writes profile pages of ever larger models made by
 repeating the given profile's layers (k copies nested as ``copy<i>/...``) and
 reports the sorting time per row count, to find the largest page that stays
-responsive (sorting under 200 ms). The load average is printed before and after.
+responsive (sorting under 200 ms). ``--libraries`` also writes a one-scatter
+page with each offline plotting library that is importable (plotly here; bokeh
+with its inline resources when installed, e.g. ``pip install --target DIR
+bokeh`` and DIR on PYTHONPATH) and measures them alike (until the chart has
+drawn). The load average is printed before and after.
 """
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import re
@@ -25,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.html_support import launch  # noqa: E402
+from tests.html_support import grown_report, launch  # noqa: E402
 
 SORT_JS = """() => {
   const table = Object.values(window.tfprofscaleTables)[0];
@@ -44,43 +47,50 @@ def page_bytes(path: Path) -> int:
     return path.stat().st_size + sum(script.stat().st_size for script in scripts)
 
 
-def measure(context, path: Path) -> tuple[float, float, int]:
+RENDERED = "window.tfprofscaleRenderedMs"
+#: bokeh renders after the load event; its root views are in Bokeh.index once drawn (polled every frame).
+BOKEH_RENDERED = """new Promise(done => (function poll() {
+  const views = window.Bokeh && Bokeh.index ? Object.values(Bokeh.index) : [];
+  views.length ? done(performance.now()) : requestAnimationFrame(poll); })())"""
+
+
+def measure(context, path: Path) -> tuple[float, float | None, int]:
     """(ms to first render, ms to sort the first table, its rows) of one fresh load."""
     page = context.new_page()
     page.goto(path.resolve().as_uri(), timeout=300_000)
-    page.wait_for_function("window.tfprofscaleRenderedMs !== undefined", timeout=300_000)
-    rendered = page.evaluate("window.tfprofscaleRenderedMs")
-    sort_ms, rows = page.evaluate(SORT_JS)
+    if path.name.startswith("library-bokeh"):
+        rendered = page.evaluate(BOKEH_RENDERED)
+        page.close()
+        return rendered, None, 0
+    page.wait_for_function(f"{RENDERED} !== undefined", timeout=300_000)
+    rendered = page.evaluate(RENDERED)
+    sort_ms, rows = page.evaluate(SORT_JS) if page.evaluate("Object.keys(window.tfprofscaleTables).length") \
+        else (None, 0)
     page.close()
     return rendered, sort_ms, rows
 
 
-def grown_report(profile: dict, copies: int) -> dict:
-    """The profile's layers and ops repeated ``copies`` times, each copy a nested model ``copy<i>``."""
-    report = copy.deepcopy(profile)
-    report["layers"], report["ops"] = [], []
-    for index in range(copies):
-        prefix = f"copy{index}"
-        for layer in profile["layers"]:
-            row = copy.deepcopy(layer)
-            row["name"] = f"{prefix}/{layer['name']}"
-            row["parent"] = f"{prefix}/{layer['parent']}" if layer.get("parent") else prefix
-            row["depth"] = layer.get("depth", 0) + 1
-            row["inbound"] = [f"{prefix}/{name}" for name in layer.get("inbound") or []]
-            report["layers"].append(row)
-        for op in profile["ops"]:
-            row = copy.deepcopy(op)
-            row["name"] = f"{prefix}/{op['name']}"
-            row["layer"] = f"{prefix}/{op['layer']}" if op.get("layer") else None
-            row["fused_into"] = f"{prefix}/{op['fused_into']}" if op.get("fused_into") else None
-            row["fused_ops"] = [f"{prefix}/{name}" for name in op.get("fused_ops") or []]
-            report["ops"].append(row)
-    if report.get("memory"):
-        report["memory"]["live_timeline"] = [
-            {**step, "op": f"copy{index}/{step['op']}", "layer": f"copy{index}/{step['layer']}"
-             if step.get("layer") else None}
-            for index in range(copies) for step in profile["memory"].get("live_timeline") or []]
-    return report
+def library_pages(folder: Path) -> list[Path]:
+    """One page with one 1,000-point scatter per importable offline plotting library."""
+    from tfprofscale.report.html.page import Chart, Page, Section, write_page
+
+    xs = [i / 10 for i in range(1000)]
+    ys = [(i * 7919) % 1000 for i in range(1000)]
+    pages = [folder / "library-plotly.html"]
+    write_page(pages[0], Page("plotly", sections=[Section("one scatter", [Chart(
+        {"data": [{"type": "scatter", "mode": "markers", "x": xs, "y": ys}], "layout": {}})])]))
+    try:
+        from bokeh.embed import file_html
+        from bokeh.plotting import figure
+        from bokeh.resources import INLINE
+    except ImportError:
+        print("bokeh not importable: only plotly measured")
+        return pages
+    plot = figure(width=900, height=420)
+    plot.scatter(xs, ys)
+    pages.append(folder / "library-bokeh.html")
+    pages[-1].write_text(file_html(plot, INLINE, "bokeh"))
+    return pages
 
 
 def main() -> int:
@@ -89,6 +99,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--grow", type=Path, help="a profile JSON whose layers are repeated to grow the page")
     parser.add_argument("--copies", default="1,2,4,8,16", help="copies of the layers for --grow")
+    parser.add_argument("--libraries", action="store_true", help="also measure one-chart pages per library")
     args = parser.parse_args()
     pages = list(args.pages)
     if args.grow:
@@ -100,6 +111,8 @@ def main() -> int:
             path = folder / f"grown-x{copies}.html"
             write_profile_page(path, grown_report(profile, copies), None, "left out of the growth benchmark")
             pages.append(path)
+    if args.libraries:
+        pages += library_pages(Path(tempfile.mkdtemp(prefix="tfprofscale-libraries-")))
     from playwright.sync_api import sync_playwright
 
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
@@ -115,8 +128,9 @@ def main() -> int:
     print("| --- | ---: | ---: | ---: | ---: |")
     for page, runs in results.items():
         render = statistics.median(r[0] for r in runs)
-        sort = statistics.median(r[1] for r in runs)
-        print(f"| {page.name} | {page_bytes(page):,} | {render:.0f} | {sort:.1f} | {runs[0][2]} |")
+        sorts = [r[1] for r in runs if r[1] is not None]
+        sort = f"{statistics.median(sorts):.1f}" if sorts else "-"
+        print(f"| {page.name} | {page_bytes(page):,} | {render:.0f} | {sort} | {runs[0][2]} |")
     return 0
 
 

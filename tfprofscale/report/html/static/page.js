@@ -86,7 +86,6 @@
       if (!toggle) return;
       var id = toggle.dataset.id;
       self.collapsed[id] = !self.collapsed[id];
-      toggle.innerHTML = self.collapsed[id] ? "&#9656;" : "&#9662;";
       self.renderBody();
     });
   };
@@ -110,6 +109,7 @@
     if (row.hover) tr.title = row.hover;
     if (row.group) tr.className = "group"; else if (row.flagged) tr.className = "flagged";
     tr.innerHTML = cells.join("");
+    row._toggle = tr.querySelector(".toggle");
     return tr;
   };
   DataTable.prototype.sortBy = function (index) {
@@ -150,9 +150,12 @@
     return shown;
   };
   DataTable.prototype.renderBody = function () {
+    var collapsed = this.collapsed;
     this.element.classList.toggle("flat", !!this.filter);
-    this.element.tBodies[0].replaceChildren.apply(this.element.tBodies[0],
-      this.visibleRows().map(function (row) { return row._tr; }));
+    this.element.tBodies[0].replaceChildren.apply(this.element.tBodies[0], this.visibleRows().map(function (row) {
+      if (row._toggle) row._toggle.textContent = collapsed[row.id] ? "\u25B8" : "\u25BE";
+      return row._tr;
+    }));
   };
 
   var tables = {};
