@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from tests.cli_faults import DENSE_TEMPLATE, one_line_error
-from tests.html_support import chromium_path, grown_report, launch, synthetic_records, write_sweep_dir
+from tests.html_support import (
+    chromium_path,
+    grown_report,
+    launch,
+    synthetic_records,
+    write_sweep_dir,
+)
 from tfprofscale.cli import main
 
 pytestmark = pytest.mark.skipif(chromium_path() is None,
@@ -31,8 +37,9 @@ def browser():
 @pytest.fixture(scope="module")
 def profiled(tmp_path_factory):
     """A real profile of the two-layer CNN, written by ``profile --json --html``."""
-    from tests.conftest import TWO_LAYER_CNN
     import textwrap
+
+    from tests.conftest import TWO_LAYER_CNN
 
     folder = tmp_path_factory.mktemp("html")
     model = folder / "two_layer_cnn.py"

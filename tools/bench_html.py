@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.html_support import grown_report, launch  # noqa: E402
+from tests.html_support import grown_report, launch
 
 SORT_JS = """() => {
   const table = Object.values(window.tfprofscaleTables)[0];

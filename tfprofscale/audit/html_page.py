@@ -7,12 +7,23 @@ from pathlib import Path
 from typing import Any
 
 from tfprofscale.audit.analysis import Audit
+from tfprofscale.errors import InputError
 from tfprofscale.audit.conventions import get_convention
 from tfprofscale.audit.divergences import Divergence, largest_divergences
 from tfprofscale.audit.plots import validation_pairs
 from tfprofscale.audit.profiles import layers_frame, load_profiles
 from tfprofscale.report.html import charts
-from tfprofscale.report.html.page import Block, Chart, Column, Missing, Page, Section, Table, Tabs, write_page
+from tfprofscale.report.html.page import (
+    Block,
+    Chart,
+    Column,
+    Missing,
+    Page,
+    Section,
+    Table,
+    Tabs,
+    write_page,
+)
 from tfprofscale.report.html.profile_charts import RooflineInput, roofline
 
 DIVERGENCE_COLUMNS = [
@@ -27,8 +38,8 @@ def write_audit_page(path: str | Path, audit: Audit) -> None:
     """Write the audit page to ``path`` (atomically); the per-layer times are read again from the audited reports."""
     try:
         layers = layers_frame(load_profiles(audit.source))
-    except Exception:  # the reports moved or changed since the audit: the fits lose their points, not the page
-        layers = None
+    except (InputError, ValueError, KeyError):  # the reports moved or changed since the audit: the fits lose
+        layers = None                              # their points, not the page
     write_page(path, audit_page(audit, layers))
 
 
@@ -121,7 +132,7 @@ def convention_blocks(audit: Audit) -> list[Block]:
 def _known(name: str) -> bool:
     try:
         get_convention(name)
-    except Exception:
+    except InputError:
         return False
     return True
 

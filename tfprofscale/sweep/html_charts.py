@@ -8,8 +8,14 @@ import pandas as pd
 from tfprofscale.report.html import charts
 from tfprofscale.report.html.page import Chart
 from tfprofscale.sweep.memory_plot import ESTIMATES
-from tfprofscale.sweep.plots import (CORRELATION_METRICS, SCALING_METRICS, TIME_COLUMN, LayerTypeFit, _numeric,
-                                     _parameter_label)
+from tfprofscale.sweep.plots import (
+    CORRELATION_METRICS,
+    SCALING_METRICS,
+    TIME_COLUMN,
+    LayerTypeFit,
+    _numeric,
+    _parameter_label,
+)
 
 PANEL_DOMAINS = (([0, 0.46], [0.57, 1]), ([0.54, 1], [0.57, 1]), ([0, 0.46], [0, 0.43]), ([0.54, 1], [0, 0.43]))
 

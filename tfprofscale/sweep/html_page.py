@@ -7,8 +7,17 @@ from typing import Any
 
 import pandas as pd
 
-from tfprofscale.report.html.page import Block, Column, Missing, Page, Section, Table, Tabs, write_page, \
-    write_plotly_asset
+from tfprofscale.report.html.page import (
+    Block,
+    Column,
+    Missing,
+    Page,
+    Section,
+    Table,
+    Tabs,
+    write_page,
+    write_plotly_asset,
+)
 from tfprofscale.sweep import by_machine, html_charts
 from tfprofscale.sweep.plots import layer_time_fits, swept_parameters
 from tfprofscale.sweep.report import layer_rows, machine_fingerprint, results_row

@@ -11,7 +11,7 @@ peak survives). This is what the HTML report draws as the memory curve.
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from tfprofscale.profiling.memory.step_memory import Allocation
 from tfprofscale.records import LiveStep

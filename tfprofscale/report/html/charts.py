@@ -1,7 +1,8 @@
 """Plotly figure specs (plain dicts: plotly.js draws them) shared by the pages: layouts, axes, colours, hover text."""
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 COLOURS = ("#2f6fde", "#e8833a", "#2ca25f", "#c23b5e", "#7b61c9", "#8c6d31", "#17a2b8", "#7f7f7f",
            "#bcbd22", "#e377c2")

@@ -77,7 +77,7 @@ class Table:
 class Tabs:
     """Named panes, one shown at a time (charts in a hidden pane are drawn when it is first shown)."""
 
-    panes: list[tuple[str, list["Block"]]]
+    panes: list[tuple[str, list[Block]]]
 
 
 Block = Union[Chart, Missing, Html, Table, Tabs]

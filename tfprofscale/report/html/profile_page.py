@@ -14,7 +14,17 @@ from typing import Any
 from tfprofscale.profiling.assemble import Report
 from tfprofscale.report.html import memory_charts, profile_charts
 from tfprofscale.report.html.layer_table import layer_table
-from tfprofscale.report.html.page import Block, Column, Html, Missing, Page, Section, Table, escape, write_page
+from tfprofscale.report.html.page import (
+    Block,
+    Column,
+    Html,
+    Missing,
+    Page,
+    Section,
+    Table,
+    escape,
+    write_page,
+)
 from tfprofscale.report.html.profile_charts import RooflineInput
 
 
