@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from tfprofscale.audit.analysis import Audit
-from tfprofscale.errors import InputError
 from tfprofscale.audit.conventions import get_convention
 from tfprofscale.audit.divergences import Divergence, largest_divergences
 from tfprofscale.audit.plots import validation_pairs
 from tfprofscale.audit.profiles import layers_frame, load_profiles
+from tfprofscale.errors import InputError
 from tfprofscale.report.html import charts
 from tfprofscale.report.html.page import (
     Block,
