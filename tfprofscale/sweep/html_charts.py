@@ -17,7 +17,7 @@ from tfprofscale.sweep.plots import (
     _parameter_label,
 )
 
-PANEL_DOMAINS = (([0, 0.46], [0.57, 1]), ([0.54, 1], [0.57, 1]), ([0, 0.46], [0, 0.43]), ([0.54, 1], [0, 0.43]))
+PANEL_DOMAINS = (([0, 0.45], [0.6, 0.96]), ([0.55, 1], [0.6, 0.96]), ([0, 0.45], [0, 0.36]), ([0.55, 1], [0, 0.36]))
 
 
 def scaling_chart(frame: pd.DataFrame, name: str, swept: list[str]) -> Chart:
@@ -29,8 +29,9 @@ def scaling_chart(frame: pd.DataFrame, name: str, swept: list[str]) -> Chart:
     for other, value in fixed.items():
         subset = subset[subset[other] == value]
     groups = list(subset.groupby(series, sort=False)) if series else [(None, subset)]
-    data, spec = [], charts.layout("", height=640, legend={"title": {"text": series or ""}, "orientation": "v",
-                                                            "x": 1.01, "y": 1})
+    data, spec = [], charts.layout("", height=700, legend={"title": {"text": series or ""}, "orientation": "v",
+                                                            "x": 1.01, "y": 1}, margin={"l": 70, "r": 20, "t": 20,
+                                                                                        "b": 50})
     categorical = not _numeric(list(dict.fromkeys(frame[name])))
     for panel, ((column, title, label, unit), (x_domain, y_domain)) in enumerate(zip(SCALING_METRICS, PANEL_DOMAINS)):
         suffix = "" if panel == 0 else str(panel + 1)
@@ -47,13 +48,13 @@ def scaling_chart(frame: pd.DataFrame, name: str, swept: list[str]) -> Chart:
                                              anchor=f"x{suffix}", exponentformat="SI", ticksuffix=unit or "")
         spec.setdefault("annotations", []).append(
             {"text": f"<b>{title}</b>", "xref": "paper", "yref": "paper", "x": sum(x_domain) / 2,
-             "y": y_domain[1] + 0.045, "showarrow": False, "xanchor": "center"})
+             "y": y_domain[1] + 0.01, "yanchor": "bottom", "showarrow": False, "xanchor": "center"})
     fixed_text = ", ".join(f"{k} = {v}" for k, v in fixed.items())
     caption = (f"Median step time (bars: p10 to p90 of the timed steps), measured peak memory, graph FLOPs and "
                f"parameters against {name}" + (f", one line per value of {series} (click the legend to hide or "
                                                f"show a line)" if series else "")
                + (f", with {fixed_text}" if fixed_text else "") + ". Hover a point for its configurations.")
-    return Chart(charts.figure(data, spec), caption, height=640)
+    return Chart(charts.figure(data, spec), caption, height=700)
 
 
 def _series_trace(group: pd.DataFrame, name: str, column: str, panel: int, suffix: str, index: int,
