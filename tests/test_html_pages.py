@@ -79,7 +79,7 @@ def column_values(page, table: str, header: str) -> list[str]:
     index = page.eval_on_selector_all(f"#{table} th", f"ths => ths.findIndex(th => th.firstChild.textContent "
                                                      f"=== {json.dumps(header)})")
     assert index >= 0, header
-    return page.eval_on_selector_all(f"#{table} tbody tr", f"rows => rows.map(r => r.cells[{index}].dataset.v)")
+    return page.eval_on_selector_all(f"#{table} tbody tr:not(.spacer)", f"rows => rows.map(r => r.cells[{index}].dataset.v)")
 
 
 def test_profile_page_draws_every_chart_offline_and_sorts(browser, profiled):
@@ -95,7 +95,7 @@ def test_profile_page_draws_every_chart_offline_and_sorts(browser, profiled):
     page.click("#table-0 th:has-text('Params')")  # again: smallest first
     assert [int(v) for v in column_values(page, "table-0", "Params")] == sorted(params)
     page.fill("input[data-table='table-0']", "conv")
-    assert page.eval_on_selector_all("#table-0 tbody tr", "rows => rows.length") == 1
+    assert page.eval_on_selector_all("#table-0 tbody tr:not(.spacer)", "rows => rows.length") == 1
     page.close()
 
 
@@ -107,7 +107,7 @@ def test_nested_models_get_group_rows_that_collapse(browser, profiled, tmp_path)
     write_profile_page(tmp_path / "nested.html", grown_report(report, 2), None, "not asked for")
     page, errors, outside = open_page(browser, tmp_path / "nested.html")
     assert_visible_charts_drew(page)
-    rows = "#table-0 tbody tr"
+    rows = "#table-0 tbody tr:not(.spacer)"
     # Two copies of the model, each a nested model with a group row of its own: 2 * (layers + 1) rows.
     assert page.eval_on_selector_all(rows, "rows => rows.length") == 2 * (layers + 1)
     params = sum(layer["params"] for layer in report["layers"])

@@ -149,14 +149,60 @@
     })("");
     return shown;
   };
+  // Up to WINDOWED_FROM rows are all in the document; a longer table keeps only the rows in view of its
+  // scroll box (and a margin) there, between two spacer rows, so sorting a 5,000-row table lays out ~100 rows.
+  var WINDOWED_FROM = 120, MARGIN_ROWS = 40;
   DataTable.prototype.renderBody = function () {
     var collapsed = this.collapsed;
     this.element.classList.toggle("flat", !!this.filter);
-    this.element.tBodies[0].replaceChildren.apply(this.element.tBodies[0], this.visibleRows().map(function (row) {
+    this.shown = this.visibleRows();
+    this.shown.forEach(function (row) {
       if (row._toggle) row._toggle.textContent = collapsed[row.id] ? "\u25B8" : "\u25BE";
-      return row._tr;
-    }));
+    });
+    if (this.shown.length < WINDOWED_FROM || !this.rowHeight) this.place(0, this.shown.length);
+    else this.renderWindow();
   };
+  DataTable.prototype.place = function (start, end) {
+    var body = this.element.tBodies[0], rows = this.shown.slice(start, end).map(function (row) { return row._tr; });
+    if (start > 0) rows.unshift(spacer(start * this.rowHeight, this.columns.length));
+    if (end < this.shown.length) rows.push(spacer((this.shown.length - end) * this.rowHeight, this.columns.length));
+    body.replaceChildren.apply(body, rows);
+    this.window = [start, end];
+  };
+  DataTable.prototype.renderWindow = function () {
+    var box = this.element.parentElement;
+    var first = Math.floor(box.scrollTop / this.rowHeight);
+    var start = Math.max(0, first - MARGIN_ROWS);
+    var end = Math.min(this.shown.length, first + Math.ceil(box.clientHeight / this.rowHeight) + MARGIN_ROWS);
+    this.place(start, end);
+  };
+  DataTable.prototype.startWindowing = function () {
+    // Called once the whole table has been laid out: fix each column's width and the row height, then window.
+    if (this.rows.length < WINDOWED_FROM || this.rowHeight) return;
+    var sample = this.element.tBodies[0].rows[0];
+    if (!sample || !sample.offsetHeight) return;
+    this.rowHeight = sample.offsetHeight;
+    this.element.querySelectorAll("th").forEach(function (th) { th.style.minWidth = th.offsetWidth + "px"; });
+    var self = this, pending = false, box = this.element.parentElement;
+    box.addEventListener("scroll", function () {
+      if (pending) return;
+      pending = true;
+      requestAnimationFrame(function () {
+        pending = false;
+        var first = Math.floor(box.scrollTop / self.rowHeight);
+        var last = first + Math.ceil(box.clientHeight / self.rowHeight);
+        if (first < self.window[0] + 5 && self.window[0] > 0 || last > self.window[1] - 5 &&
+            self.window[1] < self.shown.length) self.renderWindow();
+      });
+    });
+    this.renderWindow();
+  };
+  function spacer(height, columns) {
+    var tr = document.createElement("tr");
+    tr.className = "spacer";
+    tr.innerHTML = '<td colspan="' + columns + '" style="height:' + height + 'px;padding:0;border:0"></td>';
+    return tr;
+  }
 
   var tables = {};
   Object.keys(data.tables).forEach(function (key) {
@@ -171,6 +217,7 @@
     });
   });
   window.tfprofscaleTables = tables;
+  Object.keys(tables).forEach(function (key) { tables[key].startWindowing(); });
 
   // -- charts ------------------------------------------------------------------------------------
   var config = {responsive: true, displaylogo: false, showLink: false, showSendToCloud: false,
