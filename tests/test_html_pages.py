@@ -87,6 +87,8 @@ def test_profile_page_draws_every_chart_offline_and_sorts(browser, profiled):
     assert assert_visible_charts_drew(page) >= 6  # bars, sunbursts, roofline, memory terms, live bytes, cost model
     assert errors == [] and outside == []
     report = json.loads((profiled / "report.json").read_text())
+    timeline = report["memory"]["live_timeline"]  # the curve's highest point is the measured in-step peak
+    assert max(step["live_bytes"] for step in timeline) == report["memory"]["measured_peak_bytes"]
     names = [layer["name"] for layer in report["layers"]]
     assert column_values(page, "table-0", "Layer") and len(column_values(page, "table-0", "Layer")) == len(names)
     page.click("#table-0 th:has-text('Params')")  # numbers sort largest first

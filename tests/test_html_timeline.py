@@ -38,3 +38,19 @@ def test_ledger_shapes_all_become_source_term_bytes():
                            {"term": "gradients", "estimated": 40, "measured": None}]) == expected
     assert ledger_sources({"weights": 40, "gradients": 40}) == {"estimated": {"weights": 40, "gradients": 40}}
     assert ledger_sources(None) == {}
+
+
+def test_fill_record_keeps_the_device_timeline_of_a_gpu_step():
+    from tests.test_memory import fake_gpu_run_metadata
+    from tfprofscale.profiling.memory.measure import fill_record
+    from tfprofscale.profiling.memory.step_memory import step_memory
+    from tfprofscale.records import MemoryRecord
+
+    record = MemoryRecord(input_bytes=0)
+    layers = {"m/conv/Conv2D": "conv", "m/relu/Relu": "relu"}
+    fill_record(record, step_memory(fake_gpu_run_metadata()), layers.get, "GPU:0")
+    # GPU_0_bfc by time: conv +8,192 (t10) +65,536 (t11) -65,536 (t20) -> highest 73,728; relu +8,192 (t21)
+    # -> 16,384; conv frees its output (t40) -> 8,192; relu frees (t50) -> 0. The host copy is another space.
+    assert [(s.op, s.layer, s.live_bytes) for s in record.live_timeline] == [
+        ("m/conv/Conv2D", "conv", 73_728), ("m/relu/Relu", "relu", 16_384), ("m/conv/Conv2D", "conv", 8_192),
+        ("m/relu/Relu", "relu", 0)]
