@@ -158,9 +158,18 @@ def roofline(roof: RooflineInput | None, why_not: str) -> list[Chart | Missing]:
     unplaced = len(roof.ops) - len(placed)
     caption = ("Each timed kernel with counted FLOPs and an estimate of its bytes (input read + output written + "
                "parameters read, at least traffic), under the machine's measured roofs (cached peaks, never "
-               "measured while rendering)." + (f" {unplaced} kernels with unknown bytes are not placed." if unplaced
+               "measured while rendering)." + _cache_note(roof.peaks)
+               + (f" {unplaced} kernels with unknown bytes are not placed." if unplaced
                                                 else "") + (" " + " ".join(roof.notes) if roof.notes else ""))
     return [Chart(charts.figure(data, spec), caption, height=480)]
+
+
+def _cache_note(peaks: dict[str, Any]) -> str:
+    cache = peaks.get("cache_bytes")
+    if not cache:
+        return ""
+    return (f" Up to the last-level cache ({cache / 2**20:.0f} MiB) a kernel's bytes can come from cache, so its "
+            "bound is the compute roof alone: such kernels may sit above the memory roof without being flagged.")
 
 
 def _roofline_hover(op: dict[str, Any]) -> str:
