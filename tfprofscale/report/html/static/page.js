@@ -65,9 +65,12 @@
       (self.children[parent] = self.children[parent] || []).push(row);
     });
     this.renderHead();
-    this.rows.forEach(function (row) { row._tr = self.buildRow(row); });
     this.renderBody();
   }
+  DataTable.prototype.rowElement = function (row) {
+    if (!row._tr) row._tr = this.buildRow(row);  // built when first shown: a long table builds only what is seen
+    return row._tr;
+  };
   DataTable.prototype.renderHead = function () {
     var cells = this.columns.map(function (column, index) {
       var unit = column.unit ? '<span class="unit">' + escapeHtml(column.unit) + "</span>" : "";
@@ -151,21 +154,24 @@
   };
   // Up to WINDOWED_FROM rows are all in the document; a longer table keeps only the rows in view of its
   // scroll box (and a margin) there, between two spacer rows, so sorting a 5,000-row table lays out ~100 rows.
-  var WINDOWED_FROM = 120, MARGIN_ROWS = 40;
+  var WINDOWED_FROM = 120, MARGIN_ROWS = 40, GUESSED_ROW_HEIGHT = 22;
   DataTable.prototype.renderBody = function () {
-    var collapsed = this.collapsed;
     this.element.classList.toggle("flat", !!this.filter);
     this.shown = this.visibleRows();
-    this.shown.forEach(function (row) {
-      if (row._toggle) row._toggle.textContent = collapsed[row.id] ? "\u25B8" : "\u25BE";
-    });
-    if (this.shown.length < WINDOWED_FROM || !this.rowHeight) this.place(0, this.shown.length);
+    if (this.shown.length < WINDOWED_FROM) this.place(0, this.shown.length);
+    else if (!this.rowHeight) this.place(0, WINDOWED_FROM);  // the first rows, measured by startWindowing
     else this.renderWindow();
   };
   DataTable.prototype.place = function (start, end) {
-    var body = this.element.tBodies[0], rows = this.shown.slice(start, end).map(function (row) { return row._tr; });
-    if (start > 0) rows.unshift(spacer(start * this.rowHeight, this.columns.length));
-    if (end < this.shown.length) rows.push(spacer((this.shown.length - end) * this.rowHeight, this.columns.length));
+    var self = this, collapsed = this.collapsed, body = this.element.tBodies[0];
+    var rows = this.shown.slice(start, end).map(function (row) {
+      var tr = self.rowElement(row);
+      if (row._toggle) row._toggle.textContent = collapsed[row.id] ? "\u25B8" : "\u25BE";
+      return tr;
+    });
+    var height = this.rowHeight || GUESSED_ROW_HEIGHT;
+    if (start > 0) rows.unshift(spacer(start * height, this.columns.length));
+    if (end < this.shown.length) rows.push(spacer((this.shown.length - end) * height, this.columns.length));
     body.replaceChildren.apply(body, rows);
     this.window = [start, end];
   };
@@ -177,12 +183,14 @@
     this.place(start, end);
   };
   DataTable.prototype.startWindowing = function () {
-    // Called once the whole table has been laid out: fix each column's width and the row height, then window.
+    // Called once the first rows are laid out: fix each column's width and the row height, then window
+    // (a table in a hidden pane cannot be measured: it windows with a guessed row height).
     if (this.rows.length < WINDOWED_FROM || this.rowHeight) return;
     var sample = this.element.tBodies[0].rows[0];
-    if (!sample || !sample.offsetHeight) return;
-    this.rowHeight = sample.offsetHeight;
-    this.element.querySelectorAll("th").forEach(function (th) { th.style.minWidth = th.offsetWidth + "px"; });
+    this.rowHeight = sample && sample.offsetHeight ? sample.offsetHeight : GUESSED_ROW_HEIGHT;
+    this.element.querySelectorAll("th").forEach(function (th) {
+      if (th.offsetWidth) th.style.minWidth = th.offsetWidth + "px";
+    });
     var self = this, pending = false, box = this.element.parentElement;
     box.addEventListener("scroll", function () {
       if (pending) return;
