@@ -122,6 +122,27 @@ def test_nested_models_get_group_rows_that_collapse(browser, profiled, tmp_path)
     page.close()
 
 
+def test_a_long_table_keeps_only_the_rows_in_view_and_sorts_them_all(browser, profiled, tmp_path):
+    from tfprofscale.report.html.profile_page import write_profile_page
+
+    report = json.loads((profiled / "report.json").read_text())
+    write_profile_page(tmp_path / "long.html", grown_report(report, 20), None, "not asked for")
+    page, errors, outside = open_page(browser, tmp_path / "long.html")
+    total = 20 * (len(report["layers"]) + 1)  # 20 copies, each its layers and a group row
+    page.fill("input[data-table='table-0']", "copy")  # every row matches: one flat list, sorted as a whole
+    page.click("#table-0 th:has-text('Params')")
+    shown = [int(v) for v in column_values(page, "table-0", "Params")]
+    layer_params = [layer["params"] for layer in report["layers"]]
+    everything = sorted(layer_params * 20 + [sum(layer_params)] * 20, reverse=True)
+    assert 0 < len(shown) < total and shown == everything[:len(shown)]
+    page.evaluate("document.querySelector('#table-0').parentElement.scrollTop = 1e6")
+    page.wait_for_timeout(300)
+    last = [int(v) for v in column_values(page, "table-0", "Params")]
+    assert last == everything[-len(last):]
+    assert errors == [] and outside == []
+    page.close()
+
+
 def test_without_trace_or_memory_the_page_renders_and_says_why(browser, profiled, tmp_path):
     from tfprofscale.report.html.profile_page import write_profile_page
 
