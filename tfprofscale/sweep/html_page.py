@@ -44,12 +44,18 @@ def write_sweep_html(out_dir: Path, model: str, records: list[dict[str, Any]], g
 
     write_plotly_asset(out_dir / PAGES)
     roofline_cache: dict[str, Any] = {}
+    pages = set()
     for record in records:
-        if record.get("report"):
+        if not record.get("report"):
+            continue
+        try:  # a report from an older version may lack keys: its page is left out, the sweep's page is not
             roofline, why_not = _roofline(record["report"], roofline_cache, page_roofline)
             write_profile_page(out_dir / PAGES / f"{record['config_id']}.html", record["report"], roofline, why_not,
                                plotly_src="plotly.min.js", links=[("the sweep's report", "../report.html")])
-    page = sweep_page(model, records, grid_names, link_prefix=f"{PAGES}/")
+        except (KeyError, TypeError, ValueError):
+            continue
+        pages.add(record["config_id"])
+    page = sweep_page(model, records, grid_names, link_prefix=f"{PAGES}/", pages=pages)
     write_page(out_dir / "report.html", page, plotly_src=f"{PAGES}/plotly.min.js")
     return out_dir / "report.html"
 
@@ -68,7 +74,8 @@ def _roofline(report: dict[str, Any], cache: dict[str, Any], page_roofline: Any)
     return roofline, why_not
 
 
-def sweep_page(model: str, records: list[dict[str, Any]], grid_names: list[str], link_prefix: str = "") -> Page:
+def sweep_page(model: str, records: list[dict[str, Any]], grid_names: list[str], link_prefix: str = "",
+               pages: set[str] | None = None) -> Page:
     """The page: per-machine tabs of charts (one pane without tabs for one machine), then the results table."""
     results = [{**results_row(r, grid_names), "config_id": r["config_id"]} for r in records]
     layers = [row for record in records for row in layer_rows(record, grid_names)]
@@ -89,7 +96,8 @@ def sweep_page(model: str, records: list[dict[str, Any]], grid_names: list[str],
                           chart_blocks(own, [row for row in layers if row["config_id"] in ids], parameters)))
         page.sections.append(Section("Figures, machine by machine", [Tabs(panes)],
                                      "Step times from different machines do not belong on one curve: one tab each."))
-    page.sections.append(Section("Results", [results_table(results, grid_names, records, link_prefix)]))
+    linked = pages if pages is not None else {r["config_id"] for r in records if r.get("report")}
+    page.sections.append(Section("Results", [results_table(results, grid_names, linked, link_prefix)]))
     return page
 
 
@@ -116,10 +124,9 @@ def chart_blocks(results: list[dict[str, Any]], layers: list[dict[str, Any]], pa
     return blocks
 
 
-def results_table(results: list[dict[str, Any]], grid_names: list[str], records: list[dict[str, Any]],
+def results_table(results: list[dict[str, Any]], grid_names: list[str], profiled: set[str],
                   link_prefix: str) -> Table:
-    """One row per configuration, linking to its profile page."""
-    profiled = {r["config_id"] for r in records if r.get("report")}
+    """One row per configuration, linking to its profile page (those in ``profiled``)."""
     columns = [Column("config", "Configuration", "link to its profile page", format="link")]
     columns += [Column(name, name, "grid", format="text") for name in grid_names]
     rows = []
