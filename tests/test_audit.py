@@ -16,7 +16,7 @@ from tfprofscale.audit import conventions
 from tfprofscale.audit.analysis import TimeAudit, audit_path, audit_profile
 from tfprofscale.audit.render import audit_json, largest_divergences, render_markdown, render_text
 from tfprofscale.cli import main
-from tfprofscale.profiling.assemble import Report
+from tfprofscale.records import Report
 
 CONV_OUTPUTS = 4 * 4 * 2                                  # 32
 CONV_MACS = CONV_OUTPUTS * 3 * 3 * 1                      # 288, padded taps included

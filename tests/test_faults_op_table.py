@@ -1,10 +1,10 @@
 """The per-op table (what xprof's op-stats view would show offline): numbers worked out by hand."""
 from __future__ import annotations
 
-from tfprofscale.profiling.runtime.attribution import OpRow
+from tfprofscale.records import OpRow
 from tfprofscale.report.op_table import kernel_flops, render_ops, timed_ops
-from tfprofscale.profiling.assemble import Report, Totals
-from tfprofscale.profiling.runtime.measure import StepTimes
+from tfprofscale.records import Report, Totals
+from tfprofscale.records import StepTimes
 
 
 def report_with_ops() -> Report:

@@ -57,9 +57,9 @@ def test_a_full_disk_midway_leaves_the_earlier_file_intact(tmp_path, monkeypatch
 
 
 def test_report_write_json_on_a_full_disk_keeps_the_earlier_report(tmp_path, monkeypatch):
-    from tfprofscale.profiling.assemble import Report
-    from tfprofscale.profiling.runtime.measure import StepTimes
-    from tfprofscale.profiling.assemble import Totals
+    from tfprofscale.records import Report
+    from tfprofscale.records import StepTimes
+    from tfprofscale.records import Totals
 
     steps = StepTimes(median=1.0, p10=1.0, p90=1.0, min=1.0, cv=0.0, n=1)
     totals = Totals(params=0, analytic_flops=None, analytic_macs=None, graph_flops=0, activation_bytes=0,

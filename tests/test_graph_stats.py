@@ -16,7 +16,7 @@ from tfprofscale.profiling.runtime.attribution import attribute_ops
 from tfprofscale.profiling.runtime.nested_kernels import call_op_times_from_events
 from tfprofscale.profiling.graph.op_statistics import einsum_flops_of
 from tfprofscale.profiling.assemble import layer_rows
-from tfprofscale.profiling.runtime.measure import KernelTime
+from tfprofscale.records import KernelTime
 
 
 def untimed_rows(model, batch_size):

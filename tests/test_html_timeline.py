@@ -38,6 +38,10 @@ def test_ledger_shapes_all_become_source_term_bytes():
                            {"term": "gradients", "estimated": 40, "measured": None}]) == expected
     assert ledger_sources({"weights": 40, "gradients": 40}) == {"estimated": {"weights": 40, "gradients": 40}}
     assert ledger_sources(None) == {}
+    as_dict = {"lines": [{"term": "weights", "estimated_bytes": 40, "measured_bytes": 44, "note": ""},
+                         {"term": "gradients", "estimated_bytes": 40, "measured_bytes": None, "note": "n/a"}],
+               "total_estimated_bytes": 80, "total_measured_bytes": 90}  # Ledger.as_dict()
+    assert ledger_sources(as_dict) == expected
 
 
 def test_fill_record_keeps_the_device_timeline_of_a_gpu_step():

@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 
 from tfprofscale.profiling.runtime import kernel_trace
-from tfprofscale.profiling.runtime.attribution import OpRow
+from tfprofscale.records import OpRow
 from tfprofscale.profiling.runtime.kernel_trace import per_step, self_times, summarize, union_length
-from tfprofscale.profiling.assemble import LayerRow
-from tfprofscale.profiling.runtime.measure import KernelTime
+from tfprofscale.records import LayerRow
+from tfprofscale.records import KernelTime
 from tfprofscale.profiling.runtime.shares import apply_step_medians, unattributed_time_us
 
 PID = 701

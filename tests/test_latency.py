@@ -20,7 +20,7 @@ from tfprofscale.audit.latency import ConfigSample, LatencyModel, fit_latency_mo
 from tfprofscale.audit.latency_features import Peaks
 from tfprofscale.profiling.runtime.machine_peaks import MachineTraits
 from tfprofscale.errors import InputError
-from tfprofscale.profiling.assemble import LayerRow
+from tfprofscale.records import LayerRow
 
 NO_CACHES = MachineTraits(vector_floats=16, l2_bytes=None, l3_bytes=None)
 ONE_GIGA = Peaks(flops_per_s=1e9, bytes_per_s=1e9)

@@ -6,8 +6,8 @@ import pytest
 
 from tfprofscale.profiling.runtime.measurement_checks import (CV_LIMIT, FASTER_THAN_PEAK, high_cv, high_load,
                                                        imprecise_median, measurement_warnings, odd_overhead)
-from tfprofscale.profiling.assemble import LayerRow, Report, Totals
-from tfprofscale.profiling.runtime.measure import StepTimes
+from tfprofscale.records import LayerRow, Report, Totals
+from tfprofscale.records import StepTimes
 from tfprofscale.report.table import render
 
 

@@ -11,9 +11,10 @@ import tfprofscale
 from tfprofscale.profiling.memory.measure import fill_record, traced_session_step
 from tfprofscale.records import MemoryRecord
 from tfprofscale.profiling.memory.step_memory import step_memory
-from tfprofscale.report.table import binary_bytes, render
-from tfprofscale.profiling.trace.tracing import trace
 from tfprofscale.profiling.memory.workspace_probe import kernel_scratch_bytes, probe_key
+from tfprofscale.profiling.trace.tracing import trace
+from tfprofscale.records import MemoryRecord
+from tfprofscale.report.table import binary_bytes, render
 
 FLOAT = 4
 
@@ -46,7 +47,7 @@ def test_a_chain_of_small_tensors_has_its_liveness_as_measured_peak(chain_report
     assert memory.peak_layer == max(steps, key=steps.get)
     assert memory.input_bytes == 1000 * FLOAT
     params = 1000 * 500 + 500 + 500 * 200 + 200 + 200 * 10 + 10
-    assert memory.weights_bytes == params * FLOAT                   # every constant differs: none merged
+    assert memory.weights_bytes == params * FLOAT                   # read from the variables
     assert chain_report.totals.peak_bytes == params * FLOAT + 1000 * FLOAT + max(steps.values())
     assert memory.estimated_peak_bytes == chain_report.totals.peak_bytes
     # per layer: its fused MatMul + BiasAdd's one output and its scratch
@@ -55,7 +56,7 @@ def test_a_chain_of_small_tensors_has_its_liveness_as_measured_peak(chain_report
 
 def test_measured_peak_is_the_running_sum_of_the_allocation_records():
     traced = trace(dense_chain(), 3)
-    run_metadata = traced_session_step(traced.frozen(), traced.inputs)
+    run_metadata = traced_session_step(traced)
     records = [(record.alloc_micros, record.alloc_bytes)
                for device in run_metadata.step_stats.dev_stats for node in device.node_stats
                for memory in node.memory for record in memory.allocation_records]
@@ -97,7 +98,7 @@ def conv_pool() -> keras.Model:
 def test_onednn_convolution_scratch_and_max_pool_workspace():
     report = quick_profile(conv_pool(), 2)
     traced = trace(conv_pool(), 2)
-    allocations = step_memory(traced_session_step(traced.frozen(), traced.inputs)).allocations
+    allocations = step_memory(traced_session_step(traced)).allocations
     pool_workspace = [a.bytes for a in allocations if a.bytes > 0 and a.is_workspace and "MaxPool" in a.op_type]
     conv_scratch = [a.bytes for a in allocations if a.bytes > 0 and a.is_workspace and "Conv2D" in a.op_type]
     assert pool_workspace == [2 * 8 * 8 * 16]                # 1 B per output element: batch 2, 8x8x16
@@ -117,7 +118,7 @@ def test_onednn_convolution_scratch_and_max_pool_workspace():
 
 
 class Counter(keras.layers.Layer):
-    """Counts its calls in a variable: a stateful assignment the frozen graph cannot hold."""
+    """Counts its calls in a variable: a stateful assignment no frozen graph can hold."""
 
     def build(self, shape):
         self.count = self.add_weight(shape=(), initializer="zeros", trainable=False, name="count")
@@ -127,17 +128,51 @@ class Counter(keras.layers.Layer):
         return x * 2.0
 
 
-def test_a_model_that_cannot_be_frozen_still_profiles():
+def test_a_model_that_assigns_a_variable_is_measured():
     inputs = keras.Input((4,))
     model = keras.Model(inputs, Counter(name="counter")(keras.layers.Dense(3, name="dense")(inputs)))
     report = quick_profile(model, 1)
     memory = report.memory
-    assert memory.missing.startswith("cannot freeze the traced function") and "\n" not in memory.missing
-    assert memory.measured_peak_bytes is None and report.totals.peak_bytes is None
-    assert report.totals.step_time_ms.n >= 1 and len(report.layers) == 3
-    assert memory.estimated_peak_bytes > 0
-    assert "not measured: cannot freeze" in render(report)
-    assert report.to_dict()["memory"]["missing"] == memory.missing
+    # the Session holds the variables, so the assignment runs there as it does in the model
+    assert memory.missing is None and memory.measured_peak_bytes > 0
+    # dense 4x3 kernel + 3 biases, and the counter: 16 floats
+    assert memory.weights_bytes == (4 * 3 + 3 + 1) * FLOAT
+    assert report.totals.peak_bytes == memory.weights_bytes + 4 * FLOAT + memory.measured_peak_bytes
+    # Grappler prices it too: the assigned counter is a VarHandleOp of its shape, the rest one-value constants
+    assert report.totals.tf_estimated_step_ms is not None and memory.tf_estimated_peak_bytes is not None
+    assert not any("Grappler" in w for w in report.warnings)
+
+
+def test_a_graph_over_protobufs_limit_is_one_line_tried_once(monkeypatch):
+    """Simulated: the traced graph says it is 3 GiB serialised (protobuf refuses 2 GiB and more)."""
+    from tensorflow.core.framework import graph_pb2
+
+    import tfprofscale.profiling.graph.shape_graph as shape_graph_module
+
+    sizes = []
+
+    def checked(message, what):
+        sizes.append(what)
+        return real(FakeSize(message), what)
+
+    class FakeSize:
+        def __init__(self, message):
+            assert isinstance(message, graph_pb2.GraphDef)
+
+        def ByteSize(self):
+            return 3 * 2**30
+
+    real = shape_graph_module.check_protobuf_size
+    monkeypatch.setattr(shape_graph_module, "check_protobuf_size", checked)
+    report = quick_profile(dense_chain(), 1)
+    memory = report.memory
+    assert memory.missing == ("the traced graph is 3.00 GiB as a protobuf, over protobuf's 2 GiB limit on a "
+                              "serialised message")
+    (warning,) = [w for w in report.warnings if "Grappler" in w]
+    assert memory.missing in warning and "\n" not in warning
+    assert sizes == ["the traced graph"]                     # built once, its failure shared, never retried
+    assert report.totals.step_time_ms.n >= 1 and report.totals.graph_flops > 0 and len(report.layers) == 4
+    assert memory.estimated_peak_bytes > 0 and memory.measured_peak_bytes is None
 
 
 def test_untrained_zero_biases_are_warned_about(chain_report):

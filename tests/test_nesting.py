@@ -14,8 +14,10 @@ from tfprofscale.formulas import analytic
 from tfprofscale.profiling.graph import graph_stats
 from tfprofscale.profiling.trace import tracing
 from tfprofscale.profiling.runtime.attribution import attribute_ops
-from tfprofscale.profiling.assemble import Report, layer_rows, totals
-from tfprofscale.profiling.runtime.measure import RuntimeResult, StepTimes
+from tfprofscale.profiling.assemble import layer_rows, totals
+from tfprofscale.records import Report
+from tfprofscale.profiling.runtime.measure import RuntimeResult
+from tfprofscale.records import StepTimes
 from tfprofscale.report.table import render
 
 BATCH = 2

@@ -14,12 +14,12 @@ import pytest
 
 from tfprofscale.audit import roofline
 from tfprofscale.profiling.runtime import machine_peaks
-from tfprofscale.profiling.runtime.attribution import OpRow
-from tfprofscale.profiling.assemble import LayerRow, Report, Totals
+from tfprofscale.records import OpRow
+from tfprofscale.records import LayerRow, Report, Totals
 from tfprofscale.audit.roofline import layer_bytes_moved, layer_features, roofline_ops
 from tfprofscale.profiling.runtime.machine_peaks import MachinePeaks, MachineTraits
 from tfprofscale.errors import InputError
-from tfprofscale.profiling.runtime.measure import StepTimes
+from tfprofscale.records import StepTimes
 from tfprofscale.profiling.runtime.timing import current_threads
 
 BATCH = 2

@@ -35,7 +35,8 @@ CONTRACT_COLUMNS = ("filters,batch_size,repeat,Layers,BatchSize,ConvSize,TotalTi
                     "analytic_macs,graph_flops,activation_bytes,analytic_memory_bytes,peak_bytes,measured_peak_bytes,"
                     "weights_bytes,input_bytes,estimated_peak_bytes,tf_estimated_peak_bytes,allocator_peak_bytes,"
                     "step_time_median_ms,"
-                    "step_time_p10_ms,step_time_p90_ms,step_time_cv,accuracy,status,error,warnings,host,machine").split(",")
+                    "step_time_p10_ms,step_time_p90_ms,step_time_cv,accuracy,status,error,warnings,host,machine,"
+                    "graph_train_flops,train_flops,train_to_forward,update_flops").split(",")
 GRID_2X2 = """\
 [sweep]
 model = {model}
@@ -122,7 +123,7 @@ def test_sweep_writes_layers_reports_and_traces(swept):
     assert conv["output_shape"] == "2x8x8x8" and int(conv["params"]) == 3 * 3 * 1 * 8 + 8
     assert json.loads(conv["geometry"])["kernel_h"] == 3
 
-    from tfprofscale.profiling.assemble import Report
+    from tfprofscale.records import Report
 
     reports = sorted((out / "reports").glob("*.json"))
     assert [p.stem for p in reports] == sorted(f"filters={f},batch_size={b},r0" for f in (4, 8) for b in (1, 2))

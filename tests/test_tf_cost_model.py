@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import pytest
 
-from tfprofscale.audit import roofline
-from tfprofscale.profiling.runtime.machine_peaks import MachinePeaks
 from tfprofscale.profiling.graph import tf_cost_model
 from tfprofscale.profiling.graph.tf_cost_model import CostModelError, VirtualCpu, estimate_costs, virtual_cpu
+from tfprofscale.profiling.runtime import machine_peaks as machine_peaks_module
+from tfprofscale.profiling.runtime.machine_peaks import MachinePeaks
 
 ONE_NS_PER_UNIT = VirtualCpu(num_cores=1, frequency_mhz=1000, bandwidth_kb_per_s=1e6)
 
@@ -45,7 +45,7 @@ def op_of_type(estimate, op_type):
 
 
 def test_conv_and_matmul_cost_what_grappler_formula_says(traced_cnn):
-    estimate = estimate_costs(traced_cnn.frozen(), ONE_NS_PER_UNIT)
+    estimate = estimate_costs(traced_cnn.shape_graph(), ONE_NS_PER_UNIT)
     conv, matmul = op_of_type(estimate, "Conv2D"), op_of_type(estimate, "MatMul")
     assert conv.estimated_us == pytest.approx((CONV_OPERATIONS + CONV_BYTES) / 1e3)      # 23.616 us
     assert matmul.estimated_us == pytest.approx((MATMUL_OPERATIONS + MATMUL_BYTES) / 1e3)  # 4.120 us
@@ -58,7 +58,7 @@ def test_conv_and_matmul_cost_what_grappler_formula_says(traced_cnn):
 
 def test_large_graphs_skip_the_timeline_and_read_whole_microseconds(traced_cnn, monkeypatch):
     monkeypatch.setattr(tf_cost_model, "TIMELINE_MAX_NODES", 0)
-    estimate = estimate_costs(traced_cnn.frozen(), ONE_NS_PER_UNIT)
+    estimate = estimate_costs(traced_cnn.shape_graph(), ONE_NS_PER_UNIT)
     conv, matmul = op_of_type(estimate, "Conv2D"), op_of_type(estimate, "MatMul")
     # the cost graph keeps whole microseconds: 23.616 -> 23, 4.120 -> 4
     assert (conv.estimated_us, conv.compute_us, conv.memory_us) == (23.0, 18.0, 5.0)
@@ -66,15 +66,14 @@ def test_large_graphs_skip_the_timeline_and_read_whole_microseconds(traced_cnn, 
 
 
 def test_run_time_is_the_schedule_of_the_same_protos_read_independently(traced_cnn):
+    import tensorflow as tf
     from tensorflow.python.grappler import cluster, item
 
-    import tensorflow as tf
-
-    estimate = estimate_costs(traced_cnn.frozen(), ONE_NS_PER_UNIT)
+    estimate = estimate_costs(traced_cnn.shape_graph(), ONE_NS_PER_UNIT)
     graph = tf.Graph()  # the metagraph the long way round: import the frozen graph, export it with its fetches
     with graph.as_default():
-        tf.graph_util.import_graph_def(traced_cnn.frozen().graph_def, name="")
-        for name in traced_cnn.frozen().output_names:
+        tf.graph_util.import_graph_def(traced_cnn.shape_graph().graph_def, name="")
+        for name in traced_cnn.shape_graph().output_names:
             graph.add_to_collection(tf.compat.v1.GraphKeys.TRAIN_OP, graph.get_tensor_by_name(name).op)
         exported = tf.compat.v1.train.export_meta_graph(graph=graph)
     grappler = cluster.Cluster(devices=[ONE_NS_PER_UNIT.named_device()], disable_timeline=False)
@@ -117,7 +116,7 @@ FAKE_PEAKS = MachinePeaks(flops_per_s=1e9, bytes_per_s=1e9, host="h", tensorflow
 def profile_cnn(cnn_file, monkeypatch):
     from tfprofscale.profiling.pipeline import ProfileOptions, run_profile
 
-    monkeypatch.setattr(roofline, "machine_peaks", lambda *args, **kwargs: FAKE_PEAKS)
+    monkeypatch.setattr(tf_cost_model, "machine_peaks", lambda *args, **kwargs: FAKE_PEAKS)
     monkeypatch.setattr(tf_cost_model.os, "cpu_count", lambda: 1)
     return run_profile(str(cnn_file), ProfileOptions(batch_size=2, steps=2, warmup=1, trace=False))
 
@@ -160,14 +159,15 @@ def test_estimate_costs_raises_one_line(traced_cnn, monkeypatch):
 
     monkeypatch.setattr(item, "Item", lambda metagraph: (_ for _ in ()).throw(ValueError("no fetch nodes")))
     with pytest.raises(CostModelError, match="^ValueError: no fetch nodes$"):
-        estimate_costs(traced_cnn.frozen(), ONE_NS_PER_UNIT)
+        estimate_costs(traced_cnn.shape_graph(), ONE_NS_PER_UNIT)
 
 
 def test_the_command_line_can_skip_the_cost_model(capsys, cnn_file, tmp_path, monkeypatch):
     import json
 
-    from tests.test_cli_profile import run_cli
     from tensorflow.python.grappler import cluster
+
+    from tests.test_cli_profile import run_cli
 
     monkeypatch.setattr(cluster.Cluster, "MeasureCosts", lambda self, item: pytest.fail("Grappler ran"))
     target = tmp_path / "report.json"

@@ -12,19 +12,14 @@ __version__ = "0.1.0"
 __all__ = ["profile", "Report", "InputError"]
 
 from tfprofscale.errors import InputError
+from tfprofscale.quiet import import_tensorflow_quietly
+from tfprofscale.records import Report
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("profile", "Report"):
-        from tfprofscale.quiet import import_tensorflow_quietly
-
-        import_tensorflow_quietly()  # before any module imports TensorFlow: its start-up log stays off stderr
     if name == "profile":
+        import_tensorflow_quietly()  # before any module imports TensorFlow: its start-up log stays off stderr
         from tfprofscale.profiling.pipeline import profile
 
         return profile
-    if name == "Report":
-        from tfprofscale.profiling.assemble import Report
-
-        return Report
     raise AttributeError(f"module 'tfprofscale' has no attribute {name!r}")

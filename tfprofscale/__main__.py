@@ -1,6 +1,4 @@
 """``python -m tfprofscale``: the command line entry point."""
-import sys
+from tfprofscale.cli import console_main
 
-from tfprofscale.cli import main
-
-sys.exit(main())
+console_main()

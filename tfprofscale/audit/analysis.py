@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tfprofscale.audit import conventions
-from tfprofscale.profiling.memory.estimate import MemoryAudit, audit_memory
+from tfprofscale.audit import conventions, latency, roofline, time_views, validation
+from tfprofscale.audit.training import TrainAudit, train_audit
 from tfprofscale.audit.profiles import LoadedProfiles, layers_frame, load_profiles
-from tfprofscale.profiling.assemble import LayerRow, Report
+from tfprofscale.profiling.memory.estimate import MemoryAudit, audit_memory
+from tfprofscale.profiling.runtime import machine_peaks
+from tfprofscale.records import LayerRow, Report
 
 #: Graph op types tfprof counts from their shapes: 0 FLOPs means a shape was not fully defined.
 SHAPE_COUNTED_OP_TYPES = frozenset({"Conv2D", "DepthwiseConv2dNative", "MatMul", "BatchMatMulV2",
@@ -157,6 +159,7 @@ class Audit:
     profiles: list[ProfileAudit]
     time: TimeAudit
     failed_configs: list[str] = field(default_factory=list)
+    training: TrainAudit = field(default_factory=TrainAudit)
 
 
 # -- FLOPs ---------------------------------------------------------------------------------------
@@ -317,14 +320,12 @@ def audit_profiles(loaded: LoadedProfiles, sweep_dir: Path | None = None, time_a
     """The full audit of loaded profiles; ``sweep_dir`` enables the held-out validation."""
     profiles = [audit_profile(report, config_id, config) for config_id, config, report in loaded.profiles]
     time = analyse_time(loaded, sweep_dir) if time_analysis else TimeAudit(notes=["time analysis not run"])
-    return Audit(loaded.source, loaded.kind, profiles, time, loaded.failed)
+    training = train_audit([(config_id, report) for config_id, _, report in loaded.profiles])
+    return Audit(loaded.source, loaded.kind, profiles, time, loaded.failed, training)
 
 
 def analyse_time(loaded: LoadedProfiles, sweep_dir: Path | None) -> TimeAudit:
     """Per-layer-type fits, the roofline of every op, and (for a sweep) held-out validation."""
-    from tfprofscale.audit import latency, roofline, time_views, validation
-    from tfprofscale.profiling.runtime import machine_peaks
-
     time = TimeAudit(layer_type_fits=list(latency.layer_type_fits(layers_frame(loaded))),
                      peaks=machine_peaks.machine_peaks())
     reports = [report for _, _, report in loaded.profiles]

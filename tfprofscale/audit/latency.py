@@ -36,13 +36,16 @@ import numpy as np
 
 from tfprofscale.audit.fitting import fit_line, nonnegative_relative_least_squares, separable_columns
 from tfprofscale.audit.latency_features import PER_LAYER_FEATURES, Peaks, is_free, latency_features
-from tfprofscale.profiling.runtime.machine_peaks import MachineTraits, machine_traits
+from tfprofscale.audit.latency_file import check_latency_fields
 from tfprofscale.errors import InputError
+from tfprofscale.inputs import read_text
+from tfprofscale.output import write_text
+from tfprofscale.profiling.runtime.machine_peaks import MachineTraits, machine_peaks, machine_traits
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from tfprofscale.profiling.assemble import LayerRow
+    from tfprofscale.records import LayerRow
 
 LARGEST_RESIDUALS = 3
 MIN_FIT_CONFIGS = 3
@@ -170,16 +173,11 @@ class LatencyModel:
 
     def save(self, path: str | Path) -> None:
         """Write the model as JSON (atomically)."""
-        from tfprofscale.output import write_text
-
         write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> "LatencyModel":
         """Read a model written by ``save``; InputError if the file is not one."""
-        from tfprofscale.audit.latency_file import check_latency_fields
-        from tfprofscale.inputs import read_text
-
         text = read_text(path, "latency model")
         try:
             data = json.loads(text)
@@ -254,8 +252,6 @@ def fit_latency_model(samples: Sequence[ConfigSample], features: Sequence[str] =
 
 
 def _machine_peaks() -> Peaks:
-    from tfprofscale.profiling.runtime.machine_peaks import machine_peaks
-
     measured = machine_peaks()
     return Peaks(measured.flops_per_s, measured.bytes_per_s)
 

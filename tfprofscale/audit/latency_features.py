@@ -26,7 +26,7 @@ from tfprofscale.audit.roofline import layer_bytes_moved, layer_features
 from tfprofscale.profiling.runtime.machine_peaks import MachineTraits
 
 if TYPE_CHECKING:
-    from tfprofscale.profiling.assemble import LayerRow
+    from tfprofscale.records import LayerRow
 
 PER_LAYER_FEATURES = ("roofline_us", "bytes_beyond_l2", "ops")
 IDENTITY_LAYER_TYPES = frozenset({

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tfprofscale.audit.latency import LatencyModel
 from tfprofscale.errors import InputError
+from tfprofscale.output import write_text
 
 UNKNOWN = "unknown"
 KIND = "tfprofscale latency models per machine"
@@ -60,7 +62,6 @@ def save_models(path: str | Path, fitted: list[FittedMachine]) -> None:
         data = {**only.model.to_dict(), "machine": {"fingerprint": only.fingerprint, "description": only.description}}
     else:
         data = {"kind": KIND, "machines": entries}
-    from tfprofscale.output import write_text
 
     write_text(path, json.dumps(data, indent=2) + "\n")
 
@@ -85,8 +86,6 @@ def load_for_machine(path: str | Path, fingerprint: str | None, here: Any) -> Fi
 
 def _read(path: str | Path) -> dict[str, tuple[str, Any]]:
     """Fingerprint -> (description, model dict) of a model file of either form."""
-    from tfprofscale.audit.latency import LatencyModel
-
     try:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:
@@ -101,8 +100,6 @@ def _read(path: str | Path) -> dict[str, tuple[str, Any]]:
 
 
 def _fitted(models: dict[str, tuple[str, Any]], fingerprint: str) -> FittedMachine:
-    from tfprofscale.audit.latency import LatencyModel
-
     description, data = models[fingerprint]
     return FittedMachine(fingerprint, description, LatencyModel.from_dict(data))
 

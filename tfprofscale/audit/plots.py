@@ -13,6 +13,7 @@ from typing import Any
 
 from tfprofscale.audit.analysis import Audit
 from tfprofscale.audit.validation import PREDICTORS
+from tfprofscale.output import atomic_path
 
 #: Up to this many configurations the memory figure shows bars, beyond it a scatter.
 MEMORY_BARS_MAX = 8
@@ -139,8 +140,6 @@ def _memory_scatter(axis: Any, profiles: list[Any]) -> None:
 
 def _save(figure: Any, path: str | Path) -> None:
     import matplotlib.pyplot as plt
-
-    from tfprofscale.output import atomic_path
 
     figure.tight_layout()
     with atomic_path(path) as temporary:

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from tfprofscale.errors import InputError
-from tfprofscale.profiling.assemble import Report
+from tfprofscale.inputs import read_text
+from tfprofscale.records import Report
+from tfprofscale.report.fields import check_report_fields
 
 __all__ = ["LoadedProfiles", "load_profiles", "layers_frame"]
 
@@ -66,8 +68,6 @@ def _wrapped_profile(path: Path, data: dict[str, Any]) -> tuple[str, dict[str, A
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    from tfprofscale.inputs import read_text
-
     try:
         data = json.loads(read_text(path, "profile JSON"))
     except json.JSONDecodeError as error:
@@ -78,8 +78,6 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _report(path: Path, data: dict[str, Any]) -> Report:
-    from tfprofscale.report.fields import check_report_fields
-
     check_report_fields(data, str(path))
     try:
         return Report.from_dict(data)

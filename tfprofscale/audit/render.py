@@ -16,6 +16,8 @@ from tfprofscale.audit.analysis import Audit
 from tfprofscale.audit.conventions import get_convention
 from tfprofscale.audit.divergences import Divergence, largest_divergences
 from tfprofscale.audit.layout import UNSUPPORTED, short_cell, wrap
+from tfprofscale.audit.time_views import HEADER
+from tfprofscale.output import write_text
 from tfprofscale.profiling.memory.estimate import ALLOCATOR_TRACKING_THRESHOLD_BYTES
 from tfprofscale.report.table import binary_bytes, si
 
@@ -211,8 +213,6 @@ def _time_blocks(audit: Audit) -> list[Block]:
 
 
 def _views_blocks(audit: Audit) -> list[Block]:
-    from tfprofscale.audit.time_views import HEADER
-
     time = audit.time
     rows = [view.cells() for view in time.views] + ([time.step_views.cells()] if time.step_views else [])
     if not rows:
@@ -235,9 +235,34 @@ def sections(audit: Audit) -> list[tuple[str, list[Block]]]:
               _memory_blocks(audit)),
              ("Time: formulas via the roofline, TensorFlow's cost model, measured", _views_blocks(audit)),
              ("Time and prediction", _time_blocks(audit))]
+    if audit.training.pass_ratios or audit.training.ledger:
+        found.append(("Training step: backward against forward, the ledger against the measured peak",
+                      _training_blocks(audit)))
     if audit.failed_configs:
         found.append(("Failed configurations", list(audit.failed_configs)))
     return found
+
+
+def _training_blocks(audit: Audit) -> list[Block]:
+    training = audit.training
+    ratios = Table(["layer type", "layers", "fwd FLOPs", "bwd FLOPs", "bwd/fwd", "formulas bwd/fwd",
+                    "fwd ns/FLOP", "bwd ns/FLOP"],
+                   [[r.layer_type, str(r.layers), si(r.forward_flops), si(r.backward_flops), _ratio(r.flops_ratio),
+                     _ratio(r.formula_ratio), _per_flop(r.ns_per_flop(False)), _per_flop(r.ns_per_flop(True))]
+                    for r in training.pass_ratios])
+    ledger = Table(["config", "term", "estimated", "measured", "estimate/measured"],
+                   [[c.config_id, c.term, _bytes(c.estimated_bytes), _bytes(c.measured_bytes), _ratio(c.factor)]
+                    for c in training.ledger])
+    shown = ", ".join(f"{cid} {_ratio(value)}" for cid, value in training.train_to_forward.items())
+    return ["Graph FLOPs by TensorFlow's statistics; the backward pass of a layer is its gradient_tape ops "
+            "(dL/dX and dL/dW); time per FLOP from the traced kernels of each pass.", ratios,
+            f"train step / forward FLOPs: {shown}",
+            "Ledger terms as estimated by the formulas and as measured (variables from the captured buffers, "
+            "transient terms from what is live at the measured peak).", ledger]
+
+
+def _per_flop(value: float | None) -> str:
+    return UNSUPPORTED if value is None else f"{value:.3g}"
 
 
 # -- renderers -----------------------------------------------------------------------------------
@@ -306,8 +331,6 @@ def audit_json(audit: Audit) -> dict[str, Any]:
 
 def write_json(audit: Audit, path: str | Path) -> None:
     """Write ``audit_json(audit)`` to ``path``."""
-    from tfprofscale.output import write_text
-
     write_text(path, json.dumps(audit_json(audit), indent=2) + "\n")
 
 

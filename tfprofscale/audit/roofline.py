@@ -52,8 +52,7 @@ from tfprofscale.profiling.runtime.machine_peaks import MachinePeaks, MachineTra
 from tfprofscale.profiling.runtime.measurement_checks import FASTER_THAN_PEAK
 
 if TYPE_CHECKING:
-    from tfprofscale.profiling.runtime.attribution import OpRow
-    from tfprofscale.profiling.assemble import LayerRow, Report
+    from tfprofscale.records import LayerRow, OpRow, Report
 
 FLAG_MARGIN = 1.5
 

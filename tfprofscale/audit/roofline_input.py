@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from tfprofscale.audit.roofline import roofline_ops
-from tfprofscale.profiling.assemble import Report
+from tfprofscale.records.report import Report
 from tfprofscale.profiling.runtime.machine_peaks import MachinePeaks, cached_peaks
 from tfprofscale.report.html.profile_charts import RooflineInput
 

@@ -24,7 +24,7 @@ from tfprofscale.audit.roofline import layer_bytes_moved
 
 if TYPE_CHECKING:
     from tfprofscale.profiling.runtime.machine_peaks import MachinePeaks
-    from tfprofscale.profiling.assemble import LayerRow, Report
+    from tfprofscale.records import LayerRow, Report
 
 ROOFLINE = "formulas via the roofline"
 TENSORFLOW = "TensorFlow's cost model"

@@ -27,11 +27,19 @@ import numpy as np
 
 from tfprofscale.audit.fitting import nonnegative_relative_least_squares
 from tfprofscale.audit.latency import (
-    MIN_FIT_CONFIGS, STATISTICS, ConfigSample, LatencyModel, fit_latency_model,
+    MIN_FIT_CONFIGS,
+    STATISTICS,
+    ConfigSample,
+    LatencyModel,
+    fit_latency_model,
 )
 from tfprofscale.audit.latency_features import Peaks
-from tfprofscale.profiling.runtime.machine_peaks import MachineTraits, machine_traits
+from tfprofscale.audit.machine_models import machine_key
 from tfprofscale.errors import InputError
+from tfprofscale.inputs import read_text
+from tfprofscale.profiling.runtime.machine_peaks import MachineTraits, machine_peaks, machine_traits
+from tfprofscale.records import Report
+from tfprofscale.report.fields import check_report_fields
 
 MIN_VALIDATION_CONFIGS = 10
 FOLDS = 5
@@ -68,16 +76,16 @@ def predictors(train: Sequence[ConfigSample], traits: MachineTraits, peaks: Peak
 
 
 def load_sweep(out_dir: str | Path, statistic: str = "median", skip_unreadable: bool = False,
-               machine: str | None = None) -> list[ConfigSample]:
+               machine: str | None = None, mode: str = "infer") -> list[ConfigSample]:
     """The finished configurations of a sweep directory (reports/*.json), repeats on one machine merged.
 
     ``statistic`` (one of STATISTICS) is the step time of a report that
     stands for it; over repeats, the smallest. An unreadable record is an
     InputError, or left out with ``skip_unreadable``. ``machine``: only those
-    measured on the machine of this fingerprint (None: all).
+    measured on the machine of this fingerprint (None: all). ``mode``: only
+    the profiles of that mode (``infer``, or ``train`` from ``[sweep] mode``),
+    so that inference and training steps are never fitted together.
     """
-    from tfprofscale.audit.machine_models import machine_key
-
     if statistic not in STATISTICS:
         raise InputError(f"statistic {statistic!r}: must be one of {', '.join(STATISTICS)}")
     if not Path(out_dir).is_dir():
@@ -86,7 +94,8 @@ def load_sweep(out_dir: str | Path, statistic: str = "median", skip_unreadable: 
     for path in sorted((Path(out_dir) / "reports").glob("*.json")):
         try:
             record = _read_record(path)
-            if record["status"] == "ok" and record.get("report") and machine in (None, machine_key(record)):
+            wanted = record["status"] == "ok" and record.get("report") and machine in (None, machine_key(record))
+            if wanted and record["report"].get("mode", "infer") == mode:
                 key = json.dumps([record["config"], machine_key(record)], sort_keys=True, default=str)
                 runs.setdefault(key, []).append(_sample(path, record, statistic))
         except InputError:
@@ -97,8 +106,6 @@ def load_sweep(out_dir: str | Path, statistic: str = "median", skip_unreadable: 
 
 
 def _read_record(path: Path) -> dict[str, Any]:
-    from tfprofscale.inputs import read_text
-
     try:
         record = json.loads(read_text(path, "sweep record"))
     except ValueError as error:
@@ -110,9 +117,6 @@ def _read_record(path: Path) -> dict[str, Any]:
 
 
 def _sample(path: Path, record: dict[str, Any], statistic: str) -> ConfigSample:
-    from tfprofscale.profiling.assemble import Report
-    from tfprofscale.report.fields import check_report_fields
-
     check_report_fields(record["report"], f"{path}: its report")
     try:
         report = Report.from_dict(record["report"])
@@ -276,8 +280,6 @@ def held_out_validation(train: Sequence[ConfigSample], held_out: dict[str, Seque
 
 
 def _peaks() -> Peaks:
-    from tfprofscale.profiling.runtime.machine_peaks import machine_peaks
-
     measured = machine_peaks()
     return Peaks(measured.flops_per_s, measured.bytes_per_s)
 

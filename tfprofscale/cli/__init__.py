@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from tfprofscale.errors import InputError
@@ -50,3 +51,22 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"tfprofscale {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+PROMPT_EXIT_COMMANDS = ("profile",)
+
+
+def console_main() -> None:
+    """The console script: ``main()``, then, after ``profile``, leave at once.
+
+    A profile's report is written and flushed before ``main`` returns; what
+    Python would do next (collect every cyclic object TensorFlow and Keras
+    made, tear down modules) took 1.1-1.3 s on ResNet50 and changes nothing,
+    so the process ends with ``os._exit``. Other commands exit normally.
+    """
+    status = main()
+    if sys.argv[1:2] and sys.argv[1] in PROMPT_EXIT_COMMANDS:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)

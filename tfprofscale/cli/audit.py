@@ -8,6 +8,7 @@ sweep directory, unless ``--out DIR``); ``--json FILE`` writes every number.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from tfprofscale.errors import InputError
@@ -56,9 +57,11 @@ def run(args: argparse.Namespace) -> int:
     from tfprofscale.audit.render import render_markdown, render_text, write_json
 
     if args.remeasure:
-        from tfprofscale.profiling.runtime.machine_peaks import machine_peaks
+        from tfprofscale.profiling.runtime.machine_peaks import machine_peaks, under_load_warning
 
-        machine_peaks(refresh=True)
+        busy = under_load_warning(machine_peaks(refresh=True))
+        if busy:
+            print(f"warning: {busy}", file=sys.stderr)
     audit = audit_path(path)
     markdown = folder / "audit.md"
     try:

@@ -18,10 +18,13 @@ from typing import TYPE_CHECKING
 from tfprofscale.errors import InputError
 from tfprofscale.inputs import check_input_file
 from tfprofscale.output import check_output_path
+from tfprofscale.profiling.trace import loading
+from tfprofscale.profiling.trace.input_shapes import parse_input_shapes
 from tfprofscale.quiet import import_tensorflow_quietly
+from tfprofscale.sweep.machine import this_machine
 
 if TYPE_CHECKING:
-    from tfprofscale.profiling.assemble import LayerRow
+    from tfprofscale.records import LayerRow
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,8 +33,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                 description="Fit the step-latency model on a sweep's measured configurations.")
     fit.add_argument("results_dir", help="sweep output directory (with reports/*.json)")
     fit.add_argument("--out", default="latency_model.json", help="model file to write (default latency_model.json)")
-    fit.add_argument("--statistic", choices=("median", "p10", "min"), default="median",
-                     help="step time a configuration is fitted to (default median; min on a loaded machine)")
+    fit.add_argument("--statistic", choices=("median", "p10", "min"), default=None,
+                     help="step time a configuration is fitted to (default: the one whose spread between "
+                          "processes is smallest on the sweep, printed with the fit; median when unknown)")
+    fit.add_argument("--mode", choices=("infer", "train"), default="infer",
+                     help="fit the inference or the training-step configurations of a sweep with [sweep] mode "
+                          "(default infer)")
     fit.set_defaults(run=run_fit)
     predict = subparsers.add_parser("predict", help="predict a model's step latency without running it",
                                     description="Predict the step latency of one configuration from a fitted model.")
@@ -54,13 +61,16 @@ def run_fit(args: argparse.Namespace) -> int:
     import_tensorflow_quietly()
     from tfprofscale.audit.latency import fit_latency_model
     from tfprofscale.audit.machine_models import UNKNOWN, FittedMachine, save_models, sweep_machines
+    from tfprofscale.audit.statistic_spread import statistic_spreads
     from tfprofscale.audit.validation import MIN_VALIDATION_CONFIGS, load_sweep, validate_samples
 
     machines = sweep_machines(args.results_dir) if Path(args.results_dir).is_dir() else {}
     fitted = []
     for fingerprint, description in (machines or {None: ""}).items():
-        samples = load_sweep(args.results_dir, args.statistic,
-                             machine=fingerprint if len(machines) > 1 else None)
+        spreads = statistic_spreads(args.results_dir, machine=fingerprint if len(machines) > 1 else None)
+        statistic = args.statistic or spreads.best()
+        samples = load_sweep(args.results_dir, statistic,
+                             machine=fingerprint if len(machines) > 1 else None, mode=args.mode)
         if not samples:
             raise InputError(f"{args.results_dir} has no finished configuration (reports/*.json with status ok)")
         if len(samples) >= MIN_VALIDATION_CONFIGS:
@@ -71,6 +81,7 @@ def run_fit(args: argparse.Namespace) -> int:
             lines = model.lines() + [f"(no held-out validation: it needs {MIN_VALIDATION_CONFIGS} configurations, "
                                      f"the sweep has {len(samples)})"]
         print(f"machine {fingerprint}: {description}" if fingerprint else "machine not recorded")
+        print(spreads.line(statistic, named=args.statistic is not None))
         print("\n".join(lines))
         fitted.append(FittedMachine(fingerprint or UNKNOWN, description, model))
     save_models(args.out, fitted)
@@ -80,7 +91,6 @@ def run_fit(args: argparse.Namespace) -> int:
 
 def run_predict(args: argparse.Namespace) -> int:
     """Trace the configuration, predict its step latency, print it per layer."""
-    from tfprofscale.profiling.trace.input_shapes import parse_input_shapes
 
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be an integer >= 1, got {args.batch_size}")
@@ -89,7 +99,6 @@ def run_predict(args: argparse.Namespace) -> int:
     check_input_file(args.model, "model file")
     import_tensorflow_quietly()
     from tfprofscale.audit.machine_models import load_for_machine
-    from tfprofscale.sweep.machine import this_machine
 
     model = load_for_machine(args.latency_model, args.machine, this_machine()).model
     layers = untimed_layer_rows(args.model, args.param, args.batch_size, input_shapes)
@@ -117,11 +126,10 @@ def untimed_layer_rows(model_path: str, param_pairs: list[str], batch_size: int,
                        input_shapes: tuple[tuple[int, ...], ...] | None = None) -> list["LayerRow"]:
     """The per-layer rows of one configuration from its graph and formulas, without running it."""
     from tfprofscale.formulas import analytic
-    from tfprofscale.profiling.graph import graph_stats
-    from tfprofscale.profiling.trace import loading
-    from tfprofscale.profiling.trace import tracing
-    from tfprofscale.profiling.runtime.attribution import attribute_ops
     from tfprofscale.profiling.assemble import layer_rows
+    from tfprofscale.profiling.graph import graph_stats
+    from tfprofscale.profiling.runtime.attribution import attribute_ops
+    from tfprofscale.profiling.trace import tracing
 
     model_file = loading.load_model_file(model_path)
     params = loading.parse_params(param_pairs, model_file)

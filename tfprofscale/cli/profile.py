@@ -4,8 +4,14 @@ from __future__ import annotations
 import argparse
 
 from tfprofscale.errors import InputError
+from tfprofscale.footprint import max_memory_bytes
 from tfprofscale.inputs import check_input_file
 from tfprofscale.output import check_output_folder, check_output_path
+from tfprofscale.profiling.processes import check_processes
+from tfprofscale.profiling.runtime.budget import check_step_counts
+from tfprofscale.profiling.trace import loading
+from tfprofscale.profiling.trace.input_shapes import parse_input_shapes
+from tfprofscale.quiet import import_tensorflow_quietly
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,11 +37,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress messages")
     parser.add_argument("--no-cost-model", action="store_true",
                         help="skip TensorFlow's cost model (Grappler's estimate per op; seconds on large graphs)")
+    parser.add_argument("--max-memory", metavar="SIZE",
+                        help="most memory this profile may hold, e.g. 6GiB or 500MB: the memory and cost-model "
+                             "stages are skipped (one line says so) when their estimated need would not fit "
+                             "(default: the memory the system has available)")
     parser.add_argument("--memory-trace", action="store_true",
                         help="also trace a second, untimed run with the BFC CPU allocator into the logdir "
                              "(<run>-memory), for TensorBoard's Memory Profile; slower")
+    add_train_options(parser)
     add_timing_options(parser)
     parser.set_defaults(run=run)
+
+
+def add_train_options(parser: argparse.ArgumentParser) -> None:
+    """--train and its companions, --jit-compile, --memory-budget and --target-batch."""
+    parser.add_argument("--train", action="store_true",
+                        help="profile one training step (forward, loss, gradients, optimizer update) instead of "
+                             "inference")
+    parser.add_argument("--optimizer", metavar="NAME",
+                        help="with --train: sgd, momentum, adam, adamw or rmsprop instead of the model's own")
+    parser.add_argument("--jit-compile", action="store_true", help="compile the step with XLA, as Keras does on GPU")
+    parser.add_argument("--memory-budget", metavar="SIZE",
+                        help="also find the largest batch whose measured peak fits SIZE (e.g. 2GiB, 500MB)")
+    parser.add_argument("--target-batch", type=int, metavar="N",
+                        help="with --train --memory-budget: plan gradient accumulation to reach batch N")
 
 
 def add_timing_options(parser: argparse.ArgumentParser) -> None:
@@ -48,7 +73,11 @@ def add_timing_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target-ci", type=float, default=2.0, metavar="PCT",
                         help="stop timing when the median's 95%% interval is this %% of it wide (default 2)")
     parser.add_argument("--max-time", type=float, default=3.0, metavar="S",
-                        help="time budget in seconds for timing, once --steps steps are done (default 3)")
+                        help="time budget in seconds for the whole measurement of one process: warm-up, timed and "
+                             "traced steps shrink to fit it (default 3)")
+    parser.add_argument("--processes", default=1, metavar="N",
+                        help="time the step in N processes, one after another (this one and N - 1 fresh ones): "
+                             "the interval then covers another process's median (default 1: within-process only)")
 
 
 def add_measure_options(parser: argparse.ArgumentParser) -> None:
@@ -73,13 +102,15 @@ def run(args: argparse.Namespace) -> int:
         check_output_folder(args.logdir, "--logdir")
     if args.weights is not None:
         check_input_file(args.weights, "--weights")
+    if args.optimizer is not None and not args.train:
+        raise InputError("--optimizer chooses the optimizer of the training step: it needs --train")
+    max_memory_bytes(args.max_memory)
     _apply_threads_first(args)
-    from tfprofscale.profiling.trace import loading
-    from tfprofscale.profiling.trace.input_shapes import parse_input_shapes
-    from tfprofscale.profiling.pipeline import ProfileOptions, run_profile
-
     input_shapes = parse_input_shapes(args.input_shape)
     model_file = loading.load_model_file(args.model)
+    import_tensorflow_quietly()
+    from tfprofscale.profiling.pipeline import ProfileOptions, run_profile
+
     params = loading.parse_params(args.param, model_file)
     options = ProfileOptions(
         batch_size=args.batch_size, steps=args.steps, warmup=args.warmup, trace_steps=args.trace_steps,
@@ -89,6 +120,10 @@ def run(args: argparse.Namespace) -> int:
         tf_cost_model=not args.no_cost_model,
         memory_trace=args.memory_trace,
         threads=args.threads, min_time=args.min_time, target_ci=args.target_ci / 100, max_time=args.max_time,
+        train=args.train, optimizer=args.optimizer, jit_compile=args.jit_compile,
+        memory_budget=args.memory_budget, target_batch=args.target_batch,
+        max_memory=args.max_memory,
+        processes=check_processes(args.processes),
     )
     report = run_profile(model_file, options)
     from tfprofscale.report.table import render
@@ -119,10 +154,11 @@ def _apply_threads_first(args: argparse.Namespace) -> None:
     if not args.target_ci > 0:
         raise InputError(f"--target-ci must be a percentage > 0, got {args.target_ci}")
     StopRule(min_round_s=args.min_time, target_ci=args.target_ci / 100, max_time_s=args.max_time).validate()
+    check_processes(args.processes)
+    check_step_counts(args.steps, args.warmup, args.trace_steps)
     threads = parse_threads(args.threads)
     if threads is None:
         return
-    from tfprofscale.quiet import import_tensorflow_quietly
 
     import_tensorflow_quietly()
     apply_threads(threads)

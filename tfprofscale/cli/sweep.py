@@ -2,11 +2,16 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 from tfprofscale.errors import InputError
 from tfprofscale.inputs import check_input_file
 from tfprofscale.output import check_output_folder
+from tfprofscale.profiling.processes import check_processes
+from tfprofscale.profiling.runtime.timing import parse_threads
+from tfprofscale.profiling.trace import loading
+from tfprofscale.sweep.config import check_scheduler_address, load_sweep_config
 from tfprofscale.sweep.grid import DEFAULT_MAX_CONFIGS
 
 
@@ -38,13 +43,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "(overrides [sweep] timeout; default: no limit)")
     parser.add_argument("--max-configs", type=int, default=DEFAULT_MAX_CONFIGS, metavar="N",
                         help=f"refuse a sweep of more configurations (default {DEFAULT_MAX_CONFIGS:,})")
+    parser.add_argument("--threads", metavar="N|INTRA,INTER", help="as profile's (overrides [sweep] threads)")
+    parser.add_argument("--min-time", type=float, metavar="S", help="as profile's (overrides [sweep] min_time)")
+    parser.add_argument("--target-ci", type=float, metavar="PCT", help="as profile's (overrides [sweep] target_ci)")
+    parser.add_argument("--max-time", type=float, metavar="S", help="as profile's (overrides [sweep] max_time)")
+    parser.add_argument("--processes", metavar="N",
+                        help="timing processes per configuration, as profile's (overrides [sweep] processes)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Check everything, run the sweep, say where the outputs are; status 1 if nothing succeeded."""
     from tfprofscale.sweep.runner import SweepOptions, run_sweep
-    from tfprofscale.sweep.config import load_sweep_config
 
     _check_arguments(args)
     out_dir = Path(args.out) if args.out else Path("results") / Path(args.config).stem
@@ -52,6 +62,9 @@ def run(args: argparse.Namespace) -> int:
     if args.weights is not None:
         check_input_file(args.weights, "--weights")
     config = load_sweep_config(args.config, args.model)
+    config = replace(config, timing=config.timing.overridden(
+        threads=args.threads, min_time=args.min_time, target_ci=args.target_ci, max_time=args.max_time,
+        processes=None if args.processes is None else check_processes(args.processes)))
     data = _check_data(args.data, config.model)
     options = SweepOptions(out_dir=out_dir, resume=not args.no_resume, workers=args.workers, data=data,
                            weights=args.weights, retry_failed=args.retry_failed,
@@ -70,12 +83,19 @@ def run(args: argparse.Namespace) -> int:
 
 def _check_arguments(args: argparse.Namespace) -> None:
     """InputError for a worker count, time limit, limit or scheduler address that cannot work."""
-    from tfprofscale.sweep.config import check_scheduler_address
 
     if args.workers < 1:
         raise InputError(f"--workers {args.workers}: must be at least 1")
     if args.timeout is not None and not args.timeout > 0:
         raise InputError(f"--timeout {args.timeout:g}: must be a number of seconds > 0")
+    if args.processes is not None:
+        check_processes(args.processes)
+    if args.threads is not None:
+        parse_threads(args.threads)
+    for option, value in (("--min-time", args.min_time), ("--target-ci", args.target_ci),
+                          ("--max-time", args.max_time)):
+        if value is not None and not 0 < value < float("inf"):
+            raise InputError(f"{option} must be a finite number > 0, got {value!r}")
     if args.max_configs < 1:
         raise InputError(f"--max-configs {args.max_configs}: must be at least 1")
     if args.scheduler is not None:
@@ -89,7 +109,6 @@ def _check_data(data: str | None, model: Path) -> str | None:
     """The data directory as a string, after checking it and that the model can load data."""
     if data is None:
         return None
-    from tfprofscale.profiling.trace import loading
     from tfprofscale.datasets import resolve_data_dir
 
     path = resolve_data_dir(data)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from tfprofscale.errors import InputError
 from tfprofscale.inputs import check_input_file
 from tfprofscale.output import atomic_path, check_output_path
+from tfprofscale.profiling.trace import loading
 from tfprofscale.quiet import import_tensorflow_quietly
 
 if TYPE_CHECKING:
@@ -45,7 +46,6 @@ def run(args: argparse.Namespace) -> int:
     data_dir = datasets.resolve_data_dir(args.data)
     import_tensorflow_quietly()
     from tfprofscale import training
-    from tfprofscale.profiling.trace import loading
 
     model_file = loading.load_model_file(args.model)
     if model_file.load_data is None:

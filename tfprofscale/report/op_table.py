@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from tfprofscale.profiling.runtime.attribution import OpRow
-from tfprofscale.profiling.assemble import Report
+from tfprofscale.records import OpRow, Report
 from tfprofscale.report.table import si
 
 UNSUPPORTED = "unsupported"

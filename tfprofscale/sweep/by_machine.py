@@ -13,7 +13,10 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from tfprofscale.sweep.report import machine_fingerprint
+
+def machine_fingerprint(record: dict[str, Any]) -> str | None:
+    """The fingerprint of the machine that measured a record (None: unknown, e.g. its worker died)."""
+    return (record.get("machine") or {}).get("fingerprint")
 
 
 def machines(records: list[dict[str, Any]]) -> dict[str | None, dict[str, Any]]:

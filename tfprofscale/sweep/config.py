@@ -25,7 +25,14 @@ document 001's 0.75 is the TF1-style keep probability, so the model's
     trace_steps = 10                     optional, profiled steps (default 10)
     input_shape = 224,224,3              optional, per-example shape of inputs left undefined (one per input)
     timeout = 600                        optional, seconds one configuration may run (default: no limit)
+    mode = infer train                   optional, what is profiled: inference, one training step, or both
+                                         (a grid axis: results.csv gets a mode column; default infer)
     scheduler = tcp://HOST:8786          optional, a dask.distributed scheduler to run on (default: local)
+    threads = 2                          optional, as profile's --threads (default: TensorFlow's choice)
+    min_time = 0.02                      optional, as --min-time: seconds per timed round
+    target_ci = 2                        optional, as --target-ci: percent of the median
+    max_time = 3                         optional, as --max-time: seconds for the whole measurement
+    processes = 1                        optional, as --processes: timing processes per configuration
     [grid]
     total_layers = 4 6 8 10              any model parameter: a list of values
     conv_size = 3 5 8
@@ -41,7 +48,7 @@ from __future__ import annotations
 
 import configparser
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -49,16 +56,19 @@ from tfprofscale.errors import InputError
 from tfprofscale.inputs import read_text
 
 CONFIG_LIMIT_BYTES = 2**20
+from tfprofscale.profiling.trace.input_shapes import parse_input_shape
 from tfprofscale.profiling.trace.loading import ModelFile, check_type, literal, load_model_file
+from tfprofscale.sweep.timing_settings import TimingSettings, check_step_bounds, read_timing
 
 DOCUMENT_001_SECTION = "CONFIGURATION"
 DOCUMENT_001_PARAMETERS = {"tot_layers": "total_layers", "filter_size": "conv_size", "dropout": "dropout"}
 DOCUMENT_001_KEYS = {"training_iterations", "batch_size", "tot_layers", "filter_size", "learning_rate",
                      "dropout", "evaluation_iterations"}
 SWEEP_KEYS = {"model", "batch_size", "steps", "repeats", "warmup", "trace_steps", "input_shape", "timeout",
-              "scheduler"}
+              "scheduler", "mode", "threads", "min_time", "target_ci", "max_time", "processes"}
 TRAINING_KEYS = {"epochs", "learning_rate", "batch_size"}
-RESERVED_NAMES = {"batch_size", "repeat", "config_id", "status", "error"}
+RESERVED_NAMES = {"batch_size", "repeat", "config_id", "status", "error", "mode"}
+MODES = ("infer", "train")
 _NO_DEFAULT_SECTION = "\0no default section"
 
 
@@ -88,6 +98,12 @@ class SweepConfig:
     input_shapes: tuple[tuple[int, ...], ...] | None = None
     timeout_s: float | None = None
     scheduler: str | None = None
+    modes: tuple[str, ...] | None = None  # [sweep] mode; None: inference only, and no mode column
+
+    def axes(self) -> list[str]:
+        """The columns that tell configurations apart beside batch and repeat: grid keys, then ``mode``."""
+        return [*self.grid, *(["mode"] if self.modes is not None else [])]
+    timing: TimingSettings = field(default_factory=TimingSettings)
 
     def origin(self, name: str) -> str:
         """Where grid parameter ``name`` came from: ``FILE [section] key``."""
@@ -98,8 +114,9 @@ class SweepConfig:
         return {
             "config_file": str(self.source), "model": str(self.model), "grid": self.grid,
             "batch_sizes": self.batch_sizes, "steps": self.steps, "repeats": self.repeats,
-            "warmup": self.warmup, "trace_steps": self.trace_steps,
+            "warmup": self.warmup, "trace_steps": self.trace_steps, "timing": asdict(self.timing),
             "input_shape": [list(shape) for shape in self.input_shapes] if self.input_shapes else None,
+            "modes": list(self.modes) if self.modes is not None else None,
             "training": {"epochs": self.training.epochs, "learning_rate": self.training.learning_rate,
                          "batch_size": self.training.batch_size},
         }
@@ -235,7 +252,10 @@ def _general(source: Path, parser: configparser.ConfigParser, sections: dict[str
         input_shapes=read("input_shape", _input_shapes, None),
         timeout_s=read("timeout", _positive_float, None),
         scheduler=read("scheduler", _scheduler_address, None),
+        modes=read("mode", _modes, None),
+        timing=read_timing(read),
     )
+    check_step_bounds(read, config)
     if "model" not in sweep_keys:
         return config
     model = read("model", _one_path, None)
@@ -265,6 +285,15 @@ class _Reader:
             return default
         written, text = self.keys[name]
         return parse(_Where(self.file, self.section, written), text)
+
+    @staticmethod
+    def positive_float(where: _Where, text: str) -> float:
+        """A finite number > 0 (the parser other modules' keys use)."""
+        return _positive_float(where, text)
+
+    def where(self, name: str) -> _Where:
+        """The location of key ``name`` (as written in the file), for an error about its value."""
+        return _Where(self.file, self.section, self.keys.get(name, (name, ""))[0])
 
 
 def _grid(source: Path, parser: configparser.ConfigParser, section: str) -> dict[str, list[Any]]:
@@ -310,8 +339,6 @@ def _value_list(where: _Where, text: str) -> list[Any]:
 
 def _input_shapes(where: _Where, text: str) -> tuple[tuple[int, ...], ...]:
     """``224,224,3`` (one input) or ``64 64,8`` (one shape per input, separated by spaces)."""
-    from tfprofscale.profiling.trace.input_shapes import parse_input_shape
-
     label = f"{where.file} [{where.section}] {where.key}"
     return tuple(parse_input_shape(part, label) for part in text.split())
 
@@ -361,6 +388,15 @@ def _keep_probability_as_rate(where: _Where, text: str) -> list[float]:
     if isinstance(keep, bool) or not isinstance(keep, (int, float)) or not 0 < keep <= 1:
         raise where.error(f"value {keep!r} must be a keep probability in (0, 1] (the dropout rate is 1 - it)")
     return [round(1.0 - float(keep), 12)]
+
+
+def _modes(where: _Where, text: str) -> tuple[str, ...]:
+    """``infer``, ``train`` or both, each once."""
+    values = _value_list(where, text)
+    for value in values:
+        if value not in MODES:
+            raise where.error(f"mode {value!r} is neither infer nor train")
+    return tuple(values)
 
 
 def _scheduler_address(where: _Where, text: str) -> str:

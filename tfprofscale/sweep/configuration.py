@@ -14,8 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from tfprofscale.errors import InputError
-from tfprofscale.sweep.config import TrainingSettings
+from tfprofscale.profiling.trace import loading
+from tfprofscale.quiet import import_tensorflow_quietly
+from tfprofscale.sweep.config import TimingSettings, TrainingSettings
 from tfprofscale.sweep.grid import ConfigTask, model_id
+from tfprofscale.sweep.machine import host_name, this_machine
 from tfprofscale.sweep.report import atomic_write_text
 
 
@@ -33,6 +36,7 @@ class RunPlan:
     data: str | None = None
     training: TrainingSettings | None = None
     input_shapes: tuple[tuple[int, ...], ...] | None = None
+    timing: TimingSettings = TimingSettings()
 
 
 def run_configuration(plan: RunPlan, task: ConfigTask) -> dict[str, Any]:
@@ -40,7 +44,6 @@ def run_configuration(plan: RunPlan, task: ConfigTask) -> dict[str, Any]:
     import keras
 
     from tfprofscale.profiling.pipeline import ProfileOptions, run_profile
-    from tfprofscale.sweep.machine import host_name, this_machine
 
     try:
         weights, training = plan.weights, None
@@ -51,6 +54,9 @@ def run_configuration(plan: RunPlan, task: ConfigTask) -> dict[str, Any]:
             batch_size=task.batch_size, steps=plan.steps, warmup=plan.warmup, trace_steps=plan.trace_steps,
             logdir=plan.logdir, trace=plan.trace_steps > 0 and trace_problem is None, run_name=task.config_id,
             weights=weights, data=plan.data, params=dict(task.params), input_shapes=plan.input_shapes,
+            train=task.mode == "train",
+            threads=plan.timing.threads, min_time=plan.timing.min_time, target_ci=plan.timing.target_ci / 100,
+            max_time=plan.timing.max_time, processes=plan.timing.processes,
         )
         report = run_profile(plan.model, options).to_dict()
         if trace_problem is not None:
@@ -75,7 +81,6 @@ def _trace_folder_problem(plan: RunPlan) -> str | None:
 
 def _trained_weights(plan: RunPlan, task: ConfigTask) -> tuple[str, dict[str, Any]]:
     """Weights trained for ``task.params`` (all batch sizes and repeats share them), trained once."""
-    from tfprofscale.profiling.trace import loading
     from tfprofscale import training
 
     name = model_id(task.params)
@@ -103,7 +108,6 @@ def _trained_weights(plan: RunPlan, task: ConfigTask) -> tuple[str, dict[str, An
 
 def prepare_worker() -> None:
     """Run once in each worker: accuracy only from the sweep's --data, TensorFlow imported quietly."""
-    from tfprofscale.quiet import import_tensorflow_quietly
     from tfprofscale.datasets import DATA_ENV_VAR
 
     os.environ.pop(DATA_ENV_VAR, None)

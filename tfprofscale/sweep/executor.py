@@ -32,6 +32,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, Iterable, Iterator, Protocol, TypeVar
 
+from tfprofscale.sweep import lifeline
+
 Task = TypeVar("Task")
 _STARTED = "started"  # a worker's message: it has the task and starts it now
 _DIED = object()
@@ -96,16 +98,19 @@ class LocalProcessPool:
     """``workers`` long-lived processes on this machine; ``initializer()`` runs once in each.
 
     A task running longer than ``timeout_s`` seconds (None: no limit) is
-    killed with its worker and yields a timed-out ``Outcome``.
+    killed with its worker and yields a timed-out ``Outcome``. With
+    ``fresh_per_task`` every task runs in a new process (a sweep's repeats
+    then measure what separate processes measure).
     """
 
     def __init__(self, workers: int = 1, initializer: Callable[[], None] | None = None,
-                 timeout_s: float | None = None) -> None:
+                 timeout_s: float | None = None, fresh_per_task: bool = False) -> None:
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
         self.workers = workers
         self.initializer = initializer
         self.timeout_s = check_timeout(timeout_s)
+        self.fresh_per_task = fresh_per_task
         self.host = socket.gethostname()
         self._context = multiprocessing.get_context("spawn")
 
@@ -119,7 +124,11 @@ class LocalProcessPool:
                 while idle and pending:
                     self._dispatch(idle.pop(), pending, busy, idle, function)
                 for worker, outcome in self._finished(busy):
-                    if worker.process.is_alive():
+                    if worker.process.is_alive() and self.fresh_per_task:
+                        worker.stop()
+                        if pending:
+                            idle.append(self._start(function))
+                    elif worker.process.is_alive():
                         idle.append(worker)
                     elif pending:
                         idle.append(self._start(function))
@@ -273,8 +282,6 @@ def _stop_all(idle: list[_Worker], busy: list[_Worker]) -> None:
 def _worker_loop(connection: Any, function: Callable[[Any], Any], initializer: Callable[[], None] | None,
                  parent_pid: int) -> None:
     """The worker process: run tasks from the pipe until it sends None or closes, or the parent dies."""
-    from tfprofscale.sweep import lifeline
-
     lifeline.hold(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     if initializer is not None:

@@ -7,14 +7,14 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter
 
+from tfprofscale.sweep.figures import NamedFigure
+
 ESTIMATES = (("estimated_peak_bytes", "formula estimate (parameters + input + live activations + workspace)", "o"),
              ("tf_estimated_peak_bytes", "TensorFlow's static estimate (Grappler)", "x"))
 
 
 def memory_figure(frame: pd.DataFrame, prefix: str = "") -> Any:
     """A NamedFigure of estimated against measured peak bytes; None when no configuration has both."""
-    from tfprofscale.sweep.plots import NamedFigure
-
     numbers = frame.reindex(columns=["peak_bytes", *(column for column, _, _ in ESTIMATES)])
     numbers = numbers.apply(pd.to_numeric, errors="coerce").dropna(subset=["peak_bytes"])
     numbers = numbers[numbers["peak_bytes"] > 0]

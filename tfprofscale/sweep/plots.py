@@ -23,6 +23,7 @@ from matplotlib.ticker import EngFormatter
 
 from tfprofscale.audit.fitting import LinearFit, fit_line
 from tfprofscale.output import atomic_path
+from tfprofscale.sweep.figures import NamedFigure, SavedFigure
 from tfprofscale.sweep.memory_plot import memory_figure
 
 TIME_COLUMN = "step_time_median_ms"
@@ -34,24 +35,6 @@ SCALING_METRICS = (  # column, panel title, axis label with unit, tick formatter
 )
 CORRELATION_METRICS = (TIME_COLUMN, "peak_bytes", "graph_flops", "params", "activation_bytes", "accuracy")
 DECADES_RATIO = 20.0
-
-
-@dataclass
-class NamedFigure:
-    """A figure, the file name it is saved under, and one sentence of what it shows."""
-
-    name: str
-    figure: Figure
-    description: str
-
-
-@dataclass(frozen=True)
-class SavedFigure:
-    """A saved PNG, its title and its one-sentence description."""
-
-    path: Path
-    title: str
-    description: str
 
 
 @dataclass(frozen=True)

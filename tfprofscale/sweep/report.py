@@ -19,17 +19,20 @@ from typing import Any
 import pandas as pd
 
 from tfprofscale import output
+from tfprofscale.sweep import by_machine
+from tfprofscale.sweep.by_machine import machine_fingerprint
 from tfprofscale.sweep.config import SweepConfig
 
 DOCUMENT_001_COLUMNS = ["Layers", "BatchSize", "ConvSize", "TotalTime", "MeanTime"]
 TOTALS_COLUMNS = ["params", "analytic_flops", "analytic_macs", "graph_flops", "activation_bytes",
                   "analytic_memory_bytes", "peak_bytes"]
+TRAIN_COLUMNS = ["graph_train_flops", "train_flops", "train_to_forward", "update_flops"]  # mode = train rows
 STEP_COLUMNS = ["step_time_median_ms", "step_time_p10_ms", "step_time_p90_ms", "step_time_cv"]
 MEMORY_COLUMNS = ["measured_peak_bytes", "weights_bytes", "input_bytes", "estimated_peak_bytes",
                   "tf_estimated_peak_bytes", "allocator_peak_bytes"]  # from the report's memory record
 RESULT_COLUMNS = ["batch_size", "repeat", *DOCUMENT_001_COLUMNS, *TOTALS_COLUMNS, *MEMORY_COLUMNS, *STEP_COLUMNS,
                   "accuracy", "status", "error", "warnings",
-                  "host", "machine"]
+                  "host", "machine", *TRAIN_COLUMNS]
 LAYER_FIELDS = ["name", "type", "output_shape", "params", "analytic_flops", "analytic_macs", "graph_flops",
                 "activation_bytes", "time_us", "achieved_gflops", "time_share", "receptive_field", "supported",
                 "geometry", "analytic_terms"]
@@ -52,7 +55,7 @@ def results_row(record: dict[str, Any], grid_names: list[str]) -> dict[str, Any]
                BatchSize=config["batch_size"], ConvSize=params.get("conv_size"),
                TotalTime=None if mean_ms is None else mean_ms * steps["n"] / 1e3,
                MeanTime=None if mean_ms is None else mean_ms / 1e3)
-    row.update({column: totals.get(column) for column in TOTALS_COLUMNS})
+    row.update({column: totals.get(column) for column in (*TOTALS_COLUMNS, *TRAIN_COLUMNS)})
     memory = (report or {}).get("memory") or {}
     row.update({column: memory.get(column) for column in MEMORY_COLUMNS})
     row.update(step_time_median_ms=steps.get("median"), step_time_p10_ms=steps.get("p10"),
@@ -61,11 +64,6 @@ def results_row(record: dict[str, Any], grid_names: list[str]) -> dict[str, Any]
                warnings=" | ".join(report.get("warnings") or []) if report else None)
     row.update(host=record.get("host"), machine=machine_fingerprint(record))
     return row
-
-
-def machine_fingerprint(record: dict[str, Any]) -> str | None:
-    """The fingerprint of the machine that measured a record (None: unknown, e.g. its worker died)."""
-    return (record.get("machine") or {}).get("fingerprint")
 
 
 def layer_rows(record: dict[str, Any], grid_names: list[str]) -> list[dict[str, Any]]:
@@ -97,7 +95,7 @@ def write_tables(out_dir: Path, records: list[dict[str, Any]], grid_names: list[
 def write_summaries(out_dir: Path, config: SweepConfig, records: list[dict[str, Any]],
                     grid_names: list[str]) -> list[Path]:
     """plots/*.png, the HParams summary in runs/ and report.md, from all records; the plot files."""
-    from tfprofscale.sweep import by_machine, hparams, plots
+    from tfprofscale.sweep import hparams, plots
 
     results = [results_row(record, grid_names) for record in records]
     layers = [row for record in records for row in layer_rows(record, grid_names)]
@@ -130,8 +128,6 @@ def atomic_write_text(path: Path, text: str) -> None:
 def report_markdown(config: SweepConfig, records: list[dict[str, Any]], grid_names: list[str],
                     figures: list[Any]) -> str:
     """report.md: what was swept, the headline numbers, and every figure with one sentence."""
-    from tfprofscale.sweep import by_machine
-
     results = pd.DataFrame([results_row(record, grid_names) for record in records])
     layers = [row for record in records for row in layer_rows(record, grid_names)]
     ok = results[results["status"] == "ok"] if not results.empty else results
@@ -177,6 +173,7 @@ def _findings(ok: pd.DataFrame, parameters: list[str], layers: list[dict[str, An
     if ok.empty:
         return ["no configuration was profiled successfully"]
     from tfprofscale.sweep.plots import layer_time_fits, swept_parameters
+
 
     swept = swept_parameters(ok, parameters)
     findings = [_extremes(ok, swept)]

@@ -27,6 +27,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from tfprofscale.errors import InputError
 from tfprofscale.sweep.config import SweepConfig
 from tfprofscale.sweep.configuration import RunPlan, prepare_worker, run_configuration
@@ -75,7 +77,7 @@ class SweepSummary:
         return self.total - len(self.failed)
 
 
-def make_executor(options: SweepOptions) -> Executor:
+def make_executor(options: SweepOptions, fresh_per_task: bool = False) -> Executor:
     """A Dask executor when ``options.scheduler`` names a cluster, else a local pool of ``workers``."""
     if options.scheduler:
         from tfprofscale.sweep.dask_executor import DaskExecutor
@@ -83,7 +85,8 @@ def make_executor(options: SweepOptions) -> Executor:
         executor = DaskExecutor(options.scheduler, initializer=prepare_worker, timeout_s=options.timeout_s)
         executor.connect()
         return executor
-    return LocalProcessPool(options.workers, initializer=prepare_worker, timeout_s=options.timeout_s)
+    return LocalProcessPool(options.workers, initializer=prepare_worker, timeout_s=options.timeout_s,
+                            fresh_per_task=fresh_per_task)
 
 
 def run_sweep(config: SweepConfig, options: SweepOptions, executor: Executor | None = None) -> SweepSummary:
@@ -91,7 +94,7 @@ def run_sweep(config: SweepConfig, options: SweepOptions, executor: Executor | N
     total = check_grid_size(config, options.max_configs)
     out_dir = _make_out_dir(Path(options.out_dir))
     _check_output_files(out_dir)
-    executor = executor or make_executor(options)
+    executor = executor or make_executor(options, fresh_per_task=config.repeats > 1)
     with SweepLock(out_dir):
         store = ResultStore(out_dir)
         if not options.resume:
@@ -105,8 +108,8 @@ def run_sweep(config: SweepConfig, options: SweepOptions, executor: Executor | N
                 for record in filter(None, map(sweep.record, outcomes)):
                     bar.advance(record)
         ordered = [sweep.done[key] for key in sweep.order]
-        write_tables(out_dir, ordered, list(config.grid))
-        plots = write_summaries(out_dir, config, ordered, list(config.grid))
+        write_tables(out_dir, ordered, config.axes())
+        plots = write_summaries(out_dir, config, ordered, config.axes())
         store.finish()
     failed = {r["config_id"]: r["error"] for r in ordered if r["status"] != OK}
     timed_out = [r["config_id"] for r in ordered if r["status"] == TIMED_OUT]
@@ -128,7 +131,7 @@ class _SweepState:
     @classmethod
     def of(cls, config: SweepConfig, store: ResultStore, options: SweepOptions) -> "_SweepState":
         """The stored records kept (good ones, and failed ones unless retrying) and the configurations to run."""
-        progress = cls(store, list(config.grid), options.timeout_s)
+        progress = cls(store, config.axes(), options.timeout_s)
         for task in iter_grid(config):
             progress.order.append(task.config_id)
             record = store.record(task.config_id)
@@ -160,7 +163,8 @@ def outcome_record(outcome: Outcome, timeout_s: float | None = None) -> dict[str
     value = outcome.value or {}
     status = OK if outcome.ok else TIMED_OUT if outcome.timed_out else FAILED
     return {
-        "config_id": task.config_id, "config": {**task.params, "batch_size": task.batch_size},
+        "config_id": task.config_id, "config": {**task.params, "batch_size": task.batch_size,
+                                                   **({"mode": task.mode} if task.mode else {})},
         "repeat": task.repeat, "status": status, "error": outcome.error,
         "timeout_s": timeout_s if outcome.timed_out else None,
         "elapsed_s": round(outcome.elapsed_s, 3), "host": value.get("host") or outcome.host,
@@ -174,7 +178,7 @@ def _plan(config: SweepConfig, options: SweepOptions, store: "ResultStore") -> R
                    trace_steps=config.trace_steps, logdir=str(store.runs_dir.resolve()),
                    weights_dir=str(store.weights_dir.resolve()),
                    weights=options.weights, data=options.data, training=config.training if trains else None,
-                   input_shapes=config.input_shapes)
+                   input_shapes=config.input_shapes, timing=config.timing)
 
 
 def _settings(config: SweepConfig, options: SweepOptions) -> dict[str, Any]:
@@ -212,8 +216,6 @@ class _ProgressBar:
     """A tqdm bar on stderr: configurations done / total, failures, ETA."""
 
     def __init__(self, total: int, initial: int, done: dict[str, dict[str, Any]], enabled: bool) -> None:
-        from tqdm import tqdm
-
         self.failures = sum(1 for record in done.values() if record["status"] != OK)
         self.bar = tqdm(total=total, initial=initial, desc="sweep", unit="config", file=sys.stderr,
                         disable=not enabled, dynamic_ncols=True, smoothing=0.1)

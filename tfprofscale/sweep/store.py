@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tfprofscale.errors import InputError
+from tfprofscale.inputs import read_text
 from tfprofscale.sweep.report import atomic_write_text
 
 
@@ -129,8 +130,6 @@ class ResultStore:
 
     def _read_manifest(self) -> dict[str, Any]:
         """sweep.json; InputError (one line, with the way out) if it is not a JSON object."""
-        from tfprofscale.inputs import read_text
-
         try:
             manifest = json.loads(read_text(self.manifest, "sweep manifest"))
         except ValueError as error:

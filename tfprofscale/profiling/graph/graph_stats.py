@@ -22,9 +22,7 @@ from tensorflow.python.framework import ops as tf_ops
 from tensorflow.python.profiler import model_analyzer
 from tensorflow.python.profiler.option_builder import ProfileOptionBuilder
 
-from tfprofscale.profiling.graph import function_library
-
-from tfprofscale.profiling.graph import op_statistics
+from tfprofscale.profiling.graph import function_library, op_statistics
 from tfprofscale.profiling.graph.function_library import FunctionLookup
 from tfprofscale.profiling.trace.tracing import STRUCTURAL_OP_TYPES
 

@@ -1,7 +1,8 @@
 """TensorFlow's own cost model: Grappler's analytical estimate of every op, a fourth view of time.
 
-The frozen graph (shared with the memory stage: ``TracedModel.frozen()``)
-goes to Grappler as an ``Item``; ``Cluster.MeasureCosts`` on a *virtual*
+The traced graph with every variable a one-value constant of its shape
+(``TracedModel.shape_graph()``, see shape_graph.py: Grappler reads shapes,
+never values) goes to Grappler as an ``Item``; ``Cluster.MeasureCosts`` on a *virtual*
 cluster runs TensorFlow's ``OpLevelCostEstimator`` and ``VirtualScheduler``
 instead of the graph. Per op that estimator charges
 
@@ -29,22 +30,27 @@ nanoseconds), which costs a second simulated run; for larger graphs from
 the protos (whole microseconds, an error of under 1 us per op on ops that
 mostly take far longer). On ResNet50 (1,831 nodes) the timeline doubled
 MeasureCosts' time. Ops are keyed by their graph name, which
-freezing keeps, so they join the report's op rows by name and its layers by
+the shape-only graph keeps, so they join the report's op rows by name and its layers by
 the traced scopes. The estimate is of the graph as written: oneDNN's fusions
 happen later, at run time.
 """
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
+
+from tfprofscale.errors import InputError
+from tfprofscale.footprint import cost_model_need, skip_reason
+from tfprofscale.profiling.runtime.machine_peaks import machine_peaks, under_load_warning
 
 if TYPE_CHECKING:
+    from tfprofscale.profiling.graph.shape_graph import ShapeGraph
     from tfprofscale.profiling.runtime.machine_peaks import MachinePeaks
-    from tfprofscale.profiling.memory.frozen import FrozenGraph
-    from tfprofscale.profiling.assemble import Report
     from tfprofscale.profiling.trace.tracing import TracedModel
+    from tfprofscale.records import Report
 
 DEVICE_NAME = "/job:localhost/replica:0/task:0/device:CPU:0"
 TIMELINE_MAX_NODES = 400
@@ -82,7 +88,7 @@ class VirtualCpu:
         return device_properties_pb2.NamedDevice(name=DEVICE_NAME, properties=properties)
 
 
-def virtual_cpu(peaks: "MachinePeaks", cores: int | None = None) -> VirtualCpu:
+def virtual_cpu(peaks: MachinePeaks, cores: int | None = None) -> VirtualCpu:
     """This machine as Grappler's CPU: the measured peaks spread over its cores, its caches."""
     cores = cores or os.cpu_count() or 1
     return VirtualCpu(num_cores=cores, frequency_mhz=peaks.flops_per_s / cores / 1e6,
@@ -132,10 +138,10 @@ class CostModelError(Exception):
     """Grappler could not estimate the graph (one line saying why)."""
 
 
-def estimate_costs(frozen: "FrozenGraph", device: VirtualCpu) -> CostEstimate:
-    """Grappler's analytical estimate of the frozen graph on ``device``; CostModelError if it fails."""
+def estimate_costs(graph: ShapeGraph, device: VirtualCpu) -> CostEstimate:
+    """Grappler's analytical estimate of the shape-only graph on ``device``; CostModelError if it fails."""
     try:
-        return _measure_costs(frozen.metagraph(), device)
+        return _measure_costs(graph.metagraph(), device)
     except Exception as error:  # Grappler raises many error types (shape inference, placement, protobuf)
         first_line = str(error).splitlines()[0] if str(error) else ""
         raise CostModelError(f"{type(error).__name__}: {first_line}") from None
@@ -176,7 +182,7 @@ def _us(performance: Any | None, field_name: str) -> float | None:
     return getattr(performance, field_name) / 1e3 if performance is not None else None
 
 
-def apply_estimates(report: "Report", estimate: CostEstimate, layer_of: Callable[[str], str | None]) -> None:
+def apply_estimates(report: Report, estimate: CostEstimate, layer_of: Callable[[str], str | None]) -> None:
     """Fill ``ops[].tf_estimated_us``, per-layer sums and ``totals.tf_estimated_step_ms``.
 
     A layer's sum covers every graph op Grappler priced in the layer's
@@ -196,16 +202,23 @@ def apply_estimates(report: "Report", estimate: CostEstimate, layer_of: Callable
     report.totals.tf_estimated_step_ms = estimate.run_time_ms
 
 
-def add_tf_estimates(report: "Report", traced: "TracedModel", peaks: "MachinePeaks | None" = None) -> None:
-    """Run Grappler on the traced model and fill the report; on failure a warning and nulls, never a traceback."""
-    from tfprofscale.errors import InputError
+def add_tf_estimates(report: Report, traced: TracedModel, peaks: MachinePeaks | None = None,
+                     max_memory: int | None = None) -> None:
+    """Run Grappler on the traced model and fill the report; on failure a warning and nulls, never a traceback.
 
+    Skipped, with one warning, when its estimated need (``footprint.cost_model_need``)
+    would not fit in the memory available or under ``max_memory`` bytes.
+    """
+    skipped = skip_reason(cost_model_need(len(traced.graph.get_operations())), max_memory)
+    if skipped is not None:
+        report.warnings.append(f"TensorFlow's cost model (Grappler) not run: {skipped}; tf_estimated_* left null")
+        return
     try:
         if peaks is None:
-            from tfprofscale.profiling.runtime.machine_peaks import machine_peaks
-
             peaks = machine_peaks()
-        estimate = estimate_costs(traced.frozen(), virtual_cpu(peaks))
+            busy = under_load_warning(peaks)
+            report.warnings += [f"TensorFlow's cost model priced the ops at {busy}"] if busy else []
+        estimate = estimate_costs(traced.shape_graph(), virtual_cpu(peaks))
     except (CostModelError, InputError) as error:
         report.warnings.append(f"TensorFlow's cost model (Grappler) could not estimate this graph: {error}; "
                                "tf_estimated_* left null")

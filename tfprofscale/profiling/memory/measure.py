@@ -1,35 +1,39 @@
-"""Memory stage: one traced Session step of the frozen model, read into a MemoryRecord.
+"""Memory stage: one traced Session step of the model with its variables, read into a MemoryRecord.
 
-The frozen function (``TracedModel.frozen()``, shared with the cost model)
-runs in a ``tf.compat.v1.Session`` once untraced (kernels and caches built)
-and once with ``FULL_TRACE``; its ``step_stats`` give every allocation
-(``step_memory``). The Session runs ops one at a time
-(``inter_op_parallelism_threads=1``) so that the execution order, and the
-peak, are the same from run to run, and without constant folding (neither
-Grappler's nor the classic optimizer's): in the real function the weights
-are variables, which cannot be folded; folded, the frozen constants would
-be copied, BatchNormalization folded into the convolutions and BiasAdds
-with an all-zero bias dropped, and folding takes seconds on large models.
-Beside the measurement: TensorFlow's own static estimate (Grappler's
-``DeterminePeakMemoryUsage`` on the same frozen graph), the oneDNN scratch
-of each kernel probed alone (``workspace_probe``, for the estimate) and the
-process-wide allocator figures the runtime stage read.
+The traced function, inlined once (``TracedModel.inlined_graph_def()``,
+shared with the cost model's shape-only graph), runs in a
+``tf.compat.v1.Session`` whose variables are initialised once from the
+model's own buffers (``session_graph``: no weight value is ever copied into
+a GraphDef), once untraced (kernels and caches built) and once with
+``FULL_TRACE``; its ``step_stats`` give every allocation (``step_memory``).
+The Session runs ops one at a time so that the execution order, and the
+peak, are the same from run to run, and without constant folding. Beside
+the measurement: TensorFlow's own static estimate (Grappler's
+``DeterminePeakMemoryUsage`` on the shape-only graph), the oneDNN scratch of
+each kernel probed alone (``workspace_probe``, for the estimate) and the
+process-wide allocator figures the runtime stage read. The weights' bytes
+and the untrained-bias check are read from the captured variables.
 """
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
-import tensorflow as tf
-from tensorflow.core.protobuf import rewriter_config_pb2
 
 from tfprofscale.errors import InputError
-from tfprofscale.profiling.memory.frozen import FrozenGraph
-from tfprofscale.records import LiveTensor, MemoryRecord
+from tfprofscale.footprint import StageNeed, memory_stage_need, skip_reason
+from tfprofscale.profiling.graph.shape_graph import (ShapeGraph, assigned_placeholders, captured_variables,
+                                                     variable_bytes)
+from tfprofscale.profiling.memory.estimate import estimate_memory
 from tfprofscale.profiling.memory.live_timeline import live_timeline
+from tfprofscale.profiling.memory.memory_trace import run_memory_trace
+from tfprofscale.profiling.memory.session_graph import session_graph
 from tfprofscale.profiling.memory.step_memory import DEVICE, HOST, StepMemory, step_memory
+from tfprofscale.profiling.memory.workspace_probe import kernel_scratch_bytes, largest_group_bytes, probe_key
+from tfprofscale.records import LiveTensor, MemoryRecord
 
 LIVE_AT_PEAK_LIMIT = 20
 
@@ -44,39 +48,81 @@ class MemoryMeasurement:
 
 
 def measure_memory(traced: Any, device: str, allocator_peak: int | None = None,
-                   allocator_resident: int | None = None, layers: list[Any] | None = None) -> MemoryMeasurement:
+                   allocator_resident: int | None = None, layers: list[Any] | None = None,
+                   max_memory: int | None = None) -> MemoryMeasurement:
     """Measure one step's memory of a TracedModel on ``device`` (``CPU:0`` or ``GPU:0``).
 
     ``layers`` (report rows with ``type`` and ``geometry``) name the
     kernels (convolutions, matrix products) whose oneDNN scratch is probed
     alone for the estimate.
 
-    A model that cannot be frozen or run in a Session still gets a record:
-    its ``missing`` says why in one line, the estimates and allocator figures stay.
+    A model that cannot be run in a Session, or whose measurement would not
+    fit in the memory available (or ``max_memory`` bytes, see footprint),
+    still gets a record: its ``missing`` says why in one line, the estimates
+    and allocator figures stay.
     """
     record = MemoryRecord(input_bytes=sum(int(np.prod(x.shape)) * x.dtype.size for x in traced.inputs),
                           allocator_peak_bytes=allocator_peak or None,
                           allocator_resident_bytes=allocator_resident if allocator_peak else None)
     try:
-        frozen = traced.frozen()
-        run_metadata = traced_session_step(frozen, traced.inputs)
+        record.missing = skip_reason(stage_need(traced, layers or []), max_memory)
+        if record.missing is None:
+            run_metadata = traced_session_step(traced)
     except InputError as error:
         record.missing = str(error)
+    if record.missing is not None:
         return MemoryMeasurement(record)
-    measurement = fill_record(record, step_memory(run_metadata), traced.layer_of, device)
-    record.tf_estimated_peak_bytes = grappler_peak_bytes(frozen, device)
+    measurement = fill_record(record, step_memory(run_metadata), traced.layer_of, device,
+                              weights_bytes=variable_bytes(traced.function))
+    try:
+        record.tf_estimated_peak_bytes = grappler_peak_bytes(traced.shape_graph(), device)
+    except InputError:  # the cost model's warning says why; the static estimate stays unknown
+        pass
     record.kernel_scratch = probed_kernel_scratch(layers or [])
-    measurement.warnings += zero_bias_warnings(frozen, traced.layer_of)
+    measurement.warnings += zero_bias_warnings(traced)
     return measurement
 
 
+def stage_need(traced: Any, layers: list[Any]) -> StageNeed:
+    """What measuring will take beyond what the process holds (footprint.memory_stage_need)."""
+
+    inlined = traced.inlined_graph_def()
+    assigned = assigned_placeholders(inlined)
+    assigned_bytes = sum(int(np.prod(v.shape)) * v.dtype.size
+                         for name, v in captured_variables(traced.function).items() if name in assigned)
+    activations = sum(row.activation_bytes or 0 for row in layers)
+    probes = largest_group_bytes(list(probe_keys(layers).values()))
+    return memory_stage_need(len(inlined.node), assigned_bytes, activations, probes)
+
+
+def probe_keys(layers: list[Any]) -> dict[str, tuple[Any, ...]]:
+    """{layer: its kernel's probe key} for the layers whose kernel can be probed alone."""
+
+    keys = {row.name: probe_key(row.type, row.geometry) for row in layers}
+    return {name: key for name, key in keys.items() if key is not None}
+
+
+def traced_session_step(traced: Any) -> Any:
+    """RunMetadata of one FULL_TRACE Session step of a TracedModel (after one untraced step).
+
+    InputError, in one line, when the graph cannot be imported or run.
+    """
+    with session_graph(traced.function, traced.inlined_graph_def()) as graph:
+        graph.run(traced.inputs, trace=False)
+        return graph.run(traced.inputs).run_metadata
+
+
 def fill_record(record: MemoryRecord, step: StepMemory, layer_of: Callable[[str], str | None],
-                device: str) -> MemoryMeasurement:
-    """Peak, where it happens, what is live at it and per-layer bytes, from one step's records."""
+                device: str, weights_bytes: int | None = None) -> MemoryMeasurement:
+    """Peak, where it happens, what is live at it and per-layer bytes, from one step's records.
+
+    ``weights_bytes`` (the variables' bytes) when known, else the persistent
+    memory the records show (constants).
+    """
     space = DEVICE if device.upper().startswith("GPU") else HOST
     peak = step.peak(space)
     record.measured_peak_bytes = peak.peak_bytes if step.allocations else None
-    record.weights_bytes = step.persistent_bytes.get(space, 0)
+    record.weights_bytes = weights_bytes if weights_bytes is not None else step.persistent_bytes.get(space, 0)
     record.peak_op = peak.peak_op
     record.peak_layer = layer_of(peak.peak_op) if peak.peak_op else None
     record.live_at_peak = [LiveTensor(a.tensor, a.op, layer_of(a.op), a.bytes)
@@ -98,8 +144,6 @@ def fill_record(record: MemoryRecord, step: StepMemory, layer_of: Callable[[str]
 
 def probed_kernel_scratch(layers: list[Any]) -> dict[str, int]:
     """{layer: bytes of scratch its kernel allocates when run alone} (see workspace_probe)."""
-    from tfprofscale.profiling.memory.workspace_probe import kernel_scratch_bytes, probe_key
-
     keys = {row.name: probe_key(row.type, row.geometry) for row in layers}
     keys = {name: key for name, key in keys.items() if key is not None}
     try:
@@ -109,35 +153,7 @@ def probed_kernel_scratch(layers: list[Any]) -> dict[str, int]:
     return {name: probed[key] for name, key in keys.items()}
 
 
-def traced_session_step(frozen: FrozenGraph, inputs: tuple[Any, ...]) -> Any:
-    """RunMetadata of one FULL_TRACE Session step of the frozen graph (after one untraced step).
-
-    Ops are placed by the Session's default (on the GPU when there is one).
-    InputError, in one line, when the graph cannot be imported or run.
-    """
-    feeds = {name: np.asarray(value) for name, value in zip(frozen.input_names, inputs)}
-    options = tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
-    run_metadata = tf.compat.v1.RunMetadata()
-    try:
-        with tf.compat.v1.Session(graph=frozen.graph(), config=session_config()) as session:
-            session.run(frozen.output_names, feeds)
-            session.run(frozen.output_names, feeds, options=options, run_metadata=run_metadata)
-    except (tf.errors.OpError, ValueError, TypeError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise InputError(f"cannot run the frozen graph in a Session: {type(error).__name__}: {first_line}") from None
-    return run_metadata
-
-
-def session_config() -> Any:
-    """One op at a time, no constant folding (the weights are variables in the real function)."""
-    config = tf.compat.v1.ConfigProto(inter_op_parallelism_threads=1, allow_soft_placement=True)
-    config.graph_options.rewrite_options.constant_folding = rewriter_config_pb2.RewriterConfig.OFF
-    config.graph_options.optimizer_options.opt_level = tf.compat.v1.OptimizerOptions.L0  # nor the classic folding
-    config.graph_options.optimizer_options.do_function_inlining = True
-    return config
-
-
-def grappler_peak_bytes(frozen: FrozenGraph, device: str) -> int | None:
+def grappler_peak_bytes(graph: ShapeGraph, device: str) -> int | None:
     """TensorFlow's static peak (Grappler ``DeterminePeakMemoryUsage``) on ``device``; None if it fails."""
     from tensorflow.core.protobuf import device_properties_pb2
     from tensorflow.python.grappler import cluster, item
@@ -146,42 +162,45 @@ def grappler_peak_bytes(frozen: FrozenGraph, device: str) -> int | None:
     name = f"/job:localhost/replica:0/task:0/device:{kind}:0"
     named = device_properties_pb2.NamedDevice(name=name, properties=device_properties_pb2.DeviceProperties(type=kind))
     try:
-        peaks = cluster.Cluster(devices=[named]).DeterminePeakMemoryUsage(item.Item(frozen.metagraph()))
+        peaks = cluster.Cluster(devices=[named]).DeterminePeakMemoryUsage(item.Item(graph.metagraph()))
     except Exception:  # Grappler raises its own status errors; the estimate is then unknown, not 0
         return None
     return int(peaks[name][0]) if name in peaks else None
 
 
-def zero_bias_warnings(frozen: FrozenGraph, layer_of: Callable[[str], str | None]) -> list[str]:
-    """One warning when BiasAdd biases are all zero (untrained weights): the measurement is of those values."""
-    nodes = {node.name: node for node in frozen.graph_def.node}
+def zero_bias_warnings(traced: Any) -> list[str]:
+    """One warning when BiasAdd biases are all zero (untrained weights), read from the biases' variables."""
+    try:
+        graph_def = traced.inlined_graph_def()
+    except InputError:
+        return []
+    variables = captured_variables(traced.function)
+    nodes = {node.name: node for node in graph_def.node}
     zero_layers = []
-    for node in frozen.graph_def.node:
+    for node in graph_def.node:
         if node.op != "BiasAdd" or len(node.input) < 2:
             continue
-        bias = _through_identities(nodes, node.input[1])
-        if bias is not None and bias.op == "Const" and not tf.make_ndarray(bias.attr["value"].tensor).any():
-            zero_layers.append(layer_of(node.name) or node.name)
+        source = _through_reads(nodes, node.input[1])
+        bias = variables.get(source.name) if source is not None else None
+        if bias is not None and not bias.numpy().any():
+            zero_layers.append(traced.layer_of(node.name) or node.name)
     if not zero_layers:
         return []
     shown = ", ".join(zero_layers[:5]) + (f" and {len(zero_layers) - 5} more" if len(zero_layers) > 5 else "")
-    return [f"untrained weights: the biases of {shown} are all zero; these initial values are what was measured, "
-            "and TensorFlow's graph optimizer merges identical constant tensors, so the weights held can be fewer "
-            "bytes than the parameters (give --weights for the trained model)"]
+    return [f"untrained weights: the biases of {shown} are all zero; these initial values are what was measured "
+            "(give --weights for the trained model)"]
 
 
-def _through_identities(nodes: dict[str, Any], input_name: str) -> Any:
-    """The node an input comes from, looking through Identity nodes (frozen ReadVariableOps)."""
+def _through_reads(nodes: dict[str, Any], input_name: str) -> Any:
+    """The node an input comes from, looking through Identity and ReadVariableOp nodes (to the variable)."""
     node = nodes.get(input_name.split(":")[0].lstrip("^"))
-    while node is not None and node.op == "Identity" and node.input:
+    while node is not None and node.op in ("Identity", "ReadVariableOp") and node.input:
         node = nodes.get(node.input[0].split(":")[0].lstrip("^"))
     return node
 
 
 def attach_memory(report: Any, measurement: MemoryMeasurement) -> None:
     """Put a measurement into a Report: its memory record, per-layer bytes, peak total, warnings, estimate."""
-    from tfprofscale.profiling.memory.estimate import estimate_memory
-
     record = report.memory = measurement.record
     for row in report.layers:
         row.measured_bytes = measurement.layer_bytes.get(row.name)
@@ -204,8 +223,6 @@ def total_peak_bytes(record: MemoryRecord) -> int | None:
 
 def add_memory_trace(report: Any, model_or_path: Any, run_dir: Any, options: Any) -> None:
     """Run ``--memory-trace`` (see memory_trace.py); its folder, or why not, goes into the memory record."""
-    from tfprofscale.profiling.memory.memory_trace import run_memory_trace
-
     record = report.memory
     if not isinstance(model_or_path, (str, os.PathLike)):
         record.memory_trace = "not run: --memory-trace rebuilds the model in a child process and needs a model file"

@@ -21,6 +21,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tfprofscale.profiling.trace import loading, tracing
+from tfprofscale.quiet import import_tensorflow_quietly
+
 BFC_ENVIRONMENT = {"TF_CPU_ALLOCATOR_USE_BFC": "true"}
 MEMORY_TRACE_STEPS = 3
 MEMORY_RUN_SUFFIX = "-memory"
@@ -52,14 +55,8 @@ def run_memory_trace(model_path: str, run_dir: Path, batch_size: int, params: di
 def _trace_in_this_process(model_path: str, run_dir: str, batch_size: int, params: dict[str, Any],
                            weights: str | None) -> str:
     """Build, warm up and trace a few steps; return the new trace folder (run under BFC_ENVIRONMENT)."""
-    from tfprofscale.quiet import import_tensorflow_quietly
-
     import_tensorflow_quietly()
     import tensorflow as tf
-
-    from tfprofscale.profiling.trace import loading
-
-    from tfprofscale.profiling.trace import tracing
 
     model_file = loading.load_model_file(model_path)
     resolved = loading.resolve_params(model_file, params)

@@ -5,8 +5,9 @@ the allocations it made on each allocator (``alloc_micros``, ``alloc_bytes``;
 a free is the same buffer's record with negative bytes, logged under the op
 that allocated it) and the sizes of its outputs. Sorted by time, the running
 sum of those records is the memory the step itself needs (its transient
-memory), small tensors included. Constants (the frozen weights) are logged
-as persistent memory, not as records; the fed inputs are not logged at all.
+memory), small tensors included. Constants are logged as persistent
+memory, not as records, and variables not at all (the model's variables are
+read from the model); the fed inputs are not logged either.
 
 Records are kept per memory space: ``host`` (the CPU allocators: ``cpu``,
 ``mklcpu``, ``cuda_host_bfc`` ...) and ``device`` (a GPU's allocator,
@@ -16,8 +17,9 @@ host's side by side.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 HOST, DEVICE = "host", "device"
 

@@ -15,30 +15,12 @@ TensorFlow prunes (they feed no output) are left out.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Callable
 
 from tfprofscale.profiling.graph.graph_stats import BODY_OP_TYPES, GraphOp, GraphStats
-from tfprofscale.profiling.runtime.measure import KernelTime
 from tfprofscale.profiling.trace.tracing import STRUCTURAL_OP_TYPES
-
-
-@dataclass
-class OpRow:
-    """One op: its graph FLOPs, the kernel that ran it and its time per step."""
-
-    name: str
-    type: str
-    layer: str | None
-    graph_flops: int | None
-    time_us: float | None
-    occurrences: float | None
-    kernel: str | None = None
-    fused_ops: list[str] = field(default_factory=list)
-    fused_into: str | None = None
-    tf_estimated_us: float | None = None
-    flops_source: str | None = None
-    executions: int | None = 1
+from tfprofscale.records import KernelTime, OpRow
 
 
 def attribute_ops(stats: GraphStats, kernels: list[KernelTime] | None,

@@ -32,6 +32,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from tfprofscale.quiet import native_stderr_captured
+
 # Kernels that run a function body: their body's kernels run on other threads and are counted on their own.
 FUNCTION_CALL_TYPES = frozenset({"PartitionedCall", "StatefulPartitionedCall", "While", "StatelessWhile",
                                  "If", "StatelessIf", "Case", "StatelessCase"})
@@ -99,8 +101,6 @@ def read_trace_events(trace_dir: str) -> list[dict[str, Any]]:
 @lru_cache(maxsize=4)
 def _converted_events(files: tuple[str, ...]) -> tuple[dict[str, Any], ...]:
     from xprof.convert import raw_to_tool_data
-
-    from tfprofscale.quiet import native_stderr_captured
 
     with native_stderr_captured():  # xprof logs a harmless absl error line for trace_viewer
         data, _ = raw_to_tool_data.xspace_to_tool_data(list(files), "trace_viewer", {})

@@ -9,7 +9,10 @@ under. A cached value is measured again (``stale_reason``) when it is older
 than ``MAX_AGE`` (a day), when the host, TensorFlow, the thread settings or
 the method changed, or when the load average was high while it was measured
 (a busy machine gives low peaks, which then make honest kernels look
-impossibly fast); ``audit --remeasure`` forces it. A copy ``y = x
+impossibly fast); ``audit --remeasure`` forces it. Peaks measured under load
+are never cached: the run that measured them uses them and warns
+(``under_load_warning``: in the profile's warnings, on ``audit --remeasure``'s
+stderr), the next run measures again. A copy ``y = x
 + 1`` is not used: TensorFlow reaches ~9 GB/s with it on the machine this
 was written on (a fresh output is allocated and faulted in each time), less
 than real kernels stream (a Dense layer read 67 MB of weights at 22 GB/s),
@@ -30,6 +33,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tfprofscale.profiling.runtime.measurement_checks import HIGH_LOAD_PER_CPU
+from tfprofscale.profiling.runtime.timing import current_threads, load_average
 
 MATMUL_SIDE = 2048
 STREAM_ELEMENTS = 32 * 1024 * 1024  # 128 MB of float32: 4x a 32 MB L3
@@ -115,8 +119,28 @@ def machine_peaks(refresh: bool = False) -> MachinePeaks:
         if cached is not None and stale_reason(cached, _conditions()) is None:
             return cached
     peaks = measure_peaks()
-    _write_cache(cache_path(), peaks)
+    if load_reason(peaks) is None:
+        _write_cache(cache_path(), peaks)
     return peaks
+
+
+def under_load_warning(peaks: MachinePeaks) -> str | None:
+    """The warning for peaks measured under load (used once, never cached); None for peaks measured quietly."""
+    busy = load_reason(peaks)
+    if busy is None:
+        return None
+    return (f"the machine's peaks were {busy}: {peaks.flops_per_s / 1e9:.1f} GFLOP/s and "
+            f"{peaks.bytes_per_s / 1e9:.1f} GB/s are likely too low; used by this run only, not cached "
+            "(measured again next time)")
+
+
+def load_reason(peaks: MachinePeaks) -> str | None:
+    """``measured under load (...)`` when the load average while measuring was high, else None."""
+    loads = [load for load in (peaks.load_start, peaks.load_end) if load is not None]
+    cpus = (peaks.threads or {}).get("cpus") or os.cpu_count() or 1
+    if loads and max(loads) > HIGH_LOAD_PER_CPU * cpus:
+        return f"measured under load (load average {max(loads):.2f} on {cpus} CPUs)"
+    return None
 
 
 def fresh_cached_peaks() -> MachinePeaks | None:
@@ -145,17 +169,11 @@ def stale_reason(cached: MachinePeaks, now: dict[str, Any]) -> str | None:
         return "no measurement date"
     if now["time"] - measured_at > MAX_AGE:
         return f"measured {cached.measured_at}, more than {MAX_AGE.days} day ago"
-    loads = [load for load in (cached.load_start, cached.load_end) if load is not None]
-    cpus = (cached.threads or {}).get("cpus") or os.cpu_count() or 1
-    if loads and max(loads) > HIGH_LOAD_PER_CPU * cpus:
-        return f"measured under load (load average {max(loads):.2f} on {cpus} CPUs)"
-    return None
+    return load_reason(cached)
 
 
 def _conditions() -> dict[str, Any]:
     import tensorflow as tf
-
-    from tfprofscale.profiling.runtime.timing import current_threads
 
     return {"host": socket.gethostname(), "tensorflow": tf.__version__, "method": PEAK_METHOD,
             "threads": current_threads().to_dict(), "time": datetime.now(timezone.utc)}
@@ -165,12 +183,10 @@ def measure_peaks(repeats: int = PEAK_REPEATS) -> MachinePeaks:
     """Measure FLOP/s (float32 matmul) and bytes/s (a large sum) with TensorFlow, best of ``repeats``."""
     import tensorflow as tf
 
-    from tfprofscale.profiling.runtime.timing import current_threads, load_average
-
     load_start = load_average()
     a = tf.random.normal((MATMUL_SIDE, MATMUL_SIDE))
     b = tf.random.normal((MATMUL_SIDE, MATMUL_SIDE))
-    x = tf.random.normal((STREAM_ELEMENTS,))
+    x = tf.fill((STREAM_ELEMENTS,), 1.0)  # one 128 MB buffer (random.normal made ~3x that in temporaries)
     matmul_s = _best_seconds(lambda: tf.linalg.matmul(a, b), repeats)
     stream_s = _best_seconds(lambda: tf.reduce_sum(x), repeats)
     return MachinePeaks(

@@ -22,82 +22,9 @@ import numpy as np
 import tensorflow as tf
 
 from tfprofscale.errors import InputError
-from tfprofscale.profiling.runtime import kernel_trace
-from tfprofscale.profiling.runtime.timing import Rounds, StopRule, current_threads, load_average, time_rounds
-
-
-@dataclass(frozen=True)
-class StepTimes:
-    """Statistics of per-step wall times, in milliseconds.
-
-    From timed rounds (``from_rounds``): ``median`` is the median of the
-    rounds' median step times and ``ci_low``/``ci_high`` bound it at
-    ``ci_confidence``; ``p10``, ``p90``, ``min``, ``cv`` and ``mean`` describe
-    all ``n`` timed steps; ``rounds`` of ``steps_per_round`` steps were run;
-    ``stopped_by`` says why timing ended (``precision`` or ``time budget``);
-    ``threads`` and ``load_start``/``load_end`` (1-minute load average)
-    describe the conditions.
-    """
-
-    median: float
-    p10: float
-    p90: float
-    min: float
-    cv: float
-    n: int
-    mean: float | None = None
-    rounds: int | None = None
-    steps_per_round: int | None = None
-    ci_low: float | None = None
-    ci_high: float | None = None
-    ci_confidence: float | None = None
-    target_ci: float | None = None
-    stopped_by: str | None = None
-    threads: dict[str, Any] | None = None
-    load_start: float | None = None
-    load_end: float | None = None
-
-    @property
-    def ci_width(self) -> float | None:
-        """Relative width of the median's confidence interval, (high - low) / median."""
-        if self.ci_low is None or self.ci_high is None or self.median <= 0:
-            return None
-        return (self.ci_high - self.ci_low) / self.median
-
-    @classmethod
-    def from_rounds(cls, rounds: Rounds, rule: StopRule, **conditions: Any) -> "StepTimes":
-        """Statistics of timed rounds (times in seconds), with the conditions they ran in."""
-        steps = cls.from_seconds(rounds.step_seconds)
-        return cls(
-            median=float(np.median(rounds.round_medians)) * 1e3, p10=steps.p10, p90=steps.p90, min=steps.min,
-            cv=steps.cv, n=rounds.steps, mean=steps.mean, rounds=len(rounds.round_medians),
-            steps_per_round=rounds.steps_per_round,
-            ci_low=None if rounds.ci_low is None else rounds.ci_low * 1e3,
-            ci_high=None if rounds.ci_high is None else rounds.ci_high * 1e3,
-            ci_confidence=rule.confidence, target_ci=rule.target_ci, stopped_by=rounds.stopped_by, **conditions,
-        )
-
-    @classmethod
-    def from_seconds(cls, seconds: list[float]) -> "StepTimes":
-        """Statistics of a list of step durations given in seconds."""
-        ms = np.asarray(seconds, dtype=float) * 1e3
-        mean = float(ms.mean())
-        return cls(
-            median=float(np.median(ms)), p10=float(np.percentile(ms, 10)),
-            p90=float(np.percentile(ms, 90)), min=float(ms.min()),
-            cv=float(ms.std() / mean) if mean > 0 else 0.0, n=len(ms), mean=mean,
-        )
-
-
-@dataclass(frozen=True)
-class KernelTime:
-    """One kernel the runtime executed: median self time per step, runs per step, and each step's time."""
-
-    name: str
-    kernel_type: str
-    time_us: float
-    occurrences: float
-    per_step_us: tuple[float, ...] = ()
+from tfprofscale.profiling.runtime import budget, kernel_trace
+from tfprofscale.profiling.runtime.timing import StopRule, current_threads, load_average, time_rounds
+from tfprofscale.records import KernelTime, StepTimes
 
 
 @dataclass(frozen=True)
@@ -113,13 +40,16 @@ class RuntimeResult:
     trace_dir: str | None
     trace_failure: str | None = None
     trace_summary: kernel_trace.TraceSummary | None = None
+    budget_note: str | None = None
+    trace_steps: int | None = None
 
     @property
     def profiler_overhead(self) -> float | None:
         """Median traced step time over median untraced step time."""
-        if self.traced_step_times is None or self.step_times.median <= 0:
+        base = self.step_times.this_process_median or self.step_times.median
+        if self.traced_step_times is None or base <= 0:
             return None
-        return self.traced_step_times.median / self.step_times.median
+        return self.traced_step_times.median / base
 
 
 def default_device() -> str:
@@ -142,18 +72,19 @@ def check_logdir(logdir: str | os.PathLike) -> Path:
 
 def measure(step: Callable[[], Any], *, steps: int, warmup: int, trace_steps: int,
             run_dir: Path | None, device: str | None = None, rule: StopRule | None = None) -> RuntimeResult:
-    """Time ``step`` in rounds (at least ``steps`` steps); with ``run_dir`` also trace it and read kernel times."""
+    """Time ``step`` in rounds (at least ``steps`` steps); with ``run_dir`` also trace it and read kernel times.
+
+    The whole measurement (warm-up, timing, tracing) fits ``rule.max_time_s``: see ``budget``.
+    """
     device = device or default_device()
-    rule = replace(rule or StopRule(), min_steps=steps)
+    rule = rule or StopRule()
     with tf.device(device):
-        for _ in range(warmup):
-            _block(step())
-        times = time_steps(step, rule)
+        times, plan = time_within_budget(step, steps, warmup, trace_steps if run_dir is not None else 0, rule)
         peak, resident = _peak_memory(step, device)
         traced, kernels, trace_dir, summary, failure = None, [], None, None, None
-        if run_dir is not None and trace_steps > 0:
+        if run_dir is not None and plan.trace_steps > 0:
             try:
-                traced_seconds, trace_dir = _trace(step, trace_steps, run_dir)
+                traced_seconds, trace_dir = _trace(step, plan.trace_steps, run_dir)
                 kernels, summary = kernel_times(trace_dir, on_device=device.startswith("GPU"))
                 traced = StepTimes.from_seconds(traced_seconds)
             except tf.errors.InvalidArgumentError:
@@ -163,7 +94,35 @@ def measure(step: Callable[[], Any], *, steps: int, warmup: int, trace_steps: in
                 failure = (f"the profiler trace in {run_dir} was lost ({type(error).__name__}: "
                            f"{getattr(error, 'strerror', None) or error}); step times and memory are kept, "
                            "per-op times are unknown")
-    return RuntimeResult(device, times, traced, peak, resident, kernels, trace_dir, failure, summary)
+    return RuntimeResult(device, times, traced, peak, resident, kernels, trace_dir, failure, summary,
+                         budget_note=plan.shrunk, trace_steps=plan.trace_steps)
+
+
+def time_within_budget(step: Callable[[], Any], steps: int, warmup: int, trace_steps: int,
+                       rule: StopRule) -> tuple[StepTimes, budget.StepPlan]:
+    """Warm up, plan the step counts that fit ``rule.max_time_s`` (``budget.plan_steps``), time the steps.
+
+    The first (cold) step carries TensorFlow's one-time costs and is outside the
+    budget; the second is always run: if it alone exceeds the budget it is the one
+    timed step (two steps in all), else warm-up goes on and the plan follows.
+    """
+    load_start = load_average()
+    _timed(step)
+    started = time.perf_counter()
+    warm = [_timed(step)]
+    while warm[0] < rule.max_time_s and not budget.warmup_done(1 + len(warm), warmup,
+                                                                 time.perf_counter() - started, rule.max_time_s):
+        warm.append(_timed(step))
+    plan = budget.plan_steps(min(warm), time.perf_counter() - started, steps, trace_steps, rule.max_time_s,
+                             rule.min_rounds)
+    conditions = {"threads": current_threads().to_dict(), "load_start": load_start}
+    if plan.rounds_budget_s <= 0:  # one timed step: the warm step itself when it alone exceeds the budget
+        once = StepTimes.from_seconds(warm[:1] if warm[0] >= rule.max_time_s else [_timed(step)])
+        return replace(once, rounds=1, steps_per_round=1, stopped_by="time budget", target_ci=rule.target_ci,
+                       interval_scope="within one process", load_end=load_average(), **conditions), plan
+    planned = replace(rule, min_steps=plan.steps, min_rounds=plan.min_rounds, max_time_s=plan.rounds_budget_s)
+    rounds = time_rounds(lambda count: [_timed(step) for _ in range(count)], planned)
+    return StepTimes.from_rounds(rounds, planned, load_end=load_average(), **conditions), plan
 
 
 def time_steps(step: Callable[[], Any], rule: StopRule) -> StepTimes:

@@ -9,7 +9,7 @@ import os
 from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
-    from tfprofscale.profiling.assemble import LayerRow, Totals
+    from tfprofscale.records import LayerRow, Totals
 
 CV_LIMIT = 0.10
 HIGH_LOAD_PER_CPU = 0.75
@@ -33,8 +33,13 @@ def _listed(line: str | None) -> list[str]:
 
 
 def high_cv(totals: "Totals") -> str | None:
-    """Step times whose coefficient of variation is over ``CV_LIMIT``."""
+    """Step times whose coefficient of variation is over ``CV_LIMIT``: between processes where several timed them."""
     steps = totals.step_time_ms
+    spread = getattr(steps, "between_process_cv", None)
+    if spread is not None and spread > CV_LIMIT:
+        return (f"noisy timing: the medians of the {steps.processes_contributed} timing processes vary with CV "
+                f"{100 * spread:.0f}% (limit {100 * CV_LIMIT:.0f}%): another run may measure a different median; "
+                "compare medians within the interval")
     if steps.cv <= CV_LIMIT:
         return None
     over = f"{steps.n} steps in {steps.rounds} rounds" if steps.rounds else f"{steps.n} steps"
@@ -55,10 +60,10 @@ def high_load(totals: "Totals", cpus: int) -> str | None:
 
 
 def odd_overhead(totals: "Totals") -> str | None:
-    """Traced over untraced median step time outside ``OVERHEAD_RANGE``."""
+    """Traced over untraced median step time outside ``OVERHEAD_RANGE`` once rounded as shown (x0.996 is x1.00)."""
     overhead = totals.profiler_overhead
     low, high = OVERHEAD_RANGE
-    if overhead is None or low <= overhead <= high:
+    if overhead is None or low <= round(overhead, 2) <= high:
         return None
     why = ("traced steps ran faster than untimed ones: the two phases met different conditions (noise)"
            if overhead < low else "the profiler slowed the steps: kernel times are inflated")

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from tfprofscale.profiling.runtime.measure import KernelTime
+from tfprofscale.profiling.runtime.kernel_trace import read_trace_events
+from tfprofscale.records import KernelTime
 
 ASYNC_START_EVENT = "ExecutorState::ProcessAsync::Start"
 CALL_KERNEL_TYPES = frozenset({"PartitionedCall", "StatefulPartitionedCall"})
@@ -22,7 +23,6 @@ def call_op_times(trace_dir: str | None, trace_steps: int) -> list[KernelTime]:
     """Per-step time and occurrences of every asynchronously run call op in the trace."""
     if not trace_dir or trace_steps < 1:
         return []
-    from tfprofscale.profiling.runtime.kernel_trace import read_trace_events
 
     return call_op_times_from_events(read_trace_events(trace_dir), trace_steps)
 

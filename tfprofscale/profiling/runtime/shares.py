@@ -18,9 +18,7 @@ from typing import TYPE_CHECKING
 from tfprofscale.profiling.runtime.kernel_trace import median_of_sums
 
 if TYPE_CHECKING:
-    from tfprofscale.profiling.runtime.attribution import OpRow
-    from tfprofscale.profiling.assemble import LayerRow
-    from tfprofscale.profiling.runtime.measure import KernelTime
+    from tfprofscale.records import KernelTime, LayerRow, OpRow
 
 SHARE_DEFINITION = ("Share: the layer's time over the sum of all layers' times (and kernels in no layer), each "
                     "the median over traced steps of its kernels' per-step self time")

@@ -49,6 +49,11 @@ class ModelFile:
         return self._hook("example_inputs")
 
     @property
+    def train_setup(self) -> Callable[..., Any] | None:
+        """The file's ``train_setup(**params)`` returning ``(loss, optimizer)``, if any (for ``--train``)."""
+        return self._hook("train_setup")
+
+    @property
     def load_data(self) -> Callable[..., Any] | None:
         """The file's ``load_data(path, **params)``, if any (its exits and failures made one line)."""
         return self._hook("load_data")
@@ -83,7 +88,7 @@ def load_model_file(path: str | os.PathLike) -> ModelFile:
 
 def _check_protocol(file: Path, module: ModuleType) -> None:
     """InputError unless the names of the model-file protocol have the right kinds of value."""
-    for name in ("build_model", "example_inputs", "load_data"):
+    for name in ("build_model", "example_inputs", "load_data", "train_setup"):
         value = getattr(module, name, None)
         if value is not None and not callable(value):
             raise InputError(f"model file {file}: {name} is a {type(value).__name__}, not a function")

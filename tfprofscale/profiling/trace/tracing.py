@@ -8,19 +8,24 @@ really called under (recorded during tracing: Keras uniquifies scopes inside
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 from tfprofscale.errors import InputError
+from tfprofscale.profiling.graph.shape_graph import (
+    ShapeGraph,
+    inlined_graph_def,
+    shape_graph,
+)
 from tfprofscale.profiling.trace import nesting
-from tfprofscale.profiling.memory.frozen import FrozenGraph, freeze
 from tfprofscale.profiling.trace.input_budget import check_fits, making_inputs_bytes
-from tfprofscale.records import LayerInfo, Shape
 from tfprofscale.profiling.trace.user_code import first_line
+from tfprofscale.records import LayerInfo, Shape
 
 # Op types that only move, name or feed tensors: they carry no computation.
 STRUCTURAL_OP_TYPES = frozenset({
@@ -39,21 +44,34 @@ class TracedModel:
     batch_size: int
     keras_model: Any = None
     scopes: dict[str, str] = field(default_factory=dict)  # graph scope -> layer path
-    _frozen: Any = field(default=None, repr=False)
+    _built: dict[str, Any] = field(default_factory=dict, repr=False)
+    source_function: Any = field(default=None, repr=False)  # the tf.function traced (for XLA's compiler IR)
 
     @property
     def graph(self) -> tf.Graph:
         """The concrete function's graph."""
         return self.function.graph
 
-    def frozen(self) -> "FrozenGraph":
-        """The function frozen once, shared by the memory records and TensorFlow's cost model.
+    def inlined_graph_def(self) -> Any:
+        """The function's GraphDef inlined once (captures still placeholders): the memory stage's Session graph.
 
-        Raises ``FreezeError`` (an InputError) with one line when it cannot be frozen.
+        InputError with one line when it cannot be built; a failure is kept and raised again, never retried.
         """
-        if self._frozen is None:
-            self._frozen = freeze(self.function)
-        return self._frozen
+        return self._once("inlined", lambda: inlined_graph_def(self.function))
+
+    def shape_graph(self) -> ShapeGraph:
+        """The inlined graph with every variable a one-value Const of its shape (Grappler's), built once."""
+        return self._once("shape", lambda: shape_graph(self.function, self.inlined_graph_def()))
+
+    def _once(self, key: str, build: Callable[[], Any]) -> Any:
+        if key not in self._built:
+            try:
+                self._built[key] = build()
+            except InputError as error:
+                self._built[key] = error
+        if isinstance(self._built[key], InputError):
+            raise self._built[key]
+        return self._built[key]
 
     def layer_of(self, op_name: str) -> str | None:
         """The layer (path) an op (or runtime kernel) name belongs to, by longest scope."""
@@ -66,19 +84,19 @@ class TracedModel:
 
 def trace(model: Any, batch_size: int, example_inputs: Callable[..., Any] | None = None,
           params: dict[str, Any] | None = None, input_shapes: Sequence[Shape] | None = None,
-          with_inputs: bool = True) -> TracedModel:
+          with_inputs: bool = True, jit_compile: bool = False) -> TracedModel:
     """Trace a Keras model or an ``input_signature`` tf.function at ``batch_size``.
 
     ``input_shapes`` (one per-example shape per input, ``--input-shape``)
     fixes input dimensions the model leaves undefined. ``with_inputs=False``
     makes no example inputs (``inputs`` is empty): for callers that never run
-    the model, such as ``predict``.
+    the model, such as ``predict``. ``jit_compile`` compiles a Keras model's call with XLA.
     """
     if batch_size < 1:
         raise InputError(f"batch size must be >= 1, got {batch_size}")
     make = example_inputs if with_inputs else _no_inputs
     if isinstance(model, tf.keras.Model) or _is_keras_model(model):
-        return _trace_keras(model, batch_size, make, params or {}, input_shapes)
+        return _trace_keras(model, batch_size, make, params or {}, input_shapes, jit_compile)
     if hasattr(model, "get_concrete_function"):
         return _trace_function(model, batch_size, make, params or {}, input_shapes)
     raise InputError(f"the model is a {type(model).__name__}, not a keras.Model or a tf.function")
@@ -91,17 +109,39 @@ def _is_keras_model(model: Any) -> bool:
 
 
 def _trace_keras(model: Any, batch_size: int, example_inputs: Callable[..., Any] | None,
-                 params: dict[str, Any], input_shapes: Sequence[Shape] | None = None) -> TracedModel:
+                 params: dict[str, Any], input_shapes: Sequence[Shape] | None = None,
+                 jit_compile: bool = False) -> TracedModel:
     specs = _input_specs(_model_inputs(model), batch_size, input_shapes)
     multi = len(specs) > 1
-    function = tf.function(lambda *xs: model(list(xs) if multi else xs[0], training=False))
+    function = tf.function(lambda *xs: model(list(xs) if multi else xs[0], training=False),
+                           jit_compile=jit_compile or None)
     with nesting.recording_calls(list(getattr(model, "operations", None) or model.layers)) as records:
         concrete = function.get_concrete_function(*specs)
     fixed_inputs = {_input_layer_name(t): tuple(spec.shape) for t, spec in zip(_model_inputs(model), specs)}
     tree = nesting.expand(model, records, lambda layer: _symbolic_shapes(layer, batch_size, fixed_inputs))
     layers = _without_idle_composites(tree, concrete.graph)
     inputs = _example_inputs(specs, example_inputs, batch_size, params)
-    return TracedModel(concrete, inputs, layers, batch_size, model, tree.scopes)
+    return TracedModel(concrete, inputs, layers, batch_size, model, tree.scopes, source_function=function)
+
+
+def keras_input_specs(model: Any, batch_size: int, input_shapes: Sequence[Shape] | None = None
+                      ) -> list[tf.TensorSpec]:
+    """One TensorSpec per input of a Keras model at ``batch_size`` (``--input-shape`` filling undefined dims)."""
+    return _input_specs(_model_inputs(model), batch_size, input_shapes)
+
+
+def keras_layer_tree(model: Any, records: dict[int, Any], graph: tf.Graph, specs: Sequence[tf.TensorSpec],
+                     batch_size: int) -> tuple[list[LayerInfo], dict[str, str]]:
+    """The layers (paths, shapes) and scope map of a Keras model whose calls ``records`` caught while tracing."""
+    fixed_inputs = {_input_layer_name(t): tuple(spec.shape) for t, spec in zip(_model_inputs(model), specs)}
+    tree = nesting.expand(model, records, lambda layer: _symbolic_shapes(layer, batch_size, fixed_inputs))
+    return _without_idle_composites(tree, graph), tree.scopes
+
+
+def made_example_inputs(specs: Sequence[tf.TensorSpec], make: Callable[..., Any] | None, batch_size: int,
+                        params: dict[str, Any]) -> tuple[tf.Tensor, ...]:
+    """The inputs ``make`` (a model file's ``example_inputs``) returns, checked; random ones when it is None."""
+    return _example_inputs(specs, make, batch_size, params)
 
 
 def _without_idle_composites(tree: nesting.LayerTree, graph: tf.Graph) -> list[LayerInfo]:

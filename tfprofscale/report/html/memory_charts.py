@@ -124,17 +124,23 @@ def ledger(report: dict[str, Any]) -> list[Chart | Missing]:
     sources = ledger_sources(raw)
     if not sources:
         return [Missing("Training memory ledger", "this training report has no memory ledger")]
+    total = raw.get("total_measured_bytes") if isinstance(raw, dict) else None
+    measured = f" The measured peak of the step: {charts.binary_bytes(total)}." if total else ""
     return [_stacked(sources, "The training step's memory: weights, gradients, optimizer slots, saved activations, "
-                              "temporaries, input and labels.")]
+                              "temporaries, input and labels; measured where the allocation records tell." + measured)]
 
 
 def ledger_sources(raw: Any) -> dict[str, dict[str, float]]:
-    """{source: {term: bytes}} from a ledger given as {term: bytes}, {term: {source: bytes}},
+    """{source: {term: bytes}} from a ledger given as ``Ledger.as_dict()`` ({"lines": [{"term",
+    "estimated_bytes", "measured_bytes", "note"}]}), {term: bytes}, {term: {source: bytes}},
     {source: {term: bytes}} or [{"term", source...}]."""
     if not raw:
         return {}
+    if isinstance(raw, dict) and isinstance(raw.get("lines"), list):  # Ledger.as_dict()
+        raw = raw["lines"]
     if isinstance(raw, list):
-        raw = {entry.get("term") or entry.get("name"): {k: v for k, v in entry.items() if k not in ("term", "name")}
+        raw = {entry.get("term") or entry.get("name"): {k.removesuffix("_bytes"): v for k, v in entry.items()
+                                                        if k not in ("term", "name", "note")}
                for entry in raw if isinstance(entry, dict)}
     if not isinstance(raw, dict):
         return {}

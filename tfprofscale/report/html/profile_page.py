@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tfprofscale.profiling.assemble import Report
+from tfprofscale.records.report import Report
 from tfprofscale.report.html import memory_charts, profile_charts
 from tfprofscale.report.html.layer_table import layer_table
 from tfprofscale.report.html.page import (
