@@ -114,8 +114,8 @@ def memory_blocks(report: dict[str, Any]) -> list[Block]:
     """Terms, the live-bytes curve with its estimate, the tensors live at the peak, the training ledger."""
     memory = report.get("memory")
     curve = None
-    try:
-        rows = Report.from_dict(report).layers
+    try:  # the estimate's liveness is an inference step's: a training step has the ledger instead
+        rows = Report.from_dict(report).layers if report.get("mode") != "train" else []
         curve = memory_charts.estimate_curve(rows, (memory or {}).get("kernel_scratch")) if rows else None
     except (KeyError, TypeError, ValueError):
         curve = None
