@@ -153,7 +153,8 @@ def cached_peaks() -> tuple[MachinePeaks | None, str | None]:
     """The cached peaks however old and why they are stale (None: fresh); (None, why) without a cache. Never measures."""
     cached = _read_cache(cache_path())
     if cached is None:
-        return None, f"no cached machine peaks in {cache_path()} (`audit` measures them, and caches them when the machine is quiet)"
+        return None, (f"no cached machine peaks in {cache_path()} (`audit` measures them, and caches them when "
+                      "the machine is quiet)")
     return cached, stale_reason(cached, _conditions())
 
 
