@@ -175,6 +175,8 @@ def test_sweep_writes_plots_and_an_index(swept):
     for name in plots:
         assert f"(plots/{name})" in report
     assert "4 profiled, 0 failed" in report
+    pages = sorted(p.name for p in (out / "html").glob("*.html"))  # report.html links one page per configuration
+    assert (out / "report.html").is_file() and len(pages) == 4 and (out / "html" / "plotly.min.js").is_file()
 
 
 def test_rerun_resumes_without_profiling_again(swept, capsys):

@@ -28,6 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", metavar="FILE", help="write every number of the audit as JSON")
     parser.add_argument("--out", metavar="DIR",
                         help="folder for audit.md and plots/ (default: beside the JSON / the sweep directory)")
+    parser.add_argument("--html", metavar="FILE", help="also write the audit as an interactive HTML page that opens "
+                                                       "offline")
     parser.add_argument("--remeasure", action="store_true",
                         help="measure the machine's peaks again instead of using the cached ones")
     parser.set_defaults(run=run)
@@ -54,8 +56,9 @@ def run(args: argparse.Namespace) -> int:
     path = Path(args.path)
     if not path.is_dir():
         check_input_file(path, "profile JSON")
-    if args.json:
-        check_output_path(args.json, "--json")
+    for option, target in (("--json", args.json), ("--html", args.html)):
+        if target:
+            check_output_path(target, option)
     folder = report_folder(path, args.out)
     _refuse_overwriting_inputs(path, folder, args.json)
     check_output_folder(folder, "--out" if args.out is not None else "audit folder")
@@ -84,4 +87,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         write_json(audit, args.json)
         print(f"wrote {args.json}")
+    if args.html:
+        from tfprofscale.cli.html_pages import write_audit_html
+
+        write_audit_html(args.html, audit)
+        print(f"wrote {args.html}")
     return 0

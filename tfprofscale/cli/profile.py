@@ -30,6 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--logdir", default="runs", help="TensorBoard logdir for the trace (default: runs)")
     parser.add_argument("--json", metavar="FILE", help="write the full report as JSON")
     parser.add_argument("--csv", metavar="FILE", help="write the per-layer table as CSV")
+    parser.add_argument("--html", metavar="FILE",
+                        help="write an interactive HTML page of the report that opens offline (plotly.js inline)")
     parser.add_argument("--show-predictions", type=int, default=0, metavar="N",
                         help="with --data, print N test predictions")
     parser.add_argument("--ops", type=int, default=0, metavar="N",
@@ -97,9 +99,9 @@ def run(args: argparse.Namespace) -> int:
     """Profile, print the table, write the requested files."""
     if args.ops < 0:
         raise InputError(f"--ops {args.ops}: must be an integer >= 0")
-    refuse_overlaps([("--json", args.json), ("--csv", args.csv)],
+    refuse_overlaps([("--json", args.json), ("--csv", args.csv), ("--html", args.html)],
                     [("model file", args.model), ("--weights", args.weights)], [("--data", args.data)])
-    for option, target in (("--json", args.json), ("--csv", args.csv)):
+    for option, target in (("--json", args.json), ("--csv", args.csv), ("--html", args.html)):
         if target is not None:
             check_output_path(target, option)
     if not args.no_trace:
@@ -146,6 +148,10 @@ def run(args: argparse.Namespace) -> int:
         report.write_json(args.json)
     if args.csv:
         report.write_csv(args.csv)
+    if args.html:
+        from tfprofscale.cli.html_pages import write_profile_html
+
+        write_profile_html(args.html, report.to_dict())
     return 0
 
 

@@ -15,6 +15,19 @@ class LiveTensor:
     bytes: int
 
 
+@dataclass(frozen=True)
+class LiveStep:
+    """One point of the step's live-bytes timeline: after the op's allocation records, the in-step live bytes.
+
+    ``live_bytes`` is the largest running sum over that op's consecutive records (so the timeline's
+    maximum is the measured transient peak); ``layer`` is the layer the op belongs to, None if none.
+    """
+
+    op: str
+    layer: str | None
+    live_bytes: int
+
+
 @dataclass
 class MemoryRecord:
     """Memory of one inference step, measured and estimated, in bytes.
@@ -37,6 +50,8 @@ class MemoryRecord:
     ``measured_peak_bytes`` (= ``in_step_measured_peak_bytes``) and
     ``estimated_peak_bytes`` (= ``total_estimated_peak_bytes``, a different
     scope) are the old names, kept for one version.
+    ``live_timeline`` is the measured live bytes over the step in execution order (``LiveStep`` per op,
+    see ``profiling.memory.live_timeline``), empty when the step was not measured.
     """
 
     measured_peak_bytes: int | None = None
@@ -61,3 +76,4 @@ class MemoryRecord:
     total_measured_peak_bytes: int | None = None
     total_estimated_peak_bytes: int | None = None
     ledger: dict[str, Any] | None = None  # --train: the train-step ledger (Ledger.as_dict())
+    live_timeline: list[LiveStep] = field(default_factory=list)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tfprofscale import output
-from tfprofscale.records.memory import LiveTensor, MemoryRecord
+from tfprofscale.records.memory import LiveStep, LiveTensor, MemoryRecord
 
 if TYPE_CHECKING:
     from tfprofscale.profiling.runtime.timing import Rounds, StopRule
@@ -302,6 +302,7 @@ def _memory_record(data: dict[str, Any] | None) -> MemoryRecord | None:
         return None
     record = MemoryRecord(**_known(MemoryRecord, data))
     record.live_at_peak = [LiveTensor(**_known(LiveTensor, tensor)) for tensor in data.get("live_at_peak", [])]
+    record.live_timeline = [LiveStep(**_known(LiveStep, step)) for step in data.get("live_timeline", [])]
     return record
 
 

@@ -110,6 +110,9 @@ def write_summaries(out_dir: Path, config: SweepConfig, records: list[dict[str, 
     saved = plots.save_figures(figures, out_dir / "plots")
     hparams.write_hparams(out_dir / "runs", results, parameters, [record["config_id"] for record in records])
     atomic_write_text(out_dir / "report.md", report_markdown(config, records, grid_names, saved))
+    from tfprofscale.sweep.html_page import write_sweep_html
+
+    write_sweep_html(out_dir, Path(str(config.model)).stem, records, grid_names)
     return [figure.path for figure in saved]
 
 

@@ -28,6 +28,7 @@ from tfprofscale.footprint import StageNeed, memory_stage_need, skip_reason
 from tfprofscale.profiling.graph.shape_graph import (ShapeGraph, assigned_placeholders, captured_variables,
                                                      variable_bytes)
 from tfprofscale.profiling.memory.estimate import estimate_memory, set_scoped_figures
+from tfprofscale.profiling.memory.live_timeline import live_timeline
 from tfprofscale.profiling.memory.memory_trace import run_memory_trace
 from tfprofscale.profiling.memory.session_graph import session_graph
 from tfprofscale.profiling.memory.step_memory import DEVICE, HOST, StepMemory, step_memory
@@ -126,6 +127,7 @@ def fill_record(record: MemoryRecord, step: StepMemory, layer_of: Callable[[str]
     record.live_at_peak = [LiveTensor(a.tensor, a.op, layer_of(a.op), a.bytes)
                            for a in peak.live[:LIVE_AT_PEAK_LIMIT]]
     record.space_peaks = {name: step.peak(name).peak_bytes for name in step.spaces()}
+    record.live_timeline = live_timeline((a for a in step.allocations if a.space == space), layer_of)
     workspace = sum(a.bytes for a in peak.live if a.is_workspace)
     record.measured_terms = {"parameters": record.weights_bytes, "input": record.input_bytes or 0,
                              "activations": peak.peak_bytes - workspace, "workspace": workspace}

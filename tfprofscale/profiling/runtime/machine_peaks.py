@@ -156,6 +156,15 @@ def fresh_cached_peaks() -> MachinePeaks | None:
     return cached if cached is not None and stale_reason(cached, _conditions()) is None else None
 
 
+def cached_peaks() -> tuple[MachinePeaks | None, str | None]:
+    """The cached peaks however old and why they are stale (None: fresh); (None, why) without a cache. Never measures."""
+    cached = _read_cache(cache_path())
+    if cached is None:
+        return None, (f"no cached machine peaks in {cache_path()} (`audit` measures them, and caches them when "
+                      "the machine is quiet)")
+    return cached, stale_reason(cached, _conditions())
+
+
 def stale_reason(cached: MachinePeaks, now: dict[str, Any]) -> str | None:
     """Why cached peaks no longer hold under the conditions ``now`` (see ``_conditions``); None if they do."""
     for key, label in (("host", "another host"), ("tensorflow", "another TensorFlow"),
