@@ -11,7 +11,8 @@ from tfprofscale.profiling.processes import check_processes
 from tfprofscale.profiling.runtime.timing import parse_threads
 from tfprofscale.profiling.trace import loading
 from tfprofscale.profiling.trace.weights import check_weights_format
-from tfprofscale.sweep.config import check_scheduler_address, load_sweep_config
+from tfprofscale.sweep.config import load_sweep_config
+from tfprofscale.sweep.config_values import check_scheduler_address
 from tfprofscale.sweep.files import SWEEP_FILES, SWEEP_FOLDERS
 from tfprofscale.sweep.grid import DEFAULT_MAX_CONFIGS
 from tfprofscale.sweep.scheduler_probe import probe_scheduler

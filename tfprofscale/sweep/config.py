@@ -57,8 +57,8 @@ from tfprofscale.errors import InputError
 from tfprofscale.inputs import read_text
 
 CONFIG_LIMIT_BYTES = 2**20
-from tfprofscale.profiling.trace.input_shapes import parse_input_shapes
-from tfprofscale.profiling.trace.loading import ModelFile, check_type, literal, load_model_file
+from tfprofscale.profiling.trace.loading import ModelFile, check_type, load_model_file
+from tfprofscale.sweep import config_values as ini
 from tfprofscale.sweep.timing_settings import TimingSettings, check_step_bounds, read_timing
 
 DOCUMENT_001_SECTION = "CONFIGURATION"
@@ -69,7 +69,6 @@ SWEEP_KEYS = {"model", "batch_size", "steps", "repeats", "warmup", "trace_steps"
               "scheduler", "mode", "threads", "min_time", "target_ci", "max_time", "processes"}
 TRAINING_KEYS = {"epochs", "learning_rate", "batch_size"}
 RESERVED_NAMES = {"batch_size", "repeat", "config_id", "status", "error", "mode"}
-MODES = ("infer", "train")
 _NO_DEFAULT_SECTION = "\0no default section"
 
 
@@ -107,7 +106,7 @@ class SweepConfig:
     timing: TimingSettings = field(default_factory=TimingSettings)
 
     def origin(self, name: str) -> str:
-        """Where grid parameter ``name`` came from: ``FILE [section] key``."""
+        """ini.Where grid parameter ``name`` came from: ``FILE [section] key``."""
         return f"{self.source} {self.origins.get(name, f'[grid] {name}')}"
 
     def settings(self) -> dict[str, Any]:
@@ -116,23 +115,11 @@ class SweepConfig:
             "config_file": str(self.source), "model": str(self.model), "grid": self.grid,
             "batch_sizes": self.batch_sizes, "steps": self.steps, "repeats": self.repeats,
             "warmup": self.warmup, "trace_steps": self.trace_steps, "timing": asdict(self.timing),
-            "input_shape": _shapes_json(self.input_shapes),
+            "input_shape": ini.shapes_json(self.input_shapes),
             "modes": list(self.modes) if self.modes is not None else None,
             "training": {"epochs": self.training.epochs, "learning_rate": self.training.learning_rate,
                          "batch_size": self.training.batch_size},
         }
-
-
-@dataclass(frozen=True)
-class _Where:
-    """A key's location, for error messages."""
-
-    file: Path
-    section: str
-    key: str
-
-    def error(self, problem: str) -> InputError:
-        return InputError(f"{self.file} [{self.section}] {self.key}: {problem}")
 
 
 def load_sweep_config(path: str | os.PathLike, model: str | os.PathLike | None = None) -> SweepConfig:
@@ -228,14 +215,14 @@ def _section_keys(source: Path, parser: configparser.ConfigParser, section: str)
 def _document_001(source: Path, section: str, keys: dict[str, tuple[str, str]]) -> SweepConfig:
     _reject_unknown(source, section, keys, DOCUMENT_001_KEYS)
     read = _Reader(source, section, keys)
-    grid = {parameter: read(key, _keep_probability_as_rate if key == "dropout" else _positive_int_list, None)
+    grid = {parameter: read(key, ini.keep_probability_as_rate if key == "dropout" else ini.positive_int_list, None)
             for key, parameter in DOCUMENT_001_PARAMETERS.items() if key in keys}
     origins = {parameter: f"[{section}] {keys[key][0]}"
                for key, parameter in DOCUMENT_001_PARAMETERS.items() if key in keys}
-    training = TrainingSettings(epochs=read("training_iterations", _positive_int, 10),
-                                learning_rate=read("learning_rate", _positive_float, 0.001))
-    return SweepConfig(source=source, model=None, grid=grid, batch_sizes=read("batch_size", _positive_int_list, [1]),
-                       steps=read("evaluation_iterations", _positive_int, 50), training=training, origins=origins)
+    training = TrainingSettings(epochs=read("training_iterations", ini.positive_int, 10),
+                                learning_rate=read("learning_rate", ini.positive_float, 0.001))
+    return SweepConfig(source=source, model=None, grid=grid, batch_sizes=read("batch_size", ini.positive_int_list, [1]),
+                       steps=read("evaluation_iterations", ini.positive_int, 50), training=training, origins=origins)
 
 
 def _general(source: Path, parser: configparser.ConfigParser, sections: dict[str, str]) -> SweepConfig:
@@ -245,22 +232,22 @@ def _general(source: Path, parser: configparser.ConfigParser, sections: dict[str
     config = SweepConfig(
         source=source, model=None,
         grid=_grid(source, parser, sections["grid"]) if "grid" in sections else {},
-        batch_sizes=read("batch_size", _positive_int_list, [1]),
-        steps=read("steps", _positive_int, 50),
-        repeats=read("repeats", _positive_int, 1),
-        warmup=read("warmup", _non_negative_int, 5),
-        trace_steps=read("trace_steps", _non_negative_int, 10),
+        batch_sizes=read("batch_size", ini.positive_int_list, [1]),
+        steps=read("steps", ini.positive_int, 50),
+        repeats=read("repeats", ini.positive_int, 1),
+        warmup=read("warmup", ini.non_negative_int, 5),
+        trace_steps=read("trace_steps", ini.non_negative_int, 10),
         training=_training(source, parser, sections["training"]) if "training" in sections else TrainingSettings(),
-        input_shapes=read("input_shape", _input_shapes, None),
-        timeout_s=read("timeout", _positive_float, None),
-        scheduler=read("scheduler", _scheduler_address, None),
-        modes=read("mode", _modes, None),
+        input_shapes=read("input_shape", ini.input_shapes, None),
+        timeout_s=read("timeout", ini.positive_float, None),
+        scheduler=read("scheduler", ini.scheduler_address, None),
+        modes=read("mode", ini.modes, None),
         timing=read_timing(read),
     )
     check_step_bounds(read, config)
     if "model" not in sweep_keys:
         return config
-    model = read("model", _one_path, None)
+    model = read("model", ini.one_path, None)
     return _with_model(config, Path(os.path.normpath(source.parent / model)),
                        f"{source} [{sections['sweep']}] {sweep_keys['model'][0]}")
 
@@ -269,9 +256,9 @@ def _training(source: Path, parser: configparser.ConfigParser, section: str) -> 
     keys = _section_keys(source, parser, section)
     _reject_unknown(source, section, keys, TRAINING_KEYS)
     read = _Reader(source, section, keys)
-    return TrainingSettings(epochs=read("epochs", _positive_int, 10),
-                            learning_rate=read("learning_rate", _positive_float, 0.001),
-                            batch_size=read("batch_size", _positive_int, 64))
+    return TrainingSettings(epochs=read("epochs", ini.positive_int, 10),
+                            learning_rate=read("learning_rate", ini.positive_float, 0.001),
+                            batch_size=read("batch_size", ini.positive_int, 64))
 
 
 @dataclass(frozen=True)
@@ -282,32 +269,32 @@ class _Reader:
     section: str
     keys: dict[str, tuple[str, str]]
 
-    def __call__(self, name: str, parse: Callable[[_Where, str], Any], default: Any) -> Any:
+    def __call__(self, name: str, parse: Callable[[ini.Where, str], Any], default: Any) -> Any:
         if name not in self.keys:
             return default
         written, text = self.keys[name]
-        return parse(_Where(self.file, self.section, written), text)
+        return parse(ini.Where(self.file, self.section, written), text)
 
     @staticmethod
-    def positive_float(where: _Where, text: str) -> float:
+    def positive_float(where: ini.Where, text: str) -> float:
         """A finite number > 0 (the parser other modules' keys use)."""
-        return _positive_float(where, text)
+        return ini.positive_float(where, text)
 
-    def where(self, name: str) -> _Where:
+    def where(self, name: str) -> ini.Where:
         """The location of key ``name`` (as written in the file), for an error about its value."""
-        return _Where(self.file, self.section, self.keys.get(name, (name, ""))[0])
+        return ini.Where(self.file, self.section, self.keys.get(name, (name, ""))[0])
 
 
 def _grid(source: Path, parser: configparser.ConfigParser, section: str) -> dict[str, list[Any]]:
     grid = {}
     for key, text in parser.items(section):
-        where = _Where(source, section, key)
+        where = ini.Where(source, section, key)
         if not key.isidentifier():
             raise where.error("not a parameter name (a Python identifier)")
         if key in RESERVED_NAMES:
             raise where.error(f"{key!r} is a column of the results, not a model parameter"
                               + (" (batch sizes go in [sweep] batch_size)" if key == "batch_size" else ""))
-        grid[key] = _value_list(where, text)
+        grid[key] = ini.value_list(where, text)
     return grid
 
 
@@ -326,118 +313,3 @@ def _reject_unknown(source: Path, section: str, keys: dict[str, tuple[str, str]]
     for lowered, (written, _) in keys.items():
         if lowered not in known:
             raise InputError(f"{source} [{section}] {written}: unknown key (known: {', '.join(sorted(known))})")
-
-
-def _value_list(where: _Where, text: str) -> list[Any]:
-    tokens = text.split()
-    if not tokens:
-        raise where.error("empty list: give one or more values separated by spaces")
-    values = [literal(token) for token in tokens]
-    repeated = sorted({token for token in tokens if tokens.count(token) > 1})
-    if repeated:
-        raise where.error(f"value {repeated[0]!r} is listed twice")
-    return values
-
-
-def _input_shapes(where: _Where, text: str) -> tuple[tuple[int, ...], ...] | dict[str, tuple[int, ...]]:
-    """``224,224,3`` (one input), ``64 64,8`` (one shape per input, separated by spaces) or by name,
-    ``token_ids=128 padding_mask=128``."""
-    label = f"{where.file} [{where.section}] {where.key}"
-    return parse_input_shapes(text.split(), label) or ()
-
-
-def _shapes_json(shapes: Any) -> Any:
-    """Input shapes as JSON: a list of lists, or an object by input name; None when not given."""
-    if not shapes:
-        return None
-    if isinstance(shapes, dict):
-        return {name: list(shape) for name, shape in shapes.items()}
-    return [list(shape) for shape in shapes]
-
-
-def _positive_int_list(where: _Where, text: str) -> list[int]:
-    values = _value_list(where, text)
-    for value in values:
-        _require_int(where, value, minimum=1)
-    return values
-
-
-def _one_value(where: _Where, text: str) -> Any:
-    values = _value_list(where, text)
-    if len(values) > 1:
-        raise where.error(f"expected one value, got a list of {len(values)}: {text.strip()!r}")
-    return values[0]
-
-
-def _positive_int(where: _Where, text: str) -> int:
-    return _require_int(where, _one_value(where, text), minimum=1)
-
-
-def _non_negative_int(where: _Where, text: str) -> int:
-    return _require_int(where, _one_value(where, text), minimum=0)
-
-
-def _require_int(where: _Where, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise where.error(f"value {value!r} is not an integer")
-    if value < minimum:
-        raise where.error(f"value {value} must be >= {minimum}")
-    return value
-
-
-def _positive_float(where: _Where, text: str) -> float:
-    value = _one_value(where, text)
-    if isinstance(value, str) and _is_float(value):  # inf, nan: numbers, but not a limit
-        value = float(value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise where.error(f"value {value!r} is not a number")
-    if where.key.lower() == "timeout" and value == float("inf"):
-        raise where.error("value inf must be a finite number of seconds > 0 (leave timeout out for no limit)")
-    if not 0 < value < float("inf"):
-        raise where.error(f"value {value} must be a finite number > 0")
-    return float(value)
-
-
-def _is_float(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _keep_probability_as_rate(where: _Where, text: str) -> list[float]:
-    """Document 001's Dropout, a keep probability in (0, 1], as the model's dropout rate."""
-    keep = _one_value(where, text)
-    if isinstance(keep, bool) or not isinstance(keep, (int, float)) or not 0 < keep <= 1:
-        raise where.error(f"value {keep!r} must be a keep probability in (0, 1] (the dropout rate is 1 - it)")
-    return [round(1.0 - float(keep), 12)]
-
-
-def _modes(where: _Where, text: str) -> tuple[str, ...]:
-    """``infer``, ``train`` or both, each once."""
-    values = _value_list(where, text)
-    for value in values:
-        if value not in MODES:
-            raise where.error(f"mode {value!r} is neither infer nor train")
-    return tuple(values)
-
-
-def _scheduler_address(where: _Where, text: str) -> str:
-    return check_scheduler_address(text.strip(), lambda problem: where.error(problem))
-
-
-def check_scheduler_address(address: str, error: Callable[[str], InputError]) -> str:
-    """``address`` if it looks like a Dask scheduler address (``tcp://HOST:PORT``), else ``error(problem)``."""
-    scheme, separator, rest = address.partition("://")
-    host, colon, port = rest.rpartition(":")
-    if not separator or scheme not in ("tcp", "tls", "ws", "wss", "ucx") or not host or not port.isdigit():
-        raise error(f"{address!r} is not a scheduler address like tcp://HOST:8786")
-    return address
-
-
-def _one_path(where: _Where, text: str) -> Path:
-    value = text.strip()
-    if not value:
-        raise where.error("empty: give the model file's path")
-    return Path(value)
