@@ -172,10 +172,10 @@ def test_a_100_mb_model_profiles_within_its_floor_plus_a_derived_bound(tmp_path)
     # What the profile may add to the floor: the dense kernel probed alone holds its own weights once (W);
     # the Session shares the model's buffers (0); the shape-only graph holds no values (0); activations are
     # 20 KB. Beyond that, fixed costs: measuring the machine's peaks when no fresh cached value exists
-    # (a 128 MiB array summed, two 16 MiB matrices: 160 MiB) and the profiler's own (tfprof, xprof's trace
-    # conversion, Grappler, the Session's kernels: 140 MiB, against ~90 MiB measured on fashion_mnist).
-    # The frozen route needed floor + ~17.5 W here (1.75 GB), far over this bound.
-    bound = weights + 160 * MIB + 140 * MIB
+    # (a 128 MiB array summed, two 16 MiB matrices and TensorFlow's arenas: 250 MiB measured alone) and the
+    # profiler's own (tfprof, xprof's trace conversion, Grappler, the Session's kernels: 140 MiB, against
+    # ~90 MiB measured on fashion_mnist). The frozen route needed floor + ~17.5 W here (1.75 GB).
+    bound = weights + 250 * MIB + 140 * MIB
     assert profile - floor < bound, (floor / MIB, profile / MIB)
 
 

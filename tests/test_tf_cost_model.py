@@ -115,7 +115,7 @@ FAKE_PEAKS = MachinePeaks(flops_per_s=1e9, bytes_per_s=1e9, host="h", tensorflow
 def profile_cnn(cnn_file, monkeypatch):
     from tfprofscale.profiling.pipeline import ProfileOptions, run_profile
 
-    monkeypatch.setattr(tf_cost_model, "machine_peaks_in_child", lambda *args, **kwargs: FAKE_PEAKS)
+    monkeypatch.setattr(tf_cost_model, "machine_peaks", lambda *args, **kwargs: FAKE_PEAKS)
     monkeypatch.setattr(tf_cost_model.os, "cpu_count", lambda: 1)
     return run_profile(str(cnn_file), ProfileOptions(batch_size=2, steps=2, warmup=1, trace=False))
 

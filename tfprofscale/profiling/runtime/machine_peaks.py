@@ -120,36 +120,6 @@ def machine_peaks(refresh: bool = False) -> MachinePeaks:
     return peaks
 
 
-def machine_peaks_in_child() -> MachinePeaks:
-    """``machine_peaks()``, measuring (when the cache is stale) in a child process that writes the cache.
-
-    Measuring allocates a 128 MiB stream array and two matrices (~250 MiB of
-    peak RSS with TensorFlow's arenas): in a child, that memory is never
-    the profile's. Falls back to measuring here when the child fails or its
-    conditions (thread settings) differ.
-    """
-    import subprocess
-    import sys
-
-    cached = fresh_cached_peaks()
-    if cached is not None:
-        return cached
-    code = "from tfprofscale.profiling.runtime.machine_peaks import machine_peaks; machine_peaks(refresh=True)"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[3]),
-                                                                     os.environ.get("PYTHONPATH")]))}
-    result = subprocess.run([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, check=False)
-    measured = _read_cache(cache_path()) if result.returncode == 0 else None
-    if measured is not None and _same_setup(measured, _conditions()):
-        return measured
-    return machine_peaks()
-
-
-def _same_setup(peaks: MachinePeaks, now: dict[str, Any]) -> bool:
-    """Measured on this host, TensorFlow and thread settings, by this method (however loaded the machine was)."""
-    return all(getattr(peaks, key) == now[key] for key in ("host", "tensorflow", "method", "threads"))
-
-
 def fresh_cached_peaks() -> MachinePeaks | None:
     """The cached peaks if still valid, else None (never measures)."""
     cached = _read_cache(cache_path())
