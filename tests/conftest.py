@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import textwrap
 from pathlib import Path
@@ -9,8 +10,24 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# Machine peaks measured by the roofline are cached under XDG_CACHE_HOME: keep the tests' own.
-os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="tfprofscale-test-cache-")
+# Machine peaks measured by the roofline are cached under XDG_CACHE_HOME: keep the tests' own, removed at the end.
+TEST_CACHE = tempfile.mkdtemp(prefix="tfprofscale-test-cache-")
+os.environ["XDG_CACHE_HOME"] = TEST_CACHE
+
+try:  # Hypothesis keeps no example database, and its caches go to the tests' folder, not .hypothesis/ here
+    from hypothesis import settings
+    from hypothesis.configuration import set_hypothesis_home_dir
+
+    set_hypothesis_home_dir(os.path.join(TEST_CACHE, "hypothesis"))
+    settings.register_profile("tfprofscale", database=None)
+    settings.load_profile("tfprofscale")
+except ImportError:
+    pass
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Remove the tests' cache folder: a test run leaves nothing in /tmp or in the checkout."""
+    shutil.rmtree(TEST_CACHE, ignore_errors=True)
 
 TWO_LAYER_CNN = """
     import keras

@@ -38,7 +38,7 @@ def test_profile_prints_the_table_and_writes_json_and_csv(capsys, cnn_file, tmp_
     assert (tmp_path / "r.csv").read_text().splitlines()[0].startswith("name,type,output_shape")
     assert list((tmp_path / "runs").glob("two_layer_cnn-b1/plugins/profile/*/*.xplane.pb"))
     assert f"(tensorboard --logdir {tmp_path / 'runs'}, Profile tab)" in out
-    assert "Share: the layer's time over the sum of all layers' times" in out
+    assert "Share: the layer's time over the sum of all layers' own times" in out
     assert data["totals"]["kernel_coverage"] <= 1 and data["totals"]["busy_time_us"] > 0
 
 

@@ -133,10 +133,11 @@ def test_a_batch_that_cannot_fit_is_refused_before_allocating(capsys, tmp_path, 
     monkeypatch.setattr(input_budget, "available_memory_bytes", lambda: 2**30)
     path = dense_file(tmp_path, DENSE_TEMPLATE.format(extra=""), "big.py")
     line = one_line_error(capsys, "profile", str(path), "--batch-size", "1000000000", *FAST)
-    # 10^9 examples x 10 float32 elements: 4 bytes in the tensor + 8 in numpy's float64 draw = 1.2e11 B
-    assert 1_000_000_000 * 10 * (4 + 8) / 2**30 == pytest.approx(111.76, abs=0.01)
-    assert line == ("tfprofscale profile: error: batch size 1000000000: the model's inputs (while they are made) "
-                    "need 111.8 GiB, more than the 1.0 GiB of memory available: use a smaller --batch-size")
+    # Refused from the declared shapes before tracing (issue 21): 10^9 examples x (10 input + 2 output) float32
+    # elements x 4 bytes = 4.8e10 B
+    assert 1_000_000_000 * (10 + 2) * 4 / 2**30 == pytest.approx(44.70, abs=0.01)
+    assert line == ("tfprofscale profile: error: batch size 1000000000: the inputs and the largest layer output "
+                    "need 44.7 GiB, more than the 1.0 GiB of memory available: use a smaller --batch-size")
 
 
 def test_a_model_file_is_imported_once_per_profile(capsys, write_model, tmp_path):

@@ -13,7 +13,7 @@ from tfprofscale.formulas import analytic
 from tfprofscale.profiling.graph import graph_stats
 from tfprofscale.profiling.trace import tracing
 from tfprofscale.profiling.runtime.attribution import attribute_ops
-from tfprofscale.profiling.runtime.nested_kernels import call_op_times_from_events
+from tfprofscale.profiling.runtime.kernel_trace import per_step
 from tfprofscale.profiling.graph.op_statistics import einsum_flops_of
 from tfprofscale.profiling.assemble import layer_rows
 from tfprofscale.records import KernelTime
@@ -161,17 +161,23 @@ def test_loop_kernels_get_the_loop_body_op_and_its_layer(lstm):
 
 
 def test_xla_call_ops_are_timed_from_their_async_start_events():
+    # Two steps of 200 us. The call op's async start events last 100 us and 60 us; the compiled module's
+    # convolution.1 inside is no TensorFlow op; a Recv's async start is no call. Per step: 100, then 60.
+    def event(title, start, dur, **args):
+        return {"ph": "X", "pid": 1, "tid": 2, "name": title, "ts": start, "dur": dur, "args": args}
+
+    call = {"kernel_type": "StatefulPartitionedCall", "name": "m/grouped_1/StatefulPartitionedCall"}
     events = [
-        {"name": "ExecutorState::ProcessAsync::Start", "dur": 100.0,
-         "args": {"kernel_type": "StatefulPartitionedCall", "name": "m/grouped_1/StatefulPartitionedCall"}},
-        {"name": "ExecutorState::ProcessAsync::Start", "dur": 60.0,
-         "args": {"kernel_type": "StatefulPartitionedCall", "name": "m/grouped_1/StatefulPartitionedCall"}},
-        {"name": "convolution.1", "dur": 40.0, "args": {"hlo_op": "convolution.1"}},
-        {"name": "ExecutorState::ProcessAsync::Start", "dur": 7.0, "args": {"kernel_type": "Recv", "name": "r"}},
+        event("infer 0", 0.0, 200.0, step_num="0"), event("infer 1", 300.0, 200.0, step_num="1"),
+        event("ExecutorState::ProcessAsync::Start", 10.0, 100.0, **call),
+        event("convolution.1", 20.0, 40.0, hlo_op="convolution.1"),
+        event("ExecutorState::ProcessAsync::Start", 310.0, 60.0, **call),
+        event("ExecutorState::ProcessAsync::Start", 400.0, 7.0, kernel_type="Recv", name="r"),
     ]
-    [kernel] = call_op_times_from_events(events, trace_steps=2)
-    assert kernel.name == "m/grouped_1/StatefulPartitionedCall"
-    assert kernel.time_us == (100.0 + 60.0) / 2 and kernel.occurrences == 1.0
+    first, second = per_step(events)
+    assert first.self_us == {"m/grouped_1/StatefulPartitionedCall": 100.0}
+    assert second.self_us == {"m/grouped_1/StatefulPartitionedCall": 60.0}
+    assert first.busy_us == 100.0 and first.types["m/grouped_1/StatefulPartitionedCall"] == "StatefulPartitionedCall"
 
 
 def test_with_tracing_on_every_layer_that_works_has_time_and_no_kernel_is_unattributed(tmp_path):

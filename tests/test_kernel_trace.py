@@ -94,7 +94,7 @@ def test_gpu_kernels_come_from_the_device_process():
 
 def row(name: str, ops: list[str], flops: int | None = None) -> LayerRow:
     return LayerRow(name=name, type="Conv2D", output_shape=[1], params=0, analytic_flops=flops, analytic_macs=None,
-                    graph_flops=flops, activation_bytes=0, time_us=None, achieved_gflops=None, ops=ops)
+                    graph_flops=flops, activation_bytes=0, time_us=None, achieved_gflops=None, ops=ops, timed_ops=ops)
 
 
 def test_layer_time_is_the_median_of_per_step_sums_not_of_a_mean():

@@ -13,7 +13,6 @@ from tfprofscale.records import MemoryRecord
 from tfprofscale.profiling.memory.step_memory import step_memory
 from tfprofscale.profiling.memory.workspace_probe import kernel_scratch_bytes, probe_key
 from tfprofscale.profiling.trace.tracing import trace
-from tfprofscale.records import MemoryRecord
 from tfprofscale.report.table import binary_bytes, render
 
 FLOAT = 4

@@ -79,7 +79,7 @@ def test_layer_kinds_and_onednn_workspaces_from_report_rows():
     estimate = estimate_memory(SimpleNamespace(layers=rows), threads=2)
     # conv: out 8192 + scratch 12,336 = 20,528; pool: 8192 + 2048 + 512 = 10,752; bn writes into the pool buffer
     assert estimate.peak_layer == "conv"
-    assert estimate.terms == {"parameters": (128 + 1024) * 4, "input": 4096, "activations": 8192,
+    assert estimate.terms == {"parameters": (128 + 1024) * 4, "input": 4096, "activations": 8192, "layer internals": 0,
                               "convolution scratch": 12_336, "im2col": 0, "matmul scratch": 0, "max-pool workspace": 0}
     assert estimate.total_bytes == 4608 + 4096 + 8192 + 12_336
 

@@ -283,3 +283,34 @@ def test_measuring_small_peaks_gives_positive_speeds(monkeypatch):
     assert peaks.flops_per_s > 0 and peaks.bytes_per_s > 0
     assert peaks.host == socket.gethostname()
     assert "GFLOP/s" in peaks.lines()[0]
+
+
+def test_a_kernel_whose_data_fits_in_the_cache_is_bound_by_the_cache_read_speed():
+    # The pool moves 5,120 B, all within a 8,192 B cache. Read from cache at 2 GB/s: 2.56 us, above its compute
+    # time 1,024 FLOPs / 1e12 = 0.001 us: cache-resident, bound 2.56 us; measured 2 us is 1.28x faster: no flag.
+    pool = OpRow("pool/MaxPool", "MaxPool", "pool", POOL_FLOPS, 2.0, 1.0, "_MklNativeMaxPool")
+    peaks = MachinePeaks(1e12, 1e9, "h", "t", cache_bytes=8192, cache_bytes_per_s=2e9)
+    (bound,) = roofline_ops(make_report([pool_row()], [pool]), peaks)
+    assert bound.bound == "cache-resident" and bound.roofline_time_us == pytest.approx(2.56)
+    assert not bound.flagged
+    # A cache measured slower than streaming (a busy machine) is taken at the streaming speed: a lower bound.
+    slow = MachinePeaks(1e12, 1e9, "h", "t", cache_bytes=8192, cache_bytes_per_s=1e8)
+    (bound,) = roofline_ops(make_report([pool_row()], [pool]), slow)
+    assert bound.roofline_time_us == pytest.approx(5.12) and bound.bound == "cache-resident"
+
+
+def test_a_kernel_measured_at_zero_is_not_judged_and_prints():
+    # A loop or call op whose self time is 0 us after its body's kernels are subtracted: no share, no flag, and
+    # its text line formats (a None share once crashed the audit of a recurrent model).
+    pool = OpRow("pool/MaxPool", "MaxPool", "pool", POOL_FLOPS, 0.0, 1.0, "_MklNativeMaxPool")
+    (bound,) = roofline_ops(make_report([pool_row()], [pool]), MachinePeaks(1e12, 1e9, "h", "t"))
+    assert bound.share_of_bound is None and not bound.flagged
+    assert len(bound.lines()) == 1 and "measured 0.0 us" in bound.lines()[0]
+
+
+def test_a_loop_body_kernel_is_held_to_the_flops_of_the_runs_traced():
+    # A body MatMul counted over 120 iterations (120 x 1,000 = 120,000 FLOPs) of which the trace recorded 30 runs
+    # per step in 12 us: the bound covers 30 x 1,000 = 30,000 FLOPs, 30 us at 1 GFLOP/s.
+    body = OpRow("m/lstm/while/MatMul", "MatMul", "lstm", 120_000, 12.0, 30.0, "_MklMatMul", executions=120)
+    (bound,) = roofline_ops(make_report([], [body]), MachinePeaks(1e9, 1e9, "h", "t"))
+    assert bound.flops == 30_000 and bound.roofline_time_us == pytest.approx(30.0)

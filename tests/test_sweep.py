@@ -34,8 +34,10 @@ REPO = Path(__file__).resolve().parent.parent
 CONTRACT_COLUMNS = ("filters,batch_size,repeat,Layers,BatchSize,ConvSize,TotalTime,MeanTime,params,analytic_flops,"
                     "analytic_macs,graph_flops,activation_bytes,analytic_memory_bytes,peak_bytes,measured_peak_bytes,"
                     "weights_bytes,input_bytes,estimated_peak_bytes,tf_estimated_peak_bytes,allocator_peak_bytes,"
-                    "step_time_median_ms,"
-                    "step_time_p10_ms,step_time_p90_ms,step_time_cv,accuracy,status,error,warnings,host,machine").split(",")
+                    "in_step_measured_peak_bytes,in_step_estimated_peak_bytes,total_measured_peak_bytes,"
+                    "total_estimated_peak_bytes,step_time_median_ms,"
+                    "step_time_p10_ms,step_time_p90_ms,step_time_cv,accuracy,status,error,warnings,host,machine,"
+                    "graph_train_flops,train_flops,train_to_forward,update_flops,model_sha256").split(",")
 GRID_2X2 = """\
 [sweep]
 model = {model}
@@ -173,6 +175,8 @@ def test_sweep_writes_plots_and_an_index(swept):
     for name in plots:
         assert f"(plots/{name})" in report
     assert "4 profiled, 0 failed" in report
+    pages = sorted(p.name for p in (out / "html").glob("*.html"))  # report.html links one page per configuration
+    assert (out / "report.html").is_file() and len(pages) == 4 and (out / "html" / "plotly.min.js").is_file()
 
 
 def test_rerun_resumes_without_profiling_again(swept, capsys):
@@ -408,7 +412,7 @@ def test_report_headlines_from_hand_made_records(tmp_path):
     assert "a 1 -> 2: median step time 3.5 ms -> 7 ms (x2;" in text
     # per example: batch 1 -> median(2, 4) = 3 ms; batch 4 -> median(5/4, 10/4) = 1.875 ms; 3 / 1.875 = 1.6
     assert "per example: 3 ms at batch 1, 1.88 ms at batch 4 (batching makes each example x1.6 cheaper" in text
-    assert "measured peak memory 2.05 kB to 8.19 kB" in text  # 2048 and 8192 bytes
+    assert "measured peak memory 2.00 KiB to 8.00 KiB" in text  # 2048 and 8192 bytes, binary units (issue 21)
     assert "- failed: `a=3,batch_size=1,r0`: InputError: a=3 cannot be built" in text
     assert "Noisy or doubtful" not in text  # no configuration warned
 
@@ -430,4 +434,5 @@ def test_warnings_reach_results_csv_and_report_md(tmp_path):
     assert results_row(records[1], ["a"])["warnings"] == " | ".join(warned)
     text = report_markdown(parse_sweep_file(ini), records, ["a"], [])
     assert "1 of 2 configurations warned" in text
-    assert f"- `a=2,r0`: {' | '.join(warned)}" in text and "`a=1,r0`:" not in text
+    assert f"- **noisy timing**, 1 configuration (`a=2,r0`): {warned[0]}" in text  # grouped by kind (issue 21)
+    assert f"- **busy machine**, 1 configuration (`a=2,r0`): {warned[1]}" in text and "`a=1,r0`" not in text

@@ -1,7 +1,8 @@
 """tfprofscale: formulas, TensorFlow's graph and the runtime, side by side.
 
 ``tfprofscale.profile(model_or_path, batch_size=1, ...)`` returns a ``Report``;
-``report.to_frame()`` is its per-layer pandas DataFrame. TensorFlow is imported
+``report.to_frame()`` is its per-layer pandas DataFrame. ``@tfprofscale.formula("MyLayer")``
+registers a model file's formula for its own layer type (formulas/custom.py). TensorFlow is imported
 on first use, so ``import tfprofscale`` and ``--help`` stay fast.
 """
 from __future__ import annotations
@@ -9,9 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["profile", "Report", "InputError"]
+__all__ = ["profile", "Report", "InputError", "formula"]
 
 from tfprofscale.errors import InputError
+from tfprofscale.formulas.custom import formula
 from tfprofscale.quiet import import_tensorflow_quietly
 from tfprofscale.records import Report
 

@@ -34,6 +34,8 @@ IDX_DTYPES: dict[int, np.dtype] = {
     0x0E: np.dtype(">f8"),
 }
 _GZIP_MAGIC = b"\x1f\x8b"
+#: IDX allows up to 255 dimensions; images have 3 and labels 1, so more than this is a corrupt header.
+MAX_IDX_DIMS = 4
 
 MNIST_FILE_NAMES = {
     "train_images": "train-images-idx3-ubyte",
@@ -83,6 +85,10 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     dtype, dims, header_bytes = _idx_header(raw, path)
     expected_bytes = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
     data_bytes = len(raw) - header_bytes
+    if data_bytes != expected_bytes and len(dims) > MAX_IDX_DIMS:
+        raise InputError(f"{path}: corrupt IDX header: byte 3 says {len(dims)} dimensions, which no data set "
+                         f"tfprofscale reads has (images have 3, labels 1), and its shape {dims} does not match the "
+                         f"{data_bytes:,} bytes of data")
     if data_bytes != expected_bytes:
         problem = "truncated" if data_bytes < expected_bytes else "has trailing bytes"
         raise InputError(f"{path}: {problem}: the header announces shape {dims} = {expected_bytes} bytes "

@@ -15,7 +15,7 @@ import secrets
 import stat
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from tfprofscale.errors import InputError
 
@@ -137,3 +137,62 @@ def _remove_quietly(path: Path) -> None:
             os.unlink(path)
     except OSError:
         pass
+
+
+# ------------------------------------------------ outputs that would destroy an input
+
+#: A labelled path: (what it is, e.g. "--json" or "model file", the path).
+Labelled = tuple[str, "str | os.PathLike"]
+
+
+def refuse_overlaps(outputs: Sequence[Labelled], inputs: Sequence[Labelled] = (),
+                    input_folders: Sequence[Labelled] = (), output_folders: Sequence[Labelled] = ()) -> None:
+    """InputError (one line) if writing the outputs would replace an input or another output.
+
+    An output file is refused when it is the same file as an input (same
+    resolved path, through symlinks, or the same inode: a hard link), lies
+    is an existing file inside an input folder (``--data``, a sweep's reports), or is the same file
+    as another output. An input inside an output folder (one the command
+    writes into, e.g. a sweep's ``reports/``) is refused too. Call it before
+    any work; missing files and ``None`` paths are skipped where they cannot clash.
+    """
+    outputs = [(label, path) for label, path in outputs if path is not None]
+    inputs = [(label, path) for label, path in inputs if path is not None]
+    for index, (label, path) in enumerate(outputs):
+        for other_label, other in [*inputs, *outputs[:index]]:
+            if same_file(path, other):
+                what = "which this command reads" if (other_label, other) in inputs else "another output"
+                raise InputError(f"{label} {path}: is the same file as {other_label} {other} ({what}): "
+                                 "writing it would destroy that file; choose another path")
+        for folder_label, folder in input_folders:
+            if folder is not None and os.path.lexists(path) and is_inside(path, folder):
+                raise InputError(f"{label} {path}: would replace a file inside {folder_label} {folder}, which "
+                                 "this command reads: choose another path")
+    for label, path in inputs:
+        for folder_label, folder in output_folders:
+            if is_inside(path, folder):
+                raise InputError(f"{label} {path}: is inside {folder_label} {folder}, which this command writes "
+                                 "into: move it, or write elsewhere")
+
+
+def same_file(first: str | os.PathLike, second: str | os.PathLike) -> bool:
+    """True if both paths name one file: equal once resolved (symlinks followed), or one inode (hard links)."""
+    if _resolved(first) == _resolved(second):
+        return True
+    try:
+        return os.path.samefile(first, second)
+    except OSError:
+        return False
+
+
+def is_inside(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
+    """True if ``path``, resolved, is ``folder`` or lies below it."""
+    inner, outer = _resolved(path), _resolved(folder)
+    return inner == outer or outer in inner.parents
+
+
+def _resolved(path: str | os.PathLike) -> Path:
+    try:
+        return Path(path).resolve()
+    except (OSError, RuntimeError):  # a symlink loop: compare it as written
+        return Path(os.path.abspath(path))

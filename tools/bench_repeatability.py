@@ -15,6 +15,23 @@ on a quiet machine), with the load average seen. Modes:
 - ``calibrated-1-thread``: the defaults with ``--threads 1``.
 
     python tools/bench_repeatability.py [--rounds 3] [--modes calibrated single-pass calibrated-1-thread]
+
+``--coverage`` (issue 18) measures instead, for fashion_mnist b1, the
+generated CNN at three sizes (sub-ms, ~5 ms, ~50 ms steps on a quiet machine)
+and ResNet50 b1, a pool of ``--pool`` fresh timing processes per model (the
+very workers ``profile --processes N`` starts, interleaved over the models,
+one at a time): the between-process spread (CV) of the median, p10 and min;
+and the coverage of the reported 95% interval at N = 1, 3, 5: in each of
+``--draws`` draws, two disjoint groups of N processes are taken from the pool
+at random, the first group's interval (``across_processes.combine``, exactly
+as ``profile --processes N`` reports it; N = 1: the within-process interval)
+is checked against the second group's median (the next independent run).
+Resampling a finite pool makes the draws dependent: with a pool of 12 and
+N = 5 each draw uses 10 of the 12 processes. The load average at the start
+and end of every process is printed next to the figures. ``--cost`` times
+``profile`` at ``--processes 1`` and ``3`` on fashion_mnist (interleaved).
+
+    python tools/bench_repeatability.py --coverage [--pool 12] [--draws 10] [--cost]
 """
 from __future__ import annotations
 
@@ -61,7 +78,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
+    parser.add_argument("--coverage", action="store_true", help="the between-process benchmark of issue 18")
+    parser.add_argument("--pool", type=int, default=12, help="fresh timing processes per model (--coverage)")
+    parser.add_argument("--draws", type=int, default=10, help="independent-run checks per N (--coverage)")
+    parser.add_argument("--models", nargs="+", default=None, help="a subset of the --coverage models")
+    parser.add_argument("--cost", action="store_true", help="profile wall time at --processes 1 and 3")
     args = parser.parse_args()
+    if args.coverage or args.cost:
+        from bench_coverage import run_coverage
+
+        run_coverage(args)
+        return
     mape = {mode: [] for mode in args.modes}
     loads = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory() as folder:

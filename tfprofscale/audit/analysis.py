@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tfprofscale.audit import conventions, latency, roofline, time_views, validation
+from tfprofscale.audit.training import TrainAudit, train_audit
 from tfprofscale.audit.profiles import LoadedProfiles, layers_frame, load_profiles
 from tfprofscale.profiling.memory.estimate import MemoryAudit, audit_memory
 from tfprofscale.profiling.runtime import machine_peaks
@@ -158,6 +159,7 @@ class Audit:
     profiles: list[ProfileAudit]
     time: TimeAudit
     failed_configs: list[str] = field(default_factory=list)
+    training: TrainAudit = field(default_factory=TrainAudit)
 
 
 # -- FLOPs ---------------------------------------------------------------------------------------
@@ -318,7 +320,8 @@ def audit_profiles(loaded: LoadedProfiles, sweep_dir: Path | None = None, time_a
     """The full audit of loaded profiles; ``sweep_dir`` enables the held-out validation."""
     profiles = [audit_profile(report, config_id, config) for config_id, config, report in loaded.profiles]
     time = analyse_time(loaded, sweep_dir) if time_analysis else TimeAudit(notes=["time analysis not run"])
-    return Audit(loaded.source, loaded.kind, profiles, time, loaded.failed)
+    training = train_audit([(config_id, report) for config_id, _, report in loaded.profiles])
+    return Audit(loaded.source, loaded.kind, profiles, time, loaded.failed, training)
 
 
 def analyse_time(loaded: LoadedProfiles, sweep_dir: Path | None) -> TimeAudit:

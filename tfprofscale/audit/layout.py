@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import textwrap
 
-from tfprofscale.report.table import UNSUPPORTED
+from tfprofscale.report.units import UNSUPPORTED
 
 __all__ = ["UNSUPPORTED", "WIDTH", "MAX_LISTED", "wrap", "short_cell"]
 

@@ -3,7 +3,7 @@
 - analytic against graph FLOPs: every layer of every configuration, one
   series per counting convention, on log axes with the line y = x;
 - predicted against measured step time on held-out configurations (from
-  the latency validation), with the +-10% band and the FLOPs-only baseline;
+  the latency validation), with the +-10% band and the affine FLOPs baseline;
 - the memory estimate against the measured peak, per configuration.
 """
 from __future__ import annotations
@@ -12,7 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from tfprofscale.audit.analysis import Audit
+from tfprofscale.audit.validation import LATENCY_MODEL, PREDICTORS
 from tfprofscale.output import atomic_path
+from tfprofscale.report.units import bytes_formatter
+
+#: The baseline drawn beside the latency model: an affine fit of time on FLOPs.
+BASELINE = PREDICTORS[1]
 
 #: Up to this many configurations the memory figure shows bars, beyond it a scatter.
 MEMORY_BARS_MAX = 8
@@ -81,15 +86,22 @@ def plot_time(audit: Audit, path: str | Path) -> bool:
                       [low * (1 + WITHIN), high * (1 + WITHIN)], color="green", alpha=0.15, label="±10%")
     _identity_line(axis, low, high)
     for name, pairs in splits:
-        axis.scatter([p["measured_ms"] for p in pairs], [p["predicted_ms"] for p in pairs], s=18, label=name)
+        axis.scatter(*_predicted(pairs, LATENCY_MODEL), s=18, label=name)
     first_name, first = splits[0]
-    axis.scatter([p["measured_ms"] for p in first], [p["baseline_ms"] for p in first], s=14, marker="x",
-                 color="grey", label=f"time ∝ FLOPs baseline ({first_name})")
+    axis.scatter(*_predicted(first, BASELINE), s=14, marker="x", color="grey",
+                 label=f"baseline, {BASELINE} ({first_name})")
     axis.set(xscale="log", yscale="log", xlabel="measured step time (ms)", ylabel="predicted step time (ms)",
              title="Latency model on held-out configurations")
     axis.legend(fontsize=7)
     _save(figure, path)
     return True
+
+
+def _predicted(pairs: list[dict[str, Any]], predictor: str) -> tuple[list[float], list[float]]:
+    """(measured ms, predicted ms) of the pairs ``predictor`` predicted (``predicted_ms`` maps predictor to ms)."""
+    known = [(p["measured_ms"], p["predicted_ms"][predictor]) for p in pairs
+             if p["predicted_ms"].get(predictor) is not None]
+    return [float(m) for m, _ in known], [float(g) for _, g in known]
 
 
 def plot_memory(audit: Audit, path: str | Path) -> bool:
@@ -130,8 +142,10 @@ def _memory_scatter(axis: Any, profiles: list[Any]) -> None:
     estimates = [p.memory.estimate.total_bytes for p in profiles]
     axis.scatter(peaks, estimates, s=18, label="estimate")
     _identity_line(axis, min(peaks + estimates), max(peaks + estimates))
-    axis.set(xscale="log", yscale="log", xlabel="measured peak (bytes)", ylabel="estimate (bytes)",
+    axis.set(xscale="log", yscale="log", xlabel="measured peak", ylabel="estimate",
              title="Memory: estimate against the measured peak")
+    for scale in (axis.xaxis, axis.yaxis):
+        scale.set_major_formatter(bytes_formatter())
     axis.legend(fontsize=8)
 
 
@@ -161,7 +175,7 @@ FIGURES = (
     ("audit_flops.png", plot_flops, "Analytic counts under each convention against TensorFlow's graph count, "
                                     "per layer (y = x is an exact match)."),
     ("audit_time.png", plot_time, "Predicted against measured step time on held-out configurations, "
-                                  "with the ±10% band and the time-proportional-to-FLOPs baseline."),
+                                  "with the ±10% band and the affine (fixed + per FLOP) baseline."),
     ("audit_memory.png", plot_memory, "Memory estimate (parameters + input + peak live activations + "
                                       "workspace) against the measured peak."),
 )
@@ -171,8 +185,13 @@ def write_figures(audit: Audit, folder: str | Path) -> dict[str, Path]:
     """Draw every figure there is data for into ``folder``; {caption: path}."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    written = {}
-    for name, draw, caption in FIGURES:
-        if draw(audit, folder / name):
-            written[caption] = folder / name
+    written: dict[str, Path] = {}
+    try:
+        for name, draw, caption in FIGURES:
+            if draw(audit, folder / name):
+                written[caption] = folder / name
+    except BaseException:  # all or nothing: no figure of a half-drawn audit stays beside the sweep's own
+        for path in written.values():
+            path.unlink(missing_ok=True)
+        raise
     return written

@@ -19,7 +19,7 @@ from tfprofscale.audit.layout import UNSUPPORTED, short_cell, wrap
 from tfprofscale.audit.time_views import HEADER
 from tfprofscale.output import write_text
 from tfprofscale.profiling.memory.estimate import ALLOCATOR_TRACKING_THRESHOLD_BYTES
-from tfprofscale.report.table import binary_bytes, si
+from tfprofscale.report.units import binary_bytes, si
 
 
 @dataclass
@@ -86,8 +86,8 @@ def _ranked(audit: Audit, divergences: list[Divergence]) -> list[Block]:
         factor = f"x{d.factor:,.2f}" if math.isfinite(d.factor) else "x inf"
         where = f" [{d.config_id}]" if audit.kind == "sweep" and d.config_id else ""
         estimate, measured = _SIDES.get(d.kind, ("estimate", "measured"))
-        blocks.append(f"{rank}. {factor} {d.kind}, {d.topic}, at {d.where}{where}: {estimate} {si(d.estimate)} "
-                      f"vs {measured} {si(d.measured)} {d.unit}. Cause: {d.cause}")
+        blocks.append(f"{rank}. {factor} {d.kind}, {d.topic}, at {d.where}{where}: {estimate} "
+                      f"{_amount(d.estimate, d.unit)} vs {measured} {_amount(d.measured, d.unit)}. Cause: {d.cause}")
     return blocks
 
 
@@ -159,6 +159,11 @@ def _coverage_blocks(audit: Audit) -> list[Block]:
             "idle gaps, not separated by the trace.",
             Table(["configuration", "step us", "traced step us", "kernels us", "coverage", "outside kernels us",
                    "kernels in no layer us", "profiler overhead"], rows)]
+
+
+def _amount(value: float | None, unit: str) -> str:
+    """A divergence's number with its unit: bytes in binary units as everywhere, others with SI prefixes."""
+    return binary_bytes(value) if unit == "B" else f"{si(value)} {unit}"
 
 
 def _bytes(value: int | None) -> str:
@@ -235,9 +240,34 @@ def sections(audit: Audit) -> list[tuple[str, list[Block]]]:
               _memory_blocks(audit)),
              ("Time: formulas via the roofline, TensorFlow's cost model, measured", _views_blocks(audit)),
              ("Time and prediction", _time_blocks(audit))]
+    if audit.training.pass_ratios or audit.training.ledger:
+        found.append(("Training step: backward against forward, the ledger against the measured peak",
+                      _training_blocks(audit)))
     if audit.failed_configs:
         found.append(("Failed configurations", list(audit.failed_configs)))
     return found
+
+
+def _training_blocks(audit: Audit) -> list[Block]:
+    training = audit.training
+    ratios = Table(["layer type", "layers", "fwd FLOPs", "bwd FLOPs", "bwd/fwd", "formulas bwd/fwd",
+                    "fwd ns/FLOP", "bwd ns/FLOP"],
+                   [[r.layer_type, str(r.layers), si(r.forward_flops), si(r.backward_flops), _ratio(r.flops_ratio),
+                     _ratio(r.formula_ratio), _per_flop(r.ns_per_flop(False)), _per_flop(r.ns_per_flop(True))]
+                    for r in training.pass_ratios])
+    ledger = Table(["config", "term", "estimated", "measured", "estimate/measured"],
+                   [[c.config_id, c.term, _bytes(c.estimated_bytes), _bytes(c.measured_bytes), _ratio(c.factor)]
+                    for c in training.ledger])
+    shown = ", ".join(f"{cid} {_ratio(value)}" for cid, value in training.train_to_forward.items())
+    return ["Graph FLOPs by TensorFlow's statistics; the backward pass of a layer is its gradient_tape ops "
+            "(dL/dX and dL/dW); time per FLOP from the traced kernels of each pass.", ratios,
+            f"train step / forward FLOPs: {shown}",
+            "Ledger terms as estimated by the formulas and as measured (variables from the captured buffers, "
+            "transient terms from what is live at the measured peak).", ledger]
+
+
+def _per_flop(value: float | None) -> str:
+    return UNSUPPORTED if value is None else f"{value:.3g}"
 
 
 # -- renderers -----------------------------------------------------------------------------------

@@ -1,18 +1,23 @@
 """The roofline: each timed kernel against the fastest time the machine allows it.
 
 A kernel doing ``flops`` FLOPs and moving ``bytes_moved`` bytes cannot take
-less than ``max(flops / peak FLOP/s, (bytes_moved - cache) / peak bytes/s)``
-where ``cache`` is the last-level cache size: at most that much can be
-served from cache, faster than memory, so only the rest is bounded by the
-memory bandwidth (a kernel whose data fits in cache is bounded by compute
-alone). A kernel measured faster than its bound did less work than was
+less than ``max(flops / peak FLOP/s, (bytes_moved - cache) / peak bytes/s +
+min(bytes_moved, cache) / cache bytes/s)`` where ``cache`` is the last-level
+cache size: at most that much can be served from cache, at the measured
+cache read speed (never taken below the streaming one; free when the peaks
+carry no cache measurement), the rest at the memory bandwidth. The bound is named for its larger term: ``compute``,
+``memory``, or ``cache-resident`` (all its data fits in the cache and reading
+it from there takes longer than its arithmetic). A kernel measured at 0 us
+is not judged (no flag). A kernel measured faster than its bound did less work than was
 counted: the FLOPs (or bytes) attributed to it are wrong. As the peaks are
 measured (a matmul, a sum), not the hardware's, tuned kernels can beat them
 a little (oneDNN convolutions ran up to 1.19x the matmul's FLOP/s here): a
 kernel is flagged when it beats its bound by more than ``FLAG_MARGIN``.
 
 FLOPs of a kernel: the graph FLOPs of its own op plus those of the ops fused
-into it (oneDNN's ``_MklNativeFusedConv2D`` runs Conv2D + BiasAdd + Relu).
+into it (oneDNN's ``_MklNativeFusedConv2D`` runs Conv2D + BiasAdd + Relu), for
+the runs the trace recorded (a loop body's op runs once per iteration, and on
+CPU the profiler records only some of them).
 
 Bytes moved, estimated per layer (``layer_bytes_moved``): every input
 element read once, every output element written once and every parameter
@@ -89,7 +94,7 @@ class OpBound:
         lines = [f"{self.name} [{self.kernel}]: {self.flops:,} FLOPs, {moved}{intensity}; "
                  f"bound {self.roofline_time_us:.1f} us ({self.bound}), measured {self.measured_us:.1f} us"
                  + (f", {self.share_of_bound:.0%} of the roofline" if self.share_of_bound is not None else "")]
-        if self.flagged:
+        if self.flagged and self.share_of_bound is not None:
             lines.append(f"  FLAGGED: {self.name} ran {self.share_of_bound:.1f}x faster than the machine's measured "
                          f"peak allows ({self.measured_us:.1f} us measured, {self.roofline_time_us:.1f} us at the "
                          f"peak): {FASTER_THAN_PEAK}")
@@ -139,8 +144,13 @@ def _ran_as_kernel(op: "OpRow") -> bool:
 
 
 def _kernel_flops(op: "OpRow", rows_by_name: dict[str, "OpRow"]) -> int:
+    """The FLOPs of the runs the kernel's time covers: a loop body's op counts every iteration, but the
+    profiler may record fewer of its runs (``occurrences`` < ``executions``): only those are held to the bound."""
     own = [op.graph_flops] + [rows_by_name[name].graph_flops for name in op.fused_ops if name in rows_by_name]
-    return sum(flops for flops in own if flops is not None)
+    flops = sum(flops for flops in own if flops is not None)
+    if op.executions and op.occurrences and op.occurrences < op.executions:
+        return round(flops * op.occurrences / op.executions)
+    return flops
 
 
 def _bytes_per_single_kernel_layer(report: "Report", kernels: list["OpRow"]) -> dict[str, int]:
@@ -154,19 +164,29 @@ def _bytes_per_single_kernel_layer(report: "Report", kernels: list["OpRow"]) -> 
 
 def _bound(op: "OpRow", flops: int, bytes_moved: int | None, peaks: MachinePeaks) -> OpBound:
     compute_us = flops / peaks.flops_per_s * 1e6
-    from_memory = max(0, bytes_moved - (peaks.cache_bytes or 0)) if bytes_moved is not None else None
-    memory_us = from_memory / peaks.bytes_per_s * 1e6 if from_memory is not None else None
+    memory_us, resident = _data_us(bytes_moved, peaks)
     bound_us = max(compute_us, memory_us or 0.0)
     measured_us = float(op.time_us)
+    data_bound = "cache-resident" if resident else "memory"
     return OpBound(
         name=op.name, kernel=op.kernel, layer=op.layer, flops=flops, bytes_moved=bytes_moved,
         arithmetic_intensity=flops / bytes_moved if bytes_moved else None,
         roofline_time_us=bound_us,
-        bound="memory" if memory_us is not None and memory_us > compute_us else "compute",
+        bound=data_bound if memory_us is not None and memory_us > compute_us else "compute",
         measured_us=measured_us,
         share_of_bound=bound_us / measured_us if measured_us > 0 else None,
-        flagged=measured_us * FLAG_MARGIN < bound_us,
+        flagged=measured_us > 0 and measured_us * FLAG_MARGIN < bound_us,
     )
+
+
+def _data_us(bytes_moved: int | None, peaks: MachinePeaks) -> tuple[float | None, bool]:
+    """The least time to read ``bytes_moved`` (cache first, the rest from memory), and whether all fit in cache."""
+    if bytes_moved is None:
+        return None, False
+    from_memory = max(0, bytes_moved - (peaks.cache_bytes or 0))
+    measured = getattr(peaks, "cache_bytes_per_s", None)
+    from_cache_s = (bytes_moved - from_memory) / max(measured, peaks.bytes_per_s) if measured else 0.0
+    return (from_memory / peaks.bytes_per_s + from_cache_s) * 1e6, from_memory == 0
 
 
 def layer_features(row: "LayerRow", traits: MachineTraits) -> dict[str, float]:

@@ -76,13 +76,15 @@ def predictors(train: Sequence[ConfigSample], traits: MachineTraits, peaks: Peak
 
 
 def load_sweep(out_dir: str | Path, statistic: str = "median", skip_unreadable: bool = False,
-               machine: str | None = None) -> list[ConfigSample]:
+               machine: str | None = None, mode: str = "infer") -> list[ConfigSample]:
     """The finished configurations of a sweep directory (reports/*.json), repeats on one machine merged.
 
     ``statistic`` (one of STATISTICS) is the step time of a report that
     stands for it; over repeats, the smallest. An unreadable record is an
     InputError, or left out with ``skip_unreadable``. ``machine``: only those
-    measured on the machine of this fingerprint (None: all).
+    measured on the machine of this fingerprint (None: all). ``mode``: only
+    the profiles of that mode (``infer``, or ``train`` from ``[sweep] mode``),
+    so that inference and training steps are never fitted together.
     """
     if statistic not in STATISTICS:
         raise InputError(f"statistic {statistic!r}: must be one of {', '.join(STATISTICS)}")
@@ -92,7 +94,8 @@ def load_sweep(out_dir: str | Path, statistic: str = "median", skip_unreadable: 
     for path in sorted((Path(out_dir) / "reports").glob("*.json")):
         try:
             record = _read_record(path)
-            if record["status"] == "ok" and record.get("report") and machine in (None, machine_key(record)):
+            wanted = record["status"] == "ok" and record.get("report") and machine in (None, machine_key(record))
+            if wanted and record["report"].get("mode", "infer") == mode:
                 key = json.dumps([record["config"], machine_key(record)], sort_keys=True, default=str)
                 runs.setdefault(key, []).append(_sample(path, record, statistic))
         except InputError:

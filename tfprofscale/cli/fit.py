@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING
 
 from tfprofscale.errors import InputError
 from tfprofscale.inputs import check_input_file
-from tfprofscale.output import check_output_path
+from tfprofscale.output import check_output_path, refuse_overlaps
 from tfprofscale.profiling.trace import loading
 from tfprofscale.profiling.trace.input_shapes import parse_input_shapes
 from tfprofscale.quiet import import_tensorflow_quietly
+from tfprofscale.sweep.files import SWEEP_FILES
 from tfprofscale.sweep.machine import this_machine
 
 if TYPE_CHECKING:
@@ -33,8 +34,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                 description="Fit the step-latency model on a sweep's measured configurations.")
     fit.add_argument("results_dir", help="sweep output directory (with reports/*.json)")
     fit.add_argument("--out", default="latency_model.json", help="model file to write (default latency_model.json)")
-    fit.add_argument("--statistic", choices=("median", "p10", "min"), default="median",
-                     help="step time a configuration is fitted to (default median; min on a loaded machine)")
+    fit.add_argument("--statistic", choices=("median", "p10", "min"), default=None,
+                     help="step time a configuration is fitted to (default: the one whose spread between "
+                          "processes is smallest on the sweep, printed with the fit; median when unknown)")
+    fit.add_argument("--mode", choices=("infer", "train"), default="infer",
+                     help="fit the inference or the training-step configurations of a sweep with [sweep] mode "
+                          "(default infer)")
     fit.set_defaults(run=run_fit)
     predict = subparsers.add_parser("predict", help="predict a model's step latency without running it",
                                     description="Predict the step latency of one configuration from a fitted model.")
@@ -43,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                          help="model parameter (repeatable)")
     predict.add_argument("--batch-size", type=int, default=1, help="inference batch size (default 1)")
-    predict.add_argument("--input-shape", action="append", default=[], metavar="D1,D2,...",
+    predict.add_argument("--input-shape", action="append", default=[], metavar="[NAME=]D1,D2,...",
                          help="per-example input shape for inputs the model leaves undefined (once per input)")
     predict.add_argument("--machine", metavar="FINGERPRINT",
                          help="use the model fitted on this machine (default: this machine's; see `fit`'s output)")
@@ -54,16 +59,22 @@ def run_fit(args: argparse.Namespace) -> int:
     """Fit, save and print the model, and its validation when there are enough configurations."""
     check_sweep_dir(args.results_dir)
     check_output_path(args.out, "--out")
+    sweep = Path(args.results_dir)
+    refuse_overlaps([("--out", args.out)], [(f"the sweep's {name}", sweep / name) for name in SWEEP_FILES],
+                    [("the sweep's reports", sweep / "reports")])
     import_tensorflow_quietly()
     from tfprofscale.audit.latency import fit_latency_model
     from tfprofscale.audit.machine_models import UNKNOWN, FittedMachine, save_models, sweep_machines
+    from tfprofscale.audit.statistic_spread import statistic_spreads
     from tfprofscale.audit.validation import MIN_VALIDATION_CONFIGS, load_sweep, validate_samples
 
     machines = sweep_machines(args.results_dir) if Path(args.results_dir).is_dir() else {}
     fitted = []
     for fingerprint, description in (machines or {None: ""}).items():
-        samples = load_sweep(args.results_dir, args.statistic,
-                             machine=fingerprint if len(machines) > 1 else None)
+        spreads = statistic_spreads(args.results_dir, machine=fingerprint if len(machines) > 1 else None)
+        statistic = args.statistic or spreads.best()
+        samples = load_sweep(args.results_dir, statistic,
+                             machine=fingerprint if len(machines) > 1 else None, mode=args.mode)
         if not samples:
             raise InputError(f"{args.results_dir} has no finished configuration (reports/*.json with status ok)")
         if len(samples) >= MIN_VALIDATION_CONFIGS:
@@ -74,6 +85,7 @@ def run_fit(args: argparse.Namespace) -> int:
             lines = model.lines() + [f"(no held-out validation: it needs {MIN_VALIDATION_CONFIGS} configurations, "
                                      f"the sweep has {len(samples)})"]
         print(f"machine {fingerprint}: {description}" if fingerprint else "machine not recorded")
+        print(spreads.line(statistic, named=args.statistic is not None))
         print("\n".join(lines))
         fitted.append(FittedMachine(fingerprint or UNKNOWN, description, model))
     save_models(args.out, fitted)
@@ -128,6 +140,6 @@ def untimed_layer_rows(model_path: str, param_pairs: list[str], batch_size: int,
     traced = tracing.trace(loading.build(model_file, params), batch_size, model_file.example_inputs, params,
                            input_shapes, with_inputs=False)
     stats = graph_stats.graph_stats(traced.graph)
-    costs = analytic.analyze_layers(traced.layers)
+    costs = analytic.analyze_layers(traced.layers, model_file.formulas)
     ops = attribute_ops(stats, None, traced.layer_of)
     return layer_rows(traced.layers, costs, ops, stats, traced=False)

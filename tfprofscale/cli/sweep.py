@@ -2,14 +2,19 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 from tfprofscale.errors import InputError
-from tfprofscale.inputs import check_input_file
-from tfprofscale.output import check_output_folder
+from tfprofscale.output import check_output_folder, refuse_overlaps
+from tfprofscale.profiling.processes import check_processes
+from tfprofscale.profiling.runtime.timing import parse_threads
 from tfprofscale.profiling.trace import loading
+from tfprofscale.profiling.trace.weights import check_weights_format
 from tfprofscale.sweep.config import check_scheduler_address, load_sweep_config
+from tfprofscale.sweep.files import SWEEP_FILES, SWEEP_FOLDERS
 from tfprofscale.sweep.grid import DEFAULT_MAX_CONFIGS
+from tfprofscale.sweep.scheduler_probe import probe_scheduler
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,6 +45,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "(overrides [sweep] timeout; default: no limit)")
     parser.add_argument("--max-configs", type=int, default=DEFAULT_MAX_CONFIGS, metavar="N",
                         help=f"refuse a sweep of more configurations (default {DEFAULT_MAX_CONFIGS:,})")
+    parser.add_argument("--threads", metavar="N|INTRA,INTER", help="as profile's (overrides [sweep] threads)")
+    parser.add_argument("--min-time", type=float, metavar="S", help="as profile's (overrides [sweep] min_time)")
+    parser.add_argument("--target-ci", type=float, metavar="PCT", help="as profile's (overrides [sweep] target_ci)")
+    parser.add_argument("--max-time", type=float, metavar="S", help="as profile's (overrides [sweep] max_time)")
+    parser.add_argument("--processes", metavar="N",
+                        help="timing processes per configuration, as profile's (overrides [sweep] processes)")
     parser.set_defaults(run=run)
 
 
@@ -51,13 +62,22 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out) if args.out else Path("results") / Path(args.config).stem
     check_output_folder(out_dir, "--out")
     if args.weights is not None:
-        check_input_file(args.weights, "--weights")
+        check_weights_format(args.weights)
     config = load_sweep_config(args.config, args.model)
+    config = replace(config, timing=config.timing.overridden(
+        threads=args.threads, min_time=args.min_time, target_ci=args.target_ci, max_time=args.max_time,
+        processes=None if args.processes is None else check_processes(args.processes)))
+    refuse_overlaps([(f"the sweep's {name}", out_dir / name) for name in SWEEP_FILES],
+                    [("config file", args.config), ("model file", config.model), ("--weights", args.weights)],
+                    [("--data", args.data)],
+                    [(f"the sweep's {name}/", out_dir / name) for name in SWEEP_FOLDERS])
     data = _check_data(args.data, config.model)
     options = SweepOptions(out_dir=out_dir, resume=not args.no_resume, workers=args.workers, data=data,
                            weights=args.weights, retry_failed=args.retry_failed,
                            timeout_s=args.timeout if args.timeout is not None else config.timeout_s,
                            scheduler=args.scheduler or config.scheduler, max_configs=args.max_configs)
+    args.interrupt_note = (f"workers stopped; the configurations finished so far are kept in {out_dir / 'reports'}"
+                           " (run the same command again to resume)")
     summary = run_sweep(config, options)
     timed_out = f", {len(summary.timed_out)} of them timed out" if summary.timed_out else ""
     print(f"{summary.total} configurations: {summary.ok} ok, {len(summary.failed)} failed{timed_out}"
@@ -76,6 +96,14 @@ def _check_arguments(args: argparse.Namespace) -> None:
         raise InputError(f"--workers {args.workers}: must be at least 1")
     if args.timeout is not None and not args.timeout > 0:
         raise InputError(f"--timeout {args.timeout:g}: must be a number of seconds > 0")
+    if args.processes is not None:
+        check_processes(args.processes)
+    if args.threads is not None:
+        parse_threads(args.threads)
+    for option, value in (("--min-time", args.min_time), ("--target-ci", args.target_ci),
+                          ("--max-time", args.max_time)):
+        if value is not None and not 0 < value < float("inf"):
+            raise InputError(f"{option} must be a finite number > 0, got {value!r}")
     if args.max_configs < 1:
         raise InputError(f"--max-configs {args.max_configs}: must be at least 1")
     if args.scheduler is not None:
@@ -83,6 +111,7 @@ def _check_arguments(args: argparse.Namespace) -> None:
         if args.workers != 1:
             raise InputError(f"--workers {args.workers} with --scheduler: the cluster's workers run the "
                              f"configurations (start as many `dask worker` processes as you want)")
+        probe_scheduler(args.scheduler)  # seconds at most, so after the checks that cost nothing
 
 
 def _check_data(data: str | None, model: Path) -> str | None:

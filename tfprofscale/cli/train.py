@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from tfprofscale.errors import InputError
 from tfprofscale.inputs import check_input_file
-from tfprofscale.output import atomic_path, check_output_path
+from tfprofscale.output import atomic_path, check_output_path, refuse_overlaps
 from tfprofscale.profiling.trace import loading
 from tfprofscale.quiet import import_tensorflow_quietly
 
@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     """Load, train, evaluate on the test split, save; prints a short summary."""
     _check_arguments(args)
     _check_weights_target(args.save)
+    refuse_overlaps([("--save", args.save)], [("model file", args.model)], [("--data", args.data)])
     check_input_file(args.model, "model file")
     from tfprofscale import datasets
 

@@ -81,9 +81,17 @@ def activation_cost(function: Any, *, in_activation_layer: bool = False) -> tupl
     return name, ACTIVATION_FLOPS_PER_ELEMENT[name][0]
 
 
+#: Activation functions of other Keras libraries that are exactly a table entry, by (module, name):
+#: keras_hub's ``gelu_approximate(x)`` returns ``keras.activations.gelu(x, approximate=True)``.
+KNOWN_LIBRARY_ACTIVATIONS = {("keras_hub.src.utils.keras_utils", "gelu_approximate"): "gelu_approximate"}
+
+
 def keras_activation_name(function: Any) -> str | None:
     """The name of a ``keras.activations`` function with a table entry; None for anything else."""
     name = getattr(function, "__name__", None)
+    known = KNOWN_LIBRARY_ACTIVATIONS.get((getattr(function, "__module__", None), name))
+    if known is not None:
+        return known
     if name not in ACTIVATION_FLOPS_PER_ELEMENT:
         return None
     try:

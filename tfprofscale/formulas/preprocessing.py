@@ -60,3 +60,19 @@ def _shrinks(info: LayerInfo) -> bool:
     in_spatial = channels_last(info.input_shapes[0], data_format)[1]
     out_spatial = channels_last(info.output_shape, data_format)[1]
     return any(o < i for i, o in zip(in_spatial, out_spatial))
+
+
+@formula_for("TextVectorization", "StringLookup", "IntegerLookup")
+def _lookup(info: LayerInfo) -> Formula:
+    """Text to token ids (``output_mode="int"``): string operations and hash-table lookups, no arithmetic.
+
+    0 FLOPs by the convention (a lookup is not a floating-point operation);
+    the work is in ``geometry``: one lookup per output token. TensorFlow's
+    profiler has no statistics for the string and lookup ops either: they are
+    listed as uncounted. Other output modes (counts, TF-IDF) are left without a formula.
+    """
+    mode = getattr(info.layer, "output_mode", "int")
+    if mode != "int":
+        raise NoFormula(f"{info.type} {info.name!r} with output_mode={mode!r}: only 'int' has a formula")
+    lookups = math.prod(info.output_shape)
+    return Formula(terms={}, macs=0, params=int(info.layer.count_params()), geometry={"lookups": lookups})

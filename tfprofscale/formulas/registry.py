@@ -29,12 +29,13 @@ before it (an MLP) the field is None.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Mapping, Sequence
 
 import tensorflow as tf
 
 from tfprofscale.formulas.activations import activation_cost
+from tfprofscale.formulas.custom import UserFormula
 from tfprofscale.errors import InputError
 from tfprofscale.records import LayerCost, LayerInfo, Shape
 
@@ -138,26 +139,27 @@ def layer_cost(info: LayerInfo, dtype_bytes: int | None = None) -> LayerCost:
     return cost
 
 
-def analyze_layers(layers: Sequence[LayerInfo]) -> list[LayerCost]:
+def analyze_layers(layers: Sequence[LayerInfo], custom: Mapping[str, UserFormula] | None = None) -> list[LayerCost]:
     """Costs of all layers, in order, with receptive fields carried along ``inbound``.
 
     A layer whose inbound layers are not in ``layers`` starts at its own input
     (receptive field 1); after a layer with no formula the field is None.
+    ``custom`` are the model file's own formulas by layer type (formulas/custom.py).
     """
     apertures: dict[str, _Aperture | None] = {}
     costs = []
     for info in layers:
-        cost, apertures[info.name] = _cost_and_aperture(info, None, _inbound_aperture(info, apertures))
+        cost, apertures[info.name] = _cost_and_aperture(info, None, _inbound_aperture(info, apertures), custom)
         costs.append(cost)
     return costs
 
 
-def _cost_and_aperture(info: LayerInfo, dtype_bytes: int | None,
-                       seen: _Aperture | None) -> tuple[LayerCost, _Aperture | None]:
+def _cost_and_aperture(info: LayerInfo, dtype_bytes: int | None, seen: _Aperture | None,
+                       custom: Mapping[str, UserFormula] | None = None) -> tuple[LayerCost, _Aperture | None]:
     output_elements = _elements(info.output_shape, info.name)
     output_bytes = output_elements * (dtype_bytes or _compute_dtype_bytes(info.layer))
     try:
-        formula = _formula(info)
+        formula = _every_call(info, custom or {})
     except NoFormula as reason:
         unsupported = LayerCost(
             layer_type=info.type, supported=False, flops=None, macs=None,
@@ -175,12 +177,60 @@ def _cost_and_aperture(info: LayerInfo, dtype_bytes: int | None,
     return cost, aperture
 
 
-def _formula(info: LayerInfo) -> Formula:
+def _every_call(info: LayerInfo, custom: Mapping[str, UserFormula]) -> Formula:
+    """The formula of every call of the layer added up (a shared layer's second call is work too).
+
+    Terms and MACs are summed over the calls, each at its own shapes;
+    parameters are counted once; ``geometry["calls"]`` says how many there
+    were; the receptive field follows the first call.
+    """
+    first = _formula(info, custom)
+    if not info.extra_calls:
+        return first
+    more = [_formula(replace(info, input_shapes=inputs, output_shape=output, extra_calls=()), custom)
+            for inputs, output in info.extra_calls]
+    terms: dict[str, int] = {}
+    for each in (first, *more):
+        for name, value in each.terms.items():
+            terms[name] = terms.get(name, 0) + value
+    return replace(first, terms=terms, macs=first.macs + sum(each.macs for each in more),
+                   geometry={**first.geometry, "calls": 1 + len(more)})
+
+
+def _formula(info: LayerInfo, custom: Mapping[str, UserFormula]) -> Formula:
     if info.layer is None:
         raise NoFormula(f"{info.type} {info.name!r} is not a Keras layer")
-    if info.type not in _FORMULAS:
+    if info.type in custom:
+        return _user_formula(custom[info.type], info)
+    if info.type in _FORMULAS:
+        return _FORMULAS[info.type](info)
+    base = _keras_base_with_formula(info.layer)
+    if base is None:
         raise NoFormula(f"no formula for layer type {info.type}")
-    return _FORMULAS[info.type](info)
+    formula = _FORMULAS[base](replace(info, type=base))
+    return replace(formula, geometry={**formula.geometry, "formula_of": base})
+
+
+def _keras_base_with_formula(layer: Any) -> str | None:
+    """For a subclass of a Keras layer from another library (keras_hub's ``ReversibleEmbedding`` of
+    ``Embedding``), the nearest Keras base class that has a formula; its formula costs the subclass
+    (``geometry["formula_of"]`` names it, and the graph column shows any work the subclass adds)."""
+    for base in type(layer).__mro__[1:]:
+        if base.__module__.split(".")[0] in ("keras", "tf_keras") and base.__name__ in _FORMULAS:
+            return base.__name__
+    return None
+
+
+def _user_formula(user: UserFormula, info: LayerInfo) -> Formula:
+    """A model file's formula, its result checked (formulas/custom.py); all its FLOPs in one term."""
+    get_config = getattr(info.layer, "get_config", None)
+    try:
+        config = dict(get_config()) if get_config is not None else {}
+    except Exception:  # a custom layer whose get_config fails: the formula gets no configuration
+        config = {}
+    flops, macs, params = user.evaluate(tuple(info.input_shapes), tuple(info.output_shape), config,
+                                        _counted_params(info.layer))
+    return Formula(terms={"custom_formula": flops}, macs=macs, params=params, geometry={"formula": user.source})
 
 
 def _inbound_aperture(info: LayerInfo, apertures: dict[str, _Aperture | None]) -> _Aperture | None:
@@ -201,12 +251,27 @@ def _flops(terms: dict[str, int]) -> int:
 
 def _elements(shape: Shape, layer_name: str) -> int:
     if any(d is None or d < 0 for d in shape):
-        raise InputError(f"layer {layer_name!r}: shape {shape} is not fully known; fix the batch size and input shape")
+        raise InputError(f"layer {layer_name!r}: output shape {shape} depends on the data fed (-1 is unknown until "
+                         "it runs); fix it in the model, e.g. TextVectorization(output_sequence_length=...), "
+                         "or give the input's shape with --input-shape")
     return math.prod(shape)
 
 
+#: Bytes a string element takes in a tensor's buffer (TensorFlow's ``tstring``; longer text lives beyond it).
+TSTRING_BYTES = 24
+
+
 def _compute_dtype_bytes(layer: Any) -> int:
-    return tf.as_dtype(getattr(layer, "compute_dtype", None) or "float32").size
+    """Bytes per output element: the compute dtype's, or for an InputLayer the dtype it is fed."""
+    if type(layer).__name__ == "InputLayer":
+        return dtype_bytes(getattr(layer, "dtype", None) or "float32")
+    return dtype_bytes(getattr(layer, "compute_dtype", None) or "float32")
+
+
+def dtype_bytes(dtype: Any) -> int:
+    """Bytes per element of ``dtype``; a string counts its ``tstring`` (TensorFlow's size for it is 0)."""
+    as_tf = tf.as_dtype(dtype)
+    return TSTRING_BYTES if as_tf == tf.string else as_tf.size
 
 
 def _counted_params(layer: Any) -> int:

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from tfprofscale.profiling.graph.graph_stats import GraphStats
 from tfprofscale.profiling.runtime.measure import RuntimeResult
-from tfprofscale.profiling.runtime.shares import unattributed_time_us
+from tfprofscale.profiling.runtime.shares import roll_up_nested_times, unattributed_time_us
+from tfprofscale.profiling.runtime.time_notes import add_time_notes
 from tfprofscale.profiling.trace.tracing import STRUCTURAL_OP_TYPES
 from tfprofscale.records import LayerCost, LayerInfo, LayerRow, OpRow, Totals
 
@@ -12,16 +13,18 @@ def layer_rows(layers: list[LayerInfo], costs: list[LayerCost], ops: list[OpRow]
                stats: GraphStats, traced: bool) -> list[LayerRow]:
     """Per-layer rows: formulas, the graph's counts and measured kernel times."""
     graph_types = {op.name: op.type for op in stats.ops}
-    rows = [_layer_row(info, cost, [op for op in ops if op.layer == info.name], graph_types, traced)
+    rows = [_layer_row(info, cost, [op for op in ops if op.layer == info.name],
+                       [op for op in ops if op.timed_layer == info.name], graph_types, traced)
             for info, cost in zip(layers, costs)]
-    _fill_time_shares(rows)
+    add_time_notes(rows, ops)
+    roll_up_nested_times(rows)
     return rows
 
 
-def _layer_row(info: LayerInfo, cost: LayerCost, ops: list[OpRow], graph_types: dict[str, str],
-               traced: bool) -> LayerRow:
+def _layer_row(info: LayerInfo, cost: LayerCost, ops: list[OpRow], timed_ops: list[OpRow],
+               graph_types: dict[str, str], traced: bool) -> LayerRow:
     graph_ops = [op for op in ops if op.name in graph_types]
-    time_us = sum(op.time_us or 0.0 for op in ops) if traced else None
+    time_us = sum(op.time_us or 0.0 for op in timed_ops) if traced else None
     graph_flops = _layer_graph_flops(graph_ops)
     counted = graph_flops if graph_flops is not None else cost.flops
     return LayerRow(
@@ -30,7 +33,8 @@ def _layer_row(info: LayerInfo, cost: LayerCost, ops: list[OpRow], graph_types: 
         activation_bytes=cost.activation_bytes, time_us=time_us,
         achieved_gflops=counted / (time_us * 1e3) if counted and time_us else None,
         receptive_field=cost.receptive_field, supported=cost.supported, inbound=list(info.inbound),
-        ops=[op.name for op in ops], kernels=sorted({op.kernel for op in ops if op.kernel}),
+        ops=[op.name for op in ops], kernels=sorted({op.kernel for op in timed_ops if op.kernel}),
+        timed_ops=[op.name for op in timed_ops],
         uncounted_ops=[op.name for op in graph_ops
                        if op.graph_flops is None and op.type not in STRUCTURAL_OP_TYPES],
         analytic_terms=dict(cost.terms), geometry=dict(cost.geometry), parent=info.parent, depth=info.depth,
@@ -44,12 +48,6 @@ def _layer_graph_flops(graph_ops: list[OpRow]) -> int | None:
     if computing and not counted:
         return None
     return sum(counted)
-
-
-def _fill_time_shares(rows: list[LayerRow]) -> None:
-    total = sum(row.time_us or 0.0 for row in rows)
-    for row in rows:
-        row.time_share = row.time_us / total if total and row.time_us is not None else None
 
 
 def totals(rows: list[LayerRow], ops: list[OpRow], stats: GraphStats, runtime: RuntimeResult,

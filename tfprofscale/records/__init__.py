@@ -7,10 +7,11 @@ operations (TensorFlow's profiler does the same), ``macs`` counts it as 1.
 ``None`` always means "not known / no formula", never zero.
 """
 from tfprofscale.records.layers import LayerCost, LayerInfo, Shape
-from tfprofscale.records.memory import LiveTensor, MemoryRecord
+from tfprofscale.records.memory import LiveStep, LiveTensor, MemoryRecord
 from tfprofscale.records.report import KernelTime, LayerRow, OpRow, Report, StepTimes, Totals
-from tfprofscale.records.training import AccumulationPlan, BackwardCost, Ledger, LedgerLine, MaxBatch, OptimizerSpec
+from tfprofscale.records.training import (AccumulationPlan, BackwardCost, Ledger, LedgerLine, MaxBatch,
+                                          MeasuredTrainPeak, OptimizerSpec, TrainPeak)
 
 __all__ = ["AccumulationPlan", "BackwardCost", "KernelTime", "LayerCost", "LayerInfo", "LayerRow", "Ledger",
-           "LedgerLine", "LiveTensor", "MaxBatch", "MemoryRecord", "OpRow", "OptimizerSpec", "Report", "Shape",
-           "StepTimes", "Totals"]
+           "LedgerLine", "LiveStep", "LiveTensor", "MaxBatch", "MeasuredTrainPeak", "MemoryRecord", "OpRow",
+           "OptimizerSpec", "Report", "Shape", "StepTimes", "Totals", "TrainPeak"]

@@ -44,6 +44,9 @@ class LayerInfo:
     nested model is named by its path (``mobilenetv2_1.00_96/Conv1``);
     ``parent`` is the path of the enclosing model or composite layer (None
     at the top) and ``depth`` its nesting level (0 at the top).
+    ``extra_calls`` holds (input shapes, output shape) of every call after
+    the first, for a layer the model calls more than once (a shared layer):
+    its formula counts every call.
     """
 
     name: str
@@ -55,3 +58,4 @@ class LayerInfo:
     layer: Any = field(default=None, repr=False, compare=False)
     parent: str | None = None
     depth: int = 0
+    extra_calls: tuple[tuple[tuple[Shape, ...], Shape], ...] = ()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -12,6 +13,19 @@ class LiveTensor:
     op: str
     layer: str | None
     bytes: int
+
+
+@dataclass(frozen=True)
+class LiveStep:
+    """One point of the step's live-bytes timeline: after the op's allocation records, the in-step live bytes.
+
+    ``live_bytes`` is the largest running sum over that op's consecutive records (so the timeline's
+    maximum is the measured transient peak); ``layer`` is the layer the op belongs to, None if none.
+    """
+
+    op: str
+    layer: str | None
+    live_bytes: int
 
 
 @dataclass
@@ -29,6 +43,15 @@ class MemoryRecord:
     (``parameters``, ``input``, ``activations``, ``workspace``).
     ``memory_trace`` is the ``--memory-trace`` run's trace folder, or why it did not run.
     ``kernel_scratch`` is each Conv2D and Dense layer's oneDNN scratch, probed alone (the estimate's workspace).
+
+    Every figure's scope is in its name: ``in_step_*`` is what the step
+    allocates on top of the resident weights and fed input (activations,
+    layer internals, workspace); ``total_*`` is weights + input + that.
+    ``measured_peak_bytes`` (= ``in_step_measured_peak_bytes``) and
+    ``estimated_peak_bytes`` (= ``total_estimated_peak_bytes``, a different
+    scope) are the old names, kept for one version.
+    ``live_timeline`` is the measured live bytes over the step in execution order (``LiveStep`` per op,
+    see ``profiling.memory.live_timeline``), empty when the step was not measured.
     """
 
     measured_peak_bytes: int | None = None
@@ -48,3 +71,9 @@ class MemoryRecord:
     estimated_peak_layer: str | None = None
     memory_trace: str | None = None
     kernel_scratch: dict[str, int] = field(default_factory=dict)
+    in_step_measured_peak_bytes: int | None = None
+    in_step_estimated_peak_bytes: int | None = None
+    total_measured_peak_bytes: int | None = None
+    total_estimated_peak_bytes: int | None = None
+    ledger: dict[str, Any] | None = None  # --train: the train-step ledger (Ledger.as_dict())
+    live_timeline: list[LiveStep] = field(default_factory=list)

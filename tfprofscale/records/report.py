@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tfprofscale import output
-from tfprofscale.records.memory import LiveTensor, MemoryRecord
+from tfprofscale.records.memory import LiveStep, LiveTensor, MemoryRecord
 
 if TYPE_CHECKING:
     from tfprofscale.profiling.runtime.timing import Rounds, StopRule
@@ -29,7 +29,13 @@ class StepTimes:
     all ``n`` timed steps; ``rounds`` of ``steps_per_round`` steps were run;
     ``stopped_by`` says why timing ended (``precision`` or ``time budget``);
     ``threads`` and ``load_start``/``load_end`` (1-minute load average)
-    describe the conditions.
+    describe the conditions. Over several processes (``--processes``, see
+    ``profiling/runtime/across_processes``) the statistics are medians over the
+    processes, the interval is the 95% prediction interval for another
+    process's median (``interval_scope`` says which interval it is),
+    ``processes`` lists each process's figures (or why it died), and
+    ``this_process_median`` is the profiling process's own median (the
+    profiler overhead's base).
     """
 
     median: float
@@ -49,6 +55,12 @@ class StepTimes:
     threads: dict[str, Any] | None = None
     load_start: float | None = None
     load_end: float | None = None
+    interval_scope: str | None = None
+    processes: list[dict[str, Any]] | None = None
+    processes_requested: int | None = None
+    processes_contributed: int | None = None
+    between_process_cv: float | None = None
+    this_process_median: float | None = None
 
     @property
     def ci_width(self) -> float | None:
@@ -69,7 +81,8 @@ class StepTimes:
             steps_per_round=rounds.steps_per_round,
             ci_low=None if rounds.ci_low is None else rounds.ci_low * 1e3,
             ci_high=None if rounds.ci_high is None else rounds.ci_high * 1e3,
-            ci_confidence=rule.confidence, target_ci=rule.target_ci, stopped_by=rounds.stopped_by, **conditions,
+            ci_confidence=rule.confidence, target_ci=rule.target_ci, stopped_by=rounds.stopped_by,
+            interval_scope="within one process", **conditions,
         )
 
     @classmethod
@@ -113,6 +126,16 @@ class OpRow:
     tf_estimated_us: float | None = None
     flops_source: str | None = None
     executions: int | None = 1
+    time_source: str | None = None
+    charged_layer: str | None = None
+    fused_layers: list[str] = field(default_factory=list)
+    merged_into: str | None = None
+
+    @property
+    def timed_layer(self) -> str | None:
+        """The layer this op's kernel time is charged to (``charged_layer`` when a fused kernel moved it)."""
+        return self.charged_layer or self.layer
+    phase: str | None = None  # --train: forward, loss, backward or update
 
 
 @dataclass
@@ -142,6 +165,24 @@ class LayerRow:
     depth: int = 0
     measured_bytes: int | None = None
     tf_estimated_us: float | None = None
+    timed_ops: list[str] = field(default_factory=list)
+    self_time_us: float | None = None
+    time_notes: list[str] = field(default_factory=list)
+    graph_inbound: list[str] = field(default_factory=list)
+    graph_output_bytes: int | None = None
+    internal_peak_bytes: int | None = None
+    graph_order: int | None = None
+    graph_spans: list[list[int]] | None = None
+    # --train only (profiling/train_views.py): formulas, graph FLOPs and kernel time by phase
+    forward_flops: int | None = None
+    input_grad_flops: int | None = None
+    weight_grad_flops: int | None = None
+    update_flops: int | None = None
+    graph_backward_flops: int | None = None
+    graph_update_flops: int | None = None
+    forward_time_us: float | None = None
+    backward_time_us: float | None = None
+    update_time_us: float | None = None
 
 
 @dataclass
@@ -172,6 +213,13 @@ class Totals:
     uncounted_op_types: dict[str, int] = field(default_factory=dict)
     busy_time_us: float | None = None
     concurrency: float | None = None
+    # --train only (profiling/train_views.py)
+    train_flops: int | None = None
+    graph_train_flops: int | None = None
+    train_to_forward: float | None = None
+    update_flops: int | None = None
+    graph_flops_by_phase: dict[str, int] = field(default_factory=dict)
+    time_us_by_phase: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -190,6 +238,12 @@ class Report:
     predictions: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     memory: MemoryRecord | None = None
+    mode: str = "infer"
+    train_setup: str | None = None
+    precision_policy: str | None = None
+    max_batch: dict[str, Any] | None = None
+    accumulation: dict[str, Any] | None = None
+    xla: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready dict of DESIGN.md's profile contract."""
@@ -235,7 +289,12 @@ class Report:
             ops=[OpRow(**_known(OpRow, row)) for row in data["ops"]],
             trace_dir=data.get("trace_dir"), predictions=data.get("predictions", []),
             warnings=list(data.get("warnings", [])), memory=_memory_record(data.get("memory")),
+            **{key: data[key] for key in TRAIN_REPORT_KEYS if key in data},
         )
+
+
+#: Report keys of a ``--train`` / ``--memory-budget`` / ``--jit-compile`` profile, kept by ``from_dict``.
+TRAIN_REPORT_KEYS = ("mode", "train_setup", "precision_policy", "max_batch", "accumulation", "xla")
 
 
 def _memory_record(data: dict[str, Any] | None) -> MemoryRecord | None:
@@ -243,6 +302,7 @@ def _memory_record(data: dict[str, Any] | None) -> MemoryRecord | None:
         return None
     record = MemoryRecord(**_known(MemoryRecord, data))
     record.live_at_peak = [LiveTensor(**_known(LiveTensor, tensor)) for tensor in data.get("live_at_peak", [])]
+    record.live_timeline = [LiveStep(**_known(LiveStep, step)) for step in data.get("live_timeline", [])]
     return record
 
 
@@ -254,8 +314,10 @@ def _known(record: type, data: dict[str, Any]) -> dict[str, Any]:
 def _flat_layer(row: LayerRow) -> dict[str, Any]:
     flat = asdict(row)
     flat["output_shape"] = "x".join(str(d) for d in row.output_shape)
-    for key in ("inbound", "ops", "kernels", "uncounted_ops"):
+    for key in ("inbound", "ops", "kernels", "uncounted_ops", "timed_ops", "graph_inbound"):
         flat[key] = " ".join(flat[key])
+    flat["time_notes"] = "; ".join(flat["time_notes"])
+    flat["graph_spans"] = json.dumps(flat["graph_spans"])
     for key in ("analytic_terms", "geometry"):
         flat[key] = json.dumps(flat[key], sort_keys=True)
     return flat

@@ -64,13 +64,51 @@ class LedgerLine:
 
 
 @dataclass(frozen=True)
+class TrainPeak:
+    """The train step's peak memory estimated by walking the step in execution order
+    (``profiling/memory/train_peak.py``): ``resident_bytes`` (weights, optimizer slots, input and
+    labels) + the transient ``live`` terms at the largest moment, which is ``phase`` (``forward`` or
+    ``backward``) at ``layer``."""
+
+    estimated_peak_bytes: int
+    phase: str
+    layer: str | None
+    resident_bytes: int
+    live: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MeasuredTrainPeak:
+    """The transient peak of one traced train step's allocation records (``train_peak_measured``).
+
+    ``transient_peak_bytes`` counts a variable's copy-on-write buffer as live only until the layer's
+    gradient op that still read the old value has run (the old buffer's free is not in the records);
+    ``records_peak_bytes`` is the plain running sum, where every copy stays live to the end.
+    ``phase`` and ``op`` name the allocation at the peak; ``live`` splits it by phase."""
+
+    transient_peak_bytes: int
+    records_peak_bytes: int
+    phase: str
+    op: str
+    variable_copy_bytes: int
+    live: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Ledger:
     """Train-step memory, term by term (weights, gradients, optimizer slots, saved activations,
     temporaries, input and labels). ``total_measured_bytes`` is the measured peak of the step
-    (resident + transient), when known; the measured lines need not add up to it."""
+    (resident + transient), when known; the measured lines need not add up to it. ``peak`` is the
+    liveness-aware estimate of the step's peak (None unless computed: ``estimate_train_ledger``)."""
 
     lines: tuple[LedgerLine, ...]
     total_measured_bytes: int | None = None
+    peak: TrainPeak | None = None
+
+    @property
+    def estimated_peak_bytes(self) -> int | None:
+        """The walk's peak (``peak.estimated_peak_bytes``), or None when not computed."""
+        return self.peak.estimated_peak_bytes if self.peak else None
 
     @property
     def total_estimated_bytes(self) -> int:
@@ -84,10 +122,13 @@ class Ledger:
         raise KeyError(term)
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready: ``{lines: [{term, estimated_bytes, measured_bytes, note}], total_*}``."""
+        """JSON-ready: ``{lines: [{term, estimated_bytes, measured_bytes, note}], total_*, estimated_peak_bytes,
+        peak: {estimated_peak_bytes, phase, layer, resident_bytes, live} or None}``."""
         return {"lines": [vars(line).copy() for line in self.lines],
                 "total_estimated_bytes": self.total_estimated_bytes,
-                "total_measured_bytes": self.total_measured_bytes}
+                "total_measured_bytes": self.total_measured_bytes,
+                "estimated_peak_bytes": self.estimated_peak_bytes,
+                "peak": None if self.peak is None else {**vars(self.peak), "live": dict(self.peak.live)}}
 
 
 @dataclass(frozen=True)

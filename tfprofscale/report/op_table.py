@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from tfprofscale.records import OpRow, Report
-from tfprofscale.report.table import si
+from tfprofscale.report.units import si
 
 UNSUPPORTED = "unsupported"
 COLUMNS = (("Op (kernel)", 44, "<"), ("Layer", 18, "<"), ("Fused graph ops", 28, "<"),

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from tfprofscale.profiling.runtime.shares import SHARE_DEFINITION
 from tfprofscale.records import LayerRow, Report
+from tfprofscale.report.fit_width import kept_columns, wrap_footer
+from tfprofscale.report.train_table import TRAIN_COLUMNS, mode_header, train_cells, train_lines
+from tfprofscale.report.units import INDENT, UNSUPPORTED, UNSUPPORTED_DEFINITION, binary_bytes, short_name, si
 
 if TYPE_CHECKING:
     from tfprofscale.records import StepTimes, Totals
@@ -17,61 +20,47 @@ COLUMNS = (
 )
 
 
-#: The one word for a number a source does not have (null in JSON); defined in the footer when used.
-UNSUPPORTED = "unsupported"
-UNSUPPORTED_DEFINITION = ("unsupported: that source has no number here (no formula for the layer type, no FLOPs "
-                          "statistics for the op type, or no time without a trace); never 0")
-
-
-def si(value: float | None, unit: str = "") -> str:
-    """``1234567`` as ``1.23M``; None as ``unsupported``."""
-    if value is None:
-        return UNSUPPORTED
-    for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
-        if abs(value) >= scale:
-            return f"{value / scale:.2f}{prefix}{unit}"
-    return f"{value:.0f}{unit}" if float(value).is_integer() else f"{value:.2f}{unit}"
-
-
-def binary_bytes(value: int | None) -> str:
-    """Bytes as B / KiB / MiB / GiB; None as ``unsupported``."""
-    if value is None:
-        return UNSUPPORTED
-    for scale, unit in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
-        if value >= scale:
-            return f"{value / scale:.2f} {unit}"
-    return f"{value} B"
-
-
-INDENT = "  "
-
-
-def _cells(row: LayerRow) -> tuple[str, ...]:
+def _cells(row: LayerRow, traced: bool = True) -> tuple[str, ...]:
     return (
-        f"{INDENT * row.depth}{_short_name(row)} ({row.type})", "(" + ", ".join(map(str, row.output_shape)) + ")",
+        f"{INDENT * row.depth}{short_name(row)} ({row.type})", "(" + ", ".join(map(str, row.output_shape)) + ")",
         f"{row.params:,}", si(row.analytic_flops) if row.supported else "unsupported",
-        si(row.graph_flops), binary_bytes(row.activation_bytes),
-        UNSUPPORTED if row.time_us is None else f"{row.time_us:,.1f}",
+        si(row.graph_flops), binary_bytes(row.activation_bytes), _time_cell(row, traced),
         "" if row.achieved_gflops is None else f"{row.achieved_gflops:.2f}",
-        "" if row.time_share is None else f"{100 * row.time_share:.1f}%",
+        "" if row.time_share is None or not row.ops else f"{100 * row.time_share:.1f}%",
         "" if row.measured_bytes is None else binary_bytes(row.measured_bytes),
     )
 
 
-def _short_name(row: LayerRow) -> str:
-    """A nested row's name inside its parent (the indentation shows the rest of the path)."""
-    prefix = f"{row.parent}/" if row.parent else ""
-    return row.name[len(prefix):] if prefix and row.name.startswith(prefix) else row.name
+#: Time cells that are not a number, each defined in the footer when the table shows it.
+NOT_TRACED, UNSEEN, NO_OP = "not traced", "–", "no op"
+TIME_DEFINITIONS = {
+    NOT_TRACED: "not traced: no profiler trace was taken (--no-trace), so no layer has a time",
+    UNSEEN: "–: the trace saw no kernel of this layer's ops (fused into another layer's kernel, or not recorded): "
+            "its time is unknown, not 0",
+    NO_OP: "no op: no computing op of the layer is in the graph (an identity or a reshape at inference): it takes "
+           "no kernel time",
+}
 
 
-def _columns_for(rows: list[LayerRow]) -> tuple[tuple[str, int, str], ...]:
-    """COLUMNS with the first widened to the longest (indented) layer cell."""
-    (title, width, align), *rest = COLUMNS
-    longest = max((len(_cells(row)[0]) for row in rows), default=width)
+def _time_cell(row: LayerRow, traced: bool) -> str:
+    """The layer's time per step; a word, defined in the footer, when there is no number."""
+    if not traced:
+        return NOT_TRACED
+    if not row.ops:
+        return NO_OP
+    return UNSEEN if row.time_us is None else f"{row.time_us:,.1f}"
+
+
+def _columns_for(rows: list[LayerRow], columns: tuple[tuple[str, int, str], ...] = COLUMNS,
+                 cells: Callable[[LayerRow], tuple[str, ...]] = _cells) -> tuple[tuple[str, int, str], ...]:
+    """``columns`` with the first widened to the longest (indented) layer cell."""
+    (title, width, align), *rest = columns
+    longest = max((len(cells(row)[0]) for row in rows), default=width)
     return ((title, max(width, longest), align), *rest)
 
 
-def _layer_lines(rows: list[LayerRow], columns: tuple[tuple[str, int, str], ...] = COLUMNS) -> list[str]:
+def _layer_lines(rows: list[LayerRow], columns: tuple[tuple[str, int, str], ...] = COLUMNS,
+                 cells: Callable[[LayerRow], tuple[str, ...]] = _cells, kept: list[int] | None = None) -> list[str]:
     """One line per row, with a header line where a nested model (which has no row of its own) begins."""
     lines: list[str] = []
     shown: set[str] = {row.name for row in rows}
@@ -81,8 +70,12 @@ def _layer_lines(rows: list[LayerRow], columns: tuple[tuple[str, int, str], ...]
                 shown.add(parent)
                 name = parent.rsplit("/", 1)[-1] if depth else parent
                 lines.append(f"{INDENT * depth}{name}/")
-        lines.append(_line(_cells(row), columns))
+        lines.append(_line(_pick(cells(row), kept), columns))
     return lines
+
+
+def _pick(items: tuple, kept: list[int] | None) -> tuple:
+    return items if kept is None else tuple(items[i] for i in kept)
 
 
 def _ancestors(parent: str | None) -> list[str]:
@@ -97,18 +90,29 @@ def _line(cells: tuple[str, ...], columns: tuple[tuple[str, int, str], ...] = CO
     return " ".join(f"{cell:{align}{width}}" for cell, (_, width, align) in zip(cells, columns)).rstrip()
 
 
-def render(report: Report) -> str:
-    """The whole report as text: header, per-layer table, totals."""
-    columns = _columns_for(report.layers)
-    width = sum(width + 1 for _, width, _ in columns)
+def render(report: Report, max_width: int | None = None) -> str:
+    """The whole report as text: header, per-layer table, totals; fitted to ``max_width`` (None: every column)."""
+    traced = report.totals.traced_step_time_ms is not None
+    train = report.mode == "train"
+    cells = train_cells if train else (lambda row: _cells(row, traced))
+    all_columns = _columns_for(report.layers, TRAIN_COLUMNS if train else COLUMNS, cells)
+    kept = kept_columns([title for title, _, _ in all_columns], [w for _, w, _ in all_columns], max_width)
+    columns = _pick(all_columns, kept)
+    width = sum(width + 1 for _, width, _ in columns) - 1
     header = (f'Model "{report.model}"  batch {report.batch_size}  on {report.device}'
-              f"  TensorFlow {report.tensorflow}")
+              f"  TensorFlow {report.tensorflow}{mode_header(report)}")
     lines = [header, "=" * width, _line(tuple(name for name, _, _ in columns), columns), "-" * width]
-    lines += _layer_lines(report.layers, columns)
-    lines += ["=" * width, *_totals_lines(report)]
-    if any(UNSUPPORTED in line for line in lines):
-        lines.append(f"Note:          {UNSUPPORTED_DEFINITION}")
-    return "\n".join(lines)
+    table = _layer_lines(report.layers, columns, cells, kept)
+    lines += table + ["=" * width]
+    footer = _totals_lines(report) + train_lines(report)
+    if any(UNSUPPORTED in line for line in lines + footer):
+        footer.append(f"Note:          {UNSUPPORTED_DEFINITION}")
+    footer += [f"Note:          {text}" for word, text in TIME_DEFINITIONS.items()
+               if any(_time_cell(row, traced) == word for row in report.layers)]
+    if len(kept) < len(all_columns):
+        hidden = ", ".join(title for i, (title, _, _) in enumerate(all_columns) if i not in kept)
+        footer.append(f"Hidden:        {hidden} (to fit {max_width} columns; --wide, --json and --csv have them)")
+    return "\n".join(lines + wrap_footer(footer, max_width))
 
 
 def _totals_lines(report: Report) -> list[str]:
@@ -136,8 +140,15 @@ def _totals_lines(report: Report) -> list[str]:
     if report.trace_dir:
         lines.append(f"Trace:         {report.trace_dir}  (tensorboard --logdir {_logdir_of(report.trace_dir)}, "
                      "Profile tab)")
+    lines += _time_note_lines(report.layers)
     lines += [f"Warning:       {warning}" for warning in report.warnings]
     return lines
+
+
+def _time_note_lines(rows: list[LayerRow]) -> list[str]:
+    """Where a layer's time came from when not only from its own kernels (fusions, merges, loops, calls)."""
+    notes = [f"{row.name}: {note}" for row in rows for note in getattr(row, "time_notes", [])]
+    return [f"{'Time notes:' if i == 0 else '':<15}{note}" for i, note in enumerate(notes)]
 
 
 def _coverage_lines(t: Any) -> list[str]:
@@ -167,11 +178,14 @@ def _memory_lines(report: Report) -> list[str]:
         lines = [f"Memory:        not measured: {m.missing}"]
     else:
         where = f"{m.peak_layer or 'no layer'} (op {m.peak_op})" if m.peak_op else UNSUPPORTED
-        lines = [f"Memory:        peak {binary_bytes(t.peak_bytes)} = weights {binary_bytes(m.weights_bytes)}"
+        held = "variables (weights, optimizer state)" if report.mode == "train" else "weights"
+        lines = [f"Memory:        peak {binary_bytes(t.peak_bytes)} = {held} {binary_bytes(m.weights_bytes)}"
                  f" + input {binary_bytes(m.input_bytes)} + in-step {binary_bytes(m.measured_peak_bytes)},"
                  f" at {where}"]
-    lines.append(f"               estimates: formula {binary_bytes(m.estimated_peak_bytes)}"
-                 f" (peak at {m.estimated_peak_layer or UNSUPPORTED})"
+    in_step = getattr(m, "in_step_estimated_peak_bytes", None)
+    lines.append(f"               estimates: formula total {binary_bytes(m.estimated_peak_bytes)}"
+                 + ("" if in_step is None else f" = weights + input + in-step {binary_bytes(in_step)}")
+                 + f" (peak at {m.estimated_peak_layer or UNSUPPORTED})"
                  f"  TensorFlow (Grappler, static) {binary_bytes(m.tf_estimated_peak_bytes)}")
     lines.append(f"               allocator (process-wide): peak {binary_bytes(m.allocator_peak_bytes)},"
                  f" resident before the step {binary_bytes(m.allocator_resident_bytes)}")
@@ -191,9 +205,21 @@ def _conditions_lines(steps: "StepTimes") -> list[str]:
     load = ("" if steps.load_start is None or steps.load_end is None
             else f"; load average {steps.load_start:.2f} -> {steps.load_end:.2f}")
     return [f"Timing:        {steps.rounds} rounds x {steps.steps_per_round} steps{interval}, stopped by "
-            f"{steps.stopped_by}",
+            f"{steps.stopped_by}", *_processes_lines(steps),
             f"Conditions:    threads intra-op {threads.get('intra_op') or 'default'}, inter-op "
             f"{threads.get('inter_op') or 'default'} ({threads.get('cpus')} CPUs){load}"]
+
+
+def _processes_lines(steps: "StepTimes") -> list[str]:
+    """Which interval that is: within one process, or between the processes that timed the step."""
+    if steps.interval_scope != "between processes":
+        return ["               the interval is within one process: another process's median may fall outside "
+                "it (--processes N gives one between processes)"]
+    medians = ", ".join(f"{entry['median']:.3f}" if "median" in entry else f"died ({entry['failed']})"
+                        for entry in steps.processes or [])
+    return [f"Processes:     {steps.processes_contributed} of {steps.processes_requested} timed the step "
+            f"(medians {medians} ms); the interval is the 95% range of another process's median, the step "
+            f"statistics are medians over the processes"]
 
 
 def _profiler_lines(t: "Totals") -> list[str]:

@@ -23,9 +23,17 @@ document 001's 0.75 is the TF1-style keep probability, so the model's
     repeats = 1                          measurements of each configuration (default 1)
     warmup = 5                           optional (default 5)
     trace_steps = 10                     optional, profiled steps (default 10)
-    input_shape = 224,224,3              optional, per-example shape of inputs left undefined (one per input)
+    input_shape = 224,224,3              optional, per-example shape of inputs left undefined (one per input,
+                                         or by name: token_ids=128 padding_mask=128)
     timeout = 600                        optional, seconds one configuration may run (default: no limit)
+    mode = infer train                   optional, what is profiled: inference, one training step, or both
+                                         (a grid axis: results.csv gets a mode column; default infer)
     scheduler = tcp://HOST:8786          optional, a dask.distributed scheduler to run on (default: local)
+    threads = 2                          optional, as profile's --threads (default: TensorFlow's choice)
+    min_time = 0.02                      optional, as --min-time: seconds per timed round
+    target_ci = 2                        optional, as --target-ci: percent of the median
+    max_time = 3                         optional, as --max-time: seconds for the whole measurement
+    processes = 1                        optional, as --processes: timing processes per configuration
     [grid]
     total_layers = 4 6 8 10              any model parameter: a list of values
     conv_size = 3 5 8
@@ -41,7 +49,7 @@ from __future__ import annotations
 
 import configparser
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -49,17 +57,19 @@ from tfprofscale.errors import InputError
 from tfprofscale.inputs import read_text
 
 CONFIG_LIMIT_BYTES = 2**20
-from tfprofscale.profiling.trace.input_shapes import parse_input_shape
+from tfprofscale.profiling.trace.input_shapes import parse_input_shapes
 from tfprofscale.profiling.trace.loading import ModelFile, check_type, literal, load_model_file
+from tfprofscale.sweep.timing_settings import TimingSettings, check_step_bounds, read_timing
 
 DOCUMENT_001_SECTION = "CONFIGURATION"
 DOCUMENT_001_PARAMETERS = {"tot_layers": "total_layers", "filter_size": "conv_size", "dropout": "dropout"}
 DOCUMENT_001_KEYS = {"training_iterations", "batch_size", "tot_layers", "filter_size", "learning_rate",
                      "dropout", "evaluation_iterations"}
 SWEEP_KEYS = {"model", "batch_size", "steps", "repeats", "warmup", "trace_steps", "input_shape", "timeout",
-              "scheduler"}
+              "scheduler", "mode", "threads", "min_time", "target_ci", "max_time", "processes"}
 TRAINING_KEYS = {"epochs", "learning_rate", "batch_size"}
-RESERVED_NAMES = {"batch_size", "repeat", "config_id", "status", "error"}
+RESERVED_NAMES = {"batch_size", "repeat", "config_id", "status", "error", "mode"}
+MODES = ("infer", "train")
 _NO_DEFAULT_SECTION = "\0no default section"
 
 
@@ -86,9 +96,15 @@ class SweepConfig:
     trace_steps: int = 10
     training: TrainingSettings = field(default_factory=TrainingSettings)
     origins: dict[str, str] = field(default_factory=dict)
-    input_shapes: tuple[tuple[int, ...], ...] | None = None
+    input_shapes: tuple[tuple[int, ...], ...] | dict[str, tuple[int, ...]] | None = None
     timeout_s: float | None = None
     scheduler: str | None = None
+    modes: tuple[str, ...] | None = None  # [sweep] mode; None: inference only, and no mode column
+
+    def axes(self) -> list[str]:
+        """The columns that tell configurations apart beside batch and repeat: grid keys, then ``mode``."""
+        return [*self.grid, *(["mode"] if self.modes is not None else [])]
+    timing: TimingSettings = field(default_factory=TimingSettings)
 
     def origin(self, name: str) -> str:
         """Where grid parameter ``name`` came from: ``FILE [section] key``."""
@@ -99,8 +115,9 @@ class SweepConfig:
         return {
             "config_file": str(self.source), "model": str(self.model), "grid": self.grid,
             "batch_sizes": self.batch_sizes, "steps": self.steps, "repeats": self.repeats,
-            "warmup": self.warmup, "trace_steps": self.trace_steps,
-            "input_shape": [list(shape) for shape in self.input_shapes] if self.input_shapes else None,
+            "warmup": self.warmup, "trace_steps": self.trace_steps, "timing": asdict(self.timing),
+            "input_shape": _shapes_json(self.input_shapes),
+            "modes": list(self.modes) if self.modes is not None else None,
             "training": {"epochs": self.training.epochs, "learning_rate": self.training.learning_rate,
                          "batch_size": self.training.batch_size},
         }
@@ -177,6 +194,7 @@ def _read_ini(source: Path) -> configparser.ConfigParser:
                                        default_section=_NO_DEFAULT_SECTION)
     parser.optionxform = str  # keys keep their case: grid keys are Python parameter names
     text = read_text(source, "config file", CONFIG_LIMIT_BYTES)  # a FIFO or /dev/zero is refused, not read
+    text = text.removeprefix("\ufeff")  # a byte-order mark, as some editors save UTF-8
     try:
         parser.read_string(text, source=str(source))
     except configparser.Error as error:
@@ -236,7 +254,10 @@ def _general(source: Path, parser: configparser.ConfigParser, sections: dict[str
         input_shapes=read("input_shape", _input_shapes, None),
         timeout_s=read("timeout", _positive_float, None),
         scheduler=read("scheduler", _scheduler_address, None),
+        modes=read("mode", _modes, None),
+        timing=read_timing(read),
     )
+    check_step_bounds(read, config)
     if "model" not in sweep_keys:
         return config
     model = read("model", _one_path, None)
@@ -266,6 +287,15 @@ class _Reader:
             return default
         written, text = self.keys[name]
         return parse(_Where(self.file, self.section, written), text)
+
+    @staticmethod
+    def positive_float(where: _Where, text: str) -> float:
+        """A finite number > 0 (the parser other modules' keys use)."""
+        return _positive_float(where, text)
+
+    def where(self, name: str) -> _Where:
+        """The location of key ``name`` (as written in the file), for an error about its value."""
+        return _Where(self.file, self.section, self.keys.get(name, (name, ""))[0])
 
 
 def _grid(source: Path, parser: configparser.ConfigParser, section: str) -> dict[str, list[Any]]:
@@ -309,10 +339,20 @@ def _value_list(where: _Where, text: str) -> list[Any]:
     return values
 
 
-def _input_shapes(where: _Where, text: str) -> tuple[tuple[int, ...], ...]:
-    """``224,224,3`` (one input) or ``64 64,8`` (one shape per input, separated by spaces)."""
+def _input_shapes(where: _Where, text: str) -> tuple[tuple[int, ...], ...] | dict[str, tuple[int, ...]]:
+    """``224,224,3`` (one input), ``64 64,8`` (one shape per input, separated by spaces) or by name,
+    ``token_ids=128 padding_mask=128``."""
     label = f"{where.file} [{where.section}] {where.key}"
-    return tuple(parse_input_shape(part, label) for part in text.split())
+    return parse_input_shapes(text.split(), label) or ()
+
+
+def _shapes_json(shapes: Any) -> Any:
+    """Input shapes as JSON: a list of lists, or an object by input name; None when not given."""
+    if not shapes:
+        return None
+    if isinstance(shapes, dict):
+        return {name: list(shape) for name, shape in shapes.items()}
+    return [list(shape) for shape in shapes]
 
 
 def _positive_int_list(where: _Where, text: str) -> list[int]:
@@ -347,11 +387,23 @@ def _require_int(where: _Where, value: Any, minimum: int) -> int:
 
 def _positive_float(where: _Where, text: str) -> float:
     value = _one_value(where, text)
+    if isinstance(value, str) and _is_float(value):  # inf, nan: numbers, but not a limit
+        value = float(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise where.error(f"value {value!r} is not a number")
+    if where.key.lower() == "timeout" and value == float("inf"):
+        raise where.error("value inf must be a finite number of seconds > 0 (leave timeout out for no limit)")
     if not 0 < value < float("inf"):
         raise where.error(f"value {value} must be a finite number > 0")
     return float(value)
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _keep_probability_as_rate(where: _Where, text: str) -> list[float]:
@@ -360,6 +412,15 @@ def _keep_probability_as_rate(where: _Where, text: str) -> list[float]:
     if isinstance(keep, bool) or not isinstance(keep, (int, float)) or not 0 < keep <= 1:
         raise where.error(f"value {keep!r} must be a keep probability in (0, 1] (the dropout rate is 1 - it)")
     return [round(1.0 - float(keep), 12)]
+
+
+def _modes(where: _Where, text: str) -> tuple[str, ...]:
+    """``infer``, ``train`` or both, each once."""
+    values = _value_list(where, text)
+    for value in values:
+        if value not in MODES:
+            raise where.error(f"mode {value!r} is neither infer nor train")
+    return tuple(values)
 
 
 def _scheduler_address(where: _Where, text: str) -> str:

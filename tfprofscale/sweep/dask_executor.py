@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterable, Iterator
 from distributed import WorkerPlugin
 
 from tfprofscale.errors import InputError
+from tfprofscale.sweep.scheduler_probe import probe_scheduler
 from tfprofscale.sweep.executor import Outcome, Task, check_timeout, describe_exception, describe_timeout, run_one
 
 START_TOPIC = "tfprofscale-task-started"
@@ -72,9 +73,10 @@ class DaskExecutor:
         """A client of the scheduler with the initializer registered and at least one worker."""
         from distributed import Client
 
+        probe_scheduler(self.address)
         try:
             client = Client(self.address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
-        except (OSError, TimeoutError) as error:
+        except (OSError, TimeoutError, MemoryError, ValueError) as error:
             raise InputError(f"--scheduler {self.address}: no Dask scheduler answers there "
                              f"({describe_exception(error)})") from None
         try:

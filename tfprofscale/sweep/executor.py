@@ -28,7 +28,9 @@ import multiprocessing.connection
 import os
 import signal
 import socket
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, Iterable, Iterator, Protocol, TypeVar
 
@@ -98,16 +100,19 @@ class LocalProcessPool:
     """``workers`` long-lived processes on this machine; ``initializer()`` runs once in each.
 
     A task running longer than ``timeout_s`` seconds (None: no limit) is
-    killed with its worker and yields a timed-out ``Outcome``.
+    killed with its worker and yields a timed-out ``Outcome``. With
+    ``fresh_per_task`` every task runs in a new process (a sweep's repeats
+    then measure what separate processes measure).
     """
 
     def __init__(self, workers: int = 1, initializer: Callable[[], None] | None = None,
-                 timeout_s: float | None = None) -> None:
+                 timeout_s: float | None = None, fresh_per_task: bool = False) -> None:
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
         self.workers = workers
         self.initializer = initializer
         self.timeout_s = check_timeout(timeout_s)
+        self.fresh_per_task = fresh_per_task
         self.host = socket.gethostname()
         self._context = multiprocessing.get_context("spawn")
 
@@ -121,7 +126,11 @@ class LocalProcessPool:
                 while idle and pending:
                     self._dispatch(idle.pop(), pending, busy, idle, function)
                 for worker, outcome in self._finished(busy):
-                    if worker.process.is_alive():
+                    if worker.process.is_alive() and self.fresh_per_task:
+                        worker.stop()
+                        if pending:
+                            idle.append(self._start(function))
+                    elif worker.process.is_alive():
                         idle.append(worker)
                     elif pending:
                         idle.append(self._start(function))
@@ -147,7 +156,8 @@ class LocalProcessPool:
         ours, theirs = self._context.Pipe()
         process = self._context.Process(target=_worker_loop, args=(theirs, function, self.initializer, os.getpid()),
                                         daemon=True, name="tfprofscale-worker")
-        process.start()
+        with _interrupts_held():  # an interrupt mid-start would cut the worker's start-up data (its EOFError)
+            process.start()
         theirs.close()
         return _Worker(process, ours)
 
@@ -257,6 +267,36 @@ class _Worker:
             pass
 
 
+_HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+@contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM held (recorded, not lost) in this process until the block ends, then delivered.
+
+    A signal sent to the process may be taken by any thread (TensorFlow's
+    among them), so a handler that only records it stands in for the block;
+    the main thread also blocks them, which a worker process inherits, so it
+    cannot be interrupted while it starts either (it unblocks them once it
+    ignores Ctrl-C). Outside the main thread the block runs unprotected.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {number: signal.signal(number, lambda signum, frame: received.append(signum))
+                for number in _HELD_SIGNALS}
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        if received:
+            signal.raise_signal(received[0])  # now handled as it would have been
+
+
 def _stop_all(idle: list[_Worker], busy: list[_Worker]) -> None:
     """Idle workers are asked to finish; busy ones (left when the caller stops early) are killed."""
     for worker in busy:
@@ -277,6 +317,8 @@ def _worker_loop(connection: Any, function: Callable[[Any], Any], initializer: C
     """The worker process: run tasks from the pipe until it sends None or closes, or the parent dies."""
     lifeline.hold(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD_SIGNALS)  # held while the parent started this process
     if initializer is not None:
         initializer()
     while True:

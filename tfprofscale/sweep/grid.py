@@ -25,17 +25,19 @@ _UNSAFE_CHARACTERS = re.compile(r"[^A-Za-z0-9_.-]+")
 
 @dataclass(frozen=True)
 class ConfigTask:
-    """One configuration: grid values, inference batch size and repeat number."""
+    """One configuration: grid values, batch size, repeat number and (with [sweep] mode) what is profiled."""
 
     config_id: str
     params: dict[str, Any]
     batch_size: int
     repeat: int
+    mode: str | None = None  # "infer" or "train"; None: no mode axis (inference)
 
 
-def config_id(params: dict[str, Any], batch_size: int, repeat: int) -> str:
-    """``k=v,...,batch_size=B,rR``: a stable, file-name-safe name for one configuration."""
-    return _file_name([*_pairs(params), f"batch_size={batch_size}", f"r{repeat}"])
+def config_id(params: dict[str, Any], batch_size: int, repeat: int, mode: str | None = None) -> str:
+    """``k=v,...,batch_size=B[,mode=M],rR``: a stable, file-name-safe name for one configuration."""
+    return _file_name([*_pairs(params), f"batch_size={batch_size}", *([f"mode={mode}"] if mode else []),
+                       f"r{repeat}"])
 
 
 def model_id(params: dict[str, Any]) -> str:
@@ -57,7 +59,9 @@ def _file_name(parts: list[str]) -> str:
 
 def count_configurations(config: SweepConfig) -> int:
     """How many configurations the sweep has: the product of the list lengths, batch sizes and repeats."""
-    return math.prod(len(values) for values in config.grid.values()) * len(config.batch_sizes) * config.repeats
+    modes = len(config.modes) if config.modes is not None else 1
+    return (math.prod(len(values) for values in config.grid.values()) * len(config.batch_sizes) * config.repeats
+            * modes)
 
 
 def check_grid_size(config: SweepConfig, max_configs: int = DEFAULT_MAX_CONFIGS) -> int:
@@ -65,7 +69,8 @@ def check_grid_size(config: SweepConfig, max_configs: int = DEFAULT_MAX_CONFIGS)
     count = count_configurations(config)
     if count > max_configs:
         factors = " x ".join([f"{len(values)} {name}" for name, values in config.grid.items()]
-                             + [f"{len(config.batch_sizes)} batch sizes", f"{config.repeats} repeats"])
+                             + [f"{len(config.batch_sizes)} batch sizes", f"{config.repeats} repeats"]
+                             + ([f"{len(config.modes)} modes"] if config.modes is not None else []))
         raise InputError(f"{config.source}: the sweep has {count:,} configurations ({factors}), over the limit "
                          f"of {max_configs:,}: shrink the grid, or raise the limit with --max-configs N")
     return count
@@ -78,8 +83,9 @@ def iter_grid(config: SweepConfig) -> Iterator[ConfigTask]:
     seen: dict[str, dict[str, Any]] = {}
     for values in itertools.product(*config.grid.values()):
         params = dict(zip(names, values))
-        for batch_size, repeat in itertools.product(config.batch_sizes, range(config.repeats)):
-            task = ConfigTask(config_id(params, batch_size, repeat), params, batch_size, repeat)
+        modes = config.modes if config.modes is not None else (None,)
+        for batch_size, mode, repeat in itertools.product(config.batch_sizes, modes, range(config.repeats)):
+            task = ConfigTask(config_id(params, batch_size, repeat, mode), params, batch_size, repeat, mode)
             if task.config_id in seen:
                 raise InputError(f"{config.source} [grid]: values {seen[task.config_id]} and {params} "
                                  f"give the same configuration id {task.config_id!r}")

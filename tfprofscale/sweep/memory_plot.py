@@ -5,7 +5,8 @@ from typing import Any
 
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import EngFormatter
+
+from tfprofscale.report.units import bytes_formatter
 
 from tfprofscale.sweep.figures import NamedFigure
 
@@ -31,8 +32,8 @@ def memory_figure(frame: pd.DataFrame, prefix: str = "") -> Any:
     if high / low > 20:
         ax.set(xscale="log", yscale="log")
     for axis in (ax.xaxis, ax.yaxis):
-        axis.set_major_formatter(EngFormatter(unit="B"))
-    ax.set(xlabel="measured peak: weights + input + in-step transient (bytes)", ylabel="estimated peak (bytes)")
+        axis.set_major_formatter(bytes_formatter())
+    ax.set(xlabel="measured peak: weights + input + in-step transient", ylabel="estimated peak")
     ax.legend(fontsize=8)
     figure.suptitle(f"{prefix}Memory: estimates against the measured peak")
     description = (f"Estimated peak memory against the measured one (weights + input + the in-step peak of "

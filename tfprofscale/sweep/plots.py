@@ -23,13 +23,14 @@ from matplotlib.ticker import EngFormatter
 
 from tfprofscale.audit.fitting import LinearFit, fit_line
 from tfprofscale.output import atomic_path
+from tfprofscale.report.units import bytes_formatter
 from tfprofscale.sweep.figures import NamedFigure, SavedFigure
 from tfprofscale.sweep.memory_plot import memory_figure
 
 TIME_COLUMN = "step_time_median_ms"
 SCALING_METRICS = (  # column, panel title, axis label with unit, tick formatter unit
     (TIME_COLUMN, "Inference time", "median step time (ms)", None),
-    ("peak_bytes", "Peak memory", "weights + input + in-step peak (bytes)", "B"),
+    ("peak_bytes", "Peak memory", "weights + input + in-step peak", "B"),
     ("graph_flops", "FLOPs", "FLOPs per step (TensorFlow graph)", ""),
     ("params", "Parameters", "parameters (count)", ""),
 )
@@ -46,6 +47,12 @@ class LayerTypeFit:
     gflops_per_s: float | None
     flops: list[float]
     time_us: list[float]
+
+    @property
+    def median_relative_error(self) -> float:
+        """The median over the layers of |line - measured| / measured: what the fit (on relative errors) minimises."""
+        measured = np.asarray(self.time_us, dtype=float)
+        return float(np.median(np.abs(self.fit.predict(self.flops) - measured) / measured))
 
 
 def sweep_figures(results: list[dict[str, Any]], layers: list[dict[str, Any]], parameters: list[str],
@@ -87,7 +94,9 @@ def swept_parameters(frame: pd.DataFrame, parameters: list[str]) -> list[str]:
 def layer_time_fits(layers: list[dict[str, Any]]) -> list[LayerTypeFit]:
     """A line time_us = slope * graph_flops + intercept per layer type with >= 2 distinct FLOPs.
 
-    Layers without a measured time or without counted FLOPs are left out.
+    Fitted on relative errors, as the audit's latency model is: every layer
+    counts the same, so the largest layers do not set the intercept above the
+    small ones. Layers without a measured time or without counted FLOPs are left out.
     Types come in order of total measured time, largest first.
     """
     frame = pd.DataFrame(layers)
@@ -99,7 +108,7 @@ def layer_time_fits(layers: list[dict[str, Any]]) -> list[LayerTypeFit]:
     for layer_type, group in frame.groupby("type"):
         if group["graph_flops"].nunique() < 2:
             continue
-        fit = fit_line(group["graph_flops"], group["time_us"])
+        fit = fit_line(group["graph_flops"], group["time_us"], relative=True)
         rate = 1e-3 / fit.slope if fit.slope > 0 else None  # µs per FLOP -> GFLOP/s
         fits.append(LayerTypeFit(str(layer_type), fit, rate, list(group["graph_flops"]), list(group["time_us"])))
     return sorted(fits, key=lambda f: -sum(f.time_us))
@@ -176,9 +185,11 @@ def _axis(ax: Any, title: str, xlabel: str, ylabel: str, unit: str | None, x_val
     y_values = [float(y) for line in ax.get_lines() for y in line.get_ydata() if math.isfinite(float(y))]
     if _spans_decades(y_values):
         ax.set_yscale("log")
-        return
-    ax.set_ylim(0, 1.1 * max(y_values) if y_values and max(y_values) > 0 else 1)
-    if unit is not None:
+    else:
+        ax.set_ylim(0, 1.1 * max(y_values) if y_values and max(y_values) > 0 else 1)
+    if unit == "B":  # bytes in binary units, as the table prints them, on linear and log axes
+        ax.yaxis.set_major_formatter(bytes_formatter())
+    elif unit is not None and ax.get_yscale() == "linear":
         ax.yaxis.set_major_formatter(EngFormatter(unit=unit))
 
 
@@ -268,8 +279,9 @@ def _layer_fit_figure(fits: list[LayerTypeFit], prefix: str) -> NamedFigure:
         ax.set_visible(False)
     figure.suptitle(f"{prefix}measured layer time against FLOPs, per layer type (document 002)")
     description = ("Measured time per step of every layer against its FLOPs, one panel per layer type, with the "
-                   "least-squares line time = slope x FLOPs + intercept; 1/slope is the marginal rate in "
-                   "GFLOP/s and R² how well a line explains the time (document 002's linear model).")
+                   "line time = slope x FLOPs + intercept fitted on relative errors (every layer counts the same, "
+                   "as in the audit's latency model); 1/slope is the marginal rate in GFLOP/s and the median "
+                   "relative error how far the line is from a typical layer (document 002's linear model).")
     return NamedFigure("layer_time_vs_flops", figure, description)
 
 
@@ -295,7 +307,7 @@ def _draw_fit(ax: Any, layer_fit: LayerTypeFit) -> None:
 
 
 def _fit_label(layer_fit: LayerTypeFit) -> str:
-    r2 = "n/a" if layer_fit.fit.r2 is None else f"{layer_fit.fit.r2:.3f}"
+    error = f"median error {100 * layer_fit.median_relative_error:.1f}%"
     if layer_fit.gflops_per_s is None:
-        return f"fit: slope <= 0 (time does not grow with FLOPs), R² = {r2}"
-    return f"fit: {layer_fit.gflops_per_s:.1f} GFLOP/s, intercept {round(layer_fit.fit.intercept)} µs, R² = {r2}"
+        return f"fit: slope <= 0 (time does not grow with FLOPs), {error}"
+    return f"fit: {layer_fit.gflops_per_s:.1f} GFLOP/s, intercept {round(layer_fit.fit.intercept)} µs, {error}"

@@ -4,6 +4,7 @@ A record is the content of ``reports/<config_id>.json``: ``config_id``,
 ``config`` (grid values and ``batch_size``), ``repeat``, ``status`` (ok,
 failed or timed_out), ``error``, ``timeout_s``, ``elapsed_s``, ``host``,
 ``machine`` (fingerprint, description and its parts; None if unknown) and
+``model_sha256`` (the model file's content hash when it was measured) and
 ``report`` (the profile JSON, None if failed).
 """
 from __future__ import annotations
@@ -12,6 +13,7 @@ import csv
 import io
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from tfprofscale import output
+from tfprofscale.report.units import binary_bytes
 from tfprofscale.sweep import by_machine
 from tfprofscale.sweep.by_machine import machine_fingerprint
 from tfprofscale.sweep.config import SweepConfig
@@ -26,12 +29,15 @@ from tfprofscale.sweep.config import SweepConfig
 DOCUMENT_001_COLUMNS = ["Layers", "BatchSize", "ConvSize", "TotalTime", "MeanTime"]
 TOTALS_COLUMNS = ["params", "analytic_flops", "analytic_macs", "graph_flops", "activation_bytes",
                   "analytic_memory_bytes", "peak_bytes"]
+TRAIN_COLUMNS = ["graph_train_flops", "train_flops", "train_to_forward", "update_flops"]  # mode = train rows
 STEP_COLUMNS = ["step_time_median_ms", "step_time_p10_ms", "step_time_p90_ms", "step_time_cv"]
 MEMORY_COLUMNS = ["measured_peak_bytes", "weights_bytes", "input_bytes", "estimated_peak_bytes",
-                  "tf_estimated_peak_bytes", "allocator_peak_bytes"]  # from the report's memory record
+                  "tf_estimated_peak_bytes", "allocator_peak_bytes", "in_step_measured_peak_bytes",
+                  "in_step_estimated_peak_bytes", "total_measured_peak_bytes",
+                  "total_estimated_peak_bytes"]  # from the report's memory record
 RESULT_COLUMNS = ["batch_size", "repeat", *DOCUMENT_001_COLUMNS, *TOTALS_COLUMNS, *MEMORY_COLUMNS, *STEP_COLUMNS,
                   "accuracy", "status", "error", "warnings",
-                  "host", "machine"]
+                  "host", "machine", *TRAIN_COLUMNS, "model_sha256"]
 LAYER_FIELDS = ["name", "type", "output_shape", "params", "analytic_flops", "analytic_macs", "graph_flops",
                 "activation_bytes", "time_us", "achieved_gflops", "time_share", "receptive_field", "supported",
                 "geometry", "analytic_terms"]
@@ -54,14 +60,14 @@ def results_row(record: dict[str, Any], grid_names: list[str]) -> dict[str, Any]
                BatchSize=config["batch_size"], ConvSize=params.get("conv_size"),
                TotalTime=None if mean_ms is None else mean_ms * steps["n"] / 1e3,
                MeanTime=None if mean_ms is None else mean_ms / 1e3)
-    row.update({column: totals.get(column) for column in TOTALS_COLUMNS})
+    row.update({column: totals.get(column) for column in (*TOTALS_COLUMNS, *TRAIN_COLUMNS)})
     memory = (report or {}).get("memory") or {}
     row.update({column: memory.get(column) for column in MEMORY_COLUMNS})
     row.update(step_time_median_ms=steps.get("median"), step_time_p10_ms=steps.get("p10"),
                step_time_p90_ms=steps.get("p90"), step_time_cv=steps.get("cv"), accuracy=totals.get("accuracy"),
                status=record["status"], error=record.get("error"),
                warnings=" | ".join(report.get("warnings") or []) if report else None)
-    row.update(host=record.get("host"), machine=machine_fingerprint(record))
+    row.update(host=record.get("host"), machine=machine_fingerprint(record), model_sha256=record.get("model_sha256"))
     return row
 
 
@@ -104,6 +110,9 @@ def write_summaries(out_dir: Path, config: SweepConfig, records: list[dict[str, 
     saved = plots.save_figures(figures, out_dir / "plots")
     hparams.write_hparams(out_dir / "runs", results, parameters, [record["config_id"] for record in records])
     atomic_write_text(out_dir / "report.md", report_markdown(config, records, grid_names, saved))
+    from tfprofscale.sweep.html_page import write_sweep_html
+
+    write_sweep_html(out_dir, Path(str(config.model)).stem, records, grid_names)
     return [figure.path for figure in saved]
 
 
@@ -151,8 +160,29 @@ def _warning_lines(records: list[dict[str, Any]]) -> list[str]:
     if not warned:
         return []
     lines = ["", "## Noisy or doubtful measurements", "",
-             f"{len(warned)} of {len(records)} configurations warned (the `warnings` column of results.csv):", ""]
-    return lines + [f"- `{config_id}`: {' | '.join(warnings)}" for config_id, warnings in warned]
+             f"{len(warned)} of {len(records)} configurations warned (the `warnings` column of results.csv has "
+             "each one's text); the same kind of warning is listed once, with the configurations it came from:", ""]
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for config_id, warnings in warned:
+        for warning in warnings:
+            groups.setdefault(warning_kind(warning), []).append((config_id, warning))
+    for kind, found in sorted(groups.items(), key=lambda item: -len(item[1])):
+        ids = list(dict.fromkeys(config_id for config_id, _ in found))
+        shown = ", ".join(f"`{config_id}`" for config_id in ids[:WARNED_IDS_SHOWN])
+        more = f" and {len(ids) - WARNED_IDS_SHOWN} more" if len(ids) > WARNED_IDS_SHOWN else ""
+        example = found[0][1] if len(found) == 1 else f"e.g. {found[0][1]}"
+        lines.append(f"- **{kind}**, {len(ids)} configuration{'s' * (len(ids) > 1)} ({shown}{more}): {example}")
+    return lines
+
+
+#: How many configuration ids a grouped warning names before "and N more".
+WARNED_IDS_SHOWN = 8
+
+
+def warning_kind(warning: str) -> str:
+    """What a warning is about, without its numbers: the text before its first colon ("noisy timing")."""
+    head = warning.split(":", 1)[0].strip()
+    return head if len(head) <= 60 else re.sub(r"[\d.,]+", "#", head[:60]) + "..."
 
 
 def _overview(config: SweepConfig, records: list[dict[str, Any]], ok: int) -> str:
@@ -228,15 +258,16 @@ def _ranges(ok: pd.DataFrame) -> str:
                                 ("params", "parameters", "")):
         values = pd.to_numeric(ok[column], errors="coerce").dropna()
         if not values.empty:
-            parts.append(f"{label} {_engineering(values.min(), unit)} to {_engineering(values.max(), unit)}")
+            shown = binary_bytes if unit == "B" else (lambda value: _engineering(value, unit))
+            parts.append(f"{label} {shown(values.min())} to {shown(values.max())}")
     return "; ".join(parts)
 
 
 def _fit_line(fit: Any) -> str:
-    r2 = "n/a" if fit.fit.r2 is None else f"{fit.fit.r2:.3f}"
     rate = "no positive slope" if fit.gflops_per_s is None else f"{fit.gflops_per_s:.3g} GFLOP/s marginal rate"
-    return (f"{fit.layer_type} layers, time = slope x FLOPs + intercept over {fit.fit.n} layers: {rate}, "
-            f"intercept {fit.fit.intercept:.3g} µs, R² = {r2}")
+    return (f"{fit.layer_type} layers, time = slope x FLOPs + intercept over {fit.fit.n} layers (fitted on "
+            f"relative errors): {rate}, intercept {fit.fit.intercept:.3g} µs, median error "
+            f"{100 * fit.median_relative_error:.1f}%")
 
 
 def _describe(row: pd.Series, names: list[str]) -> str:

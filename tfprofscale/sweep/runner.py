@@ -18,6 +18,7 @@ its id, however often an executor reports it.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -25,13 +26,14 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from tqdm import tqdm
 
 from tfprofscale.errors import InputError
 from tfprofscale.sweep.config import SweepConfig
 from tfprofscale.sweep.configuration import RunPlan, prepare_worker, run_configuration
+from tfprofscale.sweep.files import SWEEP_FILES
 from tfprofscale.sweep.executor import Executor, LocalProcessPool, Outcome
 from tfprofscale.sweep.grid import DEFAULT_MAX_CONFIGS, ConfigTask, check_grid_size, config_id, expand_grid, iter_grid
 from tfprofscale.sweep.report import write_summaries, write_tables
@@ -77,7 +79,7 @@ class SweepSummary:
         return self.total - len(self.failed)
 
 
-def make_executor(options: SweepOptions) -> Executor:
+def make_executor(options: SweepOptions, fresh_per_task: bool = False) -> Executor:
     """A Dask executor when ``options.scheduler`` names a cluster, else a local pool of ``workers``."""
     if options.scheduler:
         from tfprofscale.sweep.dask_executor import DaskExecutor
@@ -85,7 +87,8 @@ def make_executor(options: SweepOptions) -> Executor:
         executor = DaskExecutor(options.scheduler, initializer=prepare_worker, timeout_s=options.timeout_s)
         executor.connect()
         return executor
-    return LocalProcessPool(options.workers, initializer=prepare_worker, timeout_s=options.timeout_s)
+    return LocalProcessPool(options.workers, initializer=prepare_worker, timeout_s=options.timeout_s,
+                            fresh_per_task=fresh_per_task)
 
 
 def run_sweep(config: SweepConfig, options: SweepOptions, executor: Executor | None = None) -> SweepSummary:
@@ -93,13 +96,14 @@ def run_sweep(config: SweepConfig, options: SweepOptions, executor: Executor | N
     total = check_grid_size(config, options.max_configs)
     out_dir = _make_out_dir(Path(options.out_dir))
     _check_output_files(out_dir)
-    executor = executor or make_executor(options)
+    executor = executor or make_executor(options, fresh_per_task=config.repeats > 1)
     with SweepLock(out_dir):
         store = ResultStore(out_dir)
         if not options.resume:
             store.clear()
         store.start(_settings(config, options), total)
         sweep = _SweepState.of(config, store, options)
+        refuse_changed_model(config.model, sweep.done.values(), out_dir)
         store.forget([task.config_id for task in sweep.todo])
         function = partial(run_configuration, _plan(config, options, store))
         with _ProgressBar(total, total - len(sweep.todo), sweep.done, options.progress) as bar:
@@ -107,8 +111,8 @@ def run_sweep(config: SweepConfig, options: SweepOptions, executor: Executor | N
                 for record in filter(None, map(sweep.record, outcomes)):
                     bar.advance(record)
         ordered = [sweep.done[key] for key in sweep.order]
-        write_tables(out_dir, ordered, list(config.grid))
-        plots = write_summaries(out_dir, config, ordered, list(config.grid))
+        write_tables(out_dir, ordered, config.axes())
+        plots = write_summaries(out_dir, config, ordered, config.axes())
         store.finish()
     failed = {r["config_id"]: r["error"] for r in ordered if r["status"] != OK}
     timed_out = [r["config_id"] for r in ordered if r["status"] == TIMED_OUT]
@@ -122,6 +126,7 @@ class _SweepState:
     store: ResultStore
     grid_names: list[str]
     timeout_s: float | None
+    model_hash: str | None = None
     order: list[str] = field(default_factory=list)
     done: dict[str, dict[str, Any]] = field(default_factory=dict)
     todo: list[ConfigTask] = field(default_factory=list)
@@ -130,7 +135,7 @@ class _SweepState:
     @classmethod
     def of(cls, config: SweepConfig, store: ResultStore, options: SweepOptions) -> "_SweepState":
         """The stored records kept (good ones, and failed ones unless retrying) and the configurations to run."""
-        progress = cls(store, list(config.grid), options.timeout_s)
+        progress = cls(store, config.axes(), options.timeout_s, model_sha256(config.model))
         for task in iter_grid(config):
             progress.order.append(task.config_id)
             record = store.record(task.config_id)
@@ -146,7 +151,7 @@ class _SweepState:
         An executor may report a configuration twice (one re-run after its
         worker was lost): the first report is kept.
         """
-        record = outcome_record(outcome, self.timeout_s)
+        record = outcome_record(outcome, self.timeout_s, self.model_hash)
         if record["config_id"] in self.recorded:
             return None
         self.recorded.add(record["config_id"])
@@ -156,17 +161,41 @@ class _SweepState:
         return record
 
 
-def outcome_record(outcome: Outcome, timeout_s: float | None = None) -> dict[str, Any]:
+def refuse_changed_model(model: Path, records: Iterable[dict[str, Any]], out_dir: Path) -> None:
+    """InputError if a stored record was measured on another version of the model file (its content hash differs)."""
+    now = model_sha256(model)
+    changed = [record for record in records if record.get("model_sha256") not in (None, now)]
+    if changed:
+        raise InputError(f"model file {model} changed since {out_dir} measured {len(changed)} of its configurations "
+                         f"(sha256 {changed[0]['model_sha256'][:12]}... then, {now[:12]}... now): start fresh with "
+                         "--no-resume, or use another --out")
+
+
+def model_sha256(model: str | os.PathLike) -> str:
+    """The SHA-256 of the model file's content, as hex."""
+    digest = hashlib.sha256()
+    try:
+        with open(model, "rb") as handle:
+            for chunk in iter(lambda: handle.read(2**20), b""):
+                digest.update(chunk)
+    except OSError as error:
+        raise InputError(f"model file {model} cannot be read: {error.strerror or error}") from None
+    return digest.hexdigest()
+
+
+def outcome_record(outcome: Outcome, timeout_s: float | None = None, model_hash: str | None = None) -> dict[str, Any]:
     """The ``reports/<config_id>.json`` record of one configuration's outcome, with where it ran."""
     task: ConfigTask = outcome.task
     value = outcome.value or {}
     status = OK if outcome.ok else TIMED_OUT if outcome.timed_out else FAILED
     return {
-        "config_id": task.config_id, "config": {**task.params, "batch_size": task.batch_size},
+        "config_id": task.config_id, "config": {**task.params, "batch_size": task.batch_size,
+                                                   **({"mode": task.mode} if task.mode else {})},
         "repeat": task.repeat, "status": status, "error": outcome.error,
         "timeout_s": timeout_s if outcome.timed_out else None,
         "elapsed_s": round(outcome.elapsed_s, 3), "host": value.get("host") or outcome.host,
-        "machine": value.get("machine"), "report": value.get("report"), "training": value.get("training"),
+        "machine": value.get("machine"), "model_sha256": model_hash,
+        "report": value.get("report"), "training": value.get("training"),
     }
 
 
@@ -176,7 +205,7 @@ def _plan(config: SweepConfig, options: SweepOptions, store: "ResultStore") -> R
                    trace_steps=config.trace_steps, logdir=str(store.runs_dir.resolve()),
                    weights_dir=str(store.weights_dir.resolve()),
                    weights=options.weights, data=options.data, training=config.training if trains else None,
-                   input_shapes=config.input_shapes)
+                   input_shapes=config.input_shapes, timing=config.timing)
 
 
 def _settings(config: SweepConfig, options: SweepOptions) -> dict[str, Any]:
@@ -186,9 +215,6 @@ def _settings(config: SweepConfig, options: SweepOptions) -> dict[str, Any]:
         settings["training"] = None
     settings.update(data=options.data, weights=options.weights)
     return json.loads(json.dumps(settings))
-
-
-SWEEP_FILES = ("sweep.json", "results.csv", "layers.csv", "report.md")
 
 
 def _check_output_files(out_dir: Path) -> None:

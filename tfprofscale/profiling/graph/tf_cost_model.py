@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from tfprofscale.errors import InputError
 from tfprofscale.footprint import cost_model_need, skip_reason
-from tfprofscale.profiling.runtime.machine_peaks import machine_peaks
+from tfprofscale.profiling.runtime.machine_peaks import machine_peaks, under_load_warning
 
 if TYPE_CHECKING:
     from tfprofscale.profiling.graph.shape_graph import ShapeGraph
@@ -216,6 +216,8 @@ def add_tf_estimates(report: Report, traced: TracedModel, peaks: MachinePeaks | 
     try:
         if peaks is None:
             peaks = machine_peaks()
+            busy = under_load_warning(peaks)
+            report.warnings += [f"TensorFlow's cost model priced the ops at {busy}"] if busy else []
         estimate = estimate_costs(traced.shape_graph(), virtual_cpu(peaks))
     except (CostModelError, InputError) as error:
         report.warnings.append(f"TensorFlow's cost model (Grappler) could not estimate this graph: {error}; "

@@ -22,6 +22,18 @@ workspace), each a named term:
   im2col matrix per intra-op thread, a rough bound. MaxPooling2D writes a
   1 B/output element workspace, freed when it finishes.
 
+Composite layers and what a layer holds inside: when the report's rows
+carry the traced graph's buffers (``graph_spans``, set at profile time by
+``profiling.memory.graph_liveness``), the estimate follows the graph's ops
+instead of the layers' output shapes: the peak over the step of the buffers
+live at once, each charged to the layer whose op wrote it, split into
+``activations`` (buffers another layer reads) and ``layer internals`` (what
+the layer at the peak holds inside: an attention layer's query, key, value
+and score tensors), plus that layer's workspace. A block of sublayers
+writes only its own ops' buffers (a residual sum), its sublayers the rest,
+so nothing is counted twice. Rows without those facts (older reports) are
+estimated from their output shapes, as before.
+
 Not modelled: the tensors inside a recurrent layer's While loop (named in
 ``unmodelled``, and in the audit's note).
 
@@ -49,8 +61,9 @@ RECURRENT_TYPES = frozenset({"LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional",
                              "ConvLSTM3D"})  # a While loop whose per-step tensors the estimate does not model
 CONVOLUTION_TYPES = frozenset({"Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "SeparableConv2D",
                                "Conv2DTranspose"})
-TERMS = ("parameters", "input", "activations", "convolution scratch", "im2col", "matmul scratch",
+TERMS = ("parameters", "input", "activations", "layer internals", "convolution scratch", "im2col", "matmul scratch",
          "max-pool workspace")
+INTERNALS_TERM = "layer internals"
 WORKSPACE_TERMS = ("convolution scratch", "im2col", "matmul scratch", "max-pool workspace")
 
 
@@ -245,18 +258,42 @@ def gemm_im2col_bytes(geometry: dict[str, Any], threads: int, dtype_bytes: int =
 def estimate_memory(report: Any, threads: int | None = None) -> MemoryEstimate:
     """Parameters + input + peak live activations + workspace at the peak, for a Report's layers."""
     probed = getattr(getattr(report, "memory", None), "kernel_scratch", None)
-    buffers = layer_buffers(report.layers, threads, probed)
-    peak = peak_live(buffers)
+    rows = report.layers
+    if rows and all(getattr(row, "graph_spans", None) is not None or row.type == "InputLayer" for row in rows):
+        peak = graph_span_peak(rows, threads or os.cpu_count() or 1, probed or {})
+        fed = sum(row.activation_bytes for row in rows if row.type == "InputLayer")
+        written = sum(span[2] for row in rows for span in (getattr(row, "graph_spans", None) or []))
+    else:
+        buffers = layer_buffers(rows, threads, probed)
+        peak = peak_live(buffers)
+        fed = sum(b.bytes for b in buffers if b.kind == "input")
+        written = sum(b.bytes for b in buffers if b.kind != "input")
     terms = {
         "parameters": sum(row.params for row in report.layers) * PARAMETER_DTYPE_BYTES,
-        "input": sum(b.bytes for b in buffers if b.kind == "input") or _fed_input_bytes(report),
+        "input": fed or _fed_input_bytes(report),
         "activations": peak.activation_bytes,
+        INTERNALS_TERM: peak.workspace.get(INTERNALS_TERM, 0),
         **{name: peak.workspace.get(name, 0) for name in WORKSPACE_TERMS},
     }
-    return MemoryEstimate(terms, sum(terms.values()), peak.layer, peak.live,
-                          sum(b.bytes for b in buffers if b.kind != "input"),
+    return MemoryEstimate(terms, sum(terms.values()), peak.layer, peak.live, written,
                           chain_assumed=not any(getattr(row, "inbound", None) for row in report.layers),
                           unmodelled=tuple(row.name for row in report.layers if row.type in RECURRENT_TYPES))
+
+
+def graph_span_peak(rows: Sequence[Any], threads: int, probed_scratch: dict[str, int]) -> LivePeak:
+    """The largest sum of the graph's buffers live at one step, with the workspace of the layer writing then."""
+    spans = [(row, *span) for row in rows for span in (getattr(row, "graph_spans", None) or [])]
+    best = LivePeak(0, None, (), 0, {})
+    for running, start, _, _, _ in spans:
+        live = [(row, size, handed_on) for row, first, last, size, handed_on in spans if first <= start <= last]
+        activations = sum(size for _, size, handed_on in live if handed_on)
+        internals = sum(size for _, size, handed_on in live if not handed_on)
+        space = dict(workspace(running, threads, probed_scratch.get(running.name)), **{INTERNALS_TERM: internals})
+        total = activations + sum(space.values())
+        if total > best.bytes:
+            names = tuple(dict.fromkeys(row.name for row, _, _ in live))
+            best = LivePeak(total, running.name, names, activations, space)
+    return best
 
 
 def _fed_input_bytes(report: Any) -> int:
@@ -288,10 +325,22 @@ def memory_causes(estimate: MemoryEstimate, record: Any) -> list[MemoryCause]:
             ("input", "fed input"),
             ("activations", "activations live at the peak"),
             ("workspace", "kernel workspaces at the peak (convolution and matmul scratch, im2col, max-pool workspace)")]
-    estimated = dict(estimate.terms, workspace=estimate.workspace_bytes)
+    estimated = dict(estimate.terms, workspace=estimate.workspace_bytes,
+                     activations=estimate.terms["activations"] + estimate.terms.get(INTERNALS_TERM, 0))
     causes = [MemoryCause(label, measured[term] - estimated[term]) for term, label in rows if term in measured]
     total = (record.weights_bytes or 0) + (record.input_bytes or 0) + (record.measured_peak_bytes or 0)
     rest = total - estimate.total_bytes - sum(c.bytes for c in causes)
     if rest:
         causes.append(MemoryCause("not split into terms (the measurement carries no per-term figures)", rest))
     return [c for c in causes if c.bytes]
+
+
+def set_scoped_figures(record: Any, estimate: MemoryEstimate) -> None:
+    """The memory record's figures named by scope (in-step, total; measured, estimated), and the old names."""
+    record.estimated_peak_bytes = estimate.total_bytes
+    record.total_estimated_peak_bytes = estimate.total_bytes
+    record.in_step_estimated_peak_bytes = estimate.total_bytes - estimate.terms["parameters"] - estimate.terms["input"]
+    record.in_step_measured_peak_bytes = record.measured_peak_bytes
+    record.total_measured_peak_bytes = (None if record.measured_peak_bytes is None else
+                                        (record.weights_bytes or 0) + (record.input_bytes or 0)
+                                        + record.measured_peak_bytes)

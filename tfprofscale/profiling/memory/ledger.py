@@ -21,6 +21,7 @@ Estimated (document 003's train-time memory):
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections import Counter
@@ -41,7 +42,9 @@ KEEPS_INPUTS = frozenset({
     "Dense", "EinsumDense", "Conv1D", "Conv2D", "Conv3D", "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D",
     "SeparableConv2D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose", "BatchNormalization",
     "LayerNormalization", "GroupNormalization", "Multiply", "Dot", "Maximum", "Minimum", "PReLU", "LeakyReLU",
-    "MultiHeadAttention", "GroupedQueryAttention", "Attention", "LSTM", "GRU", "SimpleRNN", "Bidirectional"})
+    "MultiHeadAttention", "GroupedQueryAttention", "Attention", "LSTM", "GRU", "SimpleRNN", "Bidirectional",
+    # MaxPoolGrad and Max's gradient read the input as well as the output
+    "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D"})
 #: Layers that keep their output (Relu, Sigmoid, Tanh, Softmax, Elu gradients read y); MaxPool keeps both.
 KEEPS_OUTPUT = frozenset({"ReLU", "Softmax", "ELU", "MaxPooling1D", "MaxPooling2D", "MaxPooling3D",
                           "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D"})
@@ -52,8 +55,8 @@ DROPOUTS = frozenset({"Dropout", "SpatialDropout1D", "SpatialDropout2D", "Spatia
                       "GaussianDropout"})
 #: oneDNN's max pooling writes a workspace (1 B per output element) that MaxPoolGrad reads: kept too.
 ONEDNN_POOL_WORKSPACE = frozenset({"MaxPooling2D", "MaxPooling3D"})
-_KERNEL_LAYERS = KEEPS_INPUTS - {"BatchNormalization", "LayerNormalization", "GroupNormalization", "Multiply", "Dot",
-                                 "Maximum", "Minimum", "LeakyReLU"}
+_KERNEL_LAYERS = KEEPS_INPUTS - KEEPS_OUTPUT - {"BatchNormalization", "LayerNormalization", "GroupNormalization",
+                                                "Multiply", "Dot", "Maximum", "Minimum", "LeakyReLU"}
 
 
 def dtype_bytes(dtype: Any) -> int:
@@ -172,13 +175,17 @@ def _saved_tensors(info: LayerInfo, source: dict[str, str]) -> list[tuple[tuple[
 def _internal_elements(info: LayerInfo, cost: LayerCost) -> int:
     """Tensors made inside a layer that its gradient reads: a recurrent layer's per-step gate activations
     and states (gates + 2 per state element and step); attention's projected Q, K, V, softmax scores and
-    attended values."""
+    attended values, and for MultiHeadAttention the unscaled logits too."""
     g = cost.geometry
     if info.type in ("LSTM", "GRU", "SimpleRNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D") and "steps" in g:
         return g["steps"] * g["batch"] * g["state_elements"] * (g["gates"] + 2)
     if info.type in ("MultiHeadAttention", "GroupedQueryAttention") and "score_elements" in g:
         positions = {name: math.prod(g[f"{name}_shape"][:-1]) for name in ("query", "key", "value")}
-        return (g["score_elements"] + g["heads"] * (positions["query"] * (g["key_dim"] + g["value_dim"])
+        # MultiHeadAttention's default path (Keras' TF ``dot_product_attention``) scales the logits by
+        # ``tf.multiply(logits, scale)`` with the scale a tensor: Mul's gradient reads both inputs, so the
+        # unscaled logits are kept beside the softmax output
+        scores = g["score_elements"] * (2 if info.type == "MultiHeadAttention" else 1)
+        return (scores + g["heads"] * (positions["query"] * (g["key_dim"] + g["value_dim"])
                                                     + positions["key"] * g["key_dim"]
                                                     + positions["value"] * g["value_dim"]))
     return 0
@@ -246,7 +253,7 @@ def measured_ledger_terms(ledger: Ledger, allocations: Sequence[Allocation],
     ordered = sorted(allocations, key=lambda a: (a.micros, a.bytes < 0))
     phases = [op_phase(a.op, optimizer_scope) for a in ordered]
     if BACKWARD not in phases:
-        return Ledger(ledger.lines, total_measured_bytes)
+        return dataclasses.replace(ledger, total_measured_bytes=total_measured_bytes)
     forward_end = _model_forward_end(ordered, phases)
     peak_end = _peak_index(ordered) + 1
     measured = {"saved activations": _live_bytes(ordered[:forward_end], phases, {FORWARD}),
@@ -254,7 +261,7 @@ def measured_ledger_terms(ledger: Ledger, allocations: Sequence[Allocation],
                 "temporaries": _live_bytes(ordered[:peak_end], phases, {OPTIMIZER}, temporaries=True)}
     lines = tuple(LedgerLine(line.term, line.estimated_bytes, measured.get(line.term, line.measured_bytes), line.note)
                   for line in ledger.lines)
-    return Ledger(lines, total_measured_bytes)
+    return dataclasses.replace(ledger, lines=lines, total_measured_bytes=total_measured_bytes)
 
 
 def _model_forward_end(ordered: Sequence[Allocation], phases: Sequence[str]) -> int:

@@ -27,7 +27,8 @@ from tfprofscale.errors import InputError
 from tfprofscale.footprint import StageNeed, memory_stage_need, skip_reason
 from tfprofscale.profiling.graph.shape_graph import (ShapeGraph, assigned_placeholders, captured_variables,
                                                      variable_bytes)
-from tfprofscale.profiling.memory.estimate import estimate_memory
+from tfprofscale.profiling.memory.estimate import estimate_memory, set_scoped_figures
+from tfprofscale.profiling.memory.live_timeline import live_timeline
 from tfprofscale.profiling.memory.memory_trace import run_memory_trace
 from tfprofscale.profiling.memory.session_graph import session_graph
 from tfprofscale.profiling.memory.step_memory import DEVICE, HOST, StepMemory, step_memory
@@ -78,7 +79,6 @@ def measure_memory(traced: Any, device: str, allocator_peak: int | None = None,
     except InputError:  # the cost model's warning says why; the static estimate stays unknown
         pass
     record.kernel_scratch = probed_kernel_scratch(layers or [])
-    measurement.warnings += zero_bias_warnings(traced)
     return measurement
 
 
@@ -127,6 +127,7 @@ def fill_record(record: MemoryRecord, step: StepMemory, layer_of: Callable[[str]
     record.live_at_peak = [LiveTensor(a.tensor, a.op, layer_of(a.op), a.bytes)
                            for a in peak.live[:LIVE_AT_PEAK_LIMIT]]
     record.space_peaks = {name: step.peak(name).peak_bytes for name in step.spaces()}
+    record.live_timeline = live_timeline((a for a in step.allocations if a.space == space), layer_of)
     workspace = sum(a.bytes for a in peak.live if a.is_workspace)
     record.measured_terms = {"parameters": record.weights_bytes, "input": record.input_bytes or 0,
                              "activations": peak.peak_bytes - workspace, "workspace": workspace}
@@ -166,37 +167,6 @@ def grappler_peak_bytes(graph: ShapeGraph, device: str) -> int | None:
     return int(peaks[name][0]) if name in peaks else None
 
 
-def zero_bias_warnings(traced: Any) -> list[str]:
-    """One warning when BiasAdd biases are all zero (untrained weights), read from the biases' variables."""
-    try:
-        graph_def = traced.inlined_graph_def()
-    except InputError:
-        return []
-    variables = captured_variables(traced.function)
-    nodes = {node.name: node for node in graph_def.node}
-    zero_layers = []
-    for node in graph_def.node:
-        if node.op != "BiasAdd" or len(node.input) < 2:
-            continue
-        source = _through_reads(nodes, node.input[1])
-        bias = variables.get(source.name) if source is not None else None
-        if bias is not None and not bias.numpy().any():
-            zero_layers.append(traced.layer_of(node.name) or node.name)
-    if not zero_layers:
-        return []
-    shown = ", ".join(zero_layers[:5]) + (f" and {len(zero_layers) - 5} more" if len(zero_layers) > 5 else "")
-    return [f"untrained weights: the biases of {shown} are all zero; these initial values are what was measured "
-            "(give --weights for the trained model)"]
-
-
-def _through_reads(nodes: dict[str, Any], input_name: str) -> Any:
-    """The node an input comes from, looking through Identity and ReadVariableOp nodes (to the variable)."""
-    node = nodes.get(input_name.split(":")[0].lstrip("^"))
-    while node is not None and node.op in ("Identity", "ReadVariableOp") and node.input:
-        node = nodes.get(node.input[0].split(":")[0].lstrip("^"))
-    return node
-
-
 def attach_memory(report: Any, measurement: MemoryMeasurement) -> None:
     """Put a measurement into a Report: its memory record, per-layer bytes, peak total, warnings, estimate."""
     record = report.memory = measurement.record
@@ -207,7 +177,7 @@ def attach_memory(report: Any, measurement: MemoryMeasurement) -> None:
         report.totals.resident_bytes = None
     report.warnings += measurement.warnings
     estimate = estimate_memory(report)
-    record.estimated_peak_bytes = estimate.total_bytes
+    set_scoped_figures(record, estimate)
     record.estimate_terms = dict(estimate.terms)
     record.estimated_peak_layer = estimate.peak_layer
 

@@ -6,7 +6,10 @@ events, times in microseconds). A step is the window of a step marker
 ``infer i`` with a ``step_num`` argument). A kernel is a TensorFlow op event:
 on CPU an event on a host thread whose ``long_name`` argument is
 ``op_name:KernelType``; on GPU an event on a ``/device:GPU`` process whose
-``tf_op`` argument names the op (that path is unrun here: no GPU).
+``tf_op`` argument names the op (that path is unrun here: no GPU). A call op
+the executor runs asynchronously (Keras' XLA-compiled ``Conv2D(groups>1)``)
+has no such event: its ``ExecutorState::ProcessAsync::Start`` event, which
+encloses the compiled module's run, stands for it (``async_call_events``).
 
 Per step:
 
@@ -37,6 +40,8 @@ from tfprofscale.quiet import native_stderr_captured
 # Kernels that run a function body: their body's kernels run on other threads and are counted on their own.
 FUNCTION_CALL_TYPES = frozenset({"PartitionedCall", "StatefulPartitionedCall", "While", "StatelessWhile",
                                  "If", "StatelessIf", "Case", "StatelessCase"})
+CALL_KERNEL_TYPES = frozenset({"PartitionedCall", "StatefulPartitionedCall"})
+ASYNC_START_EVENT = "ExecutorState::ProcessAsync::Start"
 
 
 @dataclass(frozen=True)
@@ -133,7 +138,20 @@ def kernel_events(events: list[dict[str, Any]], on_device: bool = False) -> list
         name, _, kernel_type = str(label).rpartition(":")
         kernels.append(KernelEvent(name, kernel_type or str(event.get("name")), (event.get("pid"), event.get("tid")),
                                    float(event["ts"]), float(event.get("dur", 0.0))))
-    return kernels
+    named = {kernel.name for kernel in kernels}
+    return kernels + [call for call in ([] if on_device else async_call_events(events)) if call.name not in named]
+
+
+def async_call_events(events: list[dict[str, Any]]) -> list[KernelEvent]:
+    """Call ops run as one asynchronous kernel (an XLA-compiled function), from their async start events."""
+    calls = []
+    for event in events:
+        args = event.get("args") or {}
+        if event.get("ph", "X") == "X" and event.get("name") == ASYNC_START_EVENT \
+                and args.get("kernel_type") in CALL_KERNEL_TYPES and args.get("name"):
+            calls.append(KernelEvent(str(args["name"]), str(args["kernel_type"]), (event.get("pid"), event.get("tid")),
+                                     float(event.get("ts", 0.0)), float(event.get("dur", 0.0))))
+    return calls
 
 
 def union_length(intervals: Iterable[tuple[float, float]]) -> float:
@@ -174,9 +192,10 @@ def _outside_body(call: KernelEvent, kernels: list[KernelEvent]) -> float:
     return call.duration_us - union_length(inside)
 
 
-def per_step(events: list[dict[str, Any]], on_device: bool = False) -> list[StepKernels]:
-    """The kernels of each traced step (a kernel belongs to the step its start falls in)."""
-    kernels = kernel_events(events, on_device)
+def per_step(events: list[dict[str, Any]], on_device: bool = False,
+             extra: Iterable[KernelEvent] = ()) -> list[StepKernels]:
+    """The kernels of each traced step (a kernel belongs to the step its start falls in), with ``extra`` events."""
+    kernels = kernel_events(events, on_device) + list(extra)
     own = self_times(kernels)
     steps = []
     for window in step_windows(events):

@@ -1,15 +1,20 @@
-"""The machine's measured peaks (FLOP/s, streaming bytes/s) and traits (vector width, caches).
+"""The machine's measured peaks (FLOP/s, streaming and cache bytes/s) and traits (vector width, caches).
 
-Machine peaks: the best of a few runs of a large float32 matmul (FLOP/s)
-and of a sum over a float32 array 4x the last-level cache (bytes read per
-second) with TensorFlow, cached in
+Machine peaks: the best of a few runs of a large float32 matmul (FLOP/s),
+of a sum over a float32 array 4x the last-level cache (bytes read per
+second from memory) and of a sum over an array half the L2 cache, already
+in it (bytes read per second from cache: the best time minus the best time
+of the same sum over one element, the op's fixed cost), with TensorFlow, cached in
 ``${XDG_CACHE_HOME:-~/.cache}/tfprofscale/machine.json`` with the host,
 TensorFlow version, thread settings and load average they were measured
 under. A cached value is measured again (``stale_reason``) when it is older
 than ``MAX_AGE`` (a day), when the host, TensorFlow, the thread settings or
 the method changed, or when the load average was high while it was measured
 (a busy machine gives low peaks, which then make honest kernels look
-impossibly fast); ``audit --remeasure`` forces it. A copy ``y = x
+impossibly fast); ``audit --remeasure`` forces it. Peaks measured under load
+are never cached: the run that measured them uses them and warns
+(``under_load_warning``: in the profile's warnings, on ``audit --remeasure``'s
+stderr), the next run measures again. A copy ``y = x
 + 1`` is not used: TensorFlow reaches ~9 GB/s with it on the machine this
 was written on (a fresh output is allocated and faulted in each time), less
 than real kernels stream (a Dense layer read 67 MB of weights at 22 GB/s),
@@ -35,7 +40,9 @@ from tfprofscale.profiling.runtime.timing import current_threads, load_average
 MATMUL_SIDE = 2048
 STREAM_ELEMENTS = 32 * 1024 * 1024  # 128 MB of float32: 4x a 32 MB L3
 PEAK_REPEATS = 10
-PEAK_METHOD = "best of 10: float32 matmul 2048x2048 (FLOP/s), sum over 128 MB of float32 (bytes/s)"
+CACHE_REPEATS = 200
+PEAK_METHOD = ("best of 10: float32 matmul 2048x2048 (FLOP/s), sum over 128 MB of float32 (bytes/s); best of 200: "
+               "sum over half the L2 cache minus a sum over one element (cache bytes/s)")
 FLAG_MARGIN = 1.5
 MAX_AGE = timedelta(days=1)
 
@@ -54,6 +61,7 @@ class MachinePeaks:
     threads: dict[str, Any] | None = None
     load_start: float | None = None
     load_end: float | None = None
+    cache_bytes_per_s: float | None = None
 
     @property
     def ridge_flops_per_byte(self) -> float:
@@ -69,7 +77,9 @@ class MachinePeaks:
         load = "" if self.load_start is None or self.load_end is None else f", load {self.load_start:.2f} -> {self.load_end:.2f}"
         return [f"Machine peaks ({self.host}, TensorFlow {self.tensorflow}, measured {self.measured_at or '?'}"
                 f"{load}): {self.flops_per_s / 1e9:.1f} GFLOP/s (float32 matmul), "
-                f"{self.bytes_per_s / 1e9:.1f} GB/s (streaming read); ridge at "
+                f"{self.bytes_per_s / 1e9:.1f} GB/s (streaming read), "
+                + ("cache read unmeasured" if self.cache_bytes_per_s is None
+                   else f"{self.cache_bytes_per_s / 1e9:.1f} GB/s (read from cache)") + "; ridge at "
                 f"{self.ridge_flops_per_byte:.1f} FLOP/byte"]
 
 
@@ -116,14 +126,43 @@ def machine_peaks(refresh: bool = False) -> MachinePeaks:
         if cached is not None and stale_reason(cached, _conditions()) is None:
             return cached
     peaks = measure_peaks()
-    _write_cache(cache_path(), peaks)
+    if load_reason(peaks) is None:
+        _write_cache(cache_path(), peaks)
     return peaks
+
+
+def under_load_warning(peaks: MachinePeaks) -> str | None:
+    """The warning for peaks measured under load (used once, never cached); None for peaks measured quietly."""
+    busy = load_reason(peaks)
+    if busy is None:
+        return None
+    return (f"the machine's peaks were {busy}: {peaks.flops_per_s / 1e9:.1f} GFLOP/s and "
+            f"{peaks.bytes_per_s / 1e9:.1f} GB/s are likely too low; used by this run only, not cached "
+            "(measured again next time)")
+
+
+def load_reason(peaks: MachinePeaks) -> str | None:
+    """``measured under load (...)`` when the load average while measuring was high, else None."""
+    loads = [load for load in (peaks.load_start, peaks.load_end) if load is not None]
+    cpus = (peaks.threads or {}).get("cpus") or os.cpu_count() or 1
+    if loads and max(loads) > HIGH_LOAD_PER_CPU * cpus:
+        return f"measured under load (load average {max(loads):.2f} on {cpus} CPUs)"
+    return None
 
 
 def fresh_cached_peaks() -> MachinePeaks | None:
     """The cached peaks if still valid, else None (never measures)."""
     cached = _read_cache(cache_path())
     return cached if cached is not None and stale_reason(cached, _conditions()) is None else None
+
+
+def cached_peaks() -> tuple[MachinePeaks | None, str | None]:
+    """The cached peaks however old and why they are stale (None: fresh); (None, why) without a cache. Never measures."""
+    cached = _read_cache(cache_path())
+    if cached is None:
+        return None, (f"no cached machine peaks in {cache_path()} (`audit` measures them, and caches them when "
+                      "the machine is quiet)")
+    return cached, stale_reason(cached, _conditions())
 
 
 def stale_reason(cached: MachinePeaks, now: dict[str, Any]) -> str | None:
@@ -138,11 +177,7 @@ def stale_reason(cached: MachinePeaks, now: dict[str, Any]) -> str | None:
         return "no measurement date"
     if now["time"] - measured_at > MAX_AGE:
         return f"measured {cached.measured_at}, more than {MAX_AGE.days} day ago"
-    loads = [load for load in (cached.load_start, cached.load_end) if load is not None]
-    cpus = (cached.threads or {}).get("cpus") or os.cpu_count() or 1
-    if loads and max(loads) > HIGH_LOAD_PER_CPU * cpus:
-        return f"measured under load (load average {max(loads):.2f} on {cpus} CPUs)"
-    return None
+    return load_reason(cached)
 
 
 def _conditions() -> dict[str, Any]:
@@ -162,13 +197,25 @@ def measure_peaks(repeats: int = PEAK_REPEATS) -> MachinePeaks:
     x = tf.fill((STREAM_ELEMENTS,), 1.0)  # one 128 MB buffer (random.normal made ~3x that in temporaries)
     matmul_s = _best_seconds(lambda: tf.linalg.matmul(a, b), repeats)
     stream_s = _best_seconds(lambda: tf.reduce_sum(x), repeats)
+    x = None  # the 128 MB buffer freed before the cache measurement
     return MachinePeaks(
         flops_per_s=2 * MATMUL_SIDE ** 3 / matmul_s,
         bytes_per_s=4 * STREAM_ELEMENTS / stream_s,
+        cache_bytes_per_s=cache_bytes_per_s(machine_traits().l2_bytes),
         host=socket.gethostname(), tensorflow=tf.__version__, cache_bytes=machine_traits().l3_bytes,
         method=PEAK_METHOD, measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         threads=current_threads().to_dict(), load_start=load_start, load_end=load_average(),
     )
+
+
+def cache_bytes_per_s(l2_bytes: int | None, repeats: int = CACHE_REPEATS) -> float | None:
+    """Bytes per second a sum reads from an array that sits in the L2 cache (half its size; 256 KiB if unknown)."""
+    import tensorflow as tf
+
+    elements = (l2_bytes or 512 * 1024) // 2 // 4
+    cached, one = tf.random.normal((elements,)), tf.random.normal((1,))
+    extra_s = _best_seconds(lambda: tf.reduce_sum(cached), repeats) - _best_seconds(lambda: tf.reduce_sum(one), repeats)
+    return 4 * elements / extra_s if extra_s > 0 else None
 
 
 def _best_seconds(step: Callable[[], Any], repeats: int) -> float:

@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfprofscale.errors import InputError
-from tfprofscale.profiling.runtime import kernel_trace
+from tfprofscale.profiling.runtime import budget, kernel_trace
 from tfprofscale.profiling.runtime.timing import StopRule, current_threads, load_average, time_rounds
 from tfprofscale.records import KernelTime, StepTimes
 
@@ -40,13 +40,16 @@ class RuntimeResult:
     trace_dir: str | None
     trace_failure: str | None = None
     trace_summary: kernel_trace.TraceSummary | None = None
+    budget_note: str | None = None
+    trace_steps: int | None = None
 
     @property
     def profiler_overhead(self) -> float | None:
         """Median traced step time over median untraced step time."""
-        if self.traced_step_times is None or self.step_times.median <= 0:
+        base = self.step_times.this_process_median or self.step_times.median
+        if self.traced_step_times is None or base <= 0:
             return None
-        return self.traced_step_times.median / self.step_times.median
+        return self.traced_step_times.median / base
 
 
 def default_device() -> str:
@@ -69,28 +72,59 @@ def check_logdir(logdir: str | os.PathLike) -> Path:
 
 def measure(step: Callable[[], Any], *, steps: int, warmup: int, trace_steps: int,
             run_dir: Path | None, device: str | None = None, rule: StopRule | None = None) -> RuntimeResult:
-    """Time ``step`` in rounds (at least ``steps`` steps); with ``run_dir`` also trace it and read kernel times."""
+    """Time ``step`` in rounds (at least ``steps`` steps); with ``run_dir`` also trace it and read kernel times.
+
+    The whole measurement (warm-up, timing, tracing) fits ``rule.max_time_s``: see ``budget``.
+    """
     device = device or default_device()
-    rule = replace(rule or StopRule(), min_steps=steps)
+    rule = rule or StopRule()
     with tf.device(device):
-        for _ in range(warmup):
-            _block(step())
-        times = time_steps(step, rule)
+        times, plan = time_within_budget(step, steps, warmup, trace_steps if run_dir is not None else 0, rule)
         peak, resident = _peak_memory(step, device)
         traced, kernels, trace_dir, summary, failure = None, [], None, None, None
-        if run_dir is not None and trace_steps > 0:
+        if run_dir is not None and plan.trace_steps > 0:
+            earlier = _trace_files(run_dir)
             try:
-                traced_seconds, trace_dir = _trace(step, trace_steps, run_dir)
+                traced_seconds, trace_dir = _trace(step, plan.trace_steps, run_dir)
                 kernels, summary = kernel_times(trace_dir, on_device=device.startswith("GPU"))
                 traced = StepTimes.from_seconds(traced_seconds)
             except tf.errors.InvalidArgumentError:
                 raise  # the model itself failed under the profiler: not the trace's fault
             except Exception as error:  # a full disk, a broken trace: keep what was measured without it
+                _remove_new_trace_files(run_dir, earlier)
                 trace_dir, kernels, summary = None, [], None
                 failure = (f"the profiler trace in {run_dir} was lost ({type(error).__name__}: "
                            f"{getattr(error, 'strerror', None) or error}); step times and memory are kept, "
                            "per-op times are unknown")
-    return RuntimeResult(device, times, traced, peak, resident, kernels, trace_dir, failure, summary)
+    return RuntimeResult(device, times, traced, peak, resident, kernels, trace_dir, failure, summary,
+                         budget_note=plan.shrunk, trace_steps=plan.trace_steps)
+
+
+def time_within_budget(step: Callable[[], Any], steps: int, warmup: int, trace_steps: int,
+                       rule: StopRule) -> tuple[StepTimes, budget.StepPlan]:
+    """Warm up, plan the step counts that fit ``rule.max_time_s`` (``budget.plan_steps``), time the steps.
+
+    The first (cold) step carries TensorFlow's one-time costs and is outside the
+    budget; the second is always run: if it alone exceeds the budget it is the one
+    timed step (two steps in all), else warm-up goes on and the plan follows.
+    """
+    load_start = load_average()
+    _timed(step)
+    started = time.perf_counter()
+    warm = [_timed(step)]
+    while warm[0] < rule.max_time_s and not budget.warmup_done(1 + len(warm), warmup,
+                                                                 time.perf_counter() - started, rule.max_time_s):
+        warm.append(_timed(step))
+    plan = budget.plan_steps(min(warm), time.perf_counter() - started, steps, trace_steps, rule.max_time_s,
+                             rule.min_rounds)
+    conditions = {"threads": current_threads().to_dict(), "load_start": load_start}
+    if plan.rounds_budget_s <= 0:  # one timed step: the warm step itself when it alone exceeds the budget
+        once = StepTimes.from_seconds(warm[:1] if warm[0] >= rule.max_time_s else [_timed(step)])
+        return replace(once, rounds=1, steps_per_round=1, stopped_by="time budget", target_ci=rule.target_ci,
+                       interval_scope="within one process", load_end=load_average(), **conditions), plan
+    planned = replace(rule, min_steps=plan.steps, min_rounds=plan.min_rounds, max_time_s=plan.rounds_budget_s)
+    rounds = time_rounds(lambda count: [_timed(step) for _ in range(count)], planned)
+    return StepTimes.from_rounds(rounds, planned, load_end=load_average(), **conditions), plan
 
 
 def time_steps(step: Callable[[], Any], rule: StopRule) -> StepTimes:
@@ -141,10 +175,34 @@ def _trace(step: Callable[[], Any], trace_steps: int, run_dir: Path) -> tuple[li
     return seconds, (new[-1] if new else str(run_dir))
 
 
-def kernel_times(trace_dir: str, on_device: bool = False
+def _trace_files(run_dir: Path) -> dict[Path, tuple[int, int]]:
+    """Every file under the run's profile folder, with its size and modification time."""
+    files = {}
+    for path in (Path(run_dir) / "plugins" / "profile").glob("*/*"):
+        try:
+            info = path.stat()
+        except OSError:
+            continue
+        files[path] = (info.st_size, info.st_mtime_ns)
+    return files
+
+
+def _remove_new_trace_files(run_dir: Path, earlier: dict[Path, tuple[int, int]]) -> None:
+    """Remove what a failed trace wrote (a truncated .xplane.pb TensorBoard would try to read), and its empty folder."""
+    for path, signature in _trace_files(run_dir).items():
+        if earlier.get(path) != signature:
+            path.unlink(missing_ok=True)
+            if not any(path.parent.iterdir()):
+                path.parent.rmdir()
+
+
+def kernel_times(trace_dir: str, on_device: bool = False, extra: Any = ()
                  ) -> tuple[list[KernelTime], kernel_trace.TraceSummary | None]:
-    """Per-kernel median self time per step and the trace's busy time, via xprof's trace viewer data."""
-    steps = kernel_trace.per_step(kernel_trace.read_trace_events(trace_dir), on_device)
+    """Per-kernel median self time per step and the trace's busy time, via xprof's trace viewer data.
+
+    ``extra`` are kernel events the trace implies but does not hold (a While loop's span).
+    """
+    steps = kernel_trace.per_step(kernel_trace.read_trace_events(trace_dir), on_device, extra)
     kernels = [KernelTime(name, kernel_type, float(np.median(times)), runs, tuple(times))
                for name, (kernel_type, times, runs) in kernel_trace.kernel_series(steps).items()]
     return kernels, kernel_trace.summarize(steps)

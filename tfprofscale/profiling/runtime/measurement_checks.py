@@ -15,6 +15,8 @@ CV_LIMIT = 0.10
 HIGH_LOAD_PER_CPU = 0.75
 OVERHEAD_RANGE = (1.0, 1.5)
 FASTER_THAN_PEAK = "peak underestimated or work counted that did not run"
+LOW_KERNEL_COVERAGE = 0.5
+LOW_COVERAGE_MIN_STEP_MS = 3.0
 
 
 def measurement_warnings(totals: "Totals", rows: list["LayerRow"], peak_flops_per_s: float | None = None,
@@ -23,7 +25,7 @@ def measurement_warnings(totals: "Totals", rows: list["LayerRow"], peak_flops_pe
     checks: list[Callable[[], list[str]]] = [
         lambda: _listed(high_cv(totals)), lambda: _listed(high_load(totals, cpus or os.cpu_count() or 1)),
         lambda: _listed(odd_overhead(totals)), lambda: _listed(imprecise_median(totals)),
-        lambda: faster_than_peak(rows, peak_flops_per_s),
+        lambda: _listed(low_kernel_coverage(totals)), lambda: faster_than_peak(rows, peak_flops_per_s),
     ]
     return [line for check in checks for line in check()]
 
@@ -33,8 +35,13 @@ def _listed(line: str | None) -> list[str]:
 
 
 def high_cv(totals: "Totals") -> str | None:
-    """Step times whose coefficient of variation is over ``CV_LIMIT``."""
+    """Step times whose coefficient of variation is over ``CV_LIMIT``: between processes where several timed them."""
     steps = totals.step_time_ms
+    spread = getattr(steps, "between_process_cv", None)
+    if spread is not None and spread > CV_LIMIT:
+        return (f"noisy timing: the medians of the {steps.processes_contributed} timing processes vary with CV "
+                f"{100 * spread:.0f}% (limit {100 * CV_LIMIT:.0f}%): another run may measure a different median; "
+                "compare medians within the interval")
     if steps.cv <= CV_LIMIT:
         return None
     over = f"{steps.n} steps in {steps.rounds} rounds" if steps.rounds else f"{steps.n} steps"
@@ -55,10 +62,10 @@ def high_load(totals: "Totals", cpus: int) -> str | None:
 
 
 def odd_overhead(totals: "Totals") -> str | None:
-    """Traced over untraced median step time outside ``OVERHEAD_RANGE``."""
+    """Traced over untraced median step time outside ``OVERHEAD_RANGE`` once rounded as shown (x0.996 is x1.00)."""
     overhead = totals.profiler_overhead
     low, high = OVERHEAD_RANGE
-    if overhead is None or low <= overhead <= high:
+    if overhead is None or low <= round(overhead, 2) <= high:
         return None
     why = ("traced steps ran faster than untimed ones: the two phases met different conditions (noise)"
            if overhead < low else "the profiler slowed the steps: kernel times are inflated")
@@ -75,6 +82,16 @@ def imprecise_median(totals: "Totals") -> str | None:
     return (f"too few steps for the requested precision: the median's {100 * (steps.ci_confidence or 0):.0f}% "
             f"interval is {shown} of it wide after {steps.n} steps, target {100 * steps.target_ci:.1f}% "
             "(raise --max-time, or accept the wider interval)")
+
+
+def low_kernel_coverage(totals: "Totals") -> str | None:
+    """Kernels busy for less than ``LOW_KERNEL_COVERAGE`` of a traced step longer than ``LOW_COVERAGE_MIN_STEP_MS``."""
+    traced, coverage = totals.traced_step_time_ms, totals.kernel_coverage
+    if traced is None or coverage is None or coverage >= LOW_KERNEL_COVERAGE or traced.median <= LOW_COVERAGE_MIN_STEP_MS:
+        return None
+    return (f"kernels cover {100 * coverage:.0f}% of the {traced.median:.1f} ms traced step (below "
+            f"{100 * LOW_KERNEL_COVERAGE:.0f}%): the rest of the time went somewhere the trace does not show "
+            "(untraced ops, waiting, the framework); per-layer times and shares hold only the traced part")
 
 
 def faster_than_peak(rows: list["LayerRow"], peak_flops_per_s: float | None) -> list[str]:

@@ -49,6 +49,9 @@ class StopRule:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 \
                     or not math.isfinite(value):
                 raise InputError(f"{option} must be a finite number > 0, got {value!r}")
+        if self.min_round_s > self.max_time_s:
+            raise InputError(f"--min-time {self.min_round_s:g} s is longer than --max-time {self.max_time_s:g} s: "
+                             "not one timed round would fit the time budget")
 
 
 @dataclass(frozen=True)
@@ -169,7 +172,19 @@ def parse_threads(text: str | int | None) -> tuple[int, int] | None:
         counts = []
     if len(counts) not in (1, 2) or any(count < 1 for count in counts) or isinstance(text, bool):
         raise InputError(f"--threads must be N or INTRA,INTER with integers >= 1, got {text!r}")
+    most = max_threads()
+    if max(counts) > most:
+        raise InputError(f"--threads {text}: at most {most} threads per pool ({THREADS_PER_CPU} per CPU on this "
+                         f"{os.cpu_count() or 1}-CPU machine); more only compete for the CPUs")
     return (counts[0], counts[1] if len(counts) == 2 else 1)
+
+
+THREADS_PER_CPU = 4
+
+
+def max_threads() -> int:
+    """The most threads a pool may ask for: ``THREADS_PER_CPU`` per CPU (TensorFlow's choice is one per CPU)."""
+    return THREADS_PER_CPU * (os.cpu_count() or 1)
 
 
 def current_threads() -> ThreadSettings:

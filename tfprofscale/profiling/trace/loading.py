@@ -3,7 +3,9 @@
 A model file defines ``build_model(**params)`` returning a ``keras.Model`` (or
 a ``tf.function`` with an ``input_signature``), or a module-level ``model``.
 Optional: ``PARAMS`` (defaults, and the names ``--param`` accepts),
-``example_inputs(batch_size, **params)`` and ``load_data(path, **params)``.
+``example_inputs(batch_size, **params)``, ``load_data(path, **params)``
+and formulas for the file's own layer types (``FORMULAS`` or
+``@tfprofscale.formula``, see formulas/custom.py).
 """
 from __future__ import annotations
 
@@ -11,16 +13,19 @@ import ast
 import importlib.util
 import inspect
 import itertools
+import math
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Iterable
 
 from tfprofscale.errors import InputError
-from tfprofscale.inputs import check_input_file, read_text
+from tfprofscale.formulas.custom import UserFormula, file_formulas
+from tfprofscale.inputs import TEXT_LIMIT_BYTES, check_input_file, read_text
 from tfprofscale.profiling.trace.user_code import first_line, guarded, user_code
+from tfprofscale.profiling.trace.weight_budget import WeightsTooLarge, weights_checked
 from tfprofscale.quiet import import_tensorflow_quietly
 
 _module_counter = itertools.count()
@@ -32,6 +37,7 @@ class ModelFile:
 
     path: Path
     module: ModuleType
+    formulas: dict[str, UserFormula] = field(default_factory=dict)  # the file's own, by layer type
 
     @property
     def name(self) -> str:
@@ -47,6 +53,11 @@ class ModelFile:
     def example_inputs(self) -> Callable[..., Any] | None:
         """The file's ``example_inputs(batch_size, **params)``, if any (its exits and failures made one line)."""
         return self._hook("example_inputs")
+
+    @property
+    def train_setup(self) -> Callable[..., Any] | None:
+        """The file's ``train_setup(**params)`` returning ``(loss, optimizer)``, if any (for ``--train``)."""
+        return self._hook("train_setup")
 
     @property
     def load_data(self) -> Callable[..., Any] | None:
@@ -73,17 +84,22 @@ class ModelFile:
 def load_model_file(path: str | os.PathLike) -> ModelFile:
     """Import a model file by path; InputError if it is missing or unusable."""
     file = check_input_file(path, "model file")
+    size = file.stat().st_size
+    if size > TEXT_LIMIT_BYTES:
+        raise InputError(f"model file {file} is {size / 2**20:,.0f} MiB: a model file is Python source of at most "
+                         f"{TEXT_LIMIT_BYTES // 2**20} MiB (keep weights and data in their own files: --weights, "
+                         "--data)")
     read_text(file, "model file")  # refuses binary files (NUL bytes) in one line before Python sees them
     module = _import_file(file)
     if not hasattr(module, "build_model") and not hasattr(module, "model"):
         raise InputError(f"model file {file} defines neither build_model() nor model")
     _check_protocol(file, module)
-    return ModelFile(path=file.resolve(), module=module)
+    return ModelFile(path=file.resolve(), module=module, formulas=file_formulas(module, file))
 
 
 def _check_protocol(file: Path, module: ModuleType) -> None:
     """InputError unless the names of the model-file protocol have the right kinds of value."""
-    for name in ("build_model", "example_inputs", "load_data"):
+    for name in ("build_model", "example_inputs", "load_data", "train_setup"):
         value = getattr(module, name, None)
         if value is not None and not callable(value):
             raise InputError(f"model file {file}: {name} is a {type(value).__name__}, not a function")
@@ -157,8 +173,18 @@ def literal(text: str) -> Any:
         return text
 
 
+_NON_FINITE = ("nan", "inf", "infinity")
+
+
 def check_type(key: str, value: Any, default: Any) -> Any:
-    """``value`` if it has its default's type (ints widen to float), else InputError."""
+    """``value`` if it has its default's type (ints widen to float), else InputError.
+
+    A float parameter refuses nan and inf (``--param dropout=nan``): no model is built from them.
+    """
+    if isinstance(default, float) and isinstance(value, str) and value.strip().lower().lstrip("+-") in _NON_FINITE:
+        raise InputError(f"parameter {key}={value}: not a finite number; give a float like its default {default!r}")
+    if isinstance(default, float) and isinstance(value, float) and not math.isfinite(value):
+        raise InputError(f"parameter {key}={value!r}: not a finite number; give a float like its default {default!r}")
     if default is None or isinstance(value, type(default)):
         return value
     if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
@@ -174,14 +200,33 @@ def build(model_file: ModelFile, params: dict[str, Any]) -> Any:
     if builder is None:
         if params:
             raise InputError(f"{model_file.path.name} has a fixed `model` and takes no --param")
-        return model_file.module.model
+        return check_model_object(model_file.module.model, f"model file {model_file.path.name}: `model`")
     shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
     try:
-        with user_code(model_file.path, f"building the model (build_model({shown}))"):
-            return builder(**params)
+        with user_code(model_file.path, f"building the model (build_model({shown}))"), weights_checked():
+            return check_model_object(builder(**params), f"{model_file.path.name}: build_model({shown})")
+    except WeightsTooLarge as error:
+        raise InputError(f"{model_file.path.name}: build_model({shown}): {error}") from None
     except InputError:
         raise
     except Exception as error:  # the user's build_model refused these params
         raise InputError(
             f"{model_file.path.name}: build_model({shown}) failed: {type(error).__name__}: {first_line(error)}"
         ) from None
+
+
+def check_model_object(model: Any, source: str) -> Any:
+    """``model`` if it is a keras.Model or a tf.function; else InputError naming ``source`` and what it gave."""
+    import keras
+
+    if isinstance(model, keras.Model) or hasattr(model, "get_concrete_function"):
+        return model
+    if isinstance(model, keras.layers.Layer):
+        kind = "a keras layer, not a keras.Model (wrap it: keras.Model(inputs, layer(inputs)))"
+    elif model is None:
+        kind = "not a keras.Model or a tf.function (does it end with `return model`?)"
+    else:
+        kind = f"a {type(model).__name__} object, not a keras.Model or a tf.function"
+    shown = repr(model)
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    raise InputError(f"{source} returned {shown}: {kind}")

@@ -43,6 +43,8 @@ class CallRecord:
     input_shapes: tuple[Shape, ...] | None = None
     output_shape: Shape | None = None
     created_ops: list[str] = field(default_factory=list)
+    calls: list[tuple[tuple[Shape, ...], Shape | None]] = field(default_factory=list)  # every traced call's shapes
+    trace: int | None = None  # id of the outermost graph the calls were counted in
 
 
 @dataclass(frozen=True)
@@ -74,12 +76,18 @@ class LayerTree:
 
 
 @contextmanager
-def recording_calls(layers: Sequence[Any]) -> Iterator[dict[int, CallRecord]]:
-    """Wrap ``call`` of ``layers`` and all their sublayers; yield id(layer) -> CallRecord."""
+def recording_calls(layers: Sequence[Any], batch_size: int | None = None) -> Iterator[dict[int, CallRecord]]:
+    """Wrap ``call`` of ``layers`` and all their sublayers; yield id(layer) -> CallRecord.
+
+    With ``batch_size``, an output whose batch dimension the layer's ops left
+    unknown (string splitting, ragged tensors) while its input's was
+    ``batch_size`` gets it back (``set_shape``), so that the ops after it keep
+    static shapes and TensorFlow's profiler can count them.
+    """
     records: dict[int, CallRecord] = {}
     wrapped = _with_sublayers(layers)
     for layer in wrapped:
-        layer.call = _recorder(layer, records)
+        layer.call = _recorder(layer, records, batch_size)
     try:
         yield records
     finally:
@@ -108,7 +116,7 @@ def sublayers(layer: Any, recursive: bool = False) -> list[Any]:
     return list(flatten(include_self=False, recursive=recursive))
 
 
-def _recorder(layer: Any, records: dict[int, CallRecord]) -> Any:
+def _recorder(layer: Any, records: dict[int, CallRecord], batch_size: int | None = None) -> Any:
     original = layer.call
 
     scoped = _is_layer(layer)
@@ -121,14 +129,47 @@ def _recorder(layer: Any, records: dict[int, CallRecord]) -> Any:
         graph = tf.compat.v1.get_default_graph()
         before = 0 if scoped else len(graph.get_operations())
         outputs = original(*args, **kwargs)
+        _pin_batch(outputs, args, batch_size)
         if not scoped:
             record.created_ops.extend(op.name for op in graph.get_operations()[before:])
+        input_shapes = tensor_shapes((args, {k: v for k, v in kwargs.items() if k not in NOT_INPUTS}))
+        output_shape = next(iter(tensor_shapes(outputs)), None)
+        if not _symbolic_call(args):
+            trace = id(_outermost(graph))
+            if record.trace != trace:  # tf.function traced again (e.g. after creating variables): count anew
+                record.trace, record.calls = trace, []
+            record.calls.append((input_shapes, output_shape))
         if record.output_shape is None:
-            record.input_shapes = tensor_shapes((args, {k: v for k, v in kwargs.items() if k not in NOT_INPUTS}))
-            record.output_shape = next(iter(tensor_shapes(outputs)), None)
+            record.input_shapes, record.output_shape = input_shapes, output_shape
         return outputs
 
     return call
+
+
+def _outermost(graph: Any) -> Any:
+    """The function graph a (possibly nested: loop body, branch) graph belongs to."""
+    while getattr(graph, "outer_graph", None) is not None:
+        graph = graph.outer_graph
+    return graph
+
+
+def _pin_batch(outputs: Any, args: Any, batch_size: int | None) -> None:
+    """Give outputs of unknown batch dimension ``batch_size`` when an input had it (see ``recording_calls``)."""
+    if batch_size is None:
+        return
+    dense = [t for t in tf.nest.flatten(args) if isinstance(t, tf.Tensor) and t.shape.rank]
+    if not any(t.shape[0] == batch_size for t in dense):
+        return
+    for tensor in tf.nest.flatten(outputs):
+        if isinstance(tensor, tf.Tensor) and tensor.shape.rank and tensor.shape[0] is None:
+            tensor.set_shape([batch_size] + [None] * (tensor.shape.rank - 1))
+
+
+def _symbolic_call(args: Any) -> bool:
+    """A call on Keras' symbolic tensors (Keras working out output shapes), not one the graph runs."""
+    import keras
+
+    return any(isinstance(item, keras.KerasTensor) for item in tf.nest.flatten(args))
 
 
 def tensor_shapes(value: Any) -> tuple[Shape, ...]:
@@ -148,14 +189,33 @@ def _is_layer(operation: Any) -> bool:
 
 
 def is_composite(layer: Any) -> bool:
-    """A model used as a layer, or a custom (non-Keras) layer holding Keras sublayers."""
+    """A model used as a layer, or a custom (non-Keras) layer holding Keras sublayers.
+
+    A subclass of a concrete Keras layer (keras_hub's ``CachedMultiHeadAttention``
+    of ``MultiHeadAttention``) is a leaf like its Keras base: its formula is the base's.
+    """
     import keras
 
     if isinstance(layer, keras.Model):
         return bool(_children(layer))
-    if type(layer).__module__.split(".")[0] in KERAS_PACKAGES:
+    if type(layer).__module__.split(".")[0] in KERAS_PACKAGES or keras_base_layer(type(layer)) is not None:
         return False
     return bool(sublayers(layer))
+
+
+def keras_base_layer(cls: type) -> type | None:
+    """The nearest concrete Keras layer class ``cls`` (a class from elsewhere) derives from; None if only Layer."""
+    import keras
+
+    for base in cls.__mro__[1:]:
+        if base.__module__.split(".")[0] not in KERAS_PACKAGES:
+            continue
+        if base is keras.layers.Layer or not issubclass(base, keras.layers.Layer) or base.__name__.startswith("_"):
+            return None
+        if issubclass(base, keras.Model) or base.__name__ in ("Layer", "Operation"):
+            return None
+        return base
+    return None
 
 
 def _children(layer: Any) -> list[Any]:
@@ -164,6 +224,14 @@ def _children(layer: Any) -> list[Any]:
     if isinstance(layer, keras.Model):
         return list(getattr(layer, "operations", None) or layer.layers)
     return sublayers(layer)
+
+
+def is_subclassed_model(layer: Any) -> bool:
+    """A keras.Model with a ``call`` of its own (neither functional nor Sequential)."""
+    import keras
+    from keras.src.models.functional import Functional
+
+    return isinstance(layer, keras.Model) and not isinstance(layer, (Functional, keras.Sequential))
 
 
 def _is_input_layer(layer: Any) -> bool:
@@ -208,8 +276,16 @@ class _Expander:
             if is_composite(layer):
                 self.composites.add(path)
                 inner = _Context(path + "/", path, context.depth + 1, inbound)
-                self.expand(_children(layer), inner)
+                self.expand(self._children_called(layer), inner)
                 self.exits[path] = self._exit_paths(layer, inner)
+
+    def _children_called(self, layer: Any) -> list[Any]:
+        """A composite's sublayers; a subclassed model's are those its call ran, in the order it ran them."""
+        children = _children(layer)
+        if not is_subclassed_model(layer):
+            return children
+        order = {key: index for index, key in enumerate(self.records)}
+        return sorted((child for child in children if id(child) in order), key=lambda child: order[id(child)])
 
     def _inbound(self, layer: Any, context: _Context) -> tuple[str, ...]:
         paths: list[str] = []
@@ -237,6 +313,7 @@ class _Expander:
             scope=record.scopes[0] if record and record.scopes else None, inbound=inbound,
             layer=layer if _is_layer(layer) and not is_composite(layer) else _own_work(layer, path),
             parent=context.parent, depth=context.depth,
+            extra_calls=tuple((ins, out) for ins, out in record.calls[1:] if out is not None) if record else (),
         )
 
 
@@ -279,6 +356,13 @@ def expand(model: Any, records: dict[int, CallRecord], fallback: Any) -> LayerTr
     """
     expander = _Expander(records, fallback)
     expander.expand(_children(model), _Context())
+    return LayerTree(expander.layers, expander.composites, expander.scopes)
+
+
+def expand_called(model: Any, records: dict[int, CallRecord], fallback: Any) -> LayerTree:
+    """A subclassed model as one composite row (its own ops) over the layers its call ran, in call order."""
+    expander = _Expander(records, fallback)
+    expander.expand([model], _Context())
     return LayerTree(expander.layers, expander.composites, expander.scopes)
 
 

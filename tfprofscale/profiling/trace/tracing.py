@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,9 @@ from tfprofscale.profiling.graph.shape_graph import (
     inlined_graph_def,
     shape_graph,
 )
-from tfprofscale.profiling.trace import nesting
+from tfprofscale.profiling.trace import model_inputs, nesting
 from tfprofscale.profiling.trace.input_budget import check_fits, making_inputs_bytes
+from tfprofscale.profiling.trace.model_inputs import GivenShapes
 from tfprofscale.profiling.trace.user_code import first_line
 from tfprofscale.records import LayerInfo, Shape
 
@@ -45,6 +46,7 @@ class TracedModel:
     keras_model: Any = None
     scopes: dict[str, str] = field(default_factory=dict)  # graph scope -> layer path
     _built: dict[str, Any] = field(default_factory=dict, repr=False)
+    source_function: Any = field(default=None, repr=False)  # the tf.function traced (for XLA's compiler IR)
 
     @property
     def graph(self) -> tf.Graph:
@@ -82,20 +84,24 @@ class TracedModel:
 
 
 def trace(model: Any, batch_size: int, example_inputs: Callable[..., Any] | None = None,
-          params: dict[str, Any] | None = None, input_shapes: Sequence[Shape] | None = None,
-          with_inputs: bool = True) -> TracedModel:
+          params: dict[str, Any] | None = None, input_shapes: GivenShapes = None,
+          with_inputs: bool = True, jit_compile: bool = False) -> TracedModel:
     """Trace a Keras model or an ``input_signature`` tf.function at ``batch_size``.
 
-    ``input_shapes`` (one per-example shape per input, ``--input-shape``)
-    fixes input dimensions the model leaves undefined. ``with_inputs=False``
-    makes no example inputs (``inputs`` is empty): for callers that never run
-    the model, such as ``predict``.
+    ``input_shapes`` (one per-example shape per input, ``--input-shape``;
+    positional, or a dict by input name) fixes input dimensions the model
+    leaves undefined. ``with_inputs=False`` makes no example inputs
+    (``inputs`` is empty): for callers that never run the model, such as ``predict``.
+    ``jit_compile`` compiles a Keras model's call with XLA.
     """
     if batch_size < 1:
         raise InputError(f"batch size must be >= 1, got {batch_size}")
     make = example_inputs if with_inputs else _no_inputs
     if isinstance(model, tf.keras.Model) or _is_keras_model(model):
-        return _trace_keras(model, batch_size, make, params or {}, input_shapes)
+        inputs = model_inputs.functional_inputs(model)
+        if inputs is None:
+            return _trace_subclassed(model, batch_size, example_inputs, params or {}, input_shapes, with_inputs)
+        return _trace_keras(model, inputs, batch_size, make, params or {}, input_shapes, jit_compile)
     if hasattr(model, "get_concrete_function"):
         return _trace_function(model, batch_size, make, params or {}, input_shapes)
     raise InputError(f"the model is a {type(model).__name__}, not a keras.Model or a tf.function")
@@ -107,18 +113,79 @@ def _is_keras_model(model: Any) -> bool:
     return isinstance(model, keras.Model)
 
 
-def _trace_keras(model: Any, batch_size: int, example_inputs: Callable[..., Any] | None,
-                 params: dict[str, Any], input_shapes: Sequence[Shape] | None = None) -> TracedModel:
-    specs = _input_specs(_model_inputs(model), batch_size, input_shapes)
-    multi = len(specs) > 1
-    function = tf.function(lambda *xs: model(list(xs) if multi else xs[0], training=False))
-    with nesting.recording_calls(list(getattr(model, "operations", None) or model.layers)) as records:
+def _trace_keras(model: Any, model_input_list: list[model_inputs.ModelInput], batch_size: int,
+                 example_inputs: Callable[..., Any] | None, params: dict[str, Any],
+                 input_shapes: GivenShapes = None, jit_compile: bool = False) -> TracedModel:
+    specs = _input_specs(model_input_list, batch_size, input_shapes)
+    function = tf.function(model_inputs.model_caller(model, len(specs)), jit_compile=jit_compile or None)
+    with nesting.recording_calls(list(getattr(model, "operations", None) or model.layers), batch_size) as records:
         concrete = function.get_concrete_function(*specs)
-    fixed_inputs = {_input_layer_name(t): tuple(spec.shape) for t, spec in zip(_model_inputs(model), specs)}
+    fixed_inputs = {i.name: tuple(spec.shape) for i, spec in zip(model_input_list, specs)}
     tree = nesting.expand(model, records, lambda layer: _symbolic_shapes(layer, batch_size, fixed_inputs))
-    layers = _without_idle_composites(tree, concrete.graph)
-    inputs = _example_inputs(specs, example_inputs, batch_size, params)
-    return TracedModel(concrete, inputs, layers, batch_size, model, tree.scopes)
+    for model_input, spec in zip(model_input_list, specs):  # the Placeholder, named after its input, is its row's
+        tree.scopes.setdefault(spec.name, model_input.name)
+    layers = with_known_batch(_without_idle_composites(tree, concrete.graph), batch_size)
+    inputs = _example_inputs(specs, example_inputs, batch_size, params, model)
+    return TracedModel(concrete, inputs, layers, batch_size, model, tree.scopes, source_function=function)
+
+
+def keras_input_specs(model: Any, batch_size: int, input_shapes: GivenShapes = None) -> list[tf.TensorSpec]:
+    """One TensorSpec per input of a Keras model at ``batch_size`` (``--input-shape`` filling undefined dims)."""
+    return _input_specs(_functional_inputs(model), batch_size, input_shapes)
+
+
+def keras_layer_tree(model: Any, records: dict[int, Any], graph: tf.Graph, specs: Sequence[tf.TensorSpec],
+                     batch_size: int) -> tuple[list[LayerInfo], dict[str, str]]:
+    """The layers (paths, shapes) and scope map of a Keras model whose calls ``records`` caught while tracing."""
+    fixed_inputs = {i.name: tuple(spec.shape) for i, spec in zip(_functional_inputs(model), specs)}
+    tree = nesting.expand(model, records, lambda layer: _symbolic_shapes(layer, batch_size, fixed_inputs))
+    return with_known_batch(_without_idle_composites(tree, graph), batch_size), tree.scopes
+
+
+def made_example_inputs(specs: Sequence[tf.TensorSpec], make: Callable[..., Any] | None, batch_size: int,
+                        params: dict[str, Any], model: Any = None) -> tuple[tf.Tensor, ...]:
+    """The inputs ``make`` (a model file's ``example_inputs``) returns, checked; random ones when it is None."""
+    return _example_inputs(specs, make, batch_size, params, model)
+
+
+def _functional_inputs(model: Any) -> list[model_inputs.ModelInput]:
+    """A functional model's flat inputs; InputError for a model without (a subclassed one)."""
+    inputs = model_inputs.functional_inputs(model)
+    if inputs is None:
+        raise InputError(f"model {model.name!r} has no defined input: give it a keras.Input(shape=...)")
+    return inputs
+
+
+def _trace_subclassed(model: Any, batch_size: int, example_inputs: Callable[..., Any] | None,
+                      params: dict[str, Any], input_shapes: GivenShapes, with_inputs: bool) -> TracedModel:
+    """A subclassed model traced on its example inputs: one row per layer its ``call`` ran, in call order."""
+    if input_shapes is not None:
+        raise InputError(f"--input-shape: model {model.name!r} is a subclassed keras.Model; its input shapes are "
+                         "those of what the model file's example_inputs(batch_size) returns")
+    made = example_inputs(batch_size, **params) if example_inputs is not None else None
+    source = _source_name(example_inputs) if example_inputs is not None else ""
+    structure, specs = model_inputs.subclassed_specs(model, made, batch_size, source)
+    flat = tuple(tf.nest.flatten(structure)) if made is not None else _example_inputs(
+        specs, None, batch_size, params, model)
+    caller = model_inputs.subclassed_caller(model, structure)
+    caller(*flat)  # run eagerly once: every sublayer built (``built`` is set by a bare build() too), so that
+    # tracing records the calls, not the creation of weights (which makes tf.function trace twice)
+    with nesting.recording_calls([model], batch_size) as records:
+        concrete = tf.function(caller).get_concrete_function(*specs)
+    tree = nesting.expand_called(model, records, lambda layer: _symbolic_shapes(layer, batch_size, {}))
+    layers = with_known_batch(_without_idle_composites(tree, concrete.graph), batch_size)
+    return TracedModel(concrete, flat if with_inputs else (), layers, batch_size, model, tree.scopes)
+
+
+def with_known_batch(layers: list[LayerInfo], batch_size: int) -> list[LayerInfo]:
+    """Layers whose recorded shapes lost the batch dimension (string ops, ragged tensors) given it back."""
+    def fixed(shape: Shape) -> Shape:
+        return (batch_size, *shape[1:]) if shape and shape[0] == -1 else shape
+
+    return [replace(info, input_shapes=tuple(fixed(s) for s in info.input_shapes),
+                    output_shape=fixed(info.output_shape),
+                    extra_calls=tuple((tuple(fixed(s) for s in ins), fixed(out)) for ins, out in info.extra_calls))
+            for info in layers]
 
 
 def _without_idle_composites(tree: nesting.LayerTree, graph: tf.Graph) -> list[LayerInfo]:
@@ -126,11 +193,6 @@ def _without_idle_composites(tree: nesting.LayerTree, graph: tf.Graph) -> list[L
     working = {nesting.layer_for(op.name, tree.scopes) for op in graph.get_operations()
                if op.type not in STRUCTURAL_OP_TYPES}
     return [info for info in tree.layers if info.name not in tree.composites or info.name in working]
-
-
-def _input_layer_name(tensor: Any) -> str | None:
-    history = getattr(tensor, "_keras_history", None)
-    return history.operation.name if history is not None else None
 
 
 def _symbolic_shapes(layer: Any, batch_size: int, fixed_inputs: dict[str | None, Shape]
@@ -142,30 +204,18 @@ def _symbolic_shapes(layer: Any, batch_size: int, fixed_inputs: dict[str | None,
     return input_shapes, _with_batch(_as_list(_symbolic(layer, "output"))[0].shape, batch_size)
 
 
-def _model_inputs(model: Any) -> list[Any]:
-    try:
-        inputs = model.inputs
-    except (AttributeError, ValueError):
-        inputs = None
-    if not inputs:
-        raise InputError(f"model {model.name!r} has no defined input: give it a keras.Input(shape=...)")
-    return list(inputs)
-
-
-def _input_specs(inputs: Sequence[Any], batch_size: int, input_shapes: Sequence[Shape] | None,
+def _input_specs(inputs: Sequence[model_inputs.ModelInput], batch_size: int, input_shapes: GivenShapes,
                  ) -> list[tf.TensorSpec]:
-    """One TensorSpec per model input at ``batch_size``, with ``--input-shape`` filling undefined dimensions."""
-    if input_shapes is not None and len(input_shapes) != len(inputs):
-        raise InputError(f"--input-shape given {len(input_shapes)} time(s) but the model has {len(inputs)} input(s):"
-                         " give it once per input, in order")
-    return [_fixed_spec(t.shape, t.dtype, getattr(t, "name", None) or f"input_{i}", batch_size,
-                        None if input_shapes is None else input_shapes[i], label=_input_layer_name(t))
-            for i, t in enumerate(inputs)]
+    """One TensorSpec per flat input at ``batch_size``, named after its input; ``--input-shape`` fills undefined dimensions."""
+    given = model_inputs.given_shapes(inputs, input_shapes)
+    return [_fixed_spec(i.dims, i.dtype, i.name, batch_size, shape, label=i.path or i.name, named=len(inputs) > 1)
+            for i, shape in zip(inputs, given)]
 
 
 def _fixed_spec(shape: Any, dtype: Any, name: str, batch_size: int, given: Shape | None = None,
-                label: str | None = None) -> tf.TensorSpec:
-    """The input's spec at ``batch_size``; messages call it ``label`` (its InputLayer's name) when known."""
+                label: str | None = None, named: bool = False) -> tf.TensorSpec:
+    """The input's spec at ``batch_size``; messages call it ``label`` (its InputLayer's name) when known,
+    and suggest ``--input-shape NAME=...`` when the model has several inputs (``named``)."""
     spec_name, name = name, label or name
     dims = tuple(shape)
     if not dims:
@@ -174,7 +224,7 @@ def _fixed_spec(shape: Any, dtype: Any, name: str, batch_size: int, given: Shape
     if any(d is None for d in per_example):
         raise InputError(
             f"model input {name!r} has shape {_show(dims)}: every dimension beyond the batch must be fixed;"
-            f" give it with --input-shape, e.g. --input-shape {_example_shape(dims)}"
+            f" give it with --input-shape, e.g. --input-shape {name + '=' if named else ''}{_example_shape(dims)}"
         )
     return tf.TensorSpec((batch_size, *per_example), tf.as_dtype(dtype), name=_safe_name(spec_name))
 
@@ -226,15 +276,16 @@ def _no_inputs(batch_size: int, **params: Any) -> tuple[()]:
 
 
 def _example_inputs(specs: Sequence[tf.TensorSpec], make: Callable[..., Any] | None,
-                    batch_size: int, params: dict[str, Any]) -> tuple[tf.Tensor, ...]:
+                    batch_size: int, params: dict[str, Any], model: Any = None) -> tuple[tf.Tensor, ...]:
     if make is _no_inputs:
         return ()
     check_fits(batch_size, "the model's inputs (while they are made)", making_inputs_bytes(specs))
-    if make is not None:
-        made = make(batch_size, **params)
+    made = make(batch_size, **params) if make is not None else None
+    if made is not None:  # example_inputs may return None: "make them yourself"
         return checked_example_inputs(made, specs, _source_name(make), batch_size)
     rng = np.random.default_rng(0)
-    return tuple(_random_tensor(spec, rng) for spec in specs)
+    words = model_inputs.string_words(model) if any(spec.dtype == tf.string for spec in specs) else None
+    return tuple(_random_tensor(spec, rng, words) for spec in specs)
 
 
 def _source_name(make: Callable[..., Any]) -> str:
@@ -263,8 +314,11 @@ def checked_example_inputs(made: Any, specs: Sequence[tf.TensorSpec], source: st
     return tuple(tensors)
 
 
-def _random_tensor(spec: tf.TensorSpec, rng: np.random.Generator) -> tf.Tensor:
+def _random_tensor(spec: tf.TensorSpec, rng: np.random.Generator,
+                   words: tuple[list[str], int] | None = None) -> tf.Tensor:
     shape = tuple(spec.shape)
+    if spec.dtype == tf.string and words is not None:
+        return model_inputs.example_strings(shape, *words, rng)
     if spec.dtype.is_floating:
         return tf.constant(rng.standard_normal(shape), dtype=spec.dtype)
     if spec.dtype.is_integer:
@@ -275,11 +329,13 @@ def _random_tensor(spec: tf.TensorSpec, rng: np.random.Generator) -> tf.Tensor:
 
 
 def _trace_function(function: Any, batch_size: int, example_inputs: Callable[..., Any] | None,
-                    params: dict[str, Any], input_shapes: Sequence[Shape] | None = None) -> TracedModel:
+                    params: dict[str, Any], input_shapes: GivenShapes = None) -> TracedModel:
     signature = getattr(function, "input_signature", None)
     if not signature:
         raise InputError("a tf.function model needs an input_signature with the per-example shape")
-    specs = _input_specs(signature, batch_size, input_shapes)
+    named = [model_inputs.ModelInput(spec.name or f"input_{i}", None, tuple(spec.shape), spec.dtype)
+             for i, spec in enumerate(signature)]
+    specs = _input_specs(named, batch_size, input_shapes)
     concrete = tf.function(function.python_function, input_signature=specs).get_concrete_function()
     layers, scopes = _scope_groups(concrete.graph)
     inputs = _example_inputs(specs, example_inputs, batch_size, params)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -88,7 +89,14 @@ def guarded(function: Callable[..., Any], file: str | os.PathLike, name: str) ->
     return call
 
 
+#: TensorFlow's prefix naming the internal function an op ran in (``{{function_node __wrapped__X_device_...}}``).
+_FUNCTION_NODE = re.compile(r"^(\{\{function_node [^}]*\}\}\s*)+")
+#: TensorFlow's suffix naming the op again (`` [Op:RandomUniform] name: ``).
+_OP_SUFFIX = re.compile(r"\s*\[Op:[^\]]*\](\s*name:.*)?$")
+
+
 def first_line(error: BaseException) -> str:
-    """The first non-empty line of an exception's message (TensorFlow's run down dozens of lines)."""
+    """The first non-empty line of an exception's message (TensorFlow's run down dozens of lines), without
+    TensorFlow's internal function-node prefix and op suffix."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[0] if lines else ""
+    return _OP_SUFFIX.sub("", _FUNCTION_NODE.sub("", lines[0])) if lines else ""

@@ -18,7 +18,7 @@ _COUNT = re.compile(r"A total of (?P<count>\d+) objects could not be loaded")
 
 def load_weights(model: Any, weights: str) -> None:
     """``model.load_weights(weights)``; InputError in one line if the file is missing or does not fit."""
-    check_input_file(weights, "--weights")
+    check_weights_format(weights)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -27,6 +27,27 @@ def load_weights(model: Any, weights: str) -> None:
             raise InputError(f"--weights {weights} does not fit this model: {mismatch_summary(error)}") from None
     for warning in caught:  # a failed load's warnings repeat its error; a successful load's are shown
         warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+
+
+#: The first bytes of the files Keras' ``load_weights`` reads: HDF5 (.weights.h5, .h5) and zip (.keras).
+WEIGHTS_MAGIC = (b"\x89HDF\r\n\x1a\n", b"PK\x03\x04")
+
+
+def check_weights_format(weights: str) -> None:
+    """InputError unless ``weights`` is a readable file that starts as an HDF5 or a .keras (zip) file."""
+    check_input_file(weights, "--weights")
+    try:
+        with open(weights, "rb") as handle:
+            start = handle.read(8)
+    except OSError as error:
+        raise InputError(f"--weights {weights} cannot be read: {error.strerror or error}") from None
+    if start.startswith(WEIGHTS_MAGIC):
+        return
+    text = start.lstrip()
+    kind = ("JSON text" if text[:1] in (b"{", b"[") else "empty" if not start else
+            "text" if start.decode("latin-1").isprintable() else f"bytes {start[:4].hex(' ')}")
+    raise InputError(f"--weights {weights}: not a Keras weights file (it is {kind}; Keras saves weights as HDF5, "
+                     "name.weights.h5, e.g. by `tfprofscale train --save`)")
 
 
 def mismatch_summary(error: BaseException) -> str:

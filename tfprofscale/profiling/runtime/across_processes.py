@@ -1,0 +1,120 @@
+"""Step times over several processes: what another process of the same command will measure.
+
+A process's median step time reproduces within its own 95% interval, but
+the next process's median often falls outside it (memory layout, address
+space randomisation, thread placement and CPU frequency differ per process
+and stay fixed within one: pyperf and Google Benchmark run several worker
+processes for this reason). ``combine`` turns the step times of N processes
+into one: every statistic (median, p10, p90, CV, mean) is the median over
+the processes of the per-process figure, ``min`` is the fastest step of all,
+``n`` the steps of all; the interval is the 95% *prediction* interval for
+another process's median (Student's t on the per-process medians:
+mean +- t(n-1) * s * sqrt(1 + 1/n)), since that, not the precision of one
+process's median, is what a user comparing two runs needs. With one process
+the interval stays the within-process interval of the median and
+``interval_scope`` says so.
+"""
+from __future__ import annotations
+
+import math
+import signal
+from dataclasses import asdict, replace
+from typing import Any
+
+import numpy as np
+
+WITHIN_PROCESS = "within one process"
+BETWEEN_PROCESSES = "between processes"
+
+# Two-sided 97.5% quantiles of Student's t by degrees of freedom (1..30); beyond 30 the normal 1.96 is
+# used (t(30) = 2.042, t(60) = 2.000): the interval is then at most 4% too narrow.
+T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+         2.045, 2.042)
+
+
+def t_975(degrees_of_freedom: int) -> float:
+    """Student's t 97.5% quantile (two-sided 95%) for ``degrees_of_freedom`` >= 1."""
+    if degrees_of_freedom < 1:
+        raise ValueError("degrees of freedom must be >= 1")
+    return T_975[degrees_of_freedom - 1] if degrees_of_freedom <= len(T_975) else 1.96
+
+
+def prediction_interval(values: list[float]) -> tuple[float, float] | None:
+    """95% interval for one more value drawn like ``values`` (None for fewer than 2); the low end never below 0."""
+    n = len(values)
+    if n < 2:
+        return None
+    mean = float(np.mean(values))
+    half = t_975(n - 1) * float(np.std(values, ddof=1)) * math.sqrt(1 + 1 / n)
+    return max(0.0, mean - half), mean + half
+
+
+def between_process_cv(medians: list[float]) -> float | None:
+    """Sample standard deviation over mean of the per-process medians (None for fewer than 2)."""
+    if len(medians) < 2 or np.mean(medians) <= 0:
+        return None
+    return float(np.std(medians, ddof=1) / np.mean(medians))
+
+
+def exit_reason(returncode: int) -> str:
+    """Why a worker process ended, from its return code: ``killed by SIGKILL (...)`` or ``exit status 3``."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        hint = " (killed from outside, e.g. by the out-of-memory killer)" if -returncode == signal.SIGKILL else ""
+        return f"killed by {name}{hint}"
+    return f"exit status {returncode}"
+
+
+def combine(per_process: list[Any], failures: list[dict[str, Any]], requested: int) -> Any:
+    """One ``StepTimes`` from the ``StepTimes`` of each process that finished (in the order they ran).
+
+    ``failures`` are ``{"process": k, "failed": reason}`` for workers that died; their
+    place is kept in ``processes`` so the report says which one died and why.
+    """
+    if not per_process:
+        raise ValueError("no process finished timing")
+    entries = sorted([{"process": index, **_entry(times)} for index, times in _numbered(per_process, failures)]
+                     + failures, key=lambda entry: entry["process"])
+    first = per_process[0]
+    if len(per_process) == 1:
+        return replace(first, interval_scope=WITHIN_PROCESS, processes=entries if requested > 1 else None,
+                       processes_requested=requested, processes_contributed=1)
+    medians = [times.median for times in per_process]
+    interval = prediction_interval(medians)
+    return replace(
+        first,
+        median=float(np.median(medians)),
+        p10=_median_of(per_process, "p10"), p90=_median_of(per_process, "p90"),
+        min=min(times.min for times in per_process), cv=_median_of(per_process, "cv"),
+        mean=_median_of(per_process, "mean"), n=sum(times.n for times in per_process),
+        rounds=sum(times.rounds or 0 for times in per_process) or None,
+        ci_low=interval[0], ci_high=interval[1],
+        stopped_by=", ".join(sorted({times.stopped_by for times in per_process if times.stopped_by})) or None,
+        load_end=per_process[-1].load_end,
+        interval_scope=BETWEEN_PROCESSES, processes=entries, processes_requested=requested,
+        processes_contributed=len(per_process), between_process_cv=between_process_cv(medians),
+        this_process_median=first.median,
+    )
+
+
+def _numbered(per_process: list[Any], failures: list[dict[str, Any]]) -> list[tuple[int, Any]]:
+    """Process numbers (1-based, in running order) of the finished processes, skipping the failed ones."""
+    failed = {entry["process"] for entry in failures}
+    numbers = [k for k in range(1, len(per_process) + len(failures) + 1) if k not in failed]
+    return list(zip(numbers, per_process))
+
+
+def _median_of(per_process: list[Any], name: str) -> float:
+    return float(np.median([getattr(times, name) for times in per_process]))
+
+
+def _entry(times: Any) -> dict[str, Any]:
+    """The per-process figures kept in ``step_time_ms.processes``."""
+    keep = ("median", "ci_low", "ci_high", "p10", "p90", "min", "cv", "n", "rounds", "stopped_by",
+            "load_start", "load_end")
+    figures = asdict(times)
+    return {name: figures.get(name) for name in keep}
