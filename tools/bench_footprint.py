@@ -61,7 +61,7 @@ traced.run()
 EXIT = """
 import os, sys, time
 from tfprofscale.cli import main
-status = main(["profile", sys.argv[2], "--quiet", "--logdir", sys.argv[3]])
+status = main(["profile", sys.argv[2], "--quiet", "--logdir", sys.argv[3], *sys.argv[4:]])
 sys.stdout.flush()
 print(f"REPORTED {time.time()!r}", file=sys.stderr, flush=True)
 if sys.argv[1] == "prompt":
@@ -113,12 +113,19 @@ def bench_model(name: str, repeats: int, logdir: str) -> dict:
             "available_gib_at_end": available_gib()}
 
 
+EXIT_OPTIONS = ["--steps", "5", "--warmup", "1", "--trace-steps", "2", "--max-time", "0.5"]
+
+
 def bench_exit(repeats: int, logdir: str) -> dict:
-    """Seconds from the report written to the process gone, prompt exit against Python's normal exit."""
+    """Seconds from the report written to the process gone, prompt exit against Python's normal exit.
+
+    Short timing options (``EXIT_OPTIONS``: a traced profile still, every stage run) keep the rounds
+    short; what the exit has to tear down is the same objects.
+    """
     seconds: dict[str, list[float]] = {"prompt": [], "normal": []}
     for _ in range(repeats):
         for mode in seconds:
-            _, _, err = child([sys.executable, "-c", EXIT, mode, "tools/fixtures/resnet50.py", logdir])
+            _, _, err = child([sys.executable, "-c", EXIT, mode, "tools/fixtures/resnet50.py", logdir, *EXIT_OPTIONS])
             ended = time.time()
             reported = float(next(line for line in err.splitlines() if line.startswith("REPORTED")).split()[1])
             seconds[mode].append(ended - reported)
@@ -154,11 +161,12 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated, from: " + ", ".join(MODELS))
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds (medians reported)")
     parser.add_argument("--exit", action="store_true", help="also time the exit after the report (ResNet50)")
+    parser.add_argument("--only-exit", action="store_true", help="time the exit only")
     parser.add_argument("--out", help="append the results (JSON lines) to this file")
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory() as folder:
-        for name in args.models.split(","):
+        for name in [] if args.only_exit else args.models.split(","):
             result = bench_model(name, args.repeats, str(Path(folder) / "runs"))
             results.append(result)
             print(json.dumps(result), flush=True)
@@ -166,7 +174,7 @@ def main() -> None:
                 with open(args.out, "a") as out:
                     out.write(json.dumps(result) + "\n")
         print(table(results))
-        if args.exit:
+        if args.exit or args.only_exit:
             seconds = bench_exit(args.repeats, str(Path(folder) / "runs"))
             print(f"exit after the report (ResNet50, {args.repeats} interleaved rounds, median): prompt "
                   f"{median(seconds['prompt']):.2f} s, normal {median(seconds['normal']):.2f} s "

@@ -182,7 +182,7 @@ def evaluate(out: Path, statistic: str) -> None:
 
 
 def grappler_cost(rounds: int) -> None:
-    """MeasureCosts on ResNet50 (batch 1, 224x224), against freezing and one inference step, interleaved."""
+    """MeasureCosts on ResNet50 (batch 1, 224x224), against building the shape-only graph and one inference step, interleaved."""
     set_threads(0)
     import keras
 
@@ -205,15 +205,15 @@ def grappler_cost(rounds: int) -> None:
                                        "MeasureCosts, no timeline": [], "one inference step": []}
     for _ in range(rounds):
         timings["shape-only graph"].append(_seconds(build_shape_graph))
-        frozen = build_shape_graph()
-        timings["metagraph export"].append(_seconds(frozen.metagraph))
-        timings["Item"].append(_seconds(partial(item.Item, frozen.metagraph())))
-        timings["estimate_costs (Item + MeasureCosts)"].append(_seconds(partial(estimate_costs, frozen, device)))
+        graph = build_shape_graph()
+        timings["metagraph export"].append(_seconds(graph.metagraph))
+        timings["Item"].append(_seconds(partial(item.Item, graph.metagraph())))
+        timings["estimate_costs (Item + MeasureCosts)"].append(_seconds(partial(estimate_costs, graph, device)))
         no_timeline = cluster.Cluster(devices=[device.named_device()], disable_timeline=True)
         timings["MeasureCosts, no timeline"].append(
-            _seconds(partial(no_timeline.MeasureCosts, item.Item(frozen.metagraph()))))
+            _seconds(partial(no_timeline.MeasureCosts, item.Item(graph.metagraph()))))
         timings["one inference step"].append(_seconds(lambda: traced.run().numpy()))
-    estimate = estimate_costs(frozen, device)
+    estimate = estimate_costs(graph, device)
     print(f"ResNet50 batch 1, {len(estimate.ops)} ops priced, {rounds} interleaved rounds, median "
           f"(load average {os.getloadavg()[0]:.2f}):")
     step = statistics.median(timings["one inference step"])

@@ -5,7 +5,7 @@ Prints, for a model file (default models/fashion_mnist.py):
 - the wall time of `python -m tfprofscale profile MODEL` against the floor
   (Python start, import TensorFlow, build the model, run one step), and their
   ratio (goal <= 2.0);
-- the wall time of `profile()` with and without the memory stage (freezing,
+- the wall time of `profile()` with and without the memory stage (the Session with the model's variables,
   one traced Session step, Grappler's static peak, kernel scratch probes),
   both through the Python API so that they differ in that stage only;
 - the profiler overhead: traced / untraced median step time (goal <= 1.10).

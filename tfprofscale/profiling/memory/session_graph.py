@@ -47,7 +47,11 @@ import tensorflow as tf
 from tensorflow.core.protobuf import rewriter_config_pb2
 
 from tfprofscale.errors import InputError
-from tfprofscale.profiling.graph.shape_graph import assigned_placeholders, check_protobuf_size, make_var_handle
+from tfprofscale.profiling.graph.shape_graph import (
+    assigned_placeholders,
+    check_protobuf_size,
+    make_var_handle,
+)
 
 
 class SessionGraphError(InputError):
