@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from tfprofscale.errors import InputError
-from tfprofscale.profiling.memory.max_batch import accumulation_plan, find_max_batch, parse_size
+from tfprofscale.profiling.memory.max_batch import accumulation_plan, find_max_batch
 
 
 class Peaks:
@@ -79,23 +79,3 @@ def test_accumulation_errors():
         accumulation_plan(0, 10_000, Peaks(affine), accumulator_bytes=600)
     with pytest.raises(InputError, match=r"below the weights"):
         accumulation_plan(100, 1_500, Peaks(affine), accumulator_bytes=600, weights_bytes=1_000)
-
-
-@pytest.mark.parametrize("text, expected", [("2GiB", 2 * 2**30), ("500MB", 500_000_000), ("1.5g", 1_500_000_000),
-                                            ("4096", 4096), ("64 KiB", 65_536)])
-def test_parse_size(text, expected):
-    assert parse_size(text) == expected
-
-
-@pytest.mark.parametrize("text", ["two gigs", "-1GB", "0", "5XB"])
-def test_parse_size_rejects(text):
-    with pytest.raises(InputError, match="not a size"):
-        parse_size(text)
-
-
-def test_only_batch_one_fits():
-    peaks = Peaks(affine)
-    found = find_max_batch(1_500, peaks, weights_bytes=1_000)
-    # batch 1 peaks at 1,300 B, batch 2 at 1,600 B > 1,500 B
-    assert (found.batch_size, found.measured_peak_bytes, found.next_batch_measured_peak_bytes) == (1, 1_300, 1_600)
-    assert peaks.calls == [1, 2]

@@ -11,26 +11,12 @@ batch B fits and B + 1 does not. Every measurement is kept.
 from __future__ import annotations
 
 import math
-import re
 from typing import Callable
 
 from tfprofscale.errors import InputError
 from tfprofscale.records import AccumulationPlan, MaxBatch
 
 PeakAt = Callable[[int], int]
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?)?b?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
-          "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
-
-
-def parse_size(text: str, option: str = "--memory-budget") -> int:
-    """Bytes of ``2GiB``, ``500MB``, ``1.5G``, ``4096`` (binary units for ``Ki/Mi/Gi/Ti``, decimal for ``K/M/G/T``)."""
-    match = _SIZE.match(str(text))
-    if not match or float(match.group(1)) <= 0:
-        raise InputError(f"{option} {text!r}: not a size; write e.g. 2GiB, 500MB or 1048576")
-    return int(float(match.group(1)) * _UNITS[(match.group(2) or "").lower()])
-
 
 class _Measured:
     """``peak_at`` with every result kept."""
