@@ -29,23 +29,8 @@ lower bound. A kernel gets its layer's bytes when it is the layer's only
 computing kernel; otherwise its bytes are unknown and only the compute bound
 applies.
 
-Machine peaks: the best of a few runs of a large float32 matmul (FLOP/s)
-and of a sum over a float32 array 4x the last-level cache (bytes read per
-second) with TensorFlow, cached in
-``${XDG_CACHE_HOME:-~/.cache}/tfprofscale/machine.json`` with the host,
-TensorFlow version, thread settings and load average they were measured
-under. A cached value is measured again (``stale_reason``) when it is older
-than ``MAX_AGE`` (a day), when the host, TensorFlow, the thread settings or
-the method changed, or when the load average was high while it was measured
-(a busy machine gives low peaks, which then make honest kernels look
-impossibly fast); ``audit --remeasure`` forces it. A copy ``y = x
-+ 1`` is not used: TensorFlow reaches ~9 GB/s with it on the machine this
-was written on (a fresh output is allocated and faulted in each time), less
-than real kernels stream (a Dense layer read 67 MB of weights at 22 GB/s),
-so its bound would flag honest kernels; the reduction reaches ~30 GB/s. Machine traits
-(``machine_traits``): the float32 vector width and the L2 / L3 cache sizes,
-read from the CPU's description (Linux ``/proc`` and ``/sys``); a layer's
-work measured against them is ``layer_features`` (the latency model's input).
+The machine's peaks and traits come from ``profiling.runtime.machine_peaks``
+(measured once and cached there, with the conditions they were measured under).
 """
 from __future__ import annotations
 

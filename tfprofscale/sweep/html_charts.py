@@ -15,6 +15,7 @@ from tfprofscale.sweep.plots import (
     LayerTypeFit,
     _numeric,
     _parameter_label,
+    scaling_slice,
 )
 
 PANEL_DOMAINS = (([0, 0.45], [0.6, 0.96]), ([0.55, 1], [0.6, 0.96]), ([0, 0.45], [0, 0.36]), ([0.55, 1], [0, 0.36]))
@@ -22,12 +23,7 @@ PANEL_DOMAINS = (([0, 0.45], [0.6, 0.96]), ([0.55, 1], [0.6, 0.96]), ([0, 0.45],
 
 def scaling_chart(frame: pd.DataFrame, name: str, swept: list[str]) -> Chart:
     """Time (p10-p90 bars), peak memory, graph FLOPs and parameters against ``name``, one line per series value."""
-    others = [other for other in swept if other != name]
-    series = others[swept.index(name) % len(others)] if others else None
-    fixed = {other: frame[other].iloc[0] for other in others if other != series}
-    subset = frame
-    for other, value in fixed.items():
-        subset = subset[subset[other] == value]
+    series, fixed, subset = scaling_slice(frame, name, swept)
     groups = list(subset.groupby(series, sort=False)) if series else [(None, subset)]
     data, spec = [], charts.layout("", height=700, legend={"title": {"text": series or ""}, "orientation": "v",
                                                             "x": 1.01, "y": 1}, margin={"l": 70, "r": 20, "t": 20,

@@ -114,13 +114,20 @@ def layer_time_fits(layers: list[dict[str, Any]]) -> list[LayerTypeFit]:
     return sorted(fits, key=lambda f: -sum(f.time_us))
 
 
-def _scaling_figure(frame: pd.DataFrame, name: str, swept: list[str], prefix: str) -> NamedFigure:
+def scaling_slice(frame: pd.DataFrame, name: str, swept: list[str]) -> tuple[str | None, dict[str, Any], pd.DataFrame]:
+    """What a scaling plot of ``name`` shows: the parameter drawn as one line per value (None: one line), the
+    other swept parameters held at their first value, and the rows that match them."""
     others = [other for other in swept if other != name]
     series = others[swept.index(name) % len(others)] if others else None
     fixed = {other: frame[other].iloc[0] for other in others if other != series}
     subset = frame
     for other, value in fixed.items():
         subset = subset[subset[other] == value]
+    return series, fixed, subset
+
+
+def _scaling_figure(frame: pd.DataFrame, name: str, swept: list[str], prefix: str) -> NamedFigure:
+    series, fixed, subset = scaling_slice(frame, name, swept)
     order = list(dict.fromkeys(frame[name]))
     figure = Figure(figsize=(12, 8.5), layout="constrained")
     axes = figure.subplots(2, 2).ravel()
