@@ -217,7 +217,7 @@ def add_tf_estimates(report: Report, traced: TracedModel, peaks: MachinePeaks | 
         if peaks is None:
             peaks = machine_peaks()
             busy = under_load_warning(peaks)
-            report.warnings += [f"TensorFlow's cost model priced the ops at {busy}"] if busy else []
+            report.warnings += [f"TensorFlow's cost model priced the ops at these peaks: {busy}"] if busy else []
         estimate = estimate_costs(traced.shape_graph(), virtual_cpu(peaks))
     except (CostModelError, InputError) as error:
         report.warnings.append(f"TensorFlow's cost model (Grappler) could not estimate this graph: {error}; "
