@@ -79,7 +79,7 @@ def test_one_example_too_large_does_not_advise_a_smaller_batch(capsys, tmp_path,
 
 @pytest.mark.parametrize("returned, expected", [
     ("42", "returned 42: a int object, not a keras.Model or a tf.function"),
-    ("keras.layers.Dense(2)", "returned <Dense name=dense, built=False>: a keras layer, not a keras.Model "
+    ("keras.layers.Dense(2, name='head')", "returned <Dense name=head, built=False>: a keras layer, not a keras.Model "
                               "(wrap it: keras.Model(inputs, layer(inputs)))"),
     ("None", "returned None: not a keras.Model or a tf.function (does it end with `return model`?)"),
 ])

@@ -81,8 +81,11 @@ def test_peak_by_hand_and_against_a_real_train_step(build, optimizer, resident, 
         model, opt, keras.losses.SparseCategoricalCrossentropy(from_logits=True), x, y))
     measured_peak = resident + measured.transient_peak_bytes
     # observed: Dense SGD -6 % (d2's kernel copy, a race, was still live at d1), Dense Adam 0 %,
-    # CNN SGD +6 to +8 % (the copy at d is counted, the race went the other way), CNN Adam +4 %
-    assert abs(peak.estimated_peak_bytes / measured_peak - 1) < 0.10
+    # CNN SGD +6 to +15 % (the copy at d is counted, the race went the other way), CNN Adam +4 %.
+    # Whether TensorFlow copies a variable depends on which of two ready ops runs first: beyond 10 %, the
+    # difference must be no more than the variable copies the walk counts.
+    race = peak.live.get("variable copies", 0)
+    assert abs(peak.estimated_peak_bytes - measured_peak) < 0.10 * measured_peak + race
     # the measurement and the ledger carry it on
     carried = measured_ledger_terms(ledger, [], total_measured_bytes=measured_peak)
     assert carried.peak == peak and carried.as_dict()["estimated_peak_bytes"] == resident + transient
