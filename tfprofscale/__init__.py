@@ -13,12 +13,19 @@ __version__ = "0.1.0"
 __all__ = ["profile", "Report", "InputError", "formula"]
 
 from tfprofscale.errors import InputError
-from tfprofscale.formulas.custom import formula
 from tfprofscale.quiet import import_tensorflow_quietly
-from tfprofscale.records import Report
 
 
 def __getattr__(name: str) -> Any:
+    """``profile``, ``Report`` and ``formula`` on first use (PEP 562): ``import tfprofscale`` and ``--help`` stay fast."""
+    if name == "Report":
+        from tfprofscale.records import Report
+
+        return Report
+    if name == "formula":
+        from tfprofscale.formulas.custom import formula
+
+        return formula
     if name == "profile":
         import_tensorflow_quietly()  # before any module imports TensorFlow: its start-up log stays off stderr
         from tfprofscale.profiling.pipeline import profile

@@ -8,8 +8,7 @@ from typing import Any
 from tfprofscale.errors import InputError
 from tfprofscale.footprint import max_memory_bytes
 from tfprofscale.output import check_output_folder, check_output_path, refuse_overlaps
-from tfprofscale.profiling.processes import check_processes
-from tfprofscale.profiling.runtime.budget import check_step_counts
+from tfprofscale.profiling.runtime.budget import check_processes, check_step_counts
 from tfprofscale.profiling.trace import loading
 from tfprofscale.profiling.trace.input_shapes import parse_input_shapes
 from tfprofscale.profiling.trace.weights import check_weights_format

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tfprofscale.errors import InputError
 from tfprofscale.output import check_output_folder, refuse_overlaps
-from tfprofscale.profiling.processes import check_processes
+from tfprofscale.profiling.runtime.budget import check_processes
 from tfprofscale.profiling.runtime.timing import parse_threads
 from tfprofscale.profiling.trace import loading
 from tfprofscale.profiling.trace.weights import check_weights_format

@@ -26,12 +26,12 @@ from tfprofscale.profiling.graph import graph_stats
 from tfprofscale.profiling.graph.tf_cost_model import add_tf_estimates
 from tfprofscale.profiling.memory import measure as memory
 from tfprofscale.profiling.memory.graph_liveness import annotate_rows
-from tfprofscale.profiling.processes import check_processes, time_in_more_processes, worker_request
+from tfprofscale.profiling.processes import time_in_more_processes, worker_request
 from tfprofscale.profiling.runtime import measure as runtime
 from tfprofscale.profiling.runtime.attribution import attribute_ops, body_kernels_renamed
-from tfprofscale.profiling.runtime.budget import check_step_counts
-from tfprofscale.profiling.runtime.machine_peaks import fresh_cached_peaks
+from tfprofscale.profiling.runtime.budget import check_processes, check_step_counts
 from tfprofscale.profiling.runtime.kernel_trace import read_trace_events
+from tfprofscale.profiling.runtime.machine_peaks import fresh_cached_peaks
 from tfprofscale.profiling.runtime.measure import check_logdir, kernel_times
 from tfprofscale.profiling.runtime.measurement_checks import measurement_warnings
 from tfprofscale.profiling.runtime.nested_kernels import loop_events
@@ -40,13 +40,13 @@ from tfprofscale.profiling.runtime.shares import apply_step_medians, unattribute
 from tfprofscale.profiling.runtime.timing import StopRule, apply_threads, parse_threads
 from tfprofscale.profiling.runtime.xla_cluster import add_xla_view
 from tfprofscale.profiling.trace import loading, tracing
-from tfprofscale.profiling.train_views import add_train_views
 from tfprofscale.profiling.trace.input_budget import check_model_fits
 from tfprofscale.profiling.trace.input_shapes import check_input_shapes
 from tfprofscale.profiling.trace.train_setup import check_optimizer_name
 from tfprofscale.profiling.trace.user_code import user_code
 from tfprofscale.profiling.trace.weight_checks import untrained_bias_warnings
 from tfprofscale.profiling.trace.weights import load_weights
+from tfprofscale.profiling.train_views import add_train_views
 from tfprofscale.records import Report
 
 

@@ -18,26 +18,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
-from tfprofscale.errors import InputError
 from tfprofscale.profiling.runtime.across_processes import combine, exit_reason
 from tfprofscale.records import StepTimes
 
 PROCESS_ENV = "TFPROFSCALE_TIMING_PROCESS"  # 1-based number of the timing process, set in each worker
-MAX_PROCESSES = 100
-
-
-def check_processes(value: Any, where: str = "--processes") -> int:
-    """The number of timing processes: a positive integer (at most ``MAX_PROCESSES``), else InputError."""
-    number = None
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    elif isinstance(value, str) and value.strip().lstrip("+").isdigit():
-        number = int(value.strip())
-    if number is None or not 1 <= number <= MAX_PROCESSES:
-        raise InputError(f"{where} must be an integer from 1 to {MAX_PROCESSES} (timing processes), got {value!r}")
-    return number
-
-
 def time_in_more_processes(first: Any, request: dict[str, Any], count: int,
                            say: Callable[[str], None]) -> tuple[Any, list[str]]:
     """``first`` (this process's StepTimes) combined with those of ``count - 1`` fresh workers; with warnings."""

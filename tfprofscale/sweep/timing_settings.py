@@ -10,8 +10,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from tfprofscale.errors import InputError
-from tfprofscale.profiling.processes import check_processes
-from tfprofscale.profiling.runtime.budget import MAX_STEPS
+from tfprofscale.profiling.runtime.budget import MAX_STEPS, check_processes
 from tfprofscale.profiling.runtime.timing import parse_threads
 
 

@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import math
 import signal
+import statistics
 from dataclasses import asdict, replace
 from typing import Any
-
-import numpy as np
 
 WITHIN_PROCESS = "within one process"
 BETWEEN_PROCESSES = "between processes"
@@ -45,16 +44,16 @@ def prediction_interval(values: list[float]) -> tuple[float, float] | None:
     n = len(values)
     if n < 2:
         return None
-    mean = float(np.mean(values))
-    half = t_975(n - 1) * float(np.std(values, ddof=1)) * math.sqrt(1 + 1 / n)
+    mean = statistics.fmean(values)
+    half = t_975(n - 1) * statistics.stdev(values) * math.sqrt(1 + 1 / n)
     return max(0.0, mean - half), mean + half
 
 
 def between_process_cv(medians: list[float]) -> float | None:
     """Sample standard deviation over mean of the per-process medians (None for fewer than 2)."""
-    if len(medians) < 2 or np.mean(medians) <= 0:
+    if len(medians) < 2 or statistics.fmean(medians) <= 0:
         return None
-    return float(np.std(medians, ddof=1) / np.mean(medians))
+    return statistics.stdev(medians) / statistics.fmean(medians)
 
 
 def exit_reason(returncode: int) -> str:
@@ -87,7 +86,7 @@ def combine(per_process: list[Any], failures: list[dict[str, Any]], requested: i
     interval = prediction_interval(medians)
     return replace(
         first,
-        median=float(np.median(medians)),
+        median=float(statistics.median(medians)),
         p10=_median_of(per_process, "p10"), p90=_median_of(per_process, "p90"),
         min=min(times.min for times in per_process), cv=_median_of(per_process, "cv"),
         mean=_median_of(per_process, "mean"), n=sum(times.n for times in per_process),
@@ -109,7 +108,7 @@ def _numbered(per_process: list[Any], failures: list[dict[str, Any]]) -> list[tu
 
 
 def _median_of(per_process: list[Any], name: str) -> float:
-    return float(np.median([getattr(times, name) for times in per_process]))
+    return float(statistics.median([getattr(times, name) for times in per_process]))
 
 
 def _entry(times: Any) -> dict[str, Any]:

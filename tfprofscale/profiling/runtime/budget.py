@@ -69,3 +69,18 @@ def check_step_counts(steps: Any, warmup: Any, trace_steps: Any) -> None:
         if isinstance(value, int) and not isinstance(value, bool) and value > MAX_STEPS:
             raise InputError(f"--{name} {value}: at most {MAX_STEPS:,} steps (the time budget --max-time "
                              "bounds the measurement anyway)")
+
+
+MAX_PROCESSES = 100
+
+
+def check_processes(value: Any, where: str = "--processes") -> int:
+    """The number of timing processes: a positive integer (at most ``MAX_PROCESSES``), else InputError."""
+    number = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value.strip().lstrip("+").isdigit():
+        number = int(value.strip())
+    if number is None or not 1 <= number <= MAX_PROCESSES:
+        raise InputError(f"{where} must be an integer from 1 to {MAX_PROCESSES} (timing processes), got {value!r}")
+    return number

@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
-
-import numpy as np
+from typing import Any, Callable, Sequence
 
 from tfprofscale.errors import InputError
 
@@ -72,13 +71,13 @@ class Rounds:
         return len(self.step_seconds)
 
 
-def median_ci(values: list[float] | np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float] | None:
+def median_ci(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float] | None:
     """Order-statistic confidence interval of the median; None when too few values give it.
 
     With ``n`` sorted values the interval is ``[x(k), x(n-k+1)]`` for the
     largest ``k`` with P(Binomial(n, 1/2) <= k - 1) <= (1 - confidence) / 2.
     """
-    ordered = np.sort(np.asarray(values, dtype=float))
+    ordered = sorted(float(value) for value in values)
     n = len(ordered)
     tail = (1 - confidence) / 2
     k, cumulative = 0, 0.0
@@ -127,11 +126,11 @@ def time_rounds(run_round: Callable[[int], list[float]], rule: StopRule,
     while True:
         durations = run_round(per_round)
         steps += durations
-        medians.append(float(np.median(durations)))
+        medians.append(statistics.median(durations))
         if len(medians) < needed:
             continue
         interval = median_ci(medians, rule.confidence)
-        width = relative_width(interval, float(np.median(medians)))
+        width = relative_width(interval, statistics.median(medians))
         stopped_by = ("precision" if width is not None and width <= rule.target_ci
                       else "time budget" if clock() - started >= rule.max_time_s else None)
         if stopped_by:

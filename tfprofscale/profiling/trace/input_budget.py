@@ -9,8 +9,6 @@ import math
 import os
 from typing import Any, Sequence
 
-import numpy as np
-
 from tfprofscale.errors import InputError
 
 
@@ -74,6 +72,8 @@ def largest_layer_output_bytes(model: Any, batch_size: int) -> int:
 
 def _dtype_size(dtype: Any) -> int:
     """Bytes per element of a Keras or TensorFlow dtype (a name or an object); 4 when unknown."""
+    import numpy as np  # deferred: the command line's --help stays free of NumPy
+
     try:
         return np.dtype(getattr(dtype, "name", dtype)).itemsize
     except TypeError:  # strings and unknown dtypes: count 4 bytes

@@ -16,8 +16,6 @@ import math
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-import numpy as np
-
 from tfprofscale.errors import InputError
 from tfprofscale.profiling.trace.input_budget import available_memory_bytes
 
@@ -62,6 +60,8 @@ def weights_checked(available: int | None = None) -> Iterator[None]:
 
 def weight_bytes(variable: Any) -> int:
     """Bytes of a Keras variable from its shape and dtype (4 per element when the dtype is unknown)."""
+    import numpy as np  # deferred: the command line's --help stays free of NumPy
+
     try:
         itemsize = np.dtype(variable.dtype).itemsize
     except TypeError:
