@@ -25,10 +25,10 @@ import pytest
 from tests.conftest import TWO_LAYER_CNN
 from tfprofscale.cli import main
 from tfprofscale.errors import InputError
+from tfprofscale.sweep.config import load_sweep_config
 from tfprofscale.sweep.executor import LocalProcessPool, Outcome
 from tfprofscale.sweep.runner import SweepLock, SweepOptions, run_sweep
-from tfprofscale.sweep.config import load_sweep_config
-from tfprofscale.sweep.report import results_row
+from tfprofscale.sweep.tables import results_row
 
 REPO = Path(__file__).resolve().parent.parent
 CONTRACT_COLUMNS = ("filters,batch_size,repeat,Layers,BatchSize,ConvSize,TotalTime,MeanTime,params,analytic_flops,"

@@ -11,9 +11,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from tfprofscale.cli.html_pages import write_audit_html
 from tfprofscale.errors import InputError
 from tfprofscale.inputs import check_input_file
 from tfprofscale.output import check_output_folder, check_output_path, refuse_overlaps, write_text
+from tfprofscale.profiling.runtime.machine_peaks import machine_peaks, under_load_warning
 from tfprofscale.quiet import import_tensorflow_quietly
 from tfprofscale.sweep.files import SWEEP_FILES
 
@@ -68,7 +70,6 @@ def run(args: argparse.Namespace) -> int:
     from tfprofscale.audit.render import render_markdown, render_text, write_json
 
     if args.remeasure:
-        from tfprofscale.profiling.runtime.machine_peaks import machine_peaks, under_load_warning
 
         busy = under_load_warning(machine_peaks(refresh=True))
         if busy:
@@ -88,7 +89,6 @@ def run(args: argparse.Namespace) -> int:
         write_json(audit, args.json)
         print(f"wrote {args.json}")
     if args.html:
-        from tfprofscale.cli.html_pages import write_audit_html
 
         write_audit_html(args.html, audit)
         print(f"wrote {args.html}")

@@ -5,14 +5,18 @@ import argparse
 import os
 from typing import Any
 
+from tfprofscale.cli.html_pages import write_profile_html
 from tfprofscale.errors import InputError
 from tfprofscale.footprint import max_memory_bytes
 from tfprofscale.output import check_output_folder, check_output_path, refuse_overlaps
 from tfprofscale.profiling.runtime.budget import check_processes, check_step_counts
+from tfprofscale.profiling.runtime.timing import StopRule, apply_threads, parse_threads
 from tfprofscale.profiling.trace import loading
 from tfprofscale.profiling.trace.input_shapes import parse_input_shapes
 from tfprofscale.profiling.trace.weights import check_weights_format
 from tfprofscale.quiet import import_tensorflow_quietly
+from tfprofscale.report.fit_width import output_width
+from tfprofscale.report.op_table import render_ops
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -132,12 +136,10 @@ def run(args: argparse.Namespace) -> int:
         processes=check_processes(args.processes),
     )
     report = run_profile(model_file, options)
-    from tfprofscale.report.fit_width import output_width
     from tfprofscale.report.table import render
 
     print(render(report, output_width(args.wide)))
     if args.ops:
-        from tfprofscale.report.op_table import render_ops
 
         print()
         print(render_ops(report, args.ops))
@@ -148,7 +150,6 @@ def run(args: argparse.Namespace) -> int:
     if args.csv:
         report.write_csv(args.csv)
     if args.html:
-        from tfprofscale.cli.html_pages import write_profile_html
 
         write_profile_html(args.html, report.to_dict())
     return 0
@@ -173,7 +174,6 @@ def _check_data_options(args: argparse.Namespace, model_file: Any) -> None:
 
 def _apply_threads_first(args: argparse.Namespace) -> None:
     """Check the timing options; with --threads, set TensorFlow's pools before the model file can run an op."""
-    from tfprofscale.profiling.runtime.timing import StopRule, apply_threads, parse_threads
 
     if not args.target_ci > 0:
         raise InputError(f"--target-ci must be a percentage > 0, got {args.target_ci}")

@@ -14,6 +14,10 @@ from dataclasses import asdict
 from typing import Any
 
 from tfprofscale.errors import InputError
+from tfprofscale.profiling.memory.max_batch import accumulation_plan, find_max_batch
+from tfprofscale.profiling.memory.step_memory import HOST, step_memory
+from tfprofscale.profiling.runtime.timing import StopRule
+from tfprofscale.sizes import format_size, parse_size
 
 
 def check_budget_options(options: Any) -> None:
@@ -32,7 +36,6 @@ def check_budget_options(options: Any) -> None:
 
 def budget_bytes(options: Any) -> int:
     """The budget in bytes (``2GiB``, ``500MB`` or a number)."""
-    from tfprofscale.sizes import parse_size
 
     budget = options.memory_budget
     if isinstance(budget, int) and not isinstance(budget, bool):
@@ -59,7 +62,6 @@ def check_budget_above_weights(options: Any, traced: Any) -> None:
         return
     budget, weights = budget_bytes(options), resident_bytes(traced)
     if budget < weights:
-        from tfprofscale.sizes import format_size
 
         what = "weights and optimizer state" if options.train else "weights"
         raise InputError(f"--memory-budget {options.memory_budget}: below the model's {what} alone "
@@ -91,7 +93,6 @@ def _train_peak(traced: Any, model_file: Any, params: dict[str, Any], options: A
 
 def _inference_peak(model: Any, model_file: Any, params: dict[str, Any], options: Any, batch: int) -> int:
     from tfprofscale.profiling.memory.measure import traced_session_step
-    from tfprofscale.profiling.memory.step_memory import HOST, step_memory
     from tfprofscale.profiling.memory.train_memory import tensor_bytes
     from tfprofscale.profiling.trace import tracing
 
@@ -105,8 +106,6 @@ def add_batch_limits(report: Any, model: Any, model_file: Any, params: dict[str,
                      traced: Any) -> None:
     """``report.max_batch`` (and ``report.accumulation`` with --target-batch); a budget no batch fits is a warning."""
     import tensorflow as tf
-
-    from tfprofscale.profiling.memory.max_batch import accumulation_plan, find_max_batch
 
     budget = budget_bytes(options)
     known: dict[int, int] = {}
@@ -164,7 +163,6 @@ def _step_time_function(report: Any, traced: Any, model_file: Any, params: dict[
         if batch == options.batch_size:
             return report.totals.step_time_ms.median
         from tfprofscale.profiling.runtime.measure import measure
-        from tfprofscale.profiling.runtime.timing import StopRule
         from tfprofscale.profiling.trace.train_step import trace_train_step
 
         example_inputs = model_file.example_inputs if model_file is not None else None

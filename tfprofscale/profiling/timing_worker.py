@@ -18,27 +18,27 @@ from pathlib import Path
 from typing import Any
 
 from tfprofscale.errors import InputError
+from tfprofscale.profiling.runtime.timing import StopRule, apply_threads, parse_threads
+from tfprofscale.profiling.trace.user_code import user_code
+from tfprofscale.profiling.trace.weights import load_weights
+from tfprofscale.quiet import import_tensorflow_quietly
 
 
 def time_model(request: dict[str, Any]) -> dict[str, Any]:
     """Build and trace the requested model, then time its step; the result as a JSON-ready dict."""
-    from tfprofscale.quiet import import_tensorflow_quietly
 
     import_tensorflow_quietly()
-    from tfprofscale.profiling.runtime.timing import StopRule, apply_threads, parse_threads
 
     apply_threads(parse_threads(request["threads"]))
     import tensorflow as tf
 
     from tfprofscale.profiling.runtime.measure import time_within_budget
     from tfprofscale.profiling.trace import loading, tracing
-    from tfprofscale.profiling.trace.user_code import user_code
 
     model_file = loading.load_model_file(request["model"])
     params = request["params"]
     model = loading.build(model_file, params)
     if request.get("weights"):
-        from tfprofscale.profiling.trace.weights import load_weights
 
         load_weights(model, request["weights"])
     shapes = request.get("input_shapes")

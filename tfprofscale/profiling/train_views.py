@@ -17,6 +17,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from tfprofscale.formulas.backward import backward_costs
+from tfprofscale.formulas.optimizers import optimizer_spec
 from tfprofscale.profiling.trace.tracing import STRUCTURAL_OP_TYPES
 from tfprofscale.profiling.trace.train_step import (
     BACKWARD,
@@ -77,8 +79,6 @@ def _time_by_layer_phase(ops: Sequence[Any]) -> dict[str, dict[str, float]]:
 
 def _add_formulas(rows: Sequence[Any], traced: Any, costs: Sequence[LayerCost]) -> None:
     """Forward, input-gradient, weight-gradient and update FLOPs by the formulas, per layer."""
-    from tfprofscale.formulas.backward import backward_costs
-    from tfprofscale.formulas.optimizers import optimizer_spec
 
     backward = backward_costs(traced.layers, costs)
     spec = optimizer_spec(traced.keras_model.optimizer)

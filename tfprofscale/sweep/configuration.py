@@ -19,7 +19,7 @@ from tfprofscale.quiet import import_tensorflow_quietly
 from tfprofscale.sweep.config import TimingSettings, TrainingSettings
 from tfprofscale.sweep.grid import ConfigTask, model_id
 from tfprofscale.sweep.machine import host_name, this_machine
-from tfprofscale.sweep.report import atomic_write_text
+from tfprofscale.sweep.tables import atomic_write_text
 
 
 @dataclass(frozen=True)

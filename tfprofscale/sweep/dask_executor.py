@@ -35,8 +35,8 @@ from typing import Any, Callable, Iterable, Iterator
 from distributed import WorkerPlugin
 
 from tfprofscale.errors import InputError
-from tfprofscale.sweep.scheduler_probe import probe_scheduler
 from tfprofscale.sweep.executor import Outcome, Task, check_timeout, describe_exception, describe_timeout, run_one
+from tfprofscale.sweep.scheduler_probe import probe_scheduler
 
 START_TOPIC = "tfprofscale-task-started"
 POLL_S = 0.05

@@ -100,7 +100,7 @@ def expand_grid(config: SweepConfig, max_configs: int = DEFAULT_MAX_CONFIGS) -> 
 
 
 def _check_names(config: SweepConfig) -> None:
-    from tfprofscale.sweep.report import LAYER_FIELDS, RESULT_COLUMNS
+    from tfprofscale.sweep.tables import LAYER_FIELDS, RESULT_COLUMNS
 
     clashes = [name for name in config.grid if name in {*RESULT_COLUMNS, *LAYER_FIELDS, "config_id"}]
     if clashes:

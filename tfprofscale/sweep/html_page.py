@@ -7,6 +7,8 @@ from typing import Any
 
 import pandas as pd
 
+from tfprofscale.audit.roofline_input import page_roofline
+from tfprofscale.profiling.runtime.machine_peaks import cached_peaks
 from tfprofscale.report.html.page import (
     Block,
     Column,
@@ -18,9 +20,11 @@ from tfprofscale.report.html.page import (
     write_page,
     write_plotly_asset,
 )
+from tfprofscale.report.html.profile_page import write_profile_page
 from tfprofscale.sweep import by_machine, html_charts
+from tfprofscale.sweep.by_machine import machine_fingerprint
 from tfprofscale.sweep.plots import layer_time_fits, swept_parameters
-from tfprofscale.sweep.report import layer_rows, machine_fingerprint, results_row
+from tfprofscale.sweep.tables import layer_rows, results_row
 
 PAGES = "html"
 RESULT_COLUMNS = [
@@ -39,8 +43,6 @@ RESULT_COLUMNS = [
 
 def write_sweep_html(out_dir: Path, model: str, records: list[dict[str, Any]], grid_names: list[str]) -> Path:
     """report.html and html/<config_id>.html for every profiled configuration; the report's path."""
-    from tfprofscale.audit.roofline_input import page_roofline
-    from tfprofscale.report.html.profile_page import write_profile_page
 
     write_plotly_asset(out_dir / PAGES)
     roofline_cache: dict[str, Any] = {}
@@ -63,7 +65,6 @@ def write_sweep_html(out_dir: Path, model: str, records: list[dict[str, Any]], g
 def _roofline(report: dict[str, Any], cache: dict[str, Any], page_roofline: Any) -> tuple[Any, str]:
     """The roofline at the cached peaks, read once for the whole sweep."""
     if "peaks" not in cache:
-        from tfprofscale.profiling.runtime.machine_peaks import cached_peaks
 
         cache["peaks"], cache["stale"] = cached_peaks()
     if cache["peaks"] is None:

@@ -7,7 +7,6 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from tfprofscale.report.units import bytes_formatter
-
 from tfprofscale.sweep.figures import NamedFigure
 
 ESTIMATES = (("estimated_peak_bytes", "formula estimate (parameters + input + live activations + workspace)", "o"),

@@ -33,11 +33,12 @@ from tqdm import tqdm
 from tfprofscale.errors import InputError
 from tfprofscale.sweep.config import SweepConfig
 from tfprofscale.sweep.configuration import RunPlan, prepare_worker, run_configuration
-from tfprofscale.sweep.files import SWEEP_FILES
 from tfprofscale.sweep.executor import Executor, LocalProcessPool, Outcome
+from tfprofscale.sweep.files import SWEEP_FILES
 from tfprofscale.sweep.grid import DEFAULT_MAX_CONFIGS, ConfigTask, check_grid_size, config_id, expand_grid, iter_grid
-from tfprofscale.sweep.report import write_summaries, write_tables
+from tfprofscale.sweep.report import write_summaries
 from tfprofscale.sweep.store import ResultStore, SweepLock
+from tfprofscale.sweep.tables import write_tables
 
 __all__ = ["ConfigTask", "RunPlan", "SweepLock", "SweepOptions", "SweepSummary", "config_id", "expand_grid",
            "make_executor", "outcome_record", "prepare_worker", "run_configuration", "run_sweep"]

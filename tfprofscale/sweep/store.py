@@ -15,7 +15,7 @@ from typing import Any
 
 from tfprofscale.errors import InputError
 from tfprofscale.inputs import read_text
-from tfprofscale.sweep.report import atomic_write_text
+from tfprofscale.sweep.tables import atomic_write_text
 
 
 class SweepLock:

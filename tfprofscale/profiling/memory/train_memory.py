@@ -26,6 +26,10 @@ from tfprofscale.profiling.trace.train_step import BACKWARD, UPDATE
 
 #: Ops that hand their input's buffer on (no allocation of their own).
 PASS_THROUGH_OP_TYPES = frozenset({"Identity", "IdentityN", "Reshape", "Squeeze", "ExpandDims", "StopGradient"})
+from tfprofscale.formulas.optimizers import optimizer_spec
+from tfprofscale.profiling.memory.ledger import measured_ledger_terms
+from tfprofscale.profiling.memory.session_graph import session_graph
+from tfprofscale.profiling.memory.train_peak import estimate_train_ledger
 from tfprofscale.records import Ledger, MemoryRecord
 
 
@@ -46,7 +50,6 @@ def train_step_metadata(traced: Any) -> tuple[Any, int]:
 
     SessionGraphError (an InputError, one line) when the step cannot run in a Session.
     """
-    from tfprofscale.profiling.memory.session_graph import session_graph
 
     with session_graph(traced.function) as graph:
         graph.run(traced.inputs, trace=False)
@@ -96,9 +99,6 @@ def measure_train_memory(traced: Any, device: str, metadata: tuple[Any, int] | N
 def train_ledger(traced: Any, costs: Any, record: MemoryRecord, memory: StepMemory | None,
                  total_measured: int | None, policy: str | None) -> Ledger:
     """The ledger estimated by the formulas (memory/ledger.py), measured terms filled from the step."""
-    from tfprofscale.formulas.optimizers import optimizer_spec
-    from tfprofscale.profiling.memory.ledger import measured_ledger_terms
-    from tfprofscale.profiling.memory.train_peak import estimate_train_ledger
 
     count = len(traced.inputs) - traced.label_count
     ledger = estimate_train_ledger(traced.layers, costs, optimizer_spec(traced.keras_model.optimizer), traced.batch_size,

@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfprofscale.errors import InputError
+from tfprofscale.formulas.optimizers import make_optimizer
 from tfprofscale.records import Shape
 
 #: Label kinds: integer class ids, one-hot rows, 0/1 floats, or real values shaped like the output.
@@ -79,7 +80,6 @@ def resolve_setup(model: Any, train_setup: Callable[..., Any] | None, params: di
 
 def make_named_optimizer(name: str) -> Any:
     """The Keras optimizer ``--optimizer NAME`` stands for (trainmath's ``make_optimizer``)."""
-    from tfprofscale.formulas.optimizers import make_optimizer
 
     return make_optimizer(name)
 

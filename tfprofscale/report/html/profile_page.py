@@ -13,6 +13,7 @@ from typing import Any
 
 from tfprofscale.records.report import Report
 from tfprofscale.report.html import memory_charts, profile_charts
+from tfprofscale.report.html.charts import binary_bytes, si
 from tfprofscale.report.html.layer_table import layer_table
 from tfprofscale.report.html.page import (
     Block,
@@ -93,7 +94,6 @@ def _dtype_policy(report: dict[str, Any]) -> str:
 
 def _totals_text(report: dict[str, Any]) -> str:
     t = report.get("totals") or {}
-    from tfprofscale.report.html.charts import binary_bytes, si
 
     parts = [f"Params {t.get('params', 0):,}", f"FLOPs: formulas {si(t.get('analytic_flops'))}, graph "
              f"{si(t.get('graph_flops'))} (multiply-add = 2)", f"peak memory {binary_bytes(t.get('peak_bytes'))}"]
