@@ -80,7 +80,7 @@ def header_facts(report: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _dtype_policy(report: dict[str, Any]) -> str:
-    for key in ("dtype_policy", "dtype"):
+    for key in ("precision_policy", "dtype_policy", "dtype"):
         if report.get(key):
             return str(report[key])
     for layer in report.get("layers") or []:
