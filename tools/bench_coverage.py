@@ -1,7 +1,7 @@
 """The between-process part of tools/bench_repeatability.py (issue 18): spreads, interval coverage, cost.
 
 See ``bench_repeatability.py --coverage``'s description. Every process is a
-``tfprofscale.profiling.timing_worker`` started by ``processes.run_worker``,
+``tfprofscale.profiling.runtime.timing_worker`` started by ``processes.run_worker``,
 the same worker ``profile --processes N`` starts for processes 2..N.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tfprofscale.profiling.pipeline import ProfileOptions  # noqa: E402
-from tfprofscale.profiling.processes import run_worker, worker_request  # noqa: E402
+from tfprofscale.profiling.runtime.processes import run_worker, worker_request  # noqa: E402
 
 MODELS = {  # name: (model file, parameters, batch size)
     "fashion_mnist-b1": ("models/fashion_mnist.py", {}, 1),

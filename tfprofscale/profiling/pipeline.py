@@ -21,12 +21,11 @@ from tfprofscale.formulas import analytic
 from tfprofscale.formulas.custom import registered_anywhere
 from tfprofscale.profiling import train_profile
 from tfprofscale.profiling.assemble import layer_rows, totals
-from tfprofscale.profiling.batch_limits import add_batch_limits, check_budget_above_weights, check_budget_options
 from tfprofscale.profiling.graph import graph_stats
 from tfprofscale.profiling.graph.tf_cost_model import add_tf_estimates
 from tfprofscale.profiling.memory import measure as memory
+from tfprofscale.profiling.memory.batch_limits import add_batch_limits, check_budget_above_weights, check_budget_options
 from tfprofscale.profiling.memory.graph_liveness import annotate_rows
-from tfprofscale.profiling.processes import time_in_more_processes, worker_request
 from tfprofscale.profiling.runtime import measure as runtime
 from tfprofscale.profiling.runtime.attribution import attribute_ops, body_kernels_renamed
 from tfprofscale.profiling.runtime.budget import check_processes, check_step_counts
@@ -35,6 +34,7 @@ from tfprofscale.profiling.runtime.machine_peaks import fresh_cached_peaks
 from tfprofscale.profiling.runtime.measure import check_logdir, kernel_times
 from tfprofscale.profiling.runtime.measurement_checks import measurement_warnings
 from tfprofscale.profiling.runtime.nested_kernels import loop_events
+from tfprofscale.profiling.runtime.processes import time_in_more_processes, worker_request
 from tfprofscale.profiling.runtime.run_checks import check_step_fits, model_run_errors
 from tfprofscale.profiling.runtime.shares import apply_step_medians, unattributed_time_us
 from tfprofscale.profiling.runtime.timing import StopRule, apply_threads, parse_threads

@@ -1,4 +1,4 @@
-"""A fresh process that times one model's step: ``python -m tfprofscale.profiling.timing_worker REQUEST RESULT``.
+"""A fresh process that times one model's step: ``python -m tfprofscale.profiling.runtime.timing_worker REQUEST RESULT``.
 
 It re-imports TensorFlow and the model file, builds and traces the model at
 the request's batch size, then warms up and times the step as the profiling

@@ -47,7 +47,7 @@ def run_worker(number: int, request: dict[str, Any]) -> dict[str, Any] | str:
         request_path.write_text(json.dumps(request))
         timeout = 300 + 20 * float(request["rule"]["max_time_s"])
         try:
-            done = subprocess.run([sys.executable, "-m", "tfprofscale.profiling.timing_worker", str(request_path),
+            done = subprocess.run([sys.executable, "-m", "tfprofscale.profiling.runtime.timing_worker", str(request_path),
                                    str(result_path)], env=_worker_env(number), stdin=subprocess.DEVNULL,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
