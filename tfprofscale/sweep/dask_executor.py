@@ -109,6 +109,10 @@ class _Initializer(WorkerPlugin):
         self.initializer()
 
 
+#: Future states with an answer; a future reported done can go back to pending when its worker dies.
+SETTLED = ("finished", "error", "cancelled")
+
+
 def run_logged(function: Callable[[Any], Any], task: Any) -> tuple[Any, str | None]:
     """On a worker: announce the start (the driver's clock for the time limit), then run the task."""
     from distributed import get_worker
@@ -147,8 +151,12 @@ class _ClusterRun:
             while futures:
                 batch = finished.next_batch(block=False)
                 for future in batch:
-                    if future.key in futures:
-                        yield self._outcome(future, futures.pop(future.key)[1])
+                    if future.key not in futures:
+                        continue
+                    if future.status not in SETTLED:  # its result was lost with its worker: Dask computes it again
+                        finished.add(future)
+                        continue
+                    yield self._outcome(future, futures.pop(future.key)[1])
                 for key in self._out_of_time(futures):
                     yield self._time_out(*futures.pop(key))
                 if not batch:
