@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.train_step_records import raw_train_step
 from tfprofscale.profiling.memory.session_graph import SessionGraphError, session_graph
 from tfprofscale.profiling.memory.step_memory import step_memory
 
@@ -14,20 +15,6 @@ def _small_cnn():
                              keras.layers.Flatten(), keras.layers.Dense(3)])
 
 
-def _train_step(model, optimizer):
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    optimizer.build(model.trainable_variables)
-
-    @tf.function
-    def train_step(x, y):
-        with tf.GradientTape() as tape:
-            loss = loss_fn(y, model(x, training=True))
-        optimizer.apply(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
-        return loss
-
-    return train_step
-
-
 def _batch():
     x = np.random.RandomState(0).rand(16, 8, 8, 1).astype("float32")
     return x, (np.arange(16) % 3).astype("int32")
@@ -35,7 +22,8 @@ def _batch():
 
 def test_a_keras_train_step_trains_in_the_session_and_logs_allocations():
     model = _small_cnn()
-    train_step = _train_step(model, keras.optimizers.Adam(0.05))
+    train_step = raw_train_step(model, keras.optimizers.Adam(0.05),
+                                keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     x, y = _batch()
     function = train_step.get_concrete_function(tf.TensorSpec(x.shape, tf.float32), tf.TensorSpec(y.shape, tf.int32))
     with session_graph(function) as graph:

@@ -15,8 +15,8 @@ import tensorflow as tf
 from tfprofscale.profiling.memory.step_memory import Allocation, step_memory
 
 
-def train_step_allocations(model: keras.Model, optimizer, loss, x: np.ndarray, y: np.ndarray) -> list[Allocation]:
-    """The host allocation records of the third run of one train step of ``model`` on (x, y)."""
+def raw_train_step(model: keras.Model, optimizer, loss):
+    """One training step written by hand, as Keras' own ``train_step`` runs it (not tfprofscale's tracing)."""
     optimizer.build(model.trainable_variables)
 
     @tf.function
@@ -26,6 +26,12 @@ def train_step_allocations(model: keras.Model, optimizer, loss, x: np.ndarray, y
         optimizer.apply(tape.gradient(value, model.trainable_variables), model.trainable_variables)
         return value
 
+    return step
+
+
+def train_step_allocations(model: keras.Model, optimizer, loss, x: np.ndarray, y: np.ndarray) -> list[Allocation]:
+    """The host allocation records of the third run of one train step of ``model`` on (x, y)."""
+    step = raw_train_step(model, optimizer, loss)
     concrete = step.get_concrete_function(tf.TensorSpec(x.shape, tf.as_dtype(x.dtype)),
                                           tf.TensorSpec(y.shape, tf.as_dtype(y.dtype)))
     variables = {id(v.value.handle): v.value for v in [*model.variables, *optimizer.variables]}
