@@ -137,6 +137,14 @@ def test_a_slow_step_is_measured_fewer_times_to_fit_and_says_so():
     assert plan.shrunk.startswith("slow step (50 ms): 33 timed steps instead of 50 and 13 traced instead of 20")
 
 
+def test_an_untraced_slow_step_says_nothing_of_traced_steps():
+    # --no-trace, 100 ms steps, 0.25 s used: 2.75 s left;
+    # wanted (51 + 1.5 * 0) * 0.1 = 5.1 s, scale 2.75 / 5.1 = 0.539, timed floor(50 * 0.539) = 26, none traced.
+    plan = budget.plan_steps(step_s=0.1, used_s=0.25, steps=50, trace_steps=0, max_time_s=3.0)
+    assert (plan.steps, plan.trace_steps) == (26, 0)
+    assert plan.shrunk.startswith("slow step (100 ms): 26 timed steps instead of 50, to fit the whole measurement")
+
+
 def test_a_step_slower_than_the_budget_runs_twice_in_all():
     from tfprofscale.profiling.runtime.measure import time_within_budget
     from tfprofscale.profiling.runtime.timing import StopRule

@@ -57,9 +57,9 @@ def plan_steps(step_s: float, used_s: float, steps: int, trace_steps: int, max_t
     timed = max(1, math.floor(steps * scale))
     traced = min(trace_steps, max(1, math.floor(trace_steps * scale))) if trace_steps else 0
     traced = traced if (timed + 1 + TRACED_STEP_COST * traced) * step_s <= remaining else 0
-    note = (f"slow step ({1e3 * step_s:.4g} ms): {timed} timed steps instead of {steps} and {traced} traced "
-            f"instead of {trace_steps}, to fit the whole measurement in --max-time {max_time_s:g} s "
-            "(raise --max-time for more)")
+    tracing = f" and {traced} traced instead of {trace_steps}" if trace_steps else ""
+    note = (f"slow step ({1e3 * step_s:.4g} ms): {timed} timed steps instead of {steps}{tracing}, to fit the whole "
+            f"measurement in --max-time {max_time_s:g} s (raise --max-time for more)")
     return StepPlan(timed, traced, min(min_rounds, timed), remaining - TRACED_STEP_COST * traced * step_s, note)
 
 
