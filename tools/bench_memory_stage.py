@@ -21,13 +21,11 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from bench_args import model_benchmark_args
+from bench_args import model_benchmark_args, wall_seconds
 
 FLOOR = """
 import sys
@@ -47,12 +45,6 @@ import_tensorflow_quietly()
 from tfprofscale.profiling.pipeline import profile
 profile(sys.argv[1], batch_size=int(sys.argv[2]), logdir=sys.argv[3], memory=sys.argv[4] == "memory")
 """
-
-
-def wall_seconds(command: list[str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
 
 
 def runs(seconds: list[float]) -> str:

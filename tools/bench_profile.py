@@ -15,13 +15,11 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from bench_args import model_benchmark_args
+from bench_args import model_benchmark_args, wall_seconds
 
 FLOOR = """
 import sys
@@ -37,12 +35,6 @@ for _ in range(int(sys.argv[3])):
     traced.run()
     time.perf_counter() - start
 """
-
-
-def wall_seconds(command: list[str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
 
 
 def main() -> None:
