@@ -129,12 +129,32 @@ def test_fast_steps_keep_the_requested_counts():
 
 
 def test_a_slow_step_is_measured_fewer_times_to_fit_and_says_so():
-    # 50 ms steps, 0.25 s used: 2.75 s left; wanted (51 + 1.5 * 20) * 0.05 = 4.05 s -> scale 2.75 / 4.05 = 0.679;
-    # timed floor(50 * 0.679) = 33, traced floor(20 * 0.679) = 13; rounds get 2.75 - 1.5 * 13 * 0.05 = 1.775 s.
+    # 50 ms steps, 0.25 s used: 2.75 s left = 55 steps; wanted 51 + 1.5 * 20 = 81 steps. 3 traced steps are kept
+    # first (4.5 steps), the other 50.5 are shared: scale 50.5 / (51 + 1.5 * 17) = 0.6601; traced 3 + floor(17 *
+    # 0.6601) = 14, timed floor(50 * 0.6601) = 33; rounds get 2.75 - 1.5 * 14 * 0.05 = 1.70 s.
     plan = budget.plan_steps(step_s=0.05, used_s=0.25, steps=50, trace_steps=20, max_time_s=3.0)
-    assert (plan.steps, plan.trace_steps, plan.min_rounds) == (33, 13, 6)
-    assert plan.rounds_budget_s == pytest.approx(1.775)
-    assert plan.shrunk.startswith("slow step (50 ms): 33 timed steps instead of 50 and 13 traced instead of 20")
+    assert (plan.steps, plan.trace_steps, plan.min_rounds) == (33, 14, 6)
+    assert plan.rounds_budget_s == pytest.approx(1.70)
+    assert plan.shrunk.startswith("slow step (50 ms): 33 timed steps instead of 50 and 14 traced instead of 20")
+
+
+def test_a_step_that_barely_fits_keeps_traced_steps():
+    # The 1 GiB MLP's 73 ms step after 0.6 s of warm-up: 2.4 s left = 32.88 steps. Sharing everything
+    # proportionally (scale 32.88 / 81) gave 20 timed + 1 + 1.5 * 8 traced = 33 steps > 32.88, so no trace and no
+    # per-layer times. Now: 3 kept (4.5 steps), scale (32.88 - 4.5) / (51 + 25.5) = 0.3710; traced 3 + floor(6.31)
+    # = 9, timed floor(18.55) = 18; rounds get 2.4 - 1.5 * 9 * 0.073 = 1.4145 s, room for 1 + 18 steps.
+    plan = budget.plan_steps(step_s=0.073, used_s=0.6, steps=50, trace_steps=20, max_time_s=3.0)
+    assert (plan.steps, plan.trace_steps, plan.min_rounds) == (18, 9, 6)
+    assert plan.rounds_budget_s == pytest.approx(1.4145)
+    assert plan.rounds_budget_s >= (plan.steps + 1) * 0.073
+
+
+def test_traced_steps_give_way_to_the_last_two_timed_steps():
+    # 0.5 s steps, 0.5 s used: 2.5 s left = 5 steps. 3 traced (4.5) would leave 0.5 < 2 steps; 2 traced (3) leave 2:
+    # one calibration and one timed step. scale 2 / (51 + 1.5 * 18) = 0.026 adds nothing.
+    plan = budget.plan_steps(step_s=0.5, used_s=0.5, steps=50, trace_steps=20, max_time_s=3.0)
+    assert (plan.steps, plan.trace_steps, plan.min_rounds) == (1, 2, 1)
+    assert plan.rounds_budget_s == pytest.approx(1.0)
 
 
 def test_an_untraced_slow_step_says_nothing_of_traced_steps():
