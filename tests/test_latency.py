@@ -301,3 +301,26 @@ def test_predict_names_the_layer_the_model_cannot_price(capsys, cnn_file, tmp_pa
     conv_only.save(model_json)
     status, _, err = run_cli(capsys, "predict", str(model_json), str(cnn_file))
     assert_one_line_error(status, err, "pool", "MaxPooling2D")
+
+
+def test_a_layer_type_the_fit_cannot_separate_is_shown_as_left_out_not_as_free():
+    # Every configuration ends in the same Dense(64 -> 10): its columns are constant, like the overhead's, so the
+    # fit leaves Dense out and the overhead takes its time: 40 us + 1.2 x roofline + 4 us per op for 2 ops.
+    from tfprofscale.cli.fit import prediction_lines
+
+    head = dense("logits", 1, 64, 10, ops=2)
+    samples = []
+    for n, side, batch, filters in [(1, 16, 1, 8), (2, 16, 1, 16), (1, 32, 2, 8), (2, 32, 1, 32), (1, 16, 4, 32),
+                                    (2, 16, 2, 8), (1, 32, 1, 16), (2, 32, 4, 16)]:
+        layers = cnn(n, side, batch, filters, 0)[:-1] + [head]
+        samples.append(ConfigSample(f"c{len(samples)}", {}, layers, true_step_ms(layers), 0))
+    model = fit_latency_model(samples, traits=NO_CACHES, peaks=ONE_GIGA)
+    dense_us = 1.2 * head.roofline_us + 4.0 * 2
+    assert model.left_out_types == ["Dense"]
+    assert model.overhead_us == pytest.approx(OVERHEAD_US + dense_us, rel=1e-6)
+    layers = samples[0].layers
+    assert [model.left_out(r) for r in layers] == [False, False, False, False, True]  # image, conv0, pool0, flatten
+    lines = prediction_lines(model, layers, 1)
+    assert lines[4] == "logits (Dense)" + " " * 6 + "  " + " " * 9 + "– us  (left out of the fit)"  # width 20
+    assert "left out of the fit: Dense" in lines[-2]
+    assert lines[-1] == f"predicted step latency: {samples[0].measured_ms:.3f} ms (batch 1)"

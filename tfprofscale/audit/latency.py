@@ -136,6 +136,11 @@ class LatencyModel:
     peaks: Peaks
     ties: list[str] = field(default_factory=list)
     measured: str = MEASURED
+    left_out_types: list[str] = field(default_factory=list)
+
+    def left_out(self, row: "LayerRow") -> bool:
+        """True when the fit could not separate the row's type: its time is inside the per-step overhead."""
+        return not is_free(row) and row.type in self.left_out_types
 
     def covers(self, layers: Sequence["LayerRow"]) -> bool:
         """True when every layer is free or of a type seen in fitting."""
@@ -169,7 +174,8 @@ class LatencyModel:
         """A model back from ``to_dict``'s output."""
         return cls(tuple(data["features"]), data["coefficients_us"], data["overhead_us"],
                    list(data["free_layer_types"]), data["n_configs"], MachineTraits(**data["traits"]),
-                   Peaks(**data["peaks"]), list(data.get("ties", [])), data.get("measured", MEASURED))
+                   Peaks(**data["peaks"]), list(data.get("ties", [])), data.get("measured", MEASURED),
+                   list(data.get("left_out_types", [])))
 
     def save(self, path: str | Path) -> None:
         """Write the model as JSON (atomically)."""
@@ -248,7 +254,8 @@ def fit_latency_model(samples: Sequence[ConfigSample], features: Sequence[str] =
             else:
                 weights[columns[column][0]][columns[column][1]] = float(value)
     return LatencyModel(tuple(features), weights, overhead, free, len(samples), traits, peaks,
-                        _tie_notes(columns, separation), measured_text(samples[0].statistic))
+                        _tie_notes(columns, separation), measured_text(samples[0].statistic),
+                        _left_out_types(columns, separation, working))
 
 
 def _machine_peaks() -> Peaks:
@@ -270,6 +277,13 @@ def _tie_notes(columns: list[tuple[str, str]], separation: Any) -> list[str]:
     for column in separation.dropped:
         notes.append(f"{' '.join(columns[column])}: left out, not separable from the rest")
     return notes
+
+
+def _left_out_types(columns: list[tuple[str, str]], separation: Any, working: list[str]) -> list[str]:
+    """The working layer types the fit left out: some column dropped as not separable, none fitted."""
+    fitted = {columns[j][0] for group in separation.groups for j in group if columns[j] != OVERHEAD}
+    dropped = {columns[j][0] for j in separation.dropped}
+    return [layer_type for layer_type in working if layer_type in dropped and layer_type not in fitted]
 
 
 def _split_layer_types(samples: Sequence[ConfigSample]) -> tuple[list[str], list[str]]:

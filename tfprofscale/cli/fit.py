@@ -26,6 +26,7 @@ from tfprofscale.sweep.machine import this_machine
 
 if TYPE_CHECKING:
     from tfprofscale.records import LayerRow
+    from tfprofscale.audit.latency import LatencyModel
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -106,13 +107,24 @@ def run_predict(args: argparse.Namespace) -> int:
 
     model = load_for_machine(args.latency_model, args.machine, this_machine()).model
     layers = untimed_layer_rows(args.model, args.param, args.batch_size, input_shapes)
-    layer_us = model.layer_times_us(layers)
-    width = max(len(f"{row.name} ({row.type})") for row in layers)
-    for row, time_us in zip(layers, layer_us):
-        print(f"{row.name + ' (' + row.type + ')':<{width}}  {time_us:10.1f} us")
-    print(f"{'per-step overhead':<{width}}  {model.overhead_us:10.1f} us")
-    print(f"predicted step latency: {model.predict_ms(layers):.3f} ms (batch {args.batch_size})")
+    print("\n".join(prediction_lines(model, layers, args.batch_size)))
     return 0
+
+
+def prediction_lines(model: "LatencyModel", layers: list["LayerRow"], batch_size: int) -> list[str]:
+    """``predict``'s output: each layer's predicted time (``–`` for a type the fit left out), overhead, total."""
+    width = max(len(f"{row.name} ({row.type})") for row in layers)
+    lines = []
+    for row, time_us in zip(layers, model.layer_times_us(layers)):
+        shown = f"{'–':>10} us  (left out of the fit)" if model.left_out(row) else f"{time_us:10.1f} us"
+        lines.append(f"{row.name + ' (' + row.type + ')':<{width}}  {shown}")
+    lines.append(f"{'per-step overhead':<{width}}  {model.overhead_us:10.1f} us")
+    left_out = sorted({row.type for row in layers if model.left_out(row)})
+    if left_out:
+        lines.append(f"left out of the fit: {', '.join(left_out)} (the sweep's configurations could not separate "
+                     "their time from the per-step overhead, which holds it; sweep more varied configurations)")
+    lines.append(f"predicted step latency: {model.predict_ms(layers):.3f} ms (batch {batch_size})")
+    return lines
 
 
 def check_sweep_dir(path: str) -> None:
