@@ -42,12 +42,31 @@ def step_times(median, p10, minimum, n, cv):
 # ---- statistics across processes, on fake per-process results -------------------------------------------------
 
 def test_prediction_interval_by_hand():
-    # values 1.0 1.2 1.1: mean 1.1, deviations -0.1 0.1 0 -> s^2 = 0.02 / 2 = 0.01, s = 0.1; t(2) = 4.303;
-    # half width = 4.303 * 0.1 * sqrt(1 + 1/3) = 0.4303 * 1.1547005 = 0.4968676.
+    # values 1.0 1.2 1.1 on the log scale: 0, 0.1823216, 0.0953102; mean 0.0925439, s 0.0911923 (n - 1 = 2);
+    # t(2) = 4.303. For one more value: half width 4.303 * 0.0911923 * sqrt(1 + 1/3) = 0.4531048, so
+    # exp(0.0925439 -+ 0.4531048) = 0.697285 .. 1.725727. For the median of 3 more: sqrt(1/3 + 1.3462/3) =
+    # 0.8843453, half 0.3470173: 0.775325 .. 1.552026, narrower.
     low, high = prediction_interval([1.0, 1.2, 1.1])
-    assert low == pytest.approx(1.1 - 0.4968676, abs=1e-6) and high == pytest.approx(1.1 + 0.4968676, abs=1e-6)
-    assert prediction_interval([1.0]) is None
+    assert (low, high) == pytest.approx((0.697285, 1.725727), abs=1e-6)
+    assert prediction_interval([1.0, 1.2, 1.1], next_count=3) == pytest.approx((0.775325, 1.552026), abs=1e-6)
+    assert prediction_interval([1.0]) is None and prediction_interval([1.0, 0.0]) is None
     assert t_975(1) == 12.706 and t_975(30) == 2.042 and t_975(500) == 1.96
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 4, 5, 6, 9])
+def test_the_median_variance_factor_against_a_simulation(count):
+    # The variance of the median of `count` standard normal draws, by simulation (an independent route from the
+    # order-statistics table); beyond 5 the factor is pi/2, the large-N limit, never narrower than the truth.
+    import numpy as np
+
+    from tfprofscale.profiling.runtime.across_processes import median_variance_factor
+
+    draws = np.random.default_rng(count).standard_normal((400_000, count))
+    simulated = float(np.median(draws, axis=1).var() * count)
+    if count <= 5:
+        assert median_variance_factor(count) == pytest.approx(simulated, rel=0.01)
+    else:
+        assert simulated < median_variance_factor(count) < 1.05 * math.pi / 2
 
 
 def test_combine_takes_medians_over_processes_and_keeps_each_process():
@@ -58,7 +77,7 @@ def test_combine_takes_medians_over_processes_and_keeps_each_process():
     assert combined.p10 == pytest.approx(0.95)          # median of 0.9 1.0 0.95
     assert combined.min == pytest.approx(0.7)           # fastest step of all
     assert combined.cv == pytest.approx(0.2) and combined.n == 600
-    assert (combined.ci_low, combined.ci_high) == pytest.approx((1.1 - 0.4968676, 1.1 + 0.4968676), abs=1e-6)
+    assert (combined.ci_low, combined.ci_high) == pytest.approx((0.775325, 1.552026), abs=1e-6)  # N = 3 next
     assert combined.between_process_cv == pytest.approx(0.1 / 1.1)
     assert combined.interval_scope == BETWEEN_PROCESSES and combined.this_process_median == 1.0
     assert [entry["median"] for entry in combined.processes] == [1.0, 1.2, 1.1]
@@ -73,8 +92,10 @@ def test_a_dead_process_keeps_its_place_and_the_others_count():
     assert combined.processes[1] == {"process": 2, "failed": "killed by SIGKILL"}
     assert [combined.processes[k]["median"] for k in (0, 2, 3)] == [2.0, 3.0, 4.0]
     assert combined.median == 3.0 and combined.min == 1.5 and combined.processes_contributed == 3
-    # mean 3, s = 1, t(2) = 4.303 -> half width 4.303 * 1.1547005 = 4.9686 > 3: the low end is clamped at 0.
-    assert combined.ci_low == 0.0 and combined.ci_high == pytest.approx(3 + 4.303 * math.sqrt(4 / 3), abs=1e-6)
+    # logs 0.6931 1.0986 1.3863: mean 1.0593513, s 0.3482375; the next run has 4 processes: sqrt(1/3 + 1.1930/4)
+    # = 0.7947222; half 4.303 * 0.3482375 * 0.7947222 = 1.1908640 -> exp(-0.1315127) .. exp(2.2502152). On the
+    # log scale the low end stays above 0 (a symmetric interval on the times went below 0 here).
+    assert (combined.ci_low, combined.ci_high) == pytest.approx((0.876768, 9.489778), abs=1e-6)
 
 
 def test_one_process_keeps_its_within_process_interval():

@@ -6,6 +6,7 @@ the same worker ``profile --processes N`` starts for processes 2..N.
 """
 from __future__ import annotations
 
+import json
 import os
 import random
 import statistics
@@ -22,11 +23,11 @@ sys.path.insert(0, str(ROOT))
 from tfprofscale.profiling.pipeline import ProfileOptions  # noqa: E402
 from tfprofscale.profiling.runtime.processes import run_worker, worker_request  # noqa: E402
 
-MODELS = {  # name: (model file, parameters, batch size)
+MODELS = {  # name: (model file, parameters, batch size); step times as measured at load ~1 on 2 cores
     "fashion_mnist-b1": ("models/fashion_mnist.py", {}, 1),
     "cnn-sub-ms": ("models/generated_cnn.py", {"n_layers": 2, "filters": 8, "input_size": 32}, 1),
-    "cnn-5ms": ("models/generated_cnn.py", {"n_layers": 3, "filters": 16, "input_size": 192}, 1),
-    "cnn-50ms": ("models/generated_cnn.py", {"n_layers": 3, "filters": 32, "input_size": 256, "stride": 1}, 1),
+    "cnn-5ms": ("models/generated_cnn.py", {"n_layers": 3, "filters": 32, "input_size": 288, "stride": 1}, 1),
+    "cnn-50ms": ("models/generated_cnn.py", {"n_layers": 3, "filters": 64, "input_size": 448, "stride": 1}, 1),
     "resnet50-b1": ("tools/fixtures/resnet50.py", {}, 1),
 }
 PROCESS_COUNTS = (1, 3, 5)
@@ -36,6 +37,10 @@ STATISTICS = ("median", "p10", "min")
 def run_coverage(args: Any) -> None:
     """Run the pool (interleaved), then print spreads and coverage per model; optionally the cost."""
     names = args.models or list(MODELS)
+    if args.commands:
+        commands = measure_commands(names, args.commands)
+        for name in names:
+            report_commands(name, commands[name])
     if args.coverage:
         pools = measure_pools(names, args.pool)
         for name in names:
@@ -64,6 +69,60 @@ def measure_pools(names: list[str], size: int) -> dict[str, list[Any]]:
                   f"min {times.min:9.4f}  interval {times.ci_low}-{times.ci_high}  n {times.n:6d}  "
                   f"load {times.load_start:.2f} -> {times.load_end:.2f}", flush=True)
     return pools
+
+
+def measure_commands(names: list[str], count: int) -> dict[str, list[dict[str, Any]]]:
+    """``count`` independent `profile --processes 5` commands per model, interleaved; each one's step_time_ms."""
+    commands: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "report.json"
+        for number in range(count):
+            for name in names:
+                path, params, batch = MODELS[name]
+                command = [sys.executable, "-m", "tfprofscale", "profile", str(ROOT / path), "--quiet", "--no-trace",
+                           "--no-cost-model", "--processes", str(max(PROCESS_COUNTS)), "--batch-size", str(batch),
+                           "--json", str(out)] + [f"--param={key}={value}" for key, value in params.items()]
+                started = time.perf_counter()
+                subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, "PYTHONPATH": str(ROOT)})
+                steps = json.loads(out.read_text())["totals"]["step_time_ms"]
+                commands[name].append(steps)
+                medians = " ".join(f"{entry['median']:.4f}" for entry in steps["processes"])
+                print(f"{name:18s} command {number + 1:2d}: process medians {medians} ms ({time.perf_counter() - "
+                      f"started:.1f} s; load {steps['processes'][0]['load_start']:.2f} -> {steps['load_end']:.2f})",
+                      flush=True)
+    return commands
+
+
+def report_commands(name: str, commands: list[dict[str, Any]]) -> None:
+    """Coverage over consecutive independent commands at N = 1, 3, 5, and fresh against forked spreads."""
+    from tfprofscale.profiling.runtime.across_processes import prediction_interval
+
+    per_command = [[entry["median"] for entry in steps["processes"] if "median" in entry] for steps in commands]
+    loads = [entry[key] for steps in commands for entry in steps["processes"] for key in ("load_start", "load_end")
+             if entry.get(key) is not None]
+    print(f"\n{name}: {len(commands)} independent commands of {max(PROCESS_COUNTS)} processes; load average "
+          f"{min(loads):.2f} to {max(loads):.2f} (median {statistics.median(loads):.2f}) on {os.cpu_count()} CPUs")
+    fresh = [medians[0] for medians in per_command]
+    forked_within = [statistics.stdev(m[1:]) / statistics.mean(m[1:]) for m in per_command if len(m) > 2]
+    print(f"  spread of the median: fresh processes (each command's first) CV {100 * _cv(fresh):.1f}%; forked "
+          f"processes within one command CV {100 * statistics.median(forked_within):.1f}% (median over commands), "
+          f"across commands CV {100 * _cv([x for m in per_command for x in m[1:]]):.1f}%")
+    for count in PROCESS_COUNTS:
+        reported = [statistics.median(medians[:count]) for medians in per_command]
+        intervals = [(steps["processes"][0]["ci_low"], steps["processes"][0]["ci_high"]) if count == 1
+                     else prediction_interval(medians[:count], next_count=count)
+                     for steps, medians in zip(commands, per_command)]
+        pairs = [(interval, following) for interval, following in zip(intervals, reported[1:]) if interval]
+        covered = sum(low <= following <= high for (low, high), following in pairs)
+        widths = [(interval[1] - interval[0]) / median for interval, median in zip(intervals, reported) if interval]
+        print(f"  N = {count}: the interval held the next command's median in {covered} of {len(pairs)}; median "
+              f"width {100 * statistics.median(widths):.1f}% of the median; the reported median's spread between "
+              f"commands CV {100 * _cv(reported):.1f}%")
+
+
+def _cv(values: list[float]) -> float:
+    return statistics.stdev(values) / statistics.mean(values)
 
 
 def _resolved(path: str, params: dict[str, Any]) -> dict[str, Any]:

@@ -31,7 +31,15 @@ N = 5 each draw uses 10 of the 12 processes. The load average at the start
 and end of every process is printed next to the figures. ``--cost`` times
 ``profile`` at ``--processes 1`` and ``3`` on fashion_mnist (interleaved).
 
-    python tools/bench_repeatability.py --coverage [--pool 12] [--draws 10] [--cost]
+``--commands K`` is the goal's own test: K independent ``profile --processes 5``
+commands per model (interleaved over the models; process 1 of each is a fresh
+``python -m``, processes 2-5 are forked from its fork server): at N = 1, 3, 5
+(each command's first N processes, as ``--processes N`` would report them)
+whether each command's interval holds the next command's median (K - 1
+pairs), and the spread of fresh processes (each command's first) against
+forked ones, within one command and across commands.
+
+    python tools/bench_repeatability.py --coverage [--pool 12] [--draws 10] [--cost] [--commands 11]
 """
 from __future__ import annotations
 
@@ -83,8 +91,10 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=10, help="independent-run checks per N (--coverage)")
     parser.add_argument("--models", nargs="+", default=None, help="a subset of the --coverage models")
     parser.add_argument("--cost", action="store_true", help="profile wall time at --processes 1 and 3")
+    parser.add_argument("--commands", type=int, default=0, metavar="K",
+                        help="K independent `profile --processes 5` commands per model: coverage over consecutive ones")
     args = parser.parse_args()
-    if args.coverage or args.cost:
+    if args.coverage or args.cost or args.commands:
         from bench_coverage import run_coverage
 
         run_coverage(args)

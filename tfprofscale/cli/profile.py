@@ -84,7 +84,8 @@ def add_timing_options(parser: argparse.ArgumentParser) -> None:
                              "traced steps shrink to fit it (default 3)")
     parser.add_argument("--processes", default=1, metavar="N",
                         help="time the step in N processes, one after another (this one and N - 1 fresh ones): "
-                             "the interval then covers another process's median (default 1: within-process only)")
+                             "the interval then covers the median another run of the command reports "
+                             "(default 1: within-process only)")
 
 
 def add_measure_options(parser: argparse.ArgumentParser) -> None:

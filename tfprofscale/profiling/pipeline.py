@@ -26,6 +26,7 @@ from tfprofscale.profiling.graph.tf_cost_model import add_tf_estimates
 from tfprofscale.profiling.memory import measure as memory
 from tfprofscale.profiling.memory.batch_limits import add_batch_limits, check_budget_above_weights, check_budget_options
 from tfprofscale.profiling.memory.graph_liveness import annotate_rows
+from tfprofscale.profiling.runtime import fork_server
 from tfprofscale.profiling.runtime import measure as runtime
 from tfprofscale.profiling.runtime.attribution import attribute_ops, body_kernels_renamed
 from tfprofscale.profiling.runtime.budget import check_processes, check_step_counts
@@ -129,6 +130,8 @@ def run_profile(model_or_path: Any, options: ProfileOptions) -> "Report":
     options.validate()
 
     threads_warning = apply_threads(parse_threads(options.threads))
+    if options.processes > 1:
+        fork_server.start()  # before this process's first op: later it could not fork (see fork_server)
     say = _Progress(options.progress)
     run_dir = _run_dir(options, _model_name(model_or_path)) if options.trace else None
     say("loading the model")

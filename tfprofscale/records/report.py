@@ -31,8 +31,8 @@ class StepTimes:
     ``threads`` and ``load_start``/``load_end`` (1-minute load average)
     describe the conditions. Over several processes (``--processes``, see
     ``profiling/runtime/across_processes``) the statistics are medians over the
-    processes, the interval is the 95% prediction interval for another
-    process's median (``interval_scope`` says which interval it is),
+    processes, the interval is the 95% prediction interval for the median
+    another run of N processes reports (``interval_scope`` says which interval it is),
     ``processes`` lists each process's figures (or why it died), and
     ``this_process_median`` is the profiling process's own median (the
     profiler overhead's base).

@@ -218,8 +218,8 @@ def _processes_lines(steps: "StepTimes") -> list[str]:
     medians = ", ".join(f"{entry['median']:.3f}" if "median" in entry else f"died ({entry['failed']})"
                         for entry in steps.processes or [])
     return [f"Processes:     {steps.processes_contributed} of {steps.processes_requested} timed the step "
-            f"(medians {medians} ms); the interval is the 95% range of another process's median, the step "
-            f"statistics are medians over the processes"]
+            f"(medians {medians} ms); the interval is the 95% range of the median another run of this command "
+            f"reports, the step statistics are medians over the processes"]
 
 
 def _profiler_lines(t: "Totals") -> list[str]:
