@@ -87,10 +87,11 @@ def measure_commands(names: list[str], count: int) -> dict[str, list[dict[str, A
                                env={**os.environ, "PYTHONPATH": str(ROOT)})
                 steps = json.loads(out.read_text())["totals"]["step_time_ms"]
                 commands[name].append(steps)
-                medians = " ".join(f"{entry['median']:.4f}" for entry in steps["processes"])
-                print(f"{name:18s} command {number + 1:2d}: process medians {medians} ms ({time.perf_counter() - "
-                      f"started:.1f} s; load {steps['processes'][0]['load_start']:.2f} -> {steps['load_end']:.2f})",
-                      flush=True)
+                medians = " ".join(f"{entry['median']:.4f}" if "median" in entry else "died"
+                                   for entry in steps["processes"])
+                seconds = time.perf_counter() - started
+                print(f"{name:18s} command {number + 1:2d}: process medians {medians} ms ({seconds:.1f} s; load "
+                      f"{steps['processes'][0]['load_start']:.2f} -> {steps['load_end']:.2f})", flush=True)
     return commands
 
 

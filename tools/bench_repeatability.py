@@ -92,7 +92,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=None, help="a subset of the --coverage models")
     parser.add_argument("--cost", action="store_true", help="profile wall time at --processes 1 and 3")
     parser.add_argument("--commands", type=int, default=0, metavar="K",
-                        help="K independent `profile --processes 5` commands per model: coverage over consecutive ones")
+                        help="K independent `profile --processes 5` commands per model: coverage over "
+                             "consecutive ones")
     args = parser.parse_args()
     if args.coverage or args.cost or args.commands:
         from bench_coverage import run_coverage
