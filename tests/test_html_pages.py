@@ -214,3 +214,19 @@ def test_html_to_an_unwritable_path_is_refused_before_any_work(capsys, tmp_path)
     assert "does not exist" in line and not marker.exists()
     line = one_line_error(capsys, "audit", str(tmp_path / "report.json"), "--html", str(tmp_path))
     assert "is a directory" in line or "does not exist" in line
+
+
+def test_the_hierarchy_charts_turn_into_treemaps_and_back(browser, profiled):
+    # Plotly's restyle buttons on the sunburst chart: Treemap redraws the same data as boxes (in its treemap layer),
+    # Sunburst draws the rings again; the values do not change with the shape.
+    page, errors, _ = open_page(browser, profiled / "report.html")
+    chart = page.locator("div.chart", has=page.locator("g.sunburstlayer g.slice")).first
+    rings = chart.locator("g.sunburstlayer g.slice").count()
+    chart.locator("g.updatemenu-button", has_text="Treemap").click()
+    page.wait_for_function("el => el.querySelectorAll('g.treemaplayer g.slice').length > 0", arg=chart.element_handle())
+    assert chart.locator("g.sunburstlayer g.slice").count() == 0
+    shapes = page.evaluate("el => el.data.map(trace => trace.type)", chart.element_handle())
+    assert shapes and set(shapes) == {"treemap"}
+    chart.locator("g.updatemenu-button", has_text="Sunburst").click()
+    page.wait_for_function("el => el.querySelectorAll('g.sunburstlayer g.slice').length > 0", arg=chart.element_handle())
+    assert chart.locator("g.sunburstlayer g.slice").count() == rings and errors == []

@@ -6,6 +6,7 @@ the same worker ``profile --processes N`` starts for processes 2..N.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -38,9 +39,9 @@ def run_coverage(args: Any) -> None:
     """Run the pool (interleaved), then print spreads and coverage per model; optionally the cost."""
     names = args.models or list(MODELS)
     if args.commands:
-        commands = measure_commands(names, args.commands)
-        for name in names:
-            report_commands(name, commands[name])
+        for route, commands in measure_commands(names, args.commands, args.routes).items():
+            for name in names:
+                report_commands(f"{name} ({route})", commands[name])
     if args.coverage:
         pools = measure_pools(names, args.pool)
         for name in names:
@@ -71,27 +72,29 @@ def measure_pools(names: list[str], size: int) -> dict[str, list[Any]]:
     return pools
 
 
-def measure_commands(names: list[str], count: int) -> dict[str, list[dict[str, Any]]]:
-    """``count`` independent `profile --processes 5` commands per model, interleaved; each one's step_time_ms."""
-    commands: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+ROUTES = {"forked": {}, "re-imported": {"TFPROFSCALE_FORK_SERVER": "0"}}  # how processes 2..5 start
+
+
+def measure_commands(names: list[str], count: int, routes: list[str]) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """``count`` independent `profile --processes 5` commands per model and route, interleaved; their step_time_ms."""
+    commands = {route: {name: [] for name in names} for route in routes}
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "report.json"
-        for number in range(count):
-            for name in names:
-                path, params, batch = MODELS[name]
-                command = [sys.executable, "-m", "tfprofscale", "profile", str(ROOT / path), "--quiet", "--no-trace",
-                           "--no-cost-model", "--processes", str(max(PROCESS_COUNTS)), "--batch-size", str(batch),
-                           "--json", str(out)] + [f"--param={key}={value}" for key, value in params.items()]
-                started = time.perf_counter()
-                subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env={**os.environ, "PYTHONPATH": str(ROOT)})
-                steps = json.loads(out.read_text())["totals"]["step_time_ms"]
-                commands[name].append(steps)
-                medians = " ".join(f"{entry['median']:.4f}" if "median" in entry else "died"
-                                   for entry in steps["processes"])
-                seconds = time.perf_counter() - started
-                print(f"{name:18s} command {number + 1:2d}: process medians {medians} ms ({seconds:.1f} s; load "
-                      f"{steps['processes'][0]['load_start']:.2f} -> {steps['load_end']:.2f})", flush=True)
+        for number, name, route in itertools.product(range(count), names, routes):
+            path, params, batch = MODELS[name]
+            command = [sys.executable, "-m", "tfprofscale", "profile", str(ROOT / path), "--quiet", "--no-trace",
+                       "--no-cost-model", "--processes", str(max(PROCESS_COUNTS)), "--batch-size", str(batch),
+                       "--json", str(out)] + [f"--param={key}={value}" for key, value in params.items()]
+            started = time.perf_counter()
+            subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           env={**os.environ, "PYTHONPATH": str(ROOT), **ROUTES[route]})
+            steps = json.loads(out.read_text())["totals"]["step_time_ms"]
+            commands[route][name].append(steps)
+            medians = " ".join(f"{entry['median']:.4f}" if "median" in entry else "died"
+                               for entry in steps["processes"])
+            seconds = time.perf_counter() - started
+            print(f"{name:18s} {route:11s} command {number + 1:2d}: process medians {medians} ms ({seconds:.1f} s; "
+                  f"load {steps['processes'][0]['load_start']:.2f} -> {steps['load_end']:.2f})", flush=True)
     return commands
 
 
@@ -106,8 +109,8 @@ def report_commands(name: str, commands: list[dict[str, Any]]) -> None:
           f"{min(loads):.2f} to {max(loads):.2f} (median {statistics.median(loads):.2f}) on {os.cpu_count()} CPUs")
     fresh = [medians[0] for medians in per_command]
     forked_within = [statistics.stdev(m[1:]) / statistics.mean(m[1:]) for m in per_command if len(m) > 2]
-    print(f"  spread of the median: fresh processes (each command's first) CV {100 * _cv(fresh):.1f}%; forked "
-          f"processes within one command CV {100 * statistics.median(forked_within):.1f}% (median over commands), "
+    print(f"  spread of the median: fresh processes (each command's first) CV {100 * _cv(fresh):.1f}%; "
+          f"processes 2-5 within one command CV {100 * statistics.median(forked_within):.1f}% (median over commands), "
           f"across commands CV {100 * _cv([x for m in per_command for x in m[1:]]):.1f}%")
     for count in PROCESS_COUNTS:
         reported = [statistics.median(medians[:count]) for medians in per_command]

@@ -94,6 +94,8 @@ def main() -> None:
     parser.add_argument("--commands", type=int, default=0, metavar="K",
                         help="K independent `profile --processes 5` commands per model: coverage over "
                              "consecutive ones")
+    parser.add_argument("--routes", nargs="+", default=["forked"], choices=["forked", "re-imported"],
+                        help="how --commands start processes 2..5 (both: interleaved, compared)")
     args = parser.parse_args()
     if args.coverage or args.cost or args.commands:
         from bench_coverage import run_coverage

@@ -16,6 +16,10 @@ Each round runs, interleaved, as fresh subprocesses:
 
 It prints every round with the load average, then the medians of the
 per-round figures. The machine is shared: compare figures of one run only.
+
+``--processes-cost`` (issue 18) instead times the sweep (one worker) at
+``--processes 1`` and ``--processes 3``, interleaved: the time per
+configuration and its ratio (goal <= 1.5x).
 """
 from __future__ import annotations
 
@@ -87,6 +91,19 @@ def dask_sweep_s(config: Path, out: Path) -> tuple[float, float]:
         return start_s, sweep_s(config, out, "--scheduler", cluster.scheduler_address)
 
 
+def processes_cost(config: Path, folder: Path, rounds: int) -> None:
+    """The sweep's time per configuration at --processes 1 and 3, interleaved, ``rounds`` each; medians and ratio."""
+    seconds: dict[int, list[float]] = {1: [], 3: []}
+    for number in range(1, rounds + 1):
+        for count in seconds:
+            seconds[count].append(sweep_s(config, folder / f"sweep{count}", "--processes", str(count)))
+            print(f"round {number}: --processes {count}: {seconds[count][-1] / CONFIGURATIONS:.2f} s per "
+                  f"configuration   ({load()})", flush=True)
+    one, three = (statistics.median(seconds[count]) / CONFIGURATIONS for count in (1, 3))
+    print(f"median time per configuration: --processes 1 {one:.2f} s, --processes 3 {three:.2f} s "
+          f"(x{three / one:.2f}; goal <= 1.5x)")
+
+
 def load() -> str:
     return "load average " + " ".join(f"{value:.2f}" for value in os.getloadavg())
 
@@ -96,6 +113,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     parser.add_argument("--skip-dask", action="store_true", help="only the sweep against separate profiles")
     parser.add_argument("--keep", metavar="DIR", help="keep the outputs here instead of a temporary folder")
+    parser.add_argument("--processes-cost", action="store_true", help="the sweep at --processes 1 against 3")
     args = parser.parse_args()
     ratios, overheads, with_start = [], [], []
     with tempfile.TemporaryDirectory(prefix="bench_sweep_") as scratch:
@@ -104,6 +122,9 @@ def main() -> int:
         config = folder / "bench.ini"
         config.write_text(GRID)
         print(f"{CONFIGURATIONS} configurations, {args.rounds} rounds; at start: {load()}", flush=True)
+        if args.processes_cost:
+            processes_cost(config, folder, args.rounds)
+            return 0
         for number in range(1, args.rounds + 1):
             one_worker = sweep_s(config, folder / "sweep")
             separate = profiles_s(folder)

@@ -17,7 +17,8 @@ spread between processes).
 The server is started only where that is safe: in the main thread of a
 process whose TensorFlow has not run an op (the ``profile`` command, a
 sweep's worker before its first configuration); elsewhere ``start`` returns
-None and the timing processes are re-imported. It dies with the process that
+None and the timing processes are re-imported (as they are with
+``TFPROFSCALE_FORK_SERVER=0``). It dies with the process that
 started it, and its timing processes with it (Linux's parent-death signal),
 and ends when that process closes its request pipe. A timing process past
 its time limit is killed.
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 PR_SET_PDEATHSIG = 1  # prctl option: the signal this process gets when its parent dies (Linux)
+DISABLE_ENV = "TFPROFSCALE_FORK_SERVER"  # "0": no server, every timing process re-imports TensorFlow
 
 
 class ForkServer:
@@ -67,7 +69,7 @@ def start() -> ForkServer | None:
     """This process's server, forked now if it is safe to (see the module doc); None where it is not."""
     global _server
     if _server is not None or threading.current_thread() is not threading.main_thread() \
-            or not hasattr(os, "pidfd_open"):  # Linux 5.3 and later
+            or not hasattr(os, "pidfd_open") or os.environ.get(DISABLE_ENV) == "0":  # pidfd: Linux 5.3 and later
         return _server
     from tensorflow.python.eager import context
 

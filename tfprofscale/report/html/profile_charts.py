@@ -79,7 +79,7 @@ def layer_bars(report: dict[str, Any], kernels: dict[str, list[str]]) -> list[Ch
 
 
 def hierarchy(report: dict[str, Any]) -> list[Chart | Missing]:
-    """Sunbursts of time and of graph FLOPs: by nesting for nested models, else by layer type."""
+    """Sunbursts of time and of graph FLOPs (buttons turn them into treemaps): by nesting, else by layer type."""
     layers = leaf_layers(report)
     nested = any(layer.get("depth", 0) > 0 for layer in layers)
     data, titles = [], []
@@ -96,10 +96,19 @@ def hierarchy(report: dict[str, Any]) -> list[Chart | Missing]:
                      "domain": {"x": [left + 0.02, left + 1 / len(measures) - 0.02], "y": [0, 0.92]}})
         titles.append({"text": f"<b>{title}</b>", "x": left + 0.5 / len(measures), "y": 1.0, "xref": "paper",
                        "yref": "paper", "showarrow": False, "xanchor": "center"})
-    spec = charts.layout("", height=520, annotations=titles, margin={"l": 10, "r": 10, "t": 30, "b": 10})
+    spec = charts.layout("", height=520, annotations=titles, margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                         updatemenus=[SHAPE_BUTTONS])
     how = "by nested model" if nested else "by layer type (the model is flat)"
     return [Chart(charts.figure(data, spec), f"Share of the step's kernel time and of the graph FLOPs, {how}; click "
-                                             "a ring to zoom into it, the centre to zoom out.", height=520)]
+                                             "a ring or a box to zoom into it, the centre or the path above to zoom "
+                                             "out; Treemap shows many small layers better.", height=520)]
+
+
+#: Plotly's own buttons that restyle the hierarchy charts between a sunburst and a treemap (same data).
+SHAPE_BUTTONS = {"type": "buttons", "direction": "right", "x": 0.0, "y": 1.06, "xanchor": "left", "yanchor": "bottom",
+                 "showactive": True, "active": 0, "pad": {"r": 4, "t": 0},
+                 "buttons": [{"label": "Sunburst", "method": "restyle", "args": ["type", "sunburst"]},
+                             {"label": "Treemap", "method": "restyle", "args": ["type", "treemap"]}]}
 
 
 def _tree(layers: list[dict[str, Any]], key: str, nested: bool, root: str) -> tuple[list, list, list, list]:
