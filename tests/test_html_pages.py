@@ -217,16 +217,17 @@ def test_html_to_an_unwritable_path_is_refused_before_any_work(capsys, tmp_path)
 
 
 def test_the_hierarchy_charts_turn_into_treemaps_and_back(browser, profiled):
-    # Plotly's restyle buttons on the sunburst chart: Treemap redraws the same data as boxes (in its treemap layer),
+    # Plotly's restyle buttons on the sunburst chart: Treemap redraws the same data as boxes (a treemap trace),
     # Sunburst draws the rings again; the values do not change with the shape.
     page, errors, _ = open_page(browser, profiled / "report.html")
-    chart = page.locator("div.chart", has=page.locator("g.sunburstlayer g.slice")).first
-    rings = chart.locator("g.sunburstlayer g.slice").count()
+    chart_id = page.locator("div.chart", has=page.locator("g.trace.sunburst g.slice")).first.get_attribute("id")
+    chart = page.locator(f"#{chart_id}")  # by id: after the restyle it has no sunburst to be found by
+    rings = chart.locator("g.trace.sunburst g.slice").count()
     chart.locator("g.updatemenu-button", has_text="Treemap").click()
-    page.wait_for_function("el => el.querySelectorAll('g.treemaplayer g.slice').length > 0", arg=chart.element_handle())
-    assert chart.locator("g.sunburstlayer g.slice").count() == 0
+    page.wait_for_function("el => el.querySelectorAll('g.trace.treemap g.slice').length > 0", arg=chart.element_handle())
+    assert chart.locator("g.trace.sunburst g.slice").count() == 0
     shapes = page.evaluate("el => el.data.map(trace => trace.type)", chart.element_handle())
     assert shapes and set(shapes) == {"treemap"}
     chart.locator("g.updatemenu-button", has_text="Sunburst").click()
-    page.wait_for_function("el => el.querySelectorAll('g.sunburstlayer g.slice').length > 0", arg=chart.element_handle())
-    assert chart.locator("g.sunburstlayer g.slice").count() == rings and errors == []
+    page.wait_for_function("el => el.querySelectorAll('g.trace.sunburst g.slice').length > 0", arg=chart.element_handle())
+    assert chart.locator("g.trace.sunburst g.slice").count() == rings and errors == []
