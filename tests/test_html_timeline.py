@@ -1,6 +1,8 @@
 """The live-bytes timeline kept for the HTML page, and the training ledger's accepted shapes (no browser)."""
 from __future__ import annotations
 
+import pytest
+
 from tfprofscale.profiling.memory.live_timeline import live_timeline
 from tfprofscale.profiling.memory.step_memory import Allocation, running_peak
 from tfprofscale.records import LiveStep
@@ -58,3 +60,19 @@ def test_fill_record_keeps_the_device_timeline_of_a_gpu_step():
     assert [(s.op, s.layer, s.live_bytes) for s in record.live_timeline] == [
         ("m/conv/Conv2D", "conv", 73_728), ("m/relu/Relu", "relu", 16_384), ("m/conv/Conv2D", "conv", 8_192),
         ("m/relu/Relu", "relu", 0)]
+
+
+@pytest.mark.parametrize("top, texts, unit_bytes", [
+    (7.02 * 2**20, ["0 MiB", "2 MiB", "4 MiB", "6 MiB", "8 MiB"], 2**20),  # 7.02 / 1 > 6 ticks, 7.02 / 2 = 3.5
+    (500, ["0 B", "100 B", "200 B", "300 B", "400 B", "500 B", "600 B"], 1),  # 500 / 50 = 10 > 6, 500 / 100 = 5
+    (3 * 2**30, ["0 GiB", "1 GiB", "2 GiB", "3 GiB", "4 GiB"], 2**30),
+    (40 * 2**10, ["0 KiB", "10 KiB", "20 KiB", "30 KiB", "40 KiB", "50 KiB"], 2**10),  # 40 / 5 = 8 > 6, 40 / 10 = 4
+])
+def test_bytes_axes_tick_at_round_binary_sizes(top, texts, unit_bytes):
+    # The pages write sizes in KiB / MiB / GiB: the axes must too (plotly's own "2M" would mean 2,000,000).
+    from tfprofscale.report.html.charts import bytes_axis
+
+    axis = bytes_axis("bytes", top)
+    assert axis["ticktext"] == texts
+    assert axis["tickvals"] == [int(text.split()[0]) * unit_bytes for text in texts]
+    assert axis["tickvals"][-1] >= top and axis["rangemode"] == "tozero"

@@ -235,7 +235,8 @@ def memory_blocks(audit: Audit) -> list[Block]:
                                                       "line": {"width": 3}},
                  "hovertemplate": "%{x}: measured %{y:,} B<extra></extra>"})
     spec = charts.layout("", height=440, barmode="stack", xaxis=charts.axis("configuration", type="category"),
-                         yaxis=charts.axis("bytes", exponentformat="SI", ticksuffix="B"))
+                         yaxis=charts.bytes_axis("bytes", max(max(sum(p.memory.estimate.terms.values()),
+                                                                      p.memory.peak_bytes) for p in profiles)))
     return [Chart(charts.figure(data, spec), "The memory estimate split into its terms (bars) against the measured "
                                             "peak (black line) of each configuration.", 440)]
 

@@ -1,6 +1,7 @@
 """Plotly figure specs (plain dicts: plotly.js draws them) shared by the pages: layouts, axes, colours, hover text."""
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -67,6 +68,24 @@ def binary_bytes(value: float | None) -> str:
         if value >= scale:
             return f"{value / scale:.2f} {unit}"
     return f"{int(value)} B"
+
+
+NICE_STEPS = (1, 2, 5, 10, 20, 50, 100, 200, 500)
+
+
+def bytes_axis(title: str, top: float, ticks: int = 6, **extra: Any) -> dict[str, Any]:
+    """A linear axis of bytes from 0 with ticks at round binary sizes (``2 MiB``), as the page's text writes them.
+
+    Plotly only knows SI prefixes (``2M`` = 2,000,000), which would put ``MB`` on
+    the axis beside ``MiB`` in the labels: the ticks are given instead.
+    """
+    top = max(float(top or 0), 1.0)
+    scale, unit = next(((s, u) for s, u in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")) if top >= s), (1, "B"))
+    size = top / scale  # under 1024 but in GiB
+    step = next((n for n in NICE_STEPS if size / n <= ticks), NICE_STEPS[-1] * math.ceil(size / NICE_STEPS[-1] / ticks))
+    values = [k * step * scale for k in range(int(top / (step * scale)) + 2)]
+    return axis(title, tickmode="array", tickvals=values, ticktext=[f"{k * step:g} {unit}" for k in range(len(values))],
+                rangemode="tozero", **extra)
 
 
 def identity_line(low: float, high: float, name: str = "estimate = measured") -> dict[str, Any]:

@@ -51,8 +51,8 @@ def live_bytes(memory: dict[str, Any] | None, curve: list[tuple[str, int]] | Non
                  "customdata": [f"{timeline[peak]['op']}<br>live at the peak:<br>{tensors}"],
                  "hovertemplate": "%{customdata}<extra>peak %{y:,} B</extra>"})
     spec = charts.layout("", height=430, xaxis=charts.axis("allocation step (ops in execution order)"),
-                         yaxis=charts.axis("in-step live bytes (weights and fed input excluded)",
-                                           exponentformat="SI", ticksuffix="B", rangemode="tozero"))
+                         yaxis=charts.bytes_axis("in-step live bytes (weights and fed input excluded)",
+                                                 max(values + [value for _, value in curve or []])))
     caption = ("The running sum of the traced step's allocation records, one point per op (its highest value), "
                "with the peak marked (hover it for the tensors live there); the dashed line is the formula "
                "estimate's live activations + workspace, layer by layer, placed at each layer's first op.")
@@ -87,7 +87,7 @@ def _estimate_only(curve: list[tuple[str, int]]) -> Chart:
              "line": {"color": charts.colour(1), "shape": "hv"},
              "hovertemplate": "%{x}<br>estimate %{y:,} B<extra></extra>"}]
     spec = charts.layout("", height=380, xaxis=charts.axis("layer (execution order)", tickangle=-60),
-                         yaxis=charts.axis("estimated live bytes", exponentformat="SI", ticksuffix="B"))
+                         yaxis=charts.bytes_axis("estimated live bytes", max(value for _, value in curve)))
     return Chart(charts.figure(data, spec), "The formula estimate's live activations + workspace per layer.", 380)
 
 
@@ -168,6 +168,7 @@ def _stacked(sources: dict[str, dict[str, float]], caption: str) -> Chart:
              "hovertemplate": "%{y}: " + term.replace("_", " ") + " %{x:,} B<extra></extra>"}
             for i, term in enumerate(order)]
     spec = charts.layout("", height=150 + 50 * len(names), barmode="stack",
-                         xaxis=charts.axis("bytes", exponentformat="SI", ticksuffix="B"), yaxis=charts.axis(""),
+                         xaxis=charts.bytes_axis("bytes", max(sum(v.values()) for v in sources.values())),
+                         yaxis=charts.axis(""),
                          legend={"orientation": "h", "y": -0.45})
     return Chart(charts.figure(data, spec), caption, height=spec["height"])
