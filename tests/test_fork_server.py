@@ -117,3 +117,17 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (FileNotFoundError, IndexError):
         return "gone"
+
+
+def test_a_local_sweep_worker_forks_the_timing_processes_of_every_configuration(tmp_path):
+    # The worker starts its server before its first configuration's first op, and keeps it for the next ones.
+    (tmp_path / "model.py").write_text(DENSE.replace("def build_model():", "def build_model(units=2):"))
+    (tmp_path / "grid.ini").write_text("[sweep]\nmodel = model.py\nsteps = 5\nwarmup = 1\ntrace_steps = 0\n"
+                                       "max_time = 0.5\nprocesses = 2\n\n[grid]\nunits = 2 3\n")
+    done = run_python("-m", "tfprofscale", "sweep", str(tmp_path / "grid.ini"), "--out", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    reports = sorted((tmp_path / "out" / "reports").glob("*.json"))
+    assert len(reports) == 2
+    for path in reports:
+        steps = json.loads(path.read_text())["report"]["totals"]["step_time_ms"]
+        assert [entry["started"] for entry in steps["processes"]] == ["profiling process", "forked"]
