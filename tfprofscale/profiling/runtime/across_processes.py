@@ -87,16 +87,21 @@ def exit_reason(returncode: int) -> str:
     return f"exit status {returncode}"
 
 
-def combine(per_process: list[Any], failures: list[dict[str, Any]], requested: int) -> Any:
+def combine(per_process: list[Any], failures: list[dict[str, Any]], requested: int,
+            started: dict[int, str] | None = None) -> Any:
     """One ``StepTimes`` from the ``StepTimes`` of each process that finished (in the order they ran).
 
     ``failures`` are ``{"process": k, "failed": reason}`` for workers that died; their
     place is kept in ``processes`` so the report says which one died and why.
+    ``started`` says how each finished process began (process number -> "forked" ...),
+    kept in its entry when given.
     """
     if not per_process:
         raise ValueError("no process finished timing")
-    entries = sorted([{"process": index, **_entry(times)} for index, times in _numbered(per_process, failures)]
-                     + failures, key=lambda entry: entry["process"])
+    how = started or {}
+    entries = sorted([{"process": index, **_entry(times), **({"started": how[index]} if index in how else {})}
+                      for index, times in _numbered(per_process, failures)] + failures,
+                     key=lambda entry: entry["process"])
     first = per_process[0]
     if len(per_process) == 1:
         return replace(first, interval_scope=WITHIN_PROCESS, processes=entries if requested > 1 else None,

@@ -26,6 +26,8 @@ from tfprofscale.profiling.runtime.across_processes import combine, exit_reason
 from tfprofscale.records import StepTimes
 
 PROCESS_ENV = "TFPROFSCALE_TIMING_PROCESS"  # 1-based number of the timing process, set in each worker
+
+
 def time_in_more_processes(first: Any, request: dict[str, Any], count: int,
                            say: Callable[[str], None]) -> tuple[Any, list[str]]:
     """``first`` (this process's StepTimes) combined with those of ``count - 1`` fresh workers; with warnings."""
@@ -43,11 +45,7 @@ def time_in_more_processes(first: Any, request: dict[str, Any], count: int,
             notes.append(f"process {number}: {outcome['budget_note']}")
     warnings = [f"timing process {entry['process']} of {count} died ({entry['failed']}); step_time_ms combines "
                 f"the {len(per_process)} that finished" for entry in failures]
-    combined = combine(per_process, failures, count)
-    for entry in combined.processes or []:
-        if "failed" not in entry:
-            entry["started"] = started[entry["process"]]
-    return combined, warnings + notes[:1]
+    return combine(per_process, failures, count, started), warnings + notes[:1]
 
 
 def run_worker(number: int, request: dict[str, Any]) -> dict[str, Any] | str:
@@ -56,9 +54,10 @@ def run_worker(number: int, request: dict[str, Any]) -> dict[str, Any] | str:
         request_path, result_path = Path(folder) / "request.json", Path(folder) / "result.json"
         request_path.write_text(json.dumps(request))
         timeout = 300 + 20 * float(request["rule"]["max_time_s"])
-        returncode, stderr, started = _forked(number, Path(folder), timeout)
-        if started is None:
-            returncode, stderr, started = _reimported(number, request_path, result_path, timeout)
+        ended, started = _forked(number, Path(folder), timeout), "forked"
+        if ended is None:
+            ended, started = _reimported(number, request_path, result_path, timeout), "re-imported"
+        returncode, stderr = ended
         if returncode is None:
             return f"timed out after {timeout:.0f} s and was killed"
         if returncode != 0 or not result_path.exists():
@@ -67,31 +66,30 @@ def run_worker(number: int, request: dict[str, Any]) -> dict[str, Any] | str:
         return {**json.loads(result_path.read_text()), "started": started}
 
 
-def _forked(number: int, folder: Path, timeout: float) -> tuple[int | None, str, str | None]:
-    """Exit code (None: timed out), stderr and ``"forked"``; ``(None, "", None)`` without a working server."""
+def _forked(number: int, folder: Path, timeout: float) -> tuple[int | None, str] | None:
+    """Exit code (None: timed out) and stderr of a timing process forked from the server; None without one."""
     server = fork_server.server()
     if server is None:
-        return None, "", None
+        return None
     try:
         returncode = server.run(number, folder / "request.json", folder / "result.json", folder / "stderr",
                                 timeout)
-    except OSError:
-        return None, "", None
+    except OSError:  # the server is gone: re-import instead
+        return None
     stderr = (folder / "stderr").read_text(errors="replace") if (folder / "stderr").exists() else ""
-    return returncode, stderr, "forked"
+    return returncode, stderr
 
 
-def _reimported(number: int, request_path: Path, result_path: Path,
-                timeout: float) -> tuple[int | None, str, str]:
-    """Exit code (None: timed out) and stderr of ``python -m ...timing_worker``; ``"re-imported"``."""
+def _reimported(number: int, request_path: Path, result_path: Path, timeout: float) -> tuple[int | None, str]:
+    """Exit code (None: timed out) and stderr of ``python -m ...timing_worker``."""
     try:
         done = subprocess.run([sys.executable, "-m", "tfprofscale.profiling.runtime.timing_worker",
                                str(request_path), str(result_path)], env=_worker_env(number),
                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                               text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return None, "", "re-imported"
-    return done.returncode, done.stderr or "", "re-imported"
+        return None, ""
+    return done.returncode, done.stderr or ""
 
 
 def worker_request(model_path: str, params: dict[str, Any], options: Any, device: str) -> dict[str, Any]:

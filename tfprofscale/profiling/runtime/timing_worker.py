@@ -1,11 +1,11 @@
 """A fresh process that times one model's step: ``python -m tfprofscale.profiling.runtime.timing_worker REQUEST RESULT``.
 
-It re-imports TensorFlow and the model file, builds and traces the model at
-the request's batch size, then warms up and times the step as the profiling
-process does (``measure.time_within_budget``), and writes the step times as
-JSON to RESULT. A forked copy of the profiling process would start in
-milliseconds but deadlocks on its first op (TensorFlow's thread pools do not
-survive ``fork``: measured, see README), so a worker always starts afresh.
+It imports the model file, builds and traces the model at the request's batch
+size, then warms up and times the step as the profiling process does
+(``measure.time_within_budget``), and writes the step times as JSON to
+RESULT. It runs either forked from the fork server (``fork_server``: TensorFlow
+imported, no op run yet) or as ``python -m`` here, re-importing TensorFlow; a
+fork of the profiling process itself would deadlock on its first op.
 Exit status: 0 with RESULT written, 2 for a model that fails, 1 otherwise.
 """
 from __future__ import annotations
