@@ -78,3 +78,21 @@ def test_warnings_are_printed_and_kept_in_the_json():
     report.warnings = measurement_warnings(report.totals, [], cpus=2)
     assert report.to_dict()["warnings"] == report.warnings and report.warnings
     assert f"Warning:       {report.warnings[0]}" in render(report)
+
+
+def test_over_several_processes_the_budget_warning_judges_each_process_not_the_between_interval():
+    # A between-process interval 14% wide says nothing of steps: judge each process's own interval instead.
+    # Process 1: 2.00 ms, 1.99-2.01 (1% wide, reached); process 2: 2.10 ms, 2.00-2.20 (9.5% wide, budget);
+    # process 3: 2.05 ms, 2.00-2.10 (4.9% wide, budget). Short of the 2% target: processes 2 and 3; widest 2.
+    entries = [{"process": 1, "median": 2.00, "ci_low": 1.99, "ci_high": 2.01, "n": 900, "stopped_by": "precision"},
+               {"process": 2, "median": 2.10, "ci_low": 2.00, "ci_high": 2.20, "n": 300, "stopped_by": "time budget"},
+               {"process": 3, "median": 2.05, "ci_low": 2.00, "ci_high": 2.10, "n": 400, "stopped_by": "time budget"}]
+    step = rounds_of([0.002] * 6, ci_low=1.8, ci_high=2.1, target_ci=0.02, stopped_by="precision, time budget",
+                     interval_scope="between processes", processes=entries, processes_contributed=3)
+    line = imprecise_median(totals(step))
+    assert line.startswith("too few steps for the requested precision in 2 of 3 timing processes: process 2's "
+                           "median interval is 9.5% of it wide after 300 steps, target 2.0%")
+    every_reached = [dict(entry, stopped_by="precision") for entry in entries]
+    assert imprecise_median(totals(rounds_of([0.002] * 6, ci_low=1.8, ci_high=2.1, target_ci=0.02,
+                                             interval_scope="between processes", processes=every_reached,
+                                             processes_contributed=3))) is None

@@ -9,7 +9,7 @@ import os
 from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
-    from tfprofscale.records import LayerRow, Totals
+    from tfprofscale.records import LayerRow, StepTimes, Totals
 
 CV_LIMIT = 0.10
 HIGH_LOAD_PER_CPU = 0.75
@@ -73,8 +73,14 @@ def odd_overhead(totals: "Totals") -> str | None:
 
 
 def imprecise_median(totals: "Totals") -> str | None:
-    """Timing ended by the time budget before the median's interval reached its target width."""
+    """Timing ended by the time budget before the median's interval reached its target width.
+
+    Over several processes the target is each process's own interval (the stop
+    rule's), not the between-process one, which no number of steps narrows.
+    """
     steps = totals.step_time_ms
+    if steps.interval_scope == "between processes":
+        return _imprecise_processes(steps)
     width = steps.ci_width
     if steps.stopped_by != "time budget" or steps.target_ci is None or (width is not None and width <= steps.target_ci):
         return None
@@ -82,6 +88,29 @@ def imprecise_median(totals: "Totals") -> str | None:
     return (f"too few steps for the requested precision: the median's {100 * (steps.ci_confidence or 0):.0f}% "
             f"interval is {shown} of it wide after {steps.n} steps, target {100 * steps.target_ci:.1f}% "
             "(raise --max-time, or accept the wider interval)")
+
+
+def _imprecise_processes(steps: "StepTimes") -> str | None:
+    """The timing processes stopped by the budget short of the target: how many, and the widest."""
+    if steps.target_ci is None:
+        return None
+    short = [entry for entry in steps.processes or [] if entry.get("stopped_by") == "time budget"
+             and (_entry_width(entry) is None or _entry_width(entry) > steps.target_ci)]
+    if not short:
+        return None
+    widest = max(short, key=lambda entry: _entry_width(entry) or float("inf"))
+    width = _entry_width(widest)
+    shown = "unknown" if width is None else f"{100 * width:.1f}%"
+    return (f"too few steps for the requested precision in {len(short)} of {steps.processes_contributed} timing "
+            f"processes: process {widest['process']}'s median interval is {shown} of it wide after {widest['n']} "
+            f"steps, target {100 * steps.target_ci:.1f}% (raise --max-time, or accept the wider interval; the "
+            "interval between processes does not narrow with more steps)")
+
+
+def _entry_width(entry: dict) -> float | None:
+    """A process entry's relative interval width, (high - low) / median."""
+    low, high, median = entry.get("ci_low"), entry.get("ci_high"), entry.get("median")
+    return None if low is None or high is None or not median else (high - low) / median
 
 
 def low_kernel_coverage(totals: "Totals") -> str | None:
